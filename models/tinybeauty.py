@@ -1,0 +1,191 @@
+"""TinyBeauty: a tiny residual U-Net that puts one makeup style on a face.
+
+Reference: Jin et al., "Toward Tiny and High-quality Facial Makeup with Data Amplify
+Learning", ECCV 2024. The network predicts a *residual* that is added to the input face:
+
+    made_up = clamp(face + residual(face), 0, 1)
+
+Contract: images are float RGB in [0, 1], NCHW, H and W divisible by ``TinyBeautyConfig.stride``
+(8). The network is shaped for a byte budget, not copied from a parameter claim: every
+shipped int8 artifact must stay under 100,000 bytes, so weights get ~60K of those bytes and
+format overhead the rest.
+
+Layout (resolutions for a 256x256 input):
+
+    stem    3x3 conv, stride 2            256 -> 128   (downsample before anything costly)
+    enc1    3x3 conv                      128          -> skip 1
+    enc2    maxpool + 3x3 conv            64           -> skip 2
+    enc3    maxpool + 3x3 conv            32           -> skip 3
+    bottleneck  dilated 3x3 convs         32           (wider receptive field, no 4th pool)
+    dec3    concat(skip 3) + 3x3 conv     32
+    dec2    upsample + concat(skip 2) + 3x3 conv   64
+    dec1    upsample + concat(skip 1) + 3x3 conv   128
+    head    1x1 conv to 3*2*2 channels + pixel shuffle -> 3-channel residual at 256
+
+Only quantization-friendly ops: conv, bounded ReLU (ReLU6), max-pool, nearest upsampling,
+concat, pixel shuffle. No normalisation layers, so nothing has to be folded at export.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class TinyBeautyConfig:
+    """Shape of the network. Stored in every checkpoint so a checkpoint alone rebuilds it."""
+
+    widths: tuple[int, int, int] = (16, 24, 48)  # enc1/dec1, enc2/dec2, enc3/dec3 channels
+    bottleneck_width: int = 48
+    bottleneck_convs: int = 1
+    bottleneck_dilation: int = 2
+    activation: str = "relu6"  # relu6 keeps activations bounded for int8 scales
+    in_channels: int = 3
+
+    # Total downsampling of the deepest feature map; inputs must be divisible by it.
+    stride: int = 8
+
+    def __post_init__(self) -> None:
+        if len(self.widths) != 3 or min(self.widths) < 1:
+            raise ValueError(f"widths must be three positive ints, got {self.widths}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["widths"] = list(self.widths)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TinyBeautyConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown model_config keys {unknown}; known keys are {sorted(known)}")
+        values = dict(values)
+        if "widths" in values:
+            values["widths"] = tuple(values["widths"])
+        return cls(**values)
+
+
+ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6}
+
+# Named variants: one dict, one factory (see `build_model`).
+VARIANTS: dict[str, TinyBeautyConfig] = {
+    "tiny": TinyBeautyConfig(),
+    "nano": TinyBeautyConfig(widths=(8, 16, 24), bottleneck_width=24),  # tests and smoke runs
+}
+
+
+def conv_act(in_ch: int, out_ch: int, activation: str, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=dilation, dilation=dilation),
+        ACTIVATIONS[activation](),
+    )
+
+
+class ResidualUNet(nn.Module):
+    """Face -> makeup residual. This is the part that gets quantized at export."""
+
+    def __init__(self, config: TinyBeautyConfig):
+        super().__init__()
+        c1, c2, c3 = config.widths
+        cb, act = config.bottleneck_width, config.activation
+        self.stem = conv_act(config.in_channels, c1, act, stride=2)
+        self.enc1 = conv_act(c1, c1, act)
+        self.enc2 = conv_act(c1, c2, act)
+        self.enc3 = conv_act(c2, c3, act)
+        bottleneck = [conv_act(c3, cb, act, dilation=config.bottleneck_dilation)]
+        bottleneck += [
+            conv_act(cb, cb, act, dilation=config.bottleneck_dilation)
+            for _ in range(config.bottleneck_convs - 1)
+        ]
+        self.bottleneck = nn.Sequential(*bottleneck)
+        self.dec3 = conv_act(cb + c3, c2, act)
+        self.dec2 = conv_act(c2 + c2, c1, act)
+        self.dec1 = conv_act(c1 + c1, c1, act)
+        self.head = nn.Conv2d(c1, config.in_channels * 4, 1)
+        self.pool = nn.MaxPool2d(2)
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        # Start as the identity mapping: a zero residual is the no-makeup baseline.
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, face: torch.Tensor) -> torch.Tensor:
+        skip1 = self.enc1(self.stem(face))
+        skip2 = self.enc2(self.pool(skip1))
+        skip3 = self.enc3(self.pool(skip2))
+        deep = self.bottleneck(skip3)
+        deep = self.dec3(torch.cat([deep, skip3], dim=1))
+        deep = self.dec2(torch.cat([self.up(deep), skip2], dim=1))
+        deep = self.dec1(torch.cat([self.up(deep), skip1], dim=1))
+        return F.pixel_shuffle(self.head(deep), 2)
+
+
+class TinyBeauty(nn.Module):
+    """The full model: ``clamp(face + residual, 0, 1)``.
+
+    ``forward(face, clamp=False)`` returns ``face + residual`` without the clamp; training
+    losses use it so saturated pixels still get a gradient (with the clamp inside the loss the
+    residual drifts to large values, which ruins int8 activation scales). It is a forward
+    argument, not a second method, so DistributedDataParallel still syncs gradients.
+    """
+
+    def __init__(self, config: TinyBeautyConfig | None = None):
+        super().__init__()
+        self.config = config or TinyBeautyConfig()
+        self.residual = ResidualUNet(self.config)
+
+    def forward(self, face: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+        made_up = face + self.residual(face)
+        return torch.clamp(made_up, 0.0, 1.0) if clamp else made_up
+
+
+def build_model(variant: str | TinyBeautyConfig | dict = "tiny") -> TinyBeauty:
+    """The one factory: a variant name, a config, or a config dict from a checkpoint."""
+    if isinstance(variant, str):
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}; choose from {sorted(VARIANTS)}")
+        config = VARIANTS[variant]
+    elif isinstance(variant, dict):
+        config = TinyBeautyConfig.from_dict(variant)
+    else:
+        config = variant
+    return TinyBeauty(config)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module, height: int = 256, width: int = 256) -> int:
+    """Multiply-accumulates of one forward pass (convolutions only; the rest is negligible)."""
+    macs = 0
+
+    def hook(module: nn.Conv2d, _inputs, output: torch.Tensor) -> None:
+        nonlocal macs
+        kernel = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
+        macs += output.numel() * kernel
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, height, width))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return macs
+
+
+def describe(model: TinyBeauty, height: int = 256, width: int = 256) -> str:
+    params = count_parameters(model)
+    macs = count_macs(model, height, width)
+    return (
+        f"TinyBeauty {model.config.widths}/{model.config.bottleneck_width}: "
+        f"{params:,} parameters, {macs / 1e9:.3f} GMAC at {height}x{width}, "
+        f"fp32 {params * 4 / 1000:.1f} KB, int8 weights {params / 1000:.1f} KB"
+    )

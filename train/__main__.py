@@ -1,0 +1,256 @@
+"""Train TinyBeauty on paired faces (without makeup -> with one makeup style).
+
+Usage:
+    python -m train                              # CPU preset on the built-in synthetic data
+    python -m train --data DIR                   # the paper's schedule on your pairs
+    python -m train --data DIR --epochs 5 --out runs/try1 --resume
+    torchrun --nproc_per_node 2 -m train ...     # DistributedDataParallel (gloo on CPU)
+
+Presets fill every option you do not give explicitly:
+    paper (default with --data): 50 epochs, batch 32, full 256x256 images, Adam lr 2e-4.
+    cpu   (default without --data): 600 synthetic pairs, 128x128 random crops of the 256x256
+          images, batch 16, lr 2e-3, 60 epochs; about 10 minutes on 2 CPU cores.
+
+Writes to --out: tinybeauty_best_loss.pt, tinybeauty_best_psnr.pt, tinybeauty_final.pt,
+tinybeauty_last.pt (resume point), metrics.csv (one row per epoch), samples_epoch_*.png,
+training_curves.png and config.json (the resolved options).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+
+from models.checkpoint import CheckpointError, read_checkpoint, save_checkpoint, unwrap_model
+from models.tinybeauty import VARIANTS, build_model, describe
+from train import trainer
+from train.data import DataError, PairDataset, load_pairs, split_indices
+from train.synthetic import write_dataset
+
+log = logging.getLogger("train")
+
+DEFAULT_SYNTHETIC_DIR = Path("data/synthetic")
+
+
+@dataclass
+class TrainConfig:
+    data: str | None = None
+    out: str = "tinybeauty_model"
+    preset: str = "paper"
+    variant: str = "tiny"
+    epochs: int = 50
+    batch_size: int = 32
+    image_size: int = 256
+    crop: int | None = None
+    lr: float = 2e-4
+    l1_weight: float = 1.0
+    eyeliner_weight: float = 0.5
+    plateau_factor: float = 0.5
+    plateau_patience: int = 5
+    val_fraction: float = 0.1
+    seed: int = 0
+    sample_every: int = 5
+    synthetic_pairs: int = 600
+    device: str = "auto"
+    threads: int | None = None
+    resume: bool = False
+    wandb: bool = False
+    wandb_project: str = "tinybeauty"
+
+
+PRESETS: dict[str, dict] = {
+    "paper": {},
+    "cpu": {"epochs": 60, "batch_size": 16, "crop": 128, "lr": 2e-3, "synthetic_pairs": 600},
+}
+
+
+def parse_args(argv: list[str] | None) -> TrainConfig:
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(prog="python -m train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add = parser.add_argument
+    # Options default to None so a preset can fill exactly the ones the user did not give.
+    add("--data", help="folder of pairs (source/ + target/, non-makeup/ + makeup/, or pairs.csv); "
+        f"default: render the built-in synthetic set into {DEFAULT_SYNTHETIC_DIR}")
+    add("--out", help=f"output folder (default {defaults.out})")
+    add("--preset", choices=sorted(PRESETS), help="schedule preset (default: paper with --data, cpu without)")
+    add("--variant", choices=sorted(VARIANTS), help=f"model size (default {defaults.variant})")
+    add("--epochs", type=int, help=f"epochs (paper {defaults.epochs})")
+    add("--batch-size", type=int, help=f"global batch size (paper {defaults.batch_size}; split across processes)")
+    add("--image-size", type=int, help=f"images are resized to this square size (default {defaults.image_size})")
+    add("--crop", type=int, help="train on random square crops of this size (default: whole images)")
+    add("--lr", type=float, help=f"Adam learning rate (paper {defaults.lr})")
+    add("--l1-weight", type=float, help=f"weight of the L1 loss (default {defaults.l1_weight})")
+    add("--eyeliner-weight", type=float, help=f"weight of the eyeliner loss (default {defaults.eyeliner_weight})")
+    add("--plateau-factor", type=float, help=f"ReduceLROnPlateau factor (default {defaults.plateau_factor})")
+    add("--plateau-patience", type=int, help=f"ReduceLROnPlateau patience in epochs (default {defaults.plateau_patience})")
+    add("--val-fraction", type=float, help=f"validation share of the pairs (default {defaults.val_fraction})")
+    add("--seed", type=int, help=f"seed of the split, augmentation and init (default {defaults.seed})")
+    add("--sample-every", type=int, help=f"write a sample grid every N epochs (default {defaults.sample_every})")
+    add("--synthetic-pairs", type=int, help=f"pairs to render when --data is not given (default {defaults.synthetic_pairs})")
+    add("--device", help="auto, cpu, cuda or cuda:N (default auto: CUDA when present)")
+    add("--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's choice)")
+    add("--resume", action="store_true", default=None, help="continue from OUT/tinybeauty_last.pt")
+    add("--wandb", action="store_true", default=None, help="log to Weights & Biases (offline unless configured)")
+    add("--wandb-project", help=f"W&B project (default {defaults.wandb_project})")
+    given = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
+    preset = given.get("preset") or ("paper" if given.get("data") else "cpu")
+    values = {**asdict(defaults), **PRESETS[preset], **given, "preset": preset}
+    config = TrainConfig(**values)
+    problems = [f"--{f.name.replace('_', '-')} must be positive" for f in fields(config)
+                if f.name in ("epochs", "batch_size", "image_size", "sample_every", "synthetic_pairs")
+                and getattr(config, f.name) <= 0]
+    if config.image_size % 8:
+        problems.append(f"--image-size {config.image_size} must be divisible by 8")
+    if config.crop is not None and (config.crop % 8 or not 0 < config.crop <= config.image_size):
+        problems.append(f"--crop {config.crop} must be divisible by 8 and at most --image-size")
+    if problems:
+        parser.error("; ".join(problems))
+    return config
+
+
+def resolve_device(name: str, dist_info: trainer.Distributed) -> torch.device:
+    if name == "auto":
+        name = f"cuda:{dist_info.local_rank}" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def start_wandb(config: TrainConfig):
+    try:
+        import wandb
+    except ImportError as error:
+        raise SystemExit("--wandb needs the wandb package: pip install 'tinybeauty[wandb]' (or drop --wandb)") from error
+    if not os.environ.get("WANDB_API_KEY") and not os.environ.get("WANDB_MODE"):
+        os.environ["WANDB_MODE"] = "offline"  # never needs a network unless the user set it up
+    return wandb.init(project=config.wandb_project, config=asdict(config), dir=config.out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(argv)
+    dist_info = trainer.setup_distributed()
+    logging.basicConfig(level=logging.INFO if dist_info.is_main else logging.WARNING,
+                        format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        return run(config, dist_info)
+    except (DataError, CheckpointError) as error:
+        log.error("%s", error)
+        return 2
+    finally:
+        if dist_info.enabled:
+            torch.distributed.destroy_process_group()
+
+
+def run(config: TrainConfig, dist_info: trainer.Distributed) -> int:
+    out = Path(config.out)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device, dist_info)
+    torch.manual_seed(config.seed)
+
+    data_dir = Path(config.data) if config.data else DEFAULT_SYNTHETIC_DIR
+    if not config.data:
+        if dist_info.is_main:
+            log.info("no --data: using the built-in synthetic set (%d pairs) in %s", config.synthetic_pairs, data_dir)
+            write_dataset(data_dir, config.synthetic_pairs, config.image_size, seed=0)
+        if dist_info.enabled:
+            torch.distributed.barrier()
+    cache = load_pairs(data_dir, config.image_size)
+    train_idx, val_idx = split_indices(len(cache), config.val_fraction, config.seed)
+    log.info("%d pairs: %d train, %d validation (seed %d)", len(cache), len(train_idx), len(val_idx), config.seed)
+
+    model = build_model(config.variant).to(device)
+    log.info("%s", describe(unwrap_model(model)))
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=config.plateau_factor,
+                                                           patience=config.plateau_patience)
+    state = {"best_val_psnr": -math.inf, "best_val_loss": math.inf, "val_psnr": math.nan, "baseline_psnr": math.nan}
+    start_epoch = 1
+    metrics_path = out / trainer.METRICS_FILE
+    rows: list[dict] = []
+    if config.resume:
+        resume_path = out / trainer.CHECKPOINTS["last"]
+        checkpoint = read_checkpoint(resume_path)
+        unwrap_model(model).load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        state.update({k: checkpoint[k] for k in state})
+        start_epoch = checkpoint["epoch"] + 1
+        rows = [r for r in trainer.read_metrics(metrics_path) if int(r["epoch"]) < start_epoch]
+        log.info("resuming from %s at epoch %d", resume_path, start_epoch)
+    elif dist_info.is_main and (out / trainer.CHECKPOINTS["last"]).exists():
+        log.warning("%s already holds a run; starting over (pass --resume to continue it)", out)
+
+    if dist_info.enabled:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    train_set = PairDataset(cache, train_idx, train=True, crop=config.crop, seed=config.seed * 1000 + dist_info.rank + start_epoch)
+    val_set = PairDataset(cache, val_idx, train=False)
+    sampler = torch.utils.data.DistributedSampler(train_set, seed=config.seed) if dist_info.enabled else None
+    per_process_batch = max(1, config.batch_size // dist_info.world_size)
+    train_loader = torch.utils.data.DataLoader(train_set, batch_size=per_process_batch, shuffle=sampler is None,
+                                               sampler=sampler, drop_last=len(train_set) >= per_process_batch)
+    val_loader = torch.utils.data.DataLoader(val_set, batch_size=16)
+    sample_source, sample_target, _ = next(iter(torch.utils.data.DataLoader(val_set, batch_size=4)))
+
+    wandb_run = start_wandb(config) if config.wandb and dist_info.is_main else None
+    if dist_info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        trainer.write_json(asdict(config) | {"world_size": dist_info.world_size, "device": str(device)}, out / "config.json")
+        log.info("training %d epochs (preset %s), batch %d, lr %g, %s, on %s x%d", config.epochs, config.preset,
+                 config.batch_size, config.lr, f"{config.crop}px crops" if config.crop else "whole images",
+                 device, dist_info.world_size)
+
+    loss_weights = {"l1_weight": config.l1_weight, "eyeliner_weight": config.eyeliner_weight}
+    run_start = time.perf_counter()
+    for epoch in range(start_epoch, config.epochs + 1):
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        epoch_start = time.perf_counter()
+        metrics = trainer.train_one_epoch(model, train_loader, optimizer, device, loss_weights, epoch,
+                                          show_progress=dist_info.is_main and sys.stderr.isatty())
+        metrics |= trainer.evaluate(model, val_loader, device, loss_weights)
+        metrics["images_per_s"] *= dist_info.world_size
+        scheduler.step(metrics["val_loss"])
+        metrics |= {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "epoch_s": time.perf_counter() - epoch_start}
+        improved = {"best_loss": metrics["val_loss"] < state["best_val_loss"],
+                    "best_psnr": metrics["val_psnr"] > state["best_val_psnr"]}
+        state["best_val_loss"] = min(state["best_val_loss"], metrics["val_loss"])
+        state["best_val_psnr"] = max(state["best_val_psnr"], metrics["val_psnr"])
+        state["val_psnr"], state["baseline_psnr"] = metrics["val_psnr"], metrics["baseline_psnr"]
+        if not dist_info.is_main:
+            continue
+        payload = trainer.checkpoint_payload(model, optimizer, scheduler, epoch, state, config)
+        trainer.save_epoch_checkpoints(out, payload, improved)
+        rows.append(metrics)
+        trainer.write_metrics(metrics_path, rows)
+        if epoch % config.sample_every == 0 or epoch == config.epochs:
+            grid = trainer.sample_grid(model, sample_source.to(device), sample_target.to(device))
+            trainer.write_png(grid, out / f"samples_epoch_{epoch:03d}.png")
+            trainer.plot_curves(metrics_path, out / "training_curves.png")
+        log.info("epoch %3d/%d  loss %.4f  val PSNR %.2f dB (no makeup %.2f dB, best %.2f)  lr %.1e  %.0f img/s  %.1fs",
+                 epoch, config.epochs, metrics["train_loss"], metrics["val_psnr"], metrics["baseline_psnr"],
+                 state["best_val_psnr"], metrics["lr"], metrics["images_per_s"], metrics["epoch_s"])
+        if wandb_run is not None:
+            wandb_run.log(metrics, step=epoch)
+
+    if dist_info.is_main:
+        last = out / trainer.CHECKPOINTS["last"]
+        if last.exists():
+            save_checkpoint(out / trainer.CHECKPOINTS["final"], read_checkpoint(last))
+        log.info("done in %.0fs: best validation PSNR %.2f dB (no-makeup baseline %.2f dB); checkpoints in %s",
+                 time.perf_counter() - run_start, state["best_val_psnr"], state["baseline_psnr"], out)
+        if wandb_run is not None:
+            wandb_run.finish()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

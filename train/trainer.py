@@ -1,0 +1,208 @@
+"""The training loop as small functions: one epoch, evaluation, samples, checkpoints."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from PIL import Image
+from torch import nn
+from tqdm import tqdm
+
+from models.checkpoint import save_checkpoint, unwrap_model
+from models.metrics import psnr_db
+from train.losses import makeup_loss
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = {
+    "best_loss": "tinybeauty_best_loss.pt",
+    "best_psnr": "tinybeauty_best_psnr.pt",
+    "final": "tinybeauty_final.pt",
+    "last": "tinybeauty_last.pt",  # written every epoch; what --resume continues from
+}
+METRICS_FILE = "metrics.csv"
+METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_l1", "train_eyeliner", "val_loss", "val_psnr",
+                  "baseline_psnr", "images_per_s", "epoch_s"]
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed() -> Distributed:
+    """Join the torchrun process group when launched by torchrun (gloo on CPU, nccl on GPU)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return Distributed()
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend=backend)
+    info = Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(info.local_rank)
+    return info
+
+
+def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, device: torch.device,
+                    loss_weights: dict, epoch: int, show_progress: bool) -> dict:
+    model.train()
+    totals = {"loss": 0.0, "l1": 0.0, "eyeliner": 0.0}
+    seen, start = 0, time.perf_counter()
+    bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", disable=not show_progress, leave=False)
+    for source, target, eye_mask in bar:
+        source, target, eye_mask = source.to(device), target.to(device), eye_mask.to(device)
+        # Loss on the unclamped face + residual: the clamp would cut gradients at saturated pixels.
+        made_up = model(source, clamp=False)
+        parts = makeup_loss(made_up, target, eye_mask, **loss_weights)
+        optimizer.zero_grad(set_to_none=True)
+        parts["loss"].backward()
+        optimizer.step()
+        for key in totals:
+            totals[key] += parts[key].item() * len(source)
+        seen += len(source)
+        bar.set_postfix(loss=f"{parts['loss'].item():.4f}")
+    elapsed = time.perf_counter() - start
+    metrics = {f"train_{key}": value / max(seen, 1) for key, value in totals.items()}
+    metrics["images_per_s"] = seen / max(elapsed, 1e-9)
+    return metrics
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, device: torch.device, loss_weights: dict) -> dict:
+    """Validation loss and PSNR (prediction vs target) beside the no-makeup baseline (input vs target)."""
+    model.eval()
+    net = unwrap_model(model)
+    predictions, sources, targets, loss_sum, count = [], [], [], 0.0, 0
+    for source, target, eye_mask in loader:
+        source, target, eye_mask = source.to(device), target.to(device), eye_mask.to(device)
+        made_up = net(source, clamp=False)
+        loss_sum += makeup_loss(made_up, target, eye_mask, **loss_weights)["loss"].item() * len(source)
+        count += len(source)
+        predictions.append(made_up.clamp(0, 1).cpu())
+        sources.append(source.cpu())
+        targets.append(target.cpu())
+    prediction, source, target = torch.cat(predictions), torch.cat(sources), torch.cat(targets)
+    return {"val_loss": loss_sum / max(count, 1), "val_psnr": psnr_db(prediction, target),
+            "baseline_psnr": psnr_db(source, target)}
+
+
+def to_uint8_image(batch: torch.Tensor) -> np.ndarray:
+    """N x 3 x H x W in [0, 1] -> H x (N*W) x 3 uint8, images side by side."""
+    array = (batch.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    return np.concatenate(list(array), axis=1)
+
+
+def write_png(array: np.ndarray, path: Path) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    Image.fromarray(array).save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return path
+
+
+@torch.no_grad()
+def sample_grid(model: nn.Module, source: torch.Tensor, target: torch.Tensor) -> np.ndarray:
+    """Rows of: input | prediction | target | residual x4 (grey = no change)."""
+    net = unwrap_model(model).eval()
+    made_up = net(source)
+    residual = (made_up - source) * 4 + 0.5
+    rows = [to_uint8_image(torch.stack([s, p, t, r])) for s, p, t, r in zip(source, made_up, target, residual, strict=True)]
+    return np.concatenate(rows, axis=0)
+
+
+def plot_curves(metrics_path: Path, out_path: Path) -> Path | None:
+    """Loss and PSNR per epoch, with the no-makeup baseline, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(metrics_path)
+    if not rows:
+        return None
+    epochs = [int(r["epoch"]) for r in rows]
+    fig, (ax_loss, ax_psnr) = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax_loss.plot(epochs, [float(r["train_loss"]) for r in rows], label="train")
+    ax_loss.plot(epochs, [float(r["val_loss"]) for r in rows], label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="L1 + 0.5 eyeliner", yscale="log", title="loss")
+    ax_loss.legend()
+    ax_psnr.plot(epochs, [float(r["val_psnr"]) for r in rows], label="model")
+    ax_psnr.plot(epochs, [float(r["baseline_psnr"]) for r in rows], "--", label="no makeup (input)")
+    ax_psnr.axhline(34.0, color="grey", lw=0.8, ls=":", label="34 dB bar")
+    ax_psnr.set(xlabel="epoch", ylabel="dB", title="validation PSNR")
+    ax_psnr.legend()
+    fig.tight_layout()
+    tmp = out_path.with_name(f".{out_path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, out_path)
+    return out_path
+
+
+def read_metrics(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def write_metrics(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def write_json(payload: dict, path: Path) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def checkpoint_payload(model, optimizer, scheduler, epoch: int, state: dict, train_config) -> dict:
+    net = unwrap_model(model)
+    return {
+        "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        "model_config": net.config.to_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epoch": epoch,
+        "best_val_psnr": float(state["best_val_psnr"]),
+        "best_val_loss": float(state["best_val_loss"]),
+        "val_psnr": float(state["val_psnr"]),
+        "baseline_psnr": float(state["baseline_psnr"]),
+        "train_config": asdict(train_config) if hasattr(train_config, "__dataclass_fields__") else dict(train_config),
+    }
+
+
+def save_epoch_checkpoints(out: Path, payload: dict, improved: dict[str, bool]) -> list[str]:
+    """Best-so-far files first, then `last` (the resume point); each write is atomic."""
+    written = []
+    for key, better in improved.items():
+        if better:
+            save_checkpoint(out / CHECKPOINTS[key], payload)
+            written.append(CHECKPOINTS[key])
+    save_checkpoint(out / CHECKPOINTS["last"], payload)
+    return written
+
