@@ -111,9 +111,13 @@ class ResidualUNet(nn.Module):
         self.head = nn.Conv2d(c1, config.in_channels * 4, 1)
         self.pool = nn.MaxPool2d(2)
         self.up = nn.Upsample(scale_factor=2, mode="nearest")
-        # Start as the identity mapping: a zero residual is the no-makeup baseline.
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                nn.init.zeros_(module.bias)
+        # Start near the identity mapping (a small residual is the no-makeup baseline) without
+        # zeroing the head: a zero head gives the backbone no gradient and it dies.
+        nn.init.normal_(self.head.weight, std=1e-3)
 
     def forward(self, face: torch.Tensor) -> torch.Tensor:
         skip1 = self.enc1(self.stem(face))

@@ -1,0 +1,114 @@
+"""What every exporter shares: the I/O contract, provenance, inputs, and the parity check."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.metrics import psnr_db
+
+INPUT_NAME = "face"
+OUTPUT_NAME = "made_up"
+DEFAULT_BUDGET_BYTES = 100_000
+DEFAULT_MAX_PSNR_DROP_DB = 0.5
+
+# A runner takes N x 3 x H x W float32 in [0, 1] and returns the made-up faces, same layout.
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+class ExportError(RuntimeError):
+    """An export or its check failed; the message carries the numbers."""
+
+
+class RuntimeUnavailable(RuntimeError):
+    """The artifact's runtime cannot run on this machine (e.g. Core ML prediction off macOS)."""
+
+
+@dataclass
+class ExportInputs:
+    """Tensors the exporters and their checks need, all N x 3 x H x W float in [0, 1]."""
+
+    example: torch.Tensor  # 1 x 3 x H x W, fixes the exported input shape
+    calibration: torch.Tensor  # training faces for int8 activation ranges
+    val_source: torch.Tensor  # validation faces for parity checks
+    val_target: torch.Tensor
+
+    @property
+    def image_size(self) -> int:
+        return int(self.example.shape[-1])
+
+
+@dataclass
+class ExportMeta:
+    """Provenance written into every artifact that has room for metadata."""
+
+    checkpoint: str
+    checkpoint_sha256: str
+    git_commit: str
+    val_psnr_db: float
+    image_size: int
+    version: str = "0.1.0"
+    author: str = "TinyBeauty developers"
+    license: str = "MIT"
+    description: str = ("TinyBeauty makeup transfer: adds one learned makeup style to an aligned face "
+                        "(output = clamp(input + residual, 0, 1)).")
+    extra: dict = field(default_factory=dict)
+
+    def as_strings(self) -> dict[str, str]:
+        """Flat string metadata (what ONNX, Core ML and TorchScript extra files can hold)."""
+        return {
+            "tinybeauty.version": self.version,
+            "tinybeauty.checkpoint": self.checkpoint,
+            "tinybeauty.checkpoint_sha256": self.checkpoint_sha256,
+            "tinybeauty.git_commit": self.git_commit,
+            "tinybeauty.val_psnr_db": f"{self.val_psnr_db:.3f}",
+            "tinybeauty.input": f"{INPUT_NAME}: float32 RGB [1,3,{self.image_size},{self.image_size}] in [0,1]",
+            "tinybeauty.output": f"{OUTPUT_NAME}: float32 RGB [1,3,{self.image_size},{self.image_size}] in [0,1]",
+            **{f"tinybeauty.{k}": str(v) for k, v in self.extra.items()},
+        }
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def git_commit() -> str:
+    try:
+        result = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
+                                timeout=5, cwd=Path(__file__).resolve().parent)
+        sha = result.stdout.strip()
+        if result.returncode != 0 or not sha:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=5, cwd=Path(__file__).resolve().parent).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def run_in_batches_of_one(runner: Runner, faces: np.ndarray) -> np.ndarray:
+    """Artifacts are exported for batch 1, as a phone runs them."""
+    return np.concatenate([runner(faces[i:i + 1]) for i in range(len(faces))], axis=0)
+
+
+def parity(made_up: np.ndarray | torch.Tensor, reference: torch.Tensor, target: torch.Tensor) -> dict:
+    """PSNR of an artifact's output against the fp32 PyTorch output and against ground truth."""
+    made_up = torch.as_tensor(np.asarray(made_up, dtype=np.float32))
+    return {"psnr_vs_pytorch_db": psnr_db(made_up, reference), "psnr_vs_truth_db": psnr_db(made_up, target)}
+
+
+def staged_path(out_dir: Path, filename: str) -> Path:
+    """Where an exporter writes before its checks pass; renamed into place only afterwards."""
+    staging = Path(out_dir) / ".staging"
+    staging.mkdir(parents=True, exist_ok=True)
+    return staging / filename

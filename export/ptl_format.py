@@ -1,0 +1,110 @@
+"""TorchScript Lite (``.ptl``): int8 for the mobile (QNNPACK) engine, for Android / iOS PyTorch Mobile.
+
+The residual network is quantized with the FX flow of ``torch.ao.quantization`` (a PT2E-quantized
+model traces but does not load in the lite interpreter with torch 2.13). Only the residual U-Net
+is int8; the ``face + residual`` add and the clamp stay in float, so the output keeps full
+precision where the image is untouched. ``optimize_for_mobile`` needs an XNNPACK build of torch;
+on builds without it (the CPU wheel used here) ``torch.jit.freeze`` does the folding instead.
+
+Note: torch 2.13 marks the lite interpreter deprecated in favour of ExecuTorch (``.pte``); a
+``.pte`` exporter is one more module and one more row in ``export.formats``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from export.common import ExportInputs, ExportMeta, Runner
+from models.tinybeauty import TinyBeauty
+
+log = logging.getLogger(__name__)
+
+ENGINE = "qnnpack"  # what ARM phones run; x86's fbgemm would pack weights differently
+
+
+@contextlib.contextmanager
+def quantized_engine(name: str = ENGINE):
+    previous = torch.backends.quantized.engine
+    torch.backends.quantized.engine = name
+    try:
+        yield
+    finally:
+        torch.backends.quantized.engine = previous
+
+
+class FloatResidualAdd(nn.Module):
+    """``clamp(face + residual(face), 0, 1)`` around an int8 residual network."""
+
+    def __init__(self, residual: nn.Module):
+        super().__init__()
+        self.residual = residual
+
+    def forward(self, face: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(face + self.residual(face), 0.0, 1.0)
+
+
+def quantize_residual(model: TinyBeauty, inputs: ExportInputs) -> nn.Module:
+    """FX post-training static quantization of the residual U-Net, calibrated on training faces."""
+    from torch.ao.quantization import QConfig, QConfigMapping
+    from torch.ao.quantization.backend_config import get_qnnpack_backend_config
+    from torch.ao.quantization.observer import HistogramObserver, default_per_channel_weight_observer
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    qconfig = QConfig(activation=HistogramObserver.with_args(reduce_range=False),
+                      weight=default_per_channel_weight_observer)
+    backend = get_qnnpack_backend_config()
+    with quantized_engine(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepared = prepare_fx(copy.deepcopy(model.residual).eval(), QConfigMapping().set_global(qconfig),
+                              (inputs.example,), backend_config=backend)
+        with torch.no_grad():
+            for face in inputs.calibration:
+                prepared(face[None])
+        return convert_fx(prepared, backend_config=backend)
+
+
+def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta) -> Path:
+    with quantized_engine(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer and lite-interpreter deprecation chatter
+        wrapped = FloatResidualAdd(quantize_residual(model, inputs)).eval()
+        traced = torch.jit.trace(wrapped, inputs.example)
+        try:
+            from torch.utils.mobile_optimizer import optimize_for_mobile
+
+            scripted = optimize_for_mobile(traced)
+        except (AssertionError, RuntimeError) as error:  # no XNNPACK in this torch build
+            log.info("optimize_for_mobile unavailable (%s); using torch.jit.freeze", str(error).splitlines()[0][:80])
+            scripted = torch.jit.freeze(traced.eval())
+        extra = {"tinybeauty.json": json.dumps(meta.as_strings(), sort_keys=True)}
+        scripted._save_for_lite_interpreter(str(path), _extra_files=extra)
+    return path
+
+
+def load(path: Path, threads: int | None = None) -> Runner:
+    from torch.jit.mobile import _load_for_lite_interpreter
+
+    with quantized_engine():
+        module = _load_for_lite_interpreter(str(path))
+
+    def run(faces: np.ndarray) -> np.ndarray:
+        with quantized_engine(), torch.no_grad():
+            if threads:
+                torch.set_num_threads(threads)
+            return module(torch.from_numpy(np.ascontiguousarray(faces, dtype=np.float32))).numpy()
+
+    return run
+
+
+def read_metadata(path: Path) -> dict:
+    extra = {"tinybeauty.json": ""}
+    torch.jit.load(str(path), _extra_files=extra)
+    return json.loads(extra["tinybeauty.json"] or "{}")
