@@ -246,3 +246,16 @@ class PairDataset(torch.utils.data.Dataset):
                 arrays = [a[:, ::-1] for a in arrays]
         source, target, eye = (torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float() / 255.0 for a in arrays)
         return source, target, eye
+
+
+def faces_as_tensors(cache: PairCache, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(source, target) float N x 3 x S x S in [0, 1] for the given pair indices."""
+    to_tensor = lambda a: torch.from_numpy(a[np.asarray(indices)]).permute(0, 3, 1, 2).float() / 255.0  # noqa: E731
+    return to_tensor(cache.sources), to_tensor(cache.targets)
+
+
+def data_dir_of(train_config: dict, override: str | Path | None = None) -> Path:
+    """The data a checkpoint was trained on (or ``override``), so later stages use the same split."""
+    if override:
+        return Path(override)
+    return Path(train_config.get("data") or "data/synthetic")

@@ -1,0 +1,168 @@
+"""Core ML (``.mlmodel``, neural-network format) with 8-bit weights, for iOS apps.
+
+The model takes an RGB image (``ct.ImageType``, pixel values scaled to [0, 1] inside the model)
+so an app passes a ``CVPixelBuffer`` straight in, and returns an RGB image of the made-up face
+(``made_up``, 0-255 per channel, same size). Weights are linearly quantized to 8 bits per
+output channel (``quantize_weights(nbits=8)``); activations run in float on device.
+
+Core ML cannot predict off macOS. On Linux, :func:`verify` checks what Linux can check: the
+spec's inputs, outputs and layers, and that the weights stored in the file, dequantized and
+loaded back into the PyTorch model, reproduce the PyTorch output. On macOS :func:`load` runs
+the real model.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import platform
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from export.common import INPUT_NAME, OUTPUT_NAME, ExportInputs, ExportMeta, Runner, RuntimeUnavailable
+from models.tinybeauty import TinyBeauty
+
+log = logging.getLogger(__name__)
+
+EXPECTED_LAYERS = {"convolution", "activation", "clip", "pooling", "upsample", "concat", "reorganizeData",
+                   "add", "multiply", "loadConstantND", "scale"}
+
+
+class ImageOut(nn.Module):
+    """Core ML image outputs are 0-255: scale the [0, 1] prediction."""
+
+    def __init__(self, model: TinyBeauty):
+        super().__init__()
+        self.model = model
+
+    def forward(self, face: torch.Tensor) -> torch.Tensor:
+        return self.model(face) * 255.0
+
+
+def _quiet_coremltools():
+    import coremltools as ct
+
+    for name in ("coremltools", "coremltools.converters", "coremltools.models"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    return ct
+
+
+def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta) -> Path:
+    ct = _quiet_coremltools()
+    from coremltools.models.neural_network import quantization_utils
+
+    size = inputs.image_size
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(ImageOut(copy.deepcopy(model)).eval(), inputs.example)
+        mlmodel = ct.convert(
+            traced,
+            inputs=[ct.ImageType(name=INPUT_NAME, shape=(1, 3, size, size), scale=1 / 255.0,
+                                 color_layout=ct.colorlayout.RGB)],
+            outputs=[ct.ImageType(name=OUTPUT_NAME, color_layout=ct.colorlayout.RGB)],
+            convert_to="neuralnetwork", minimum_deployment_target=ct.target.iOS14,
+        )
+        mlmodel = quantization_utils.quantize_weights(mlmodel, nbits=8, quantization_mode="linear")
+    mlmodel.author = meta.author
+    mlmodel.license = meta.license
+    mlmodel.version = meta.version
+    mlmodel.short_description = meta.description
+    mlmodel.input_description[INPUT_NAME] = f"Aligned face, RGB {size}x{size}."
+    mlmodel.output_description[OUTPUT_NAME] = f"The same face with the makeup style, RGB {size}x{size}."
+    mlmodel.user_defined_metadata.update(meta.as_strings())
+    mlmodel.save(str(path))
+    return path
+
+
+def _weights(params, count: int) -> np.ndarray:
+    """Decode a Core ML WeightParams (float, float16 or linearly quantized) to float32."""
+    if len(params.floatValue):
+        return np.asarray(params.floatValue, np.float32)
+    if len(params.float16Value):
+        return np.frombuffer(params.float16Value, np.float16).astype(np.float32)
+    bits = params.quantization.numberOfBits
+    if bits != 8 or not params.quantization.HasField("linearQuantization"):
+        raise ValueError(f"unsupported weight encoding ({bits} bits, {params.quantization.WhichOneof('QuantizationType')})")
+    quantized = np.frombuffer(params.rawValue, np.uint8).astype(np.float32)[:count]
+    scale = np.asarray(params.quantization.linearQuantization.scale, np.float32)
+    offset = np.asarray(params.quantization.linearQuantization.bias, np.float32)
+    rows = quantized.reshape(len(scale), -1) if len(scale) > 1 else quantized[None]
+    return (rows * scale[:, None] + offset[:, None]).reshape(-1)
+
+
+def dequantized_model(path: Path, model: TinyBeauty) -> tuple[TinyBeauty, dict]:
+    """The PyTorch model with every conv weight and bias replaced by what the .mlmodel stores."""
+    ct = _quiet_coremltools()
+    spec = ct.utils.load_spec(str(path))
+    layers = list(spec.neuralNetwork.layers)
+    convs_ml = [layer.convolution for layer in layers if layer.WhichOneof("layer") == "convolution"]
+    convs_pt = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if len(convs_ml) != len(convs_pt):
+        raise ValueError(f"{path} has {len(convs_ml)} convolutions, the PyTorch model {len(convs_pt)}")
+    rebuilt = copy.deepcopy(model).eval()
+    quantized_layers = 0
+    with torch.no_grad():
+        for conv_ml, conv_pt in zip(convs_ml, [m for m in rebuilt.modules() if isinstance(m, nn.Conv2d)], strict=True):
+            shape = conv_pt.weight.shape
+            weight = _weights(conv_ml.weights, shape.numel())
+            if weight.size != shape.numel():
+                raise ValueError(f"{path}: a convolution stores {weight.size} weights, PyTorch expects {tuple(shape)}")
+            conv_pt.weight.copy_(torch.from_numpy(weight.reshape(shape)))
+            quantized_layers += conv_ml.weights.quantization.numberOfBits == 8
+            if conv_pt.bias is not None:
+                conv_pt.bias.copy_(torch.from_numpy(_weights(conv_ml.bias, conv_pt.bias.numel())))
+    summary = {"layers": sorted({layer.WhichOneof("layer") for layer in layers}),
+               "convolutions": len(convs_ml), "int8_convolutions": int(quantized_layers)}
+    return rebuilt, summary
+
+
+def check_spec(path: Path, image_size: int) -> dict:
+    """Inputs, outputs and layer types as the app will see them. Raises ValueError when off."""
+    ct = _quiet_coremltools()
+    spec = ct.utils.load_spec(str(path))
+    problems = []
+    (inp,) = spec.description.input
+    (out,) = spec.description.output
+    for feature, name in ((inp, INPUT_NAME), (out, OUTPUT_NAME)):
+        kind = feature.type.WhichOneof("Type")
+        if feature.name != name or kind != "imageType":
+            problems.append(f"expected image feature {name!r}, found {feature.name!r} of type {kind}")
+        elif feature.type.imageType.width != image_size or feature.type.imageType.height != image_size:
+            problems.append(f"{name} is {feature.type.imageType.width}x{feature.type.imageType.height}, expected {image_size}")
+    layer_types = {layer.WhichOneof("layer") for layer in spec.neuralNetwork.layers}
+    if layer_types - EXPECTED_LAYERS:
+        problems.append(f"unexpected layer types {sorted(layer_types - EXPECTED_LAYERS)}")
+    scale = spec.neuralNetwork.preprocessing[0].scaler.channelScale if spec.neuralNetwork.preprocessing else 1.0
+    if abs(scale - 1 / 255.0) > 1e-6:
+        problems.append(f"input scale is {scale}, expected 1/255")
+    if problems:
+        raise ValueError(f"{path}: " + "; ".join(problems))
+    return {"input": f"{INPUT_NAME}: image RGB {image_size}x{image_size}, scaled by 1/255",
+            "output": f"{OUTPUT_NAME}: image RGB {image_size}x{image_size}",
+            "spec_version": int(spec.specificationVersion)}
+
+
+def can_predict() -> bool:
+    return platform.system() == "Darwin"
+
+
+def load(path: Path, threads: int | None = None) -> Runner:
+    if not can_predict():
+        raise RuntimeUnavailable(f"Core ML prediction needs macOS (this is {platform.system()})")
+    ct = _quiet_coremltools()
+    mlmodel = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.CPU_ONLY)
+
+    def run(faces: np.ndarray) -> np.ndarray:
+        outputs = []
+        for face in faces:
+            image = Image.fromarray(np.clip(np.round(face.transpose(1, 2, 0) * 255), 0, 255).astype(np.uint8))
+            made_up = mlmodel.predict({INPUT_NAME: image})[OUTPUT_NAME]
+            outputs.append(np.asarray(made_up.convert("RGB"), np.float32).transpose(2, 0, 1) / 255.0)
+        return np.stack(outputs)
+
+    return run

@@ -1,0 +1,55 @@
+"""The table of export formats. Adding a format = one module + one row here.
+
+Each row names the exporter ``(model, inputs, path, meta) -> Path``, the loader of its real
+runtime ``(path, threads) -> Runner``, and, for formats whose runtime cannot run on every
+machine, a stand-in check that says what it checks instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from export import coreml_format, onnx_format, ptl_format
+from export.common import ExportInputs, ExportMeta, Runner
+from models.tinybeauty import TinyBeauty
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    name: str
+    filename: str
+    precision: str
+    runtime: str
+    shipped: bool  # shipped files carry the size budget; reference files do not
+    export: Callable[[TinyBeauty, ExportInputs, Path, ExportMeta], Path]
+    load: Callable[..., Runner]
+    stand_in: Callable | None = None  # (path, model, inputs) -> (outputs, checks) when load() cannot run here
+
+
+def coreml_stand_in(path: Path, model: TinyBeauty, inputs: ExportInputs):
+    import torch
+
+    spec = coreml_format.check_spec(path, inputs.image_size)
+    rebuilt, summary = coreml_format.dequantized_model(path, model)
+    with torch.no_grad():
+        outputs = rebuilt(inputs.val_source).numpy()
+    checks = [f"spec: {spec['input']} -> {spec['output']}; layers {', '.join(summary['layers'])}",
+              f"weights: {summary['int8_convolutions']}/{summary['convolutions']} convolutions stored as 8-bit, "
+              "dequantized from the file into PyTorch and run (activations in fp32, as a weights-only check)"]
+    return outputs, checks
+
+
+FORMATS: tuple[ExportFormat, ...] = (
+    ExportFormat("onnx-fp32", "tinybeauty_fp32.onnx", "fp32", "onnxruntime", False,
+                 onnx_format.export_fp32, onnx_format.load),
+    ExportFormat("onnx", "tinybeauty.onnx", "int8 QDQ (per-channel weights, uint8 activations)", "onnxruntime",
+                 True, onnx_format.export_int8, onnx_format.load),
+    ExportFormat("coreml", "tinybeauty.mlmodel", "8-bit weights (per-channel linear), float activations",
+                 "Core ML (macOS/iOS)", True, coreml_format.export, coreml_format.load, coreml_stand_in),
+    ExportFormat("ptl", "tinybeauty.ptl", "int8 (QNNPACK, per-channel weights), float add+clamp",
+                 "PyTorch lite interpreter", True, ptl_format.export, ptl_format.load),
+)
+
+BY_NAME = {fmt.name: fmt for fmt in FORMATS}
