@@ -11,6 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from export import coreml_format, onnx_format, ptl_format
 from export.common import ExportInputs, ExportMeta, Runner
 from models.tinybeauty import TinyBeauty
@@ -25,16 +28,14 @@ class ExportFormat:
     shipped: bool  # shipped files carry the size budget; reference files do not
     export: Callable[[TinyBeauty, ExportInputs, Path, ExportMeta], Path]
     load: Callable[..., Runner]
-    stand_in: Callable | None = None  # (path, model, inputs) -> (outputs, checks) when load() cannot run here
+    stand_in: Callable | None = None  # (path, model, faces) -> (outputs, checks) when load() cannot run here
 
 
-def coreml_stand_in(path: Path, model: TinyBeauty, inputs: ExportInputs):
-    import torch
-
-    spec = coreml_format.check_spec(path, inputs.image_size)
+def coreml_stand_in(path: Path, model: TinyBeauty, faces: torch.Tensor) -> tuple[np.ndarray, list[str]]:
+    spec = coreml_format.check_spec(path, int(faces.shape[-1]))
     rebuilt, summary = coreml_format.dequantized_model(path, model)
     with torch.no_grad():
-        outputs = rebuilt(inputs.val_source).numpy()
+        outputs = rebuilt(faces).numpy()
     checks = [f"spec: {spec['input']} -> {spec['output']}; layers {', '.join(summary['layers'])}",
               f"weights: {summary['int8_convolutions']}/{summary['convolutions']} convolutions stored as 8-bit, "
               "dequantized from the file into PyTorch and run (activations in fp32, as a weights-only check)"]

@@ -122,8 +122,10 @@ def _pairs_from_manifest(root: Path, manifest: Path) -> list[Pair]:
     return pairs
 
 
-def open_image(path: Path, mode: str) -> Image.Image:
-    """Open, refuse oversized images before decoding, decode, convert. Errors name the file."""
+def open_image(path: Path, mode: str | None) -> Image.Image:
+    """Open, refuse oversized images before decoding, decode, convert (unless mode is None).
+
+    Errors are DataError naming the file."""
     try:
         with Image.open(path) as image:
             width, height = image.size
@@ -131,7 +133,7 @@ def open_image(path: Path, mode: str) -> Image.Image:
                 raise DataError(f"{path} is {width}x{height} ({width * height:,} pixels), over the "
                                 f"{MAX_IMAGE_PIXELS:,}-pixel limit; resize it (faces need ~512 px)")
             image.load()
-            return image.convert(mode) if image.mode != mode else image.copy()
+            return image.convert(mode) if mode and image.mode != mode else image.copy()
     except DataError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:

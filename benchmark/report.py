@@ -1,0 +1,116 @@
+"""Benchmark reports: JSON (every figure), Markdown (the table), a latency/size plot, a sample grid."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def _fmt_latency(row: dict, threads: str) -> str:
+    figures = row["latency"].get(threads)
+    if not figures:
+        return "not measured" if row["format"] != "baseline" else "-"
+    return f"{figures['median_ms']:.2f} / {figures['p90_ms']:.2f}"
+
+
+def markdown_table(report: dict) -> str:
+    threads = [str(t) for t in report["threads"]]
+    head = ["model", "bytes", "PSNR vs truth", "SSIM", "PSNR vs PyTorch"]
+    head += [f"latency ms median / p90 ({t} thr)" for t in threads]
+    head += [f"img/s ({threads[-1]} thr)", f"% fp32 peak ({threads[-1]} thr)", "notes"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in report["rows"]:
+        last = row["latency"].get(threads[-1])
+        star = " *" if row.get("stand_in") else ""
+        cells = [
+            row["name"],
+            f"{row['bytes']:,}" if row.get("bytes") else "-",
+            f"{row['psnr_vs_truth_db']:.2f} dB{star}",
+            f"{row['ssim_vs_truth']:.4f}{star}",
+            f"{row['psnr_vs_pytorch_db']:.2f} dB{star}" if "psnr_vs_pytorch_db" in row else "-",
+            *[_fmt_latency(row, t) for t in threads],
+            f"{last['images_per_s']:.0f}" if last else "-",
+            f"{100 * last['share_of_fp32_peak']:.1f}%" if last else "-",
+            "; ".join(row.get("notes", [])),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    machine = report["machine"]
+    peaks = ", ".join(f"{v:.0f} GFLOP/s at {k} thr" for k, v in machine["peak_fp32_gflops"].items())
+    lines += [
+        "",
+        f"{report['val_pairs']} validation pairs at {report['image_size']}x{report['image_size']}; "
+        f"{report['parameters']:,} parameters, {report['macs'] / 1e9:.3f} GMAC per image; batch 1.",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores; measured fp32 matmul peak {peaks}. "
+        f"torch {machine['versions']['torch']}, onnxruntime {machine['versions']['onnxruntime']}, "
+        f"coremltools {machine['versions']['coremltools']}.",
+    ]
+    if any(row.get("stand_in") for row in report["rows"]):
+        lines.append("\\* not run in its runtime here; figures from the stand-in check named in the notes.")
+    gates = report["gates"]
+    verdict = "all gates passed" if not gates["failures"] else "FAILED: " + "; ".join(gates["failures"])
+    lines.append(f"Gates: at most {gates['max_drop_db']} dB below PyTorch on truth"
+                 + (f", at least {gates['min_psnr_db']} dB vs truth" if gates["min_psnr_db"] is not None else "")
+                 + f": {verdict}.")
+    return "\n".join(lines)
+
+
+def plot(report: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in report["rows"] if r["format"] != "baseline"]
+    names = [r["format"] for r in rows]
+    fig, (ax_lat, ax_size) = plt.subplots(1, 2, figsize=(11, 4))
+    width = 0.8 / len(report["threads"])
+    for i, threads in enumerate(report["threads"]):
+        values = [r["latency"].get(str(threads), {}).get("median_ms", np.nan) for r in rows]
+        ax_lat.bar(np.arange(len(rows)) + i * width, values, width, label=f"{threads} thread(s)")
+    ax_lat.set_xticks(np.arange(len(rows)) + width * (len(report["threads"]) - 1) / 2, names, rotation=20)
+    ax_lat.set(ylabel="median latency, ms (batch 1)", title="CPU latency (missing bar = not measured)")
+    ax_lat.legend()
+    sizes = [(r["bytes"] or 0) / 1000 for r in rows]
+    ax_size.bar(names, sizes, color=["tab:gray" if not r.get("shipped") else "tab:green" for r in rows])
+    ax_size.axhline(100, color="red", ls="--", lw=1, label="100 KB budget (shipped files)")
+    ax_size.set(ylabel="KB on disk", title="size (grey = not shipped)", yscale="log")
+    ax_size.tick_params(axis="x", rotation=20)
+    ax_size.legend()
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def sample_grid(samples: dict[str, torch.Tensor], path: Path) -> Path:
+    """One row per face, one column per model: input | each model | target."""
+    order = ["input"] + [k for k in samples if k not in ("input", "target")] + ["target"]
+    columns = [samples[k].clamp(0, 1) for k in order]
+    rows = [np.concatenate([(c[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for c in columns], axis=1)
+            for i in range(len(columns[0]))]
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    Image.fromarray(np.concatenate(rows, axis=0)).save(tmp, format="PNG")
+    os.replace(tmp, path)
+    (path.with_suffix(".txt")).write_text("columns: " + " | ".join(order) + "\n")
+    return path
+
+
+def write_reports(report: dict, samples: dict[str, torch.Tensor], out: Path) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    table = markdown_table(report)
+    paths = {"json": out / "report.json", "markdown": out / "report.md", "plot": out / "latency_size.png",
+             "samples": out / "samples.png"}
+    for key, text in (("json", json.dumps(report, indent=2) + "\n"), ("markdown", "# TinyBeauty benchmark\n\n" + table + "\n")):
+        tmp = paths[key].with_name(f".{paths[key].name}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, paths[key])
+    plot(report, paths["plot"])
+    sample_grid(samples, paths["samples"])
+    return paths | {"markdown_table": table}

@@ -1,0 +1,100 @@
+import json
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmark.__main__ import main as bench_main
+from benchmark.apply import main as apply_main
+
+
+def bench_args(artifacts, out, *extra):
+    return ["--artifacts", str(artifacts), "--out", str(out), "--threads", "1", "--min-runs", "3",
+            "--min-seconds", "0", "--val-images", "4", *extra]
+
+
+@pytest.fixture(scope="module")
+def report(artifacts, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    assert bench_main(bench_args(artifacts, out, "--min-psnr", "0")) == 0
+    return out
+
+
+def test_report_has_every_figure(report):
+    data = json.loads((report / "report.json").read_text())
+    rows = {row["format"]: row for row in data["rows"]}
+    assert set(rows) == {"baseline", "pytorch", "onnx-fp32", "onnx", "coreml", "ptl"}
+    for name, row in rows.items():
+        assert math.isfinite(row["psnr_vs_truth_db"]) and 0 < row["ssim_vs_truth"] <= 1
+        if name != "baseline":
+            assert math.isfinite(row["psnr_vs_pytorch_db"])
+    for name in ("pytorch", "onnx-fp32", "onnx", "ptl"):
+        figures = row_latency = rows[name]["latency"]["1"]
+        assert figures["median_ms"] > 0 and figures["p90_ms"] >= figures["median_ms"] and row_latency["runs"] >= 3
+        assert 0 < figures["share_of_fp32_peak"] < 5
+    assert rows["coreml"]["latency"] == {} and rows["coreml"].get("stand_in")
+    assert any("not run" in note for note in rows["coreml"]["notes"])
+    # the fp32 reference ONNX matches PyTorch far better than any int8 file
+    assert rows["onnx-fp32"]["psnr_vs_pytorch_db"] > rows["onnx"]["psnr_vs_pytorch_db"] + 10
+    assert rows["onnx-fp32"]["psnr_vs_pytorch_db"] > rows["ptl"]["psnr_vs_pytorch_db"] + 10
+    assert data["macs"] > 0 and data["machine"]["peak_fp32_gflops"]["1"] > 0
+    table = (report / "report.md").read_text()
+    assert "not measured" in table and "PSNR vs truth" in table
+    for picture in ("latency_size.png", "samples.png"):
+        assert Image.open(report / picture).size[0] > 100
+
+
+def test_gate_fails_above_measured_value(artifacts, report, tmp_path, caplog):
+    best = max(r["psnr_vs_truth_db"] for r in json.loads((report / "report.json").read_text())["rows"])
+    assert bench_main(bench_args(artifacts, tmp_path, "--min-psnr", f"{best + 1:.2f}")) == 1
+    assert "under the" in caplog.text
+    assert json.loads((tmp_path / "report.json").read_text())["gates"]["failures"]
+
+
+def test_missing_manifest_is_a_clear_error(tmp_path, caplog):
+    assert bench_main(["--artifacts", str(tmp_path), "--out", str(tmp_path / "b")]) == 2
+    assert "make export" in caplog.text
+
+
+@pytest.mark.parametrize("model", ["tinybeauty.onnx", "tinybeauty.ptl"])
+def test_apply_keeps_size_and_mode(artifacts, tmp_path, model):
+    rgba = tmp_path / "odd_rgba.png"
+    pixels = np.random.default_rng(0).integers(0, 255, (77, 93, 4), dtype=np.uint8)
+    pixels[..., 3] = 200
+    Image.fromarray(pixels, "RGBA").save(rgba)
+    gray = tmp_path / "gray.jpg"
+    Image.fromarray(pixels[..., 0], "L").save(gray)
+    out = tmp_path / "out"
+    assert apply_main(["--model", str(artifacts / model), str(rgba), str(gray), "--out", str(out), "--model-size", "64",
+                       "--side-by-side"]) == 0
+    made_up = Image.open(out / "odd_rgba_makeup.png")
+    assert made_up.size == (93, 77) and made_up.mode == "RGBA"
+    assert np.array_equal(np.asarray(made_up)[..., 3], pixels[..., 3])  # alpha untouched
+    made_up_gray = Image.open(out / "gray_makeup.png")
+    assert made_up_gray.size == (93, 77) and made_up_gray.mode == "RGB"
+    assert Image.open(out / "odd_rgba_before_after.png").size == (186, 77)
+
+
+def test_apply_bad_file_among_good(artifacts, checkpoint, tmp_path, caplog):
+    good = tmp_path / "good.png"
+    Image.new("RGB", (128, 128), (200, 150, 130)).save(good)
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    out = tmp_path / "out"
+    code = apply_main(["--model", str(checkpoint), str(bad), str(good), "--out", str(out), "--model-size", "64"])
+    assert code == 1
+    assert (out / "good_makeup.png").is_file() and not (out / "bad_makeup.png").exists()
+    assert "bad.png" in caplog.text and "not a readable image" in caplog.text
+
+
+def test_apply_reports_unusable_models(artifacts, tmp_path, caplog):
+    good = tmp_path / "good.png"
+    Image.new("RGB", (64, 64)).save(good)
+    from export.coreml_format import can_predict
+
+    if not can_predict():
+        assert apply_main(["--model", str(artifacts / "tinybeauty.mlmodel"), str(good), "--out", str(tmp_path)]) == 2
+        assert "needs macOS" in caplog.text
+    (tmp_path / "model.tflite").write_bytes(b"TFL3")
+    assert apply_main(["--model", str(tmp_path / "model.tflite"), str(good), "--out", str(tmp_path)]) == 2

@@ -1,0 +1,165 @@
+import csv
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from models.metrics import psnr_db
+from train import data as data_module
+from train.data import DataError, PairDataset, discover_pairs, load_pairs, split_indices
+from train.synthetic import LABELS, render_pair
+
+
+def write_image(path, size=(40, 40), color=(120, 80, 60), mode="RGB"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, color if mode == "RGB" else color[0]).save(path)
+    return path
+
+
+def make_layout(root, source="source", target="target", names=("a", "b", "c"), suffix=".png"):
+    for name in names:
+        write_image(root / source / f"{name}{suffix}")
+        write_image(root / target / f"{name}.png", color=(130, 70, 60))
+    return root
+
+
+@pytest.mark.parametrize("source,target", [("source", "target"), ("non-makeup", "makeup")])
+def test_folder_layouts(tmp_path, source, target):
+    make_layout(tmp_path, source, target)
+    cache = load_pairs(tmp_path, image_size=32)
+    assert cache.names == ["a", "b", "c"]
+    assert cache.sources.shape == (3, 32, 32, 3) and cache.sources.dtype == np.uint8
+    assert not cache.has_labels
+
+
+def test_jpg_source_pairs_with_png_target_by_stem(tmp_path):
+    make_layout(tmp_path, suffix=".jpg")
+    assert [p.name for p in discover_pairs(tmp_path)] == ["a", "b", "c"]
+
+
+def test_pairs_csv_manifest(tmp_path):
+    write_image(tmp_path / "x" / "one.png")
+    write_image(tmp_path / "y" / "one_made_up.jpg")
+    write_image(tmp_path / "x" / "two.png")
+    write_image(tmp_path / "y" / "two_made_up.jpg")
+    with (tmp_path / "pairs.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["source", "target"])
+        writer.writerows([["x/one.png", "y/one_made_up.jpg"], ["x/two.png", "y/two_made_up.jpg"]])
+    assert len(load_pairs(tmp_path, image_size=16)) == 2
+
+
+def test_masks_give_eye_band_from_labels(tmp_path):
+    make_layout(tmp_path, names=("a", "b"))
+    (tmp_path / "mask").mkdir()
+    labels = np.zeros((40, 40), np.uint8)
+    labels[10:14, 8:16] = 4
+    labels[10:14, 24:32] = 5
+    for name in ("a", "b"):
+        Image.fromarray(labels).save(tmp_path / "mask" / f"{name}.png")
+    cache = load_pairs(tmp_path, image_size=40)
+    assert cache.has_labels
+    eye = cache.eye_masks[0]
+    assert eye[12, 12] > 200 and eye[12, 28] > 200  # on the eyes
+    assert eye[35, 20] == 0  # chin: outside the band
+
+
+def test_fixed_eye_band_without_masks(tmp_path):
+    make_layout(tmp_path)
+    eye = load_pairs(tmp_path, image_size=64).eye_masks[0]
+    assert eye[int(0.45 * 64), 32] == 255 and eye[60, 32] == 0 and eye[5, 32] == 0
+
+
+@pytest.mark.parametrize("setup,message", [
+    (lambda root: None, "does not exist"),
+    (lambda root: root.mkdir(), "no pairs.csv"),
+    (lambda root: (root / "source").mkdir(parents=True) or (root / "target").mkdir(), "no .png/.jpg images"),
+])
+def test_missing_or_empty_folders(tmp_path, setup, message):
+    root = tmp_path / "pairs"
+    setup(root)
+    with pytest.raises(DataError, match=message):
+        load_pairs(root, 32)
+
+
+def test_unmatched_names_are_listed(tmp_path):
+    make_layout(tmp_path, names=("a", "b"))
+    write_image(tmp_path / "source" / "lonely.png")
+    write_image(tmp_path / "target" / "orphan.png")
+    with pytest.raises(DataError, match="unmatched") as error:
+        load_pairs(tmp_path, 32)
+    assert "lonely" in str(error.value) and "orphan" in str(error.value)
+
+
+def test_corrupt_and_non_image_files(tmp_path):
+    make_layout(tmp_path, names=("a", "b"))
+    (tmp_path / "source" / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    with pytest.raises(DataError, match=r"source/b\.png is not a readable image"):
+        load_pairs(tmp_path, 32)
+    (tmp_path / "source" / "b.png").write_text("just text, not a picture")
+    with pytest.raises(DataError, match=r"b\.png is not a readable image"):
+        load_pairs(tmp_path, 32)
+
+
+def test_mask_of_wrong_size(tmp_path):
+    make_layout(tmp_path, names=("a",))
+    write_image(tmp_path / "source" / "z.png")
+    write_image(tmp_path / "target" / "z.png")
+    write_image(tmp_path / "mask" / "a.png", size=(40, 40), mode="L")
+    write_image(tmp_path / "mask" / "z.png", size=(20, 20), mode="L")
+    with pytest.raises(DataError, match=r"mask/z\.png is 20x20 .* must match"):
+        load_pairs(tmp_path, 32)
+
+
+def test_pair_size_mismatch(tmp_path):
+    make_layout(tmp_path, names=("a",))
+    write_image(tmp_path / "source" / "b.png", size=(40, 40))
+    write_image(tmp_path / "target" / "b.png", size=(50, 40))
+    with pytest.raises(DataError, match="same face at the same size"):
+        load_pairs(tmp_path, 32)
+
+
+def test_decompression_bomb_is_refused_before_decoding(tmp_path, monkeypatch):
+    make_layout(tmp_path, names=("a", "b"))
+    write_image(tmp_path / "source" / "b.png", size=(300, 300))
+    write_image(tmp_path / "target" / "b.png", size=(300, 300))
+    monkeypatch.setattr(data_module, "MAX_IMAGE_PIXELS", 50_000)  # 300x300 = 90,000 pixels
+    decoded = []
+    monkeypatch.setattr(Image.Image, "load", lambda self, *a: decoded.append(self.size) or None)
+    with pytest.raises(DataError, match="over the 50,000-pixel limit"):
+        load_pairs(tmp_path, 32)
+    assert (300, 300) not in decoded
+
+
+def test_split_is_deterministic_and_disjoint():
+    train_a, val_a = split_indices(100, 0.1, seed=3)
+    train_b, val_b = split_indices(100, 0.1, seed=3)
+    assert np.array_equal(val_a, val_b) and len(val_a) == 10
+    assert not set(train_a) & set(val_a) and len(train_a) + len(val_a) == 100
+    assert not np.array_equal(split_indices(100, 0.1, seed=4)[1], val_a)
+
+
+def test_augmentation_keeps_pairs_aligned(tmp_path):
+    make_layout(tmp_path, names=("a", "b"))
+    cache = load_pairs(tmp_path, 32)
+    gradient = np.tile(np.arange(32, dtype=np.uint8)[None, :, None] * 8, (32, 1, 3))
+    cache.sources[:] = gradient
+    cache.targets[:] = gradient // 2
+    dataset = PairDataset(cache, np.array([0, 1]), train=True, crop=16, seed=0)
+    for _ in range(10):
+        source, target, eye = dataset[0]
+        assert source.shape == (3, 16, 16) and eye.shape == (1, 16, 16)
+        assert torch.allclose(torch.floor(source * 255 / 2) / 255, target, atol=1 / 255)
+
+
+def test_synthetic_is_deterministic_subtle_and_labelled():
+    source, target, labels = render_pair(3, seed=0, size=128)
+    again, _, _ = render_pair(3, seed=0, size=128)
+    assert np.array_equal(source, again)
+    assert not np.array_equal(source, render_pair(3, seed=1, size=128)[0])
+    to_tensor = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None]  # noqa: E731
+    baselines = [psnr_db(to_tensor(s), to_tensor(t)) for s, t, _ in (render_pair(i, 0, 128) for i in range(6))]
+    assert 25 < np.mean(baselines) < 33, baselines
+    present = set(np.unique(labels))
+    assert {LABELS["left_eye"], LABELS["right_eye"], LABELS["upper_lip"], LABELS["lower_lip"], LABELS["skin"]} <= present
