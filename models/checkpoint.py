@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import zipfile
 from pathlib import Path
 
 import torch
@@ -58,7 +57,7 @@ def read_checkpoint(path: Path) -> dict:
         raise CheckpointError(f"{path} holds pickled Python objects, not a TinyBeauty checkpoint of plain "
                               f"types (was it saved with torch.save(model)?); re-export it from training. "
                               f"Detail: {str(error).splitlines()[0]}") from error
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
+    except Exception as error:  # torch.load raises many types for damaged files (KeyError, EOFError, ...)
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (corrupt or truncated: "
                               f"{str(error).splitlines()[0]}); use another checkpoint or retrain") from error
     if not isinstance(payload, dict) or "model" not in payload or "model_config" not in payload:
