@@ -70,6 +70,15 @@ def quality(outputs: np.ndarray, source: torch.Tensor, target: torch.Tensor, ref
     return row
 
 
+def latency_by_threads(make_runner, example: np.ndarray, threads: list[int], args: argparse.Namespace) -> dict:
+    """Batch-1 latency of a fresh runner at each thread count (a runtime fixes threads when built)."""
+    figures = {}
+    for count in threads:
+        runner = make_runner(count)
+        figures[str(count)] = measure_latency(lambda: runner(example), min_runs=args.min_runs, min_seconds=args.min_seconds)  # noqa: B023
+    return figures
+
+
 def machine_info(thread_counts: list[int]) -> dict:
     cpu = platform.processor() or "unknown"
     try:
@@ -121,8 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     rows.append({"name": "PyTorch fp32 (reference)", "format": "pytorch", "file": manifest["checkpoint"],
                  "bytes": count_parameters(model) * 4, "runtime": "PyTorch eager fp32",
                  **quality(reference.numpy(), source, target, reference),
-                 "latency": {str(t): measure_latency(lambda r=pytorch_runner(model, t): r(example), min_runs=args.min_runs,
-                                                     min_seconds=args.min_seconds) for t in threads},
+                 "latency": latency_by_threads(lambda t: pytorch_runner(model, t), example, threads, args),
                  "notes": ["bytes: parameters x 4 (fp32 weights)"]})
     samples = {"input": source[:4], "target": target[:4], "PyTorch fp32": reference[:4]}
     for entry in manifest["artifacts"]:
@@ -133,10 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             outputs = run_in_batches_of_one(fmt.load(path), source.numpy())
             row["notes"].append(f"ran with {fmt.runtime}")
-            for t in threads:
-                runner = fmt.load(path, t)
-                row["latency"][str(t)] = measure_latency(lambda r=runner: r(example), min_runs=args.min_runs,
-                                                         min_seconds=args.min_seconds)
+            row["latency"] = latency_by_threads(lambda t, fmt=fmt, path=path: fmt.load(path, t), example, threads, args)
         except RuntimeUnavailable as why:
             outputs, checks = fmt.stand_in(path, model, source)
             row["notes"] += [f"not run: {why}", "quality from the stand-in: " + checks[-1], "latency: not measured"]

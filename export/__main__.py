@@ -27,8 +27,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.common import (DEFAULT_BUDGET_BYTES, DEFAULT_MAX_PSNR_DROP_DB, ExportError, ExportInputs, ExportMeta,
-                           RuntimeUnavailable, git_commit, parity, run_in_batches_of_one, sha256_file, staged_path)
+from export.common import (
+    DEFAULT_BUDGET_BYTES,
+    DEFAULT_MAX_PSNR_DROP_DB,
+    ExportInputs,
+    ExportMeta,
+    RuntimeUnavailable,
+    git_commit,
+    parity,
+    run_in_batches_of_one,
+    sha256_file,
+    staged_path,
+)
 from export.formats import BY_NAME, FORMATS, ExportFormat
 from models.checkpoint import CheckpointError, load_checkpoint
 from models.metrics import psnr_db

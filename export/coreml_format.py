@@ -24,7 +24,14 @@ import torch
 from PIL import Image
 from torch import nn
 
-from export.common import INPUT_NAME, OUTPUT_NAME, ExportInputs, ExportMeta, Runner, RuntimeUnavailable
+from export.common import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    ExportInputs,
+    ExportMeta,
+    Runner,
+    RuntimeUnavailable,
+)
 from models.tinybeauty import TinyBeauty
 
 log = logging.getLogger(__name__)

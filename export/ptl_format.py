@@ -56,7 +56,10 @@ def quantize_residual(model: TinyBeauty, inputs: ExportInputs) -> nn.Module:
     """FX post-training static quantization of the residual U-Net, calibrated on training faces."""
     from torch.ao.quantization import QConfig, QConfigMapping
     from torch.ao.quantization.backend_config import get_qnnpack_backend_config
-    from torch.ao.quantization.observer import HistogramObserver, default_per_channel_weight_observer
+    from torch.ao.quantization.observer import (
+        HistogramObserver,
+        default_per_channel_weight_observer,
+    )
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
     qconfig = QConfig(activation=HistogramObserver.with_args(reduce_range=False),

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 import torch
-
 from conftest import ROOT, train_args
+
 from models.checkpoint import load_checkpoint
 from train.__main__ import main
 
