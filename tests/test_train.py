@@ -67,3 +67,13 @@ def test_two_process_torchrun(synthetic_data, tmp_path):
     payload = torch.load(out / "tinybeauty_final.pt", weights_only=True)
     assert not any(k.startswith("module.") for k in payload["model"])  # unwrapped before saving
     assert torch.load(out / "tinybeauty_final.pt", weights_only=True)["train_config"]["batch_size"] == 4
+
+
+def test_existing_run_is_not_overwritten_by_accident(trained_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    before = (run / "tinybeauty_best_psnr.pt").read_bytes()
+    data = torch.load(run / "tinybeauty_last.pt", weights_only=True)["train_config"]["data"]
+    assert main(train_args(data, run, "--epochs", "1")) == 2
+    assert (run / "tinybeauty_best_psnr.pt").read_bytes() == before
+    assert main(train_args(data, run, "--epochs", "1", "--overwrite")) == 0

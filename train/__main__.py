@@ -3,7 +3,7 @@
 Usage:
     python -m train                              # CPU preset on the built-in synthetic data
     python -m train --data DIR                   # the paper's schedule on your pairs
-    python -m train --data DIR --epochs 5 --out runs/try1 --resume
+    python -m train --data DIR --epochs 5 --out runs/try1 --resume   # or --overwrite to start over
     torchrun --nproc_per_node 2 -m train ...     # DistributedDataParallel (gloo on CPU)
 
 Presets fill every option you do not give explicitly:
@@ -62,6 +62,7 @@ class TrainConfig:
     device: str = "auto"
     threads: int | None = None
     resume: bool = False
+    overwrite: bool = False
     wandb: bool = False
     wandb_project: str = "tinybeauty"
 
@@ -99,6 +100,7 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
     add("--device", help="auto, cpu, cuda or cuda:N (default auto: CUDA when present)")
     add("--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's choice)")
     add("--resume", action="store_true", default=None, help="continue from OUT/tinybeauty_last.pt")
+    add("--overwrite", action="store_true", default=None, help="start a new run in an OUT that already holds one")
     add("--wandb", action="store_true", default=None, help="log to Weights & Biases (offline unless configured)")
     add("--wandb-project", help=f"W&B project (default {defaults.wandb_project})")
     given = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
@@ -185,8 +187,9 @@ def run(config: TrainConfig, dist_info: trainer.Distributed) -> int:
         start_epoch = checkpoint["epoch"] + 1
         rows = [r for r in trainer.read_metrics(metrics_path) if int(r["epoch"]) < start_epoch]
         log.info("resuming from %s at epoch %d", resume_path, start_epoch)
-    elif dist_info.is_main and (out / trainer.CHECKPOINTS["last"]).exists():
-        log.warning("%s already holds a run; starting over (pass --resume to continue it)", out)
+    elif (out / trainer.CHECKPOINTS["last"]).exists() and not config.overwrite:
+        raise CheckpointError(f"{out} already holds a run ({trainer.CHECKPOINTS['last']}); pass --resume to continue "
+                              "it, --overwrite to replace it, or another --out")
 
     if dist_info.enabled:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
