@@ -16,7 +16,9 @@ import contextlib
 import copy
 import json
 import logging
+import os
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,7 @@ from models.tinybeauty import TinyBeauty
 
 log = logging.getLogger(__name__)
 
+METADATA_FILE = "tinybeauty.json"
 ENGINE = "qnnpack"  # what ARM phones run; x86's fbgemm would pack weights differently
 
 
@@ -87,9 +90,23 @@ def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta
         except (AssertionError, RuntimeError) as error:  # no XNNPACK in this torch build
             log.info("optimize_for_mobile unavailable (%s); using torch.jit.freeze", str(error).splitlines()[0][:80])
             scripted = torch.jit.freeze(traced.eval())
-        extra = {"tinybeauty.json": json.dumps(meta.as_strings(), sort_keys=True)}
+        extra = {METADATA_FILE: json.dumps(meta.as_strings(), sort_keys=True)}
         scripted._save_for_lite_interpreter(str(path), _extra_files=extra)
+    strip_debug_records(path)
     return path
+
+
+def strip_debug_records(path: Path) -> int:
+    """Drop the TorchScript source-range tables (``*.debug_pkl``): ~6 KB the lite interpreter
+    never reads. Records stay uncompressed, as torch's reader expects. Returns bytes saved."""
+    before = path.stat().st_size
+    tmp = path.with_name(path.name + ".strip")
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as target:
+        for info in source.infolist():
+            if not info.filename.endswith(".debug_pkl"):
+                target.writestr(info.filename, source.read(info.filename))
+    os.replace(tmp, path)
+    return before - path.stat().st_size
 
 
 def load(path: Path, threads: int | None = None) -> Runner:
@@ -108,6 +125,7 @@ def load(path: Path, threads: int | None = None) -> Runner:
 
 
 def read_metadata(path: Path) -> dict:
-    extra = {"tinybeauty.json": ""}
-    torch.jit.load(str(path), _extra_files=extra)
-    return json.loads(extra["tinybeauty.json"] or "{}")
+    """The provenance stored as the extra file ``tinybeauty.json``."""
+    with zipfile.ZipFile(path) as archive:
+        name = next((n for n in archive.namelist() if n.endswith(f"/extra/{METADATA_FILE}")), None)
+        return json.loads(archive.read(name)) if name else {}

@@ -56,6 +56,9 @@ def test_provenance_inside_artifacts(artifacts, checkpoint):
     from export.ptl_format import read_metadata
 
     assert read_metadata(artifacts / "tinybeauty.ptl")["tinybeauty.checkpoint_sha256"] == sha
+    import zipfile
+
+    assert not [n for n in zipfile.ZipFile(artifacts / "tinybeauty.ptl").namelist() if n.endswith(".debug_pkl")]
     import coremltools as ct
 
     spec = ct.utils.load_spec(str(artifacts / "tinybeauty.mlmodel"))
