@@ -78,7 +78,7 @@ def plot(report: dict, path: Path) -> Path:
     sizes = [(r["bytes"] or 0) / 1000 for r in rows]
     ax_size.bar(names, sizes, color=["tab:gray" if not r.get("shipped") else "tab:green" for r in rows])
     ax_size.axhline(100, color="red", ls="--", lw=1, label="100 KB budget (shipped files)")
-    ax_size.set(ylabel="KB on disk", title="size (grey = not shipped)", yscale="log")
+    ax_size.set(ylabel="KB on disk", title="size (grey = not shipped)")
     ax_size.tick_params(axis="x", rotation=20)
     ax_size.legend()
     fig.tight_layout()
