@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from PIL import Image
 
 from benchmark.runtimes import load_runner
 from export.common import Runner, RuntimeUnavailable
+from models.atomic import atomic_path
 from models.checkpoint import CheckpointError
 from train.data import DataError, open_image
 
@@ -65,9 +65,8 @@ def apply_to_file(runner: Runner, path: Path, out_dir: Path, model_size: int, si
 
 
 def _save(image: Image.Image, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
     return path
 
 

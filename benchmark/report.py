@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+from models.atomic import atomic_path, write_text
 
 
 def _fmt_latency(row: dict, threads: str) -> str:
@@ -82,10 +83,9 @@ def plot(report: dict, path: Path) -> Path:
     ax_size.tick_params(axis="x", rotation=20)
     ax_size.legend()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 
@@ -95,10 +95,9 @@ def sample_grid(samples: dict[str, torch.Tensor], path: Path) -> Path:
     columns = [samples[k].clamp(0, 1) for k in order]
     rows = [np.concatenate([(c[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for c in columns], axis=1)
             for i in range(len(columns[0]))]
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    Image.fromarray(np.concatenate(rows, axis=0)).save(tmp, format="PNG")
-    os.replace(tmp, path)
-    (path.with_suffix(".txt")).write_text("columns: " + " | ".join(order) + "\n")
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.concatenate(rows, axis=0)).save(tmp, format="PNG")
+    write_text(path.with_suffix(".txt"), "columns: " + " | ".join(order) + "\n")
     return path
 
 
@@ -107,10 +106,8 @@ def write_reports(report: dict, samples: dict[str, torch.Tensor], out: Path) -> 
     table = markdown_table(report)
     paths = {"json": out / "report.json", "markdown": out / "report.md", "plot": out / "latency_size.png",
              "samples": out / "samples.png"}
-    for key, text in (("json", json.dumps(report, indent=2) + "\n"), ("markdown", "# TinyBeauty benchmark\n\n" + table + "\n")):
-        tmp = paths[key].with_name(f".{paths[key].name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, paths[key])
+    write_text(paths["json"], json.dumps(report, indent=2) + "\n")
+    write_text(paths["markdown"], "# TinyBeauty benchmark\n\n" + table + "\n")
     plot(report, paths["plot"])
     sample_grid(samples, paths["samples"])
     return paths | {"markdown_table": table}

@@ -40,6 +40,7 @@ from export.common import (
     staged_path,
 )
 from export.formats import BY_NAME, FORMATS, ExportFormat
+from models.atomic import write_text
 from models.checkpoint import CheckpointError, load_checkpoint
 from models.metrics import psnr_db
 from models.tinybeauty import TinyBeauty
@@ -137,9 +138,7 @@ def install(records: list[dict], staging: Path, out: Path, manifest: dict) -> No
     """Move every checked file into place, then the manifest (each rename is atomic)."""
     for record in records:
         os.replace(staging / record["file"], out / record["file"])
-    tmp = out / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, out / MANIFEST)
+    write_text(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,6 @@ import contextlib
 import copy
 import json
 import logging
-import os
 import warnings
 import zipfile
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 from torch import nn
 
 from export.common import ExportInputs, ExportMeta, Runner
+from models.atomic import atomic_path
 from models.tinybeauty import TinyBeauty
 
 log = logging.getLogger(__name__)
@@ -103,12 +103,10 @@ def strip_debug_records(path: Path) -> int:
     """Drop the TorchScript source-range tables (``*.debug_pkl``): ~6 KB the lite interpreter
     never reads. Records stay uncompressed, as torch's reader expects. Returns bytes saved."""
     before = path.stat().st_size
-    tmp = path.with_name(path.name + ".strip")
-    with zipfile.ZipFile(path) as source, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as target:
+    with atomic_path(path) as tmp, zipfile.ZipFile(path) as source, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as target:
         for info in source.infolist():
             if not info.filename.endswith(".debug_pkl"):
                 target.writestr(info.filename, source.read(info.filename))
-    os.replace(tmp, path)
     return before - path.stat().st_size
 
 

@@ -8,13 +8,13 @@ Everything loads with ``torch.load(path, weights_only=True)``.
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from models.atomic import atomic_path
 from models.tinybeauty import TinyBeauty, build_model
 
 CHECKPOINT_FORMAT = "tinybeauty-checkpoint-v1"
@@ -37,12 +37,9 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
 def save_checkpoint(path: Path, payload: dict) -> Path:
     """Write to a temp file in the same folder, then rename: a kill never leaves a torn file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"format": CHECKPOINT_FORMAT, **payload}, tmp)
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        torch.save({"format": CHECKPOINT_FORMAT, **payload}, tmp)
+    return Path(path)
 
 
 def read_checkpoint(path: Path) -> dict:

@@ -30,7 +30,7 @@ def test_end_to_end_run_writes_loadable_checkpoints(trained_run):
         assert float(row["val_psnr"]) > 10 and float(row["baseline_psnr"]) > 10
     assert (trained_run / "samples_epoch_001.png").is_file() and (trained_run / "training_curves.png").is_file()
     assert (trained_run / "config.json").is_file()
-    assert not list(trained_run.glob(".*.tmp"))  # atomic writes leave no temp files
+    assert not list(trained_run.glob(".*tmp*"))  # atomic writes leave no temp files
 
 
 def test_resume_continues_after_an_interrupted_run(trained_run, tmp_path):

@@ -27,6 +27,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
+from models.atomic import atomic_path
+
 log = logging.getLogger(__name__)
 
 LABELS = {
@@ -217,9 +219,8 @@ def _write_pair(job: tuple[Path, int, int, int]) -> None:
         return
     source, target, labels = render_pair(index, seed=seed, size=size)
     for sub, array in (("mask", labels), ("source", to_uint8(source)), ("target", to_uint8(target))):
-        tmp = out / sub / f".{name}.tmp"
-        Image.fromarray(array).save(tmp, format="PNG")
-        tmp.replace(out / sub / name)  # a killed run never leaves a half-written pair
+        with atomic_path(out / sub / name) as tmp:  # a killed run never leaves a half-written pair
+            Image.fromarray(array).save(tmp, format="PNG")
 
 
 def write_dataset(out: Path, n: int, size: int = 256, seed: int = 0, workers: int | None = None) -> Path:

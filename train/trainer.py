@@ -17,6 +17,7 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
+from models.atomic import atomic_path, write_text
 from models.checkpoint import save_checkpoint, unwrap_model
 from models.metrics import psnr_db
 from train.losses import makeup_loss
@@ -112,9 +113,8 @@ def to_uint8_image(batch: torch.Tensor) -> np.ndarray:
 
 
 def write_png(array: np.ndarray, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
     return path
 
 
@@ -150,10 +150,9 @@ def plot_curves(metrics_path: Path, out_path: Path) -> Path | None:
     ax_psnr.set(xlabel="epoch", ylabel="dB", title="validation PSNR")
     ax_psnr.legend()
     fig.tight_layout()
-    tmp = out_path.with_name(f".{out_path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(out_path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    os.replace(tmp, out_path)
     return out_path
 
 
@@ -165,19 +164,14 @@ def read_metrics(path: Path) -> list[dict]:
 
 
 def write_metrics(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as handle:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def write_json(payload: dict, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
 
 
 def checkpoint_payload(model, optimizer, scheduler, epoch: int, state: dict, train_config) -> dict:
