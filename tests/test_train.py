@@ -2,6 +2,7 @@ import csv
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -77,3 +78,24 @@ def test_existing_run_is_not_overwritten_by_accident(trained_run, tmp_path):
     assert main(train_args(data, run, "--epochs", "1")) == 2
     assert (run / "tinybeauty_best_psnr.pt").read_bytes() == before
     assert main(train_args(data, run, "--epochs", "1", "--overwrite")) == 0
+
+
+@pytest.mark.slow
+def test_killed_run_leaves_loadable_checkpoints_and_resumes(synthetic_data, tmp_path):
+    """SIGKILL a real training process mid-run: every checkpoint on disk loads, and --resume goes on."""
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "train", *train_args(synthetic_data, out, "--epochs", "500")]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(metric_rows(out) if (out / "metrics.csv").exists() else []) < 3:
+            time.sleep(0.05)
+    finally:
+        process.kill()
+        process.wait()
+    for path in out.glob("*.pt"):
+        load_checkpoint(path)  # raises on a torn file
+    done = torch.load(out / "tinybeauty_last.pt", weights_only=True)["epoch"]
+    assert 3 <= done < 500
+    assert main(train_args(synthetic_data, out, "--epochs", str(done + 1), "--resume")) == 0
+    assert [int(r["epoch"]) for r in metric_rows(out)] == list(range(1, done + 2))

@@ -230,10 +230,12 @@ def run(config: TrainConfig, dist_info: trainer.Distributed) -> int:
         state["val_psnr"], state["baseline_psnr"] = metrics["val_psnr"], metrics["baseline_psnr"]
         if not dist_info.is_main:
             continue
-        payload = trainer.checkpoint_payload(model, optimizer, scheduler, epoch, state, config)
-        trainer.save_epoch_checkpoints(out, payload, improved)
+        # Metrics first, checkpoints second: a kill in between leaves a row that --resume drops
+        # and redoes, never a checkpoint whose epoch has no row.
         rows.append(metrics)
         trainer.write_metrics(metrics_path, rows)
+        payload = trainer.checkpoint_payload(model, optimizer, scheduler, epoch, state, config)
+        trainer.save_epoch_checkpoints(out, payload, improved)
         if epoch % config.sample_every == 0 or epoch == config.epochs:
             grid = trainer.sample_grid(model, sample_source.to(device), sample_target.to(device))
             trainer.write_png(grid, out / f"samples_epoch_{epoch:03d}.png")
