@@ -168,7 +168,9 @@ def run(config: TrainConfig, dist_info: trainer.Distributed) -> int:
     train_idx, val_idx = split_indices(len(cache), config.val_fraction, config.seed)
     log.info("%d pairs: %d train, %d validation (seed %d)", len(cache), len(train_idx), len(val_idx), config.seed)
 
-    model = build_model(config.variant).to(device)
+    checkpoint = read_checkpoint(out / trainer.CHECKPOINTS["last"]) if config.resume else None
+    # A resumed run rebuilds the network from the checkpoint's own config, whatever --variant says.
+    model = build_model(checkpoint["model_config"] if checkpoint else config.variant).to(device)
     log.info("%s", describe(unwrap_model(model)))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=config.plateau_factor,
@@ -177,16 +179,14 @@ def run(config: TrainConfig, dist_info: trainer.Distributed) -> int:
     start_epoch = 1
     metrics_path = out / trainer.METRICS_FILE
     rows: list[dict] = []
-    if config.resume:
-        resume_path = out / trainer.CHECKPOINTS["last"]
-        checkpoint = read_checkpoint(resume_path)
+    if checkpoint:
         unwrap_model(model).load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         state.update({k: checkpoint[k] for k in state})
         start_epoch = checkpoint["epoch"] + 1
         rows = [r for r in trainer.read_metrics(metrics_path) if int(r["epoch"]) < start_epoch]
-        log.info("resuming from %s at epoch %d", resume_path, start_epoch)
+        log.info("resuming from %s at epoch %d", out / trainer.CHECKPOINTS["last"], start_epoch)
     elif (out / trainer.CHECKPOINTS["last"]).exists() and not config.overwrite:
         raise CheckpointError(f"{out} already holds a run ({trainer.CHECKPOINTS['last']}); pass --resume to continue "
                               "it, --overwrite to replace it, or another --out")
