@@ -5,7 +5,8 @@ Usage:
     python -m export --checkpoint PATH --out DIR [--formats onnx ptl] [--budget-bytes 100000]
 
 Writes DIR/tinybeauty.onnx (int8), DIR/tinybeauty.mlmodel (8-bit weights), DIR/tinybeauty.ptl
-(int8), the unshipped fp32 reference DIR/tinybeauty_fp32.onnx, and DIR/manifest.json.
+(int8), DIR/manifest.json, and the unshipped fp32 reference DIR/reference/tinybeauty_fp32.onnx
+(a subfolder, so every file at the top of DIR is one an app ships).
 
 Every file is exported into DIR/.staging, loaded back with its real runtime and run on
 validation faces (Core ML off macOS: spec and stored-weights checks instead, and the report
@@ -137,6 +138,7 @@ def format_table(records: list[dict]) -> str:
 def install(records: list[dict], staging: Path, out: Path, manifest: dict) -> None:
     """Move every checked file into place, then the manifest (each rename is atomic)."""
     for record in records:
+        (out / record["file"]).parent.mkdir(parents=True, exist_ok=True)
         os.replace(staging / record["file"], out / record["file"])
     write_text(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
 

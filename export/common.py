@@ -109,6 +109,6 @@ def parity(made_up: np.ndarray | torch.Tensor, reference: torch.Tensor, target: 
 
 def staged_path(out_dir: Path, filename: str) -> Path:
     """Where an exporter writes before its checks pass; renamed into place only afterwards."""
-    staging = Path(out_dir) / ".staging"
-    staging.mkdir(parents=True, exist_ok=True)
-    return staging / filename
+    path = Path(out_dir) / ".staging" / filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path

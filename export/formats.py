@@ -43,7 +43,8 @@ def coreml_stand_in(path: Path, model: TinyBeauty, faces: torch.Tensor) -> tuple
 
 
 FORMATS: tuple[ExportFormat, ...] = (
-    ExportFormat("onnx-fp32", "tinybeauty_fp32.onnx", "fp32", "onnxruntime", False,
+    # Not shipped: kept in a subfolder so artifacts/*.onnx|.mlmodel|.ptl is exactly what an app ships.
+    ExportFormat("onnx-fp32", "reference/tinybeauty_fp32.onnx", "fp32", "onnxruntime", False,
                  onnx_format.export_fp32, onnx_format.load),
     ExportFormat("onnx", "tinybeauty.onnx", "int8 QDQ (per-channel weights, uint8 activations)", "onnxruntime",
                  True, onnx_format.export_int8, onnx_format.load),

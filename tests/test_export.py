@@ -86,7 +86,7 @@ def test_quality_gate_fails_when_drop_limit_is_negative(checkpoint, tmp_path, ca
                         "--max-psnr-drop", "-1", "--calibration-images", "2", "--val-images", "2"])
     assert code == 1
     assert "over the -1.0 dB limit" in capsys.readouterr().out
-    assert not (tmp_path / "tinybeauty_fp32.onnx").exists()
+    assert not (tmp_path / "reference" / "tinybeauty_fp32.onnx").exists()
 
 
 def write_bad(path, kind, good):
@@ -131,3 +131,10 @@ def test_pickle_error_type_is_what_weights_only_raises(tmp_path):
     torch.save(torch.nn.Conv2d(1, 1, 1), path)
     with pytest.raises(pickle.UnpicklingError):
         torch.load(path, weights_only=True)
+
+
+def test_top_level_of_artifacts_is_exactly_what_ships(artifacts):
+    top = sorted(p.name for p in artifacts.iterdir() if p.is_file())
+    assert top == sorted([f.filename for f in FORMATS if f.shipped] + ["manifest.json"])
+    assert all((artifacts / name).stat().st_size < 100_000 for name in top if name != "manifest.json")
+    assert (artifacts / "reference" / "tinybeauty_fp32.onnx").is_file()
