@@ -173,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         record = check_artifact(fmt, path, model, inputs, reference, args.budget_bytes, args.max_psnr_drop)
         record["export_s"] = round(time.perf_counter() - start, 2)
-        record |= {"input": meta.as_strings()["tinybeauty.input"], "output": meta.as_strings()["tinybeauty.output"]}
+        record |= {"input": meta.as_strings()["tinybeauty.input"], "output": meta.as_strings()["tinybeauty.output"],
+                   "checkpoint": meta.checkpoint, "checkpoint_sha256": meta.checkpoint_sha256}
         for check in record["checks_run"]:
             log.info("    %s", check)
         for skipped in record["checks_skipped"]:

@@ -23,6 +23,7 @@ def test_each_format_round_trips(artifacts, checkpoint, name):
     record = next(r for r in manifest(artifacts)["artifacts"] if r["format"] == name)
     path = artifacts / fmt.filename
     assert path.stat().st_size == record["bytes"]
+    assert record["checkpoint_sha256"] == manifest(artifacts)["checkpoint_sha256"] and record["input"].startswith("face")
     assert record["passed"] and not record["problems"]
     if fmt.shipped:
         assert record["bytes"] < 100_000
