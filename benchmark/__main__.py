@@ -38,7 +38,7 @@ from export.formats import BY_NAME
 from models.checkpoint import CheckpointError, load_checkpoint
 from models.metrics import psnr_db, ssim
 from models.tinybeauty import count_macs, count_parameters
-from train.data import DataError, data_dir_of, faces_as_tensors, load_pairs, split_indices
+from train.data import DataError, faces_as_tensors, load_training_split
 
 log = logging.getLogger("benchmark")
 
@@ -111,11 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model, checkpoint = load_checkpoint(Path(manifest["checkpoint"]))
         train_config = checkpoint.get("train_config", {})
-        cache = load_pairs(data_dir_of(train_config, args.data), manifest["image_size"])
+        cache, _, val_idx = load_training_split(train_config, args.data, manifest["image_size"])
     except (CheckpointError, DataError) as error:
         log.error("%s", error)
         return 2
-    _, val_idx = split_indices(len(cache), train_config.get("val_fraction", 0.1), train_config.get("seed", 0))
     source, target = faces_as_tensors(cache, val_idx[: args.val_images])
     embedded = not train_config.get("data") and not args.data
     min_psnr = args.min_psnr if args.min_psnr is not None else (EMBEDDED_MIN_PSNR_DB if embedded else None)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from models.atomic import atomic_path, write_text
+from models.atomic import atomic_path, save_figure, write_text
 
 
 def _fmt_latency(row: dict, threads: str) -> str:
@@ -83,10 +83,7 @@ def plot(report: dict, path: Path) -> Path:
     ax_size.tick_params(axis="x", rotation=20)
     ax_size.legend()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def sample_grid(samples: dict[str, torch.Tensor], path: Path) -> Path:

@@ -45,7 +45,7 @@ from models.atomic import write_text
 from models.checkpoint import CheckpointError, load_checkpoint
 from models.metrics import psnr_db
 from models.tinybeauty import TinyBeauty
-from train.data import DataError, data_dir_of, faces_as_tensors, load_pairs, split_indices
+from train.data import DataError, faces_as_tensors, load_training_split
 
 log = logging.getLogger("export")
 
@@ -73,10 +73,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def prepare_inputs(checkpoint: dict, data_override: str | None, n_calibration: int, n_val: int) -> ExportInputs:
     """Calibration faces from the training split, check faces from the validation split (same seed)."""
-    train_config = checkpoint.get("train_config", {})
-    image_size = int(train_config.get("image_size", 256))
-    cache = load_pairs(data_dir_of(train_config, data_override), image_size)
-    train_idx, val_idx = split_indices(len(cache), train_config.get("val_fraction", 0.1), train_config.get("seed", 0))
+    cache, train_idx, val_idx = load_training_split(checkpoint.get("train_config", {}), data_override)
     calibration, _ = faces_as_tensors(cache, train_idx[:n_calibration])
     val_source, val_target = faces_as_tensors(cache, val_idx[:n_val])
     return ExportInputs(val_source[:1].clone(), calibration, val_source, val_target)

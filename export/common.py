@@ -22,10 +22,6 @@ DEFAULT_MAX_PSNR_DROP_DB = 0.5
 Runner = Callable[[np.ndarray], np.ndarray]
 
 
-class ExportError(RuntimeError):
-    """An export or its check failed; the message carries the numbers."""
-
-
 class RuntimeUnavailable(RuntimeError):
     """The artifact's runtime cannot run on this machine (e.g. Core ML prediction off macOS)."""
 

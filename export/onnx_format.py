@@ -143,13 +143,3 @@ def load(path: Path, threads: int | None = None) -> Runner:
 
     return run
 
-
-def describe_spec(path: Path) -> dict:
-    """Input/output names and shapes as stored in the file."""
-    graph = onnx.load(str(path)).graph
-
-    def spec(values) -> list[dict]:
-        return [{"name": v.name, "shape": [d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim],
-                 "dtype": onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name} for v in values]
-
-    return {"inputs": spec(graph.input), "outputs": spec(graph.output)}

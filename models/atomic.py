@@ -25,6 +25,16 @@ def atomic_path(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def save_figure(figure, path: Path, dpi: int = 100) -> Path:
+    """Save a matplotlib figure atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=dpi)
+    plt.close(figure)
+    return Path(path)
+
+
 def write_text(path: Path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)

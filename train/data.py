@@ -256,8 +256,11 @@ def faces_as_tensors(cache: PairCache, indices: np.ndarray) -> tuple[torch.Tenso
     return to_tensor(cache.sources), to_tensor(cache.targets)
 
 
-def data_dir_of(train_config: dict, override: str | Path | None = None) -> Path:
-    """The data a checkpoint was trained on (or ``override``), so later stages use the same split."""
-    if override:
-        return Path(override)
-    return Path(train_config.get("data") or "data/synthetic")
+def load_training_split(train_config: dict, override: str | Path | None = None,
+                        image_size: int | None = None) -> tuple[PairCache, np.ndarray, np.ndarray]:
+    """The pairs a checkpoint was trained on (or ``override``), split exactly as training split
+    them: (cache, train indices, validation indices). Export and benchmark use this."""
+    root = Path(override or train_config.get("data") or "data/synthetic")
+    cache = load_pairs(root, image_size or int(train_config.get("image_size", 256)))
+    train_idx, val_idx = split_indices(len(cache), train_config.get("val_fraction", 0.1), train_config.get("seed", 0))
+    return cache, train_idx, val_idx

@@ -17,7 +17,7 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from models.atomic import atomic_path, write_text
+from models.atomic import atomic_path, save_figure, write_text
 from models.checkpoint import save_checkpoint, unwrap_model
 from models.metrics import psnr_db
 from train.losses import makeup_loss
@@ -150,10 +150,7 @@ def plot_curves(metrics_path: Path, out_path: Path) -> Path | None:
     ax_psnr.set(xlabel="epoch", ylabel="dB", title="validation PSNR")
     ax_psnr.legend()
     fig.tight_layout()
-    with atomic_path(out_path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    return out_path
+    return save_figure(fig, out_path)
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -190,13 +187,10 @@ def checkpoint_payload(model, optimizer, scheduler, epoch: int, state: dict, tra
     }
 
 
-def save_epoch_checkpoints(out: Path, payload: dict, improved: dict[str, bool]) -> list[str]:
+def save_epoch_checkpoints(out: Path, payload: dict, improved: dict[str, bool]) -> None:
     """Best-so-far files first, then `last` (the resume point); each write is atomic."""
-    written = []
     for key, better in improved.items():
         if better:
             save_checkpoint(out / CHECKPOINTS[key], payload)
-            written.append(CHECKPOINTS[key])
     save_checkpoint(out / CHECKPOINTS["last"], payload)
-    return written
 
