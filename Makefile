@@ -32,22 +32,30 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-train: setup
+# Real file dependencies: the artifacts are rebuilt when the checkpoint (or the export code) is
+# newer than their manifest, the report when the artifacts (or the benchmark code) are newer.
+# `make train` always trains; the setup is order-only, so reinstalling retrains nothing.
+train: | setup
 	$(PY) -m train $(TRAIN_FLAGS)
 
-export: setup
-	@test -f $(CHECKPOINT) || $(MAKE) --no-print-directory train
-	$(PY) -m export --checkpoint $(CHECKPOINT) --out $(ARTIFACTS) $(if $(DATA),--data $(DATA)) $(EXPORT_ARGS)
+$(CHECKPOINT): | setup
+	$(PY) -m train $(TRAIN_FLAGS)
 
-bench: setup
-	@test -f $(ARTIFACTS)/manifest.json || $(MAKE) --no-print-directory export
-	$(PY) -m benchmark --artifacts $(ARTIFACTS) --out $(BENCH) $(if $(DATA),--data $(DATA)) $(BENCH_ARGS)
+$(ARTIFACTS)/manifest.json: $(CHECKPOINT) $(wildcard export/*.py) | setup
+	$(PY) -m export --checkpoint $(CHECKPOINT) --out $(ARTIFACTS) $(EXPORT_ARGS)
 
-test: setup
+$(BENCH)/report.json: $(ARTIFACTS)/manifest.json $(wildcard benchmark/*.py) | setup
+	$(PY) -m benchmark --artifacts $(ARTIFACTS) --out $(BENCH) $(BENCH_ARGS)
+
+export: $(ARTIFACTS)/manifest.json
+
+bench: $(BENCH)/report.json
+
+test: | setup
 	$(PY) -m pytest $(TEST_ARGS)
 
-lint: setup
+lint: | setup
 	$(PY) -m ruff check .
 
 clean:
-	rm -rf $(OUT) $(ARTIFACTS) $(BENCH) .pytest_cache
+	rm -rf $(OUT) $(ARTIFACTS) .$(ARTIFACTS).staging $(BENCH) .pytest_cache

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import os
 import time
+from pathlib import Path
 from collections.abc import Callable
 
 import numpy as np

@@ -19,21 +19,32 @@ def _fmt_latency(row: dict, threads: str) -> str:
     return f"{figures['median_ms']:.2f} / {figures['p90_ms']:.2f}"
 
 
+def _db(value: float | None, star: str = "") -> str:
+    return "-" if value is None else f"{value:.2f} dB{star}"
+
+
 def markdown_table(report: dict) -> str:
     threads = [str(t) for t in report["threads"]]
-    head = ["model", "bytes", "PSNR vs truth", "SSIM", "PSNR vs PyTorch"]
+    headline = report["headline_split"]
+    others = [part for part in report["pairs"] if part != headline]
+    label = {"test": "test", "val": "val"}
+    head = ["model", "bytes", f"PSNR {label[headline]} (mean / pooled)", f"SSIM {label[headline]}"]
+    head += [f"PSNR {label[part]} (mean)" for part in others]
+    head += [f"PSNR vs PyTorch ({label[headline]})"]
     head += [f"latency ms median / p90 ({t} thr)" for t in threads]
     head += [f"img/s ({threads[-1]} thr)", f"% fp32 peak ({threads[-1]} thr)", "notes"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in report["rows"]:
         last = row["latency"].get(threads[-1])
         star = " *" if row.get("stand_in") else ""
+        scored = row["quality"].get(headline, {})
         cells = [
             row["name"],
             f"{row['bytes']:,}" if row.get("bytes") else "-",
-            f"{row['psnr_vs_truth_db']:.2f} dB{star}",
-            f"{row['ssim_vs_truth']:.4f}{star}",
-            f"{row['psnr_vs_pytorch_db']:.2f} dB{star}" if "psnr_vs_pytorch_db" in row else "-",
+            (f"{scored['psnr_db']:.2f} / {scored['psnr_pooled_db']:.2f} dB{star}" if scored else "not measured"),
+            f"{scored['ssim']:.4f}{star}" if scored else "-",
+            *[_db(row["quality"].get(part, {}).get("psnr_db"), star) for part in others],
+            _db(scored.get("psnr_vs_pytorch_db"), star),
             *[_fmt_latency(row, t) for t in threads],
             f"{last['images_per_s']:.0f}" if last else "-",
             f"{100 * last['share_of_fp32_peak']:.1f}%" if last else "-",
@@ -42,10 +53,14 @@ def markdown_table(report: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     machine = report["machine"]
     peaks = ", ".join(f"{v:.0f} GFLOP/s at {k} thr" for k, v in machine["peak_fp32_gflops"].items())
+    pairs = ", ".join(f"{n} {'held-out test' if part == 'test' else 'validation'} pairs"
+                      for part, n in report["pairs"].items())
     lines += [
         "",
-        f"{report['val_pairs']} validation pairs at {report['image_size']}x{report['image_size']}; "
-        f"{report['parameters']:,} parameters, {report['macs'] / 1e9:.3f} GMAC per image; batch 1.",
+        f"Headline: the {'held-out test' if headline == 'test' else 'validation'} split. {pairs} at "
+        f"{report['image_size']}x{report['image_size']}; PSNR is the mean of per-image PSNR (pooled: one MSE over all "
+        f"pixels); PSNR vs PyTorch is pooled. {report['parameters']:,} parameters, "
+        f"{report['macs'] / 1e9:.3f} GMAC per image; batch 1.",
         f"Machine: {machine['cpu']}, {machine['cores']} cores; measured fp32 matmul peak {peaks}. "
         f"torch {machine['versions']['torch']}, onnxruntime {machine['versions']['onnxruntime']}, "
         f"coremltools {machine['versions']['coremltools']}.",
@@ -54,7 +69,7 @@ def markdown_table(report: dict) -> str:
         lines.append("\\* not run in its runtime here; figures from the stand-in check named in the notes.")
     gates = report["gates"]
     verdict = "all gates passed" if not gates["failures"] else "FAILED: " + "; ".join(gates["failures"])
-    lines.append(f"Gates: at most {gates['max_drop_db']} dB below PyTorch on truth"
+    lines.append(f"Gates ({gates['split']} split): at most {gates['max_drop_db']} dB below PyTorch on truth"
                  + (f", at least {gates['min_psnr_db']} dB vs truth" if gates["min_psnr_db"] is not None else "")
                  + f": {verdict}.")
     return "\n".join(lines)

@@ -16,9 +16,11 @@ CHECKPOINT_SUFFIXES = {".pt", ".pth"}
 
 
 def pytorch_runner(model: TinyBeauty, threads: int | None = None) -> Runner:
+    """PyTorch eager. ``threads`` sets torch's (process-wide) thread count now, not per call."""
+    if threads:
+        torch.set_num_threads(threads)
+
     def run(faces: np.ndarray) -> np.ndarray:
-        if threads:
-            torch.set_num_threads(threads)
         with torch.no_grad():
             return model(torch.from_numpy(np.ascontiguousarray(faces, dtype=np.float32))).numpy()
 

@@ -8,11 +8,17 @@ Writes DIR/tinybeauty.onnx (int8), DIR/tinybeauty.mlmodel (8-bit weights), DIR/t
 (int8), DIR/manifest.json, and the unshipped fp32 reference DIR/reference/tinybeauty_fp32.onnx
 (a subfolder, so every file at the top of DIR is one an app ships).
 
-Every file is exported into DIR/.staging, loaded back with its real runtime and run on
-validation faces (Core ML off macOS: spec and stored-weights checks instead, and the report
-says so). Only when every file passes (shipped files under --budget-bytes, ground-truth PSNR
-within --max-psnr-drop of PyTorch) are they renamed into DIR, so a failed export never
-replaces the previous good artifacts. Exit code 1 on a failed check, 2 on bad input.
+Calibration faces come from the checkpoint's recorded training split and check faces from
+its recorded validation split (names and content hashes in the checkpoint; a missing or
+changed file is an error), never from the test split.
+
+The whole set is built in .DIR.staging beside DIR: every file is exported there, loaded back
+with its real runtime and run on validation faces (Core ML off macOS: spec and stored-weights
+checks instead, and the report says so). Only when every file passes (shipped files under
+--budget-bytes, ground-truth PSNR within --max-psnr-drop of PyTorch) does the staged folder,
+manifest included, replace DIR as a whole; so a reader never sees files of two exports, and a
+failed export (a failed check or an unexpected error) leaves the previous set untouched. The
+set holds exactly the formats exported this time. Exit code 1 on a failed check, 2 on bad input.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -37,19 +43,17 @@ from export.common import (
     git_commit,
     parity,
     run_in_batches_of_one,
-    sha256_file,
-    staged_path,
+    staging_dir,
 )
 from export.formats import BY_NAME, FORMATS, ExportFormat
-from models.atomic import write_text
-from models.checkpoint import CheckpointError, load_checkpoint
+from export.manifest import MANIFEST
+from models.atomic import replace_directory, sha256_file, write_text
+from models.checkpoint import CheckpointError, checkpoint_split, load_checkpoint
 from models.metrics import psnr_db
 from models.tinybeauty import TinyBeauty
-from train.data import DataError, faces_as_tensors, load_training_split
+from train.data import DataError, faces_as_tensors, load_split
 
 log = logging.getLogger("export")
-
-MANIFEST = "manifest.json"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -58,7 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", type=Path, default=Path("tinybeauty_model/tinybeauty_best_psnr.pt"),
                         help="checkpoint to export (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=Path("artifacts"), help="artifact folder (default: %(default)s)")
-    parser.add_argument("--data", help="pairs for calibration and checks (default: the data the checkpoint was trained on)")
+    parser.add_argument("--data", help="where the checkpoint's data lives now, if it moved (default: the recorded folder)")
     parser.add_argument("--formats", nargs="+", choices=sorted(BY_NAME), default=[f.name for f in FORMATS],
                         help="formats to export (default: all)")
     parser.add_argument("--budget-bytes", type=int, default=DEFAULT_BUDGET_BYTES,
@@ -71,11 +75,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def prepare_inputs(checkpoint: dict, data_override: str | None, n_calibration: int, n_val: int) -> ExportInputs:
-    """Calibration faces from the training split, check faces from the validation split (same seed)."""
-    cache, train_idx, val_idx = load_training_split(checkpoint.get("train_config", {}), data_override)
-    calibration, _ = faces_as_tensors(cache, train_idx[:n_calibration])
-    val_source, val_target = faces_as_tensors(cache, val_idx[:n_val])
+def prepare_inputs(split: dict, data_override: str | None, n_calibration: int, n_val: int) -> ExportInputs:
+    """Calibration faces from the recorded training split, check faces from the recorded
+    validation split (each spread evenly over its split)."""
+    calibration, _ = faces_as_tensors(load_split(split, "train", data_override, limit=n_calibration))
+    val_source, val_target = faces_as_tensors(load_split(split, "val", data_override, limit=n_val))
     return ExportInputs(val_source[:1].clone(), calibration, val_source, val_target)
 
 
@@ -91,6 +95,7 @@ def check_artifact(fmt: ExportFormat, path: Path, model: TinyBeauty, inputs: Exp
         if size_bytes > budget:
             record["problems"].append(f"{size_bytes:,} bytes is over the {budget:,}-byte budget")
     n = len(inputs.val_source)
+    outputs = None
     try:
         outputs = run_in_batches_of_one(fmt.load(path), inputs.val_source.numpy())
         record["checks_run"].append(f"ran with {fmt.runtime} on {n} validation faces")
@@ -98,7 +103,6 @@ def check_artifact(fmt: ExportFormat, path: Path, model: TinyBeauty, inputs: Exp
         record["checks_skipped"].append(f"prediction with {fmt.runtime}: {why}")
         if fmt.stand_in is None:
             record["problems"].append(f"no runtime and no stand-in check: {why}")
-            outputs = None
         else:
             outputs, checks = fmt.stand_in(path, model, inputs.val_source)
             record["checks_run"] += checks
@@ -132,12 +136,25 @@ def format_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def install(records: list[dict], staging: Path, out: Path, manifest: dict) -> None:
-    """Move every checked file into place, then the manifest (each rename is atomic)."""
-    for record in records:
-        (out / record["file"]).parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staging / record["file"], out / record["file"])
-    write_text(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+def checked(fmt: ExportFormat, staging: Path, model: TinyBeauty, inputs: ExportInputs, meta: ExportMeta,
+            reference: torch.Tensor, args: argparse.Namespace) -> dict:
+    """Export one format into the staging folder and check it. Any error, in the converter or
+    in a check, becomes a failed record: it is reported, and the previous set stays in place."""
+    path = staging / fmt.filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    try:
+        fmt.export(model, inputs, path, meta)
+        record = check_artifact(fmt, path, model, inputs, reference, args.budget_bytes, args.max_psnr_drop)
+    except Exception as error:  # every failure ends as a report, never a half-installed set
+        log.exception("%s failed", fmt.name)
+        return {"format": fmt.name, "file": fmt.filename, "bytes": path.stat().st_size if path.exists() else 0,
+                "passed": False, "checks_run": [], "checks_skipped": [],
+                "problems": [f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"]}
+    record["export_s"] = round(time.perf_counter() - start, 2)
+    record |= {"input": meta.as_strings()["tinybeauty.input"], "output": meta.as_strings()["tinybeauty.output"],
+               "checkpoint": meta.checkpoint, "checkpoint_sha256": meta.checkpoint_sha256}
+    return record
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,33 +162,24 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         model, checkpoint = load_checkpoint(args.checkpoint)
-        inputs = prepare_inputs(checkpoint, args.data, args.calibration_images, args.val_images)
+        split = checkpoint_split(checkpoint, args.checkpoint)
+        inputs = prepare_inputs(split, args.data, args.calibration_images, args.val_images)
     except (CheckpointError, DataError) as error:
         log.error("%s", error)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
     meta = ExportMeta(checkpoint=str(args.checkpoint), checkpoint_sha256=sha256_file(args.checkpoint),
                       git_commit=git_commit(), val_psnr_db=float(checkpoint.get("val_psnr", float("nan"))),
                       image_size=inputs.image_size, extra={"epoch": checkpoint.get("epoch", "?")})
+    staging = staging_dir(args.out)
+    shutil.rmtree(staging, ignore_errors=True)  # a previous failed export's leftovers
+    staging.mkdir(parents=True)
     with torch.no_grad():
         reference = model(inputs.val_source)
     records = []
     for index, name in enumerate(args.formats, start=1):
         fmt = BY_NAME[name]
         log.info("[%d/%d] %s -> %s", index, len(args.formats), fmt.name, fmt.filename)
-        path = staged_path(args.out, fmt.filename)
-        start = time.perf_counter()
-        try:
-            fmt.export(model, inputs, path, meta)
-        except Exception as error:  # a converter failure is reported, never a half-written artifact
-            log.error("%s export failed: %s: %s", fmt.name, type(error).__name__, error)
-            records.append({"format": fmt.name, "file": fmt.filename, "bytes": 0, "passed": False,
-                            "checks_run": [], "checks_skipped": [], "problems": [f"export failed: {error}"]})
-            continue
-        record = check_artifact(fmt, path, model, inputs, reference, args.budget_bytes, args.max_psnr_drop)
-        record["export_s"] = round(time.perf_counter() - start, 2)
-        record |= {"input": meta.as_strings()["tinybeauty.input"], "output": meta.as_strings()["tinybeauty.output"],
-                   "checkpoint": meta.checkpoint, "checkpoint_sha256": meta.checkpoint_sha256}
+        record = checked(fmt, staging, model, inputs, meta, reference, args)
         for check in record["checks_run"]:
             log.info("    %s", check)
         for skipped in record["checks_skipped"]:
@@ -181,16 +189,19 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + format_table(records) + "\n")
     failed = [r for r in records if not r["passed"]]
     if failed:
-        log.error("export failed for %s; nothing in %s was replaced (rejected files stay in %s)",
-                  ", ".join(r["format"] for r in failed), args.out, args.out / ".staging")
+        log.error("export failed for %s; nothing in %s was replaced (the rejected set stays in %s)",
+                  ", ".join(r["format"] for r in failed), args.out, staging)
         return 1
     manifest = {"checkpoint": str(args.checkpoint), "checkpoint_sha256": meta.checkpoint_sha256,
                 "checkpoint_epoch": checkpoint.get("epoch"), "val_psnr_db": meta.val_psnr_db,
                 "model_config": checkpoint["model_config"], "train_config": checkpoint.get("train_config", {}),
+                "split": {key: split[key] for key in ("data", "seed", "val_fraction", "test_fraction", "image_size")}
+                | {f"{part}_pairs": len(split[part]) for part in ("train", "val", "test")},
                 "git_commit": meta.git_commit, "image_size": inputs.image_size, "budget_bytes": args.budget_bytes,
                 "max_psnr_drop_db": args.max_psnr_drop, "val_images": len(inputs.val_source),
                 "calibration_images": len(inputs.calibration), "artifacts": records}
-    install(records, args.out / ".staging", args.out, manifest)
+    write_text(staging / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    replace_directory(staging, args.out)
     log.info("wrote %s and %s", ", ".join(r["file"] for r in records), args.out / MANIFEST)
     return 0
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,14 +69,6 @@ class ExportMeta:
         }
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def git_commit() -> str:
     try:
         result = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
@@ -103,8 +94,8 @@ def parity(made_up: np.ndarray | torch.Tensor, reference: torch.Tensor, target: 
     return {"psnr_vs_pytorch_db": psnr_db(made_up, reference), "psnr_vs_truth_db": psnr_db(made_up, target)}
 
 
-def staged_path(out_dir: Path, filename: str) -> Path:
-    """Where an exporter writes before its checks pass; renamed into place only afterwards."""
-    path = Path(out_dir) / ".staging" / filename
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+def staging_dir(out_dir: Path) -> Path:
+    """The folder a new artifact set is built and checked in, beside ``out_dir`` (not inside it,
+    so that the whole set can replace ``out_dir`` in one step)."""
+    out_dir = Path(out_dir)
+    return out_dir.parent / f".{out_dir.name}.staging"

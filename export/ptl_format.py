@@ -115,11 +115,11 @@ def load(path: Path, threads: int | None = None) -> Runner:
 
     with quantized_engine():
         module = _load_for_lite_interpreter(str(path))
+    if threads:  # process-wide in torch: set once here, not inside the timed call
+        torch.set_num_threads(threads)
 
     def run(faces: np.ndarray) -> np.ndarray:
         with quantized_engine(), torch.no_grad():
-            if threads:
-                torch.set_num_threads(threads)
             return module(torch.from_numpy(np.ascontiguousarray(faces, dtype=np.float32))).numpy()
 
     return run

@@ -1,23 +1,37 @@
-"""Atomic file writes: write a hidden temp file beside the target, then rename it into place.
+"""File helpers: atomic writes (a hidden temp file beside the target, renamed into place), hashes.
 
-A kill at any moment leaves either the old file or the new one, never a torn file that looks
-valid. Every stage writes its outputs through :func:`atomic_path`.
+A kill at any moment leaves either the old file or the new one, never a torn file under the
+real name. Temp files are named ``.NAME.PID.tmp``: they never match a glob for the real
+files (``*.pt``, ``*.png``), and :func:`remove_leftovers` clears those a killed writer left.
+Every stage writes its outputs through :func:`atomic_path`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
+TEMP_SUFFIX = ".tmp"
+
+
+def temp_path(path: Path) -> Path:
+    """The hidden temp name for ``path``: ``.NAME.PID.tmp`` in the same folder."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}{TEMP_SUFFIX}")
+
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temp path (same folder, same suffix); rename it to ``path`` if the block succeeds."""
+    """Yield a temp path in the same folder; rename it to ``path`` if the block succeeds.
+
+    The temp name does not end in the target's suffix, so writers that pick a format from the
+    suffix must be told the format (``save(tmp, format="PNG")``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    tmp = temp_path(path)
     try:
         yield tmp
         os.replace(tmp, path)
@@ -25,17 +39,74 @@ def atomic_path(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def remove_leftovers(folder: Path) -> list[Path]:
+    """Delete the temp files a killed writer left in ``folder`` (``.*.tmp``). Returns them."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    leftovers = [p for p in folder.glob(f".*{TEMP_SUFFIX}") if p.is_file()]
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return leftovers
+
+
 def save_figure(figure, path: Path, dpi: int = 100) -> Path:
     """Save a matplotlib figure atomically and close it."""
     import matplotlib.pyplot as plt
 
+    path = Path(path)
     with atomic_path(path) as tmp:
-        figure.savefig(tmp, dpi=dpi)
+        figure.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
     plt.close(figure)
-    return Path(path)
+    return path
 
 
 def write_text(path: Path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE). False if unsupported."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange) == 0
+
+
+def replace_directory(new: Path, target: Path) -> Path:
+    """Put the folder ``new`` at ``target`` as a whole and delete what was there.
+
+    On Linux the two folders are exchanged in one atomic step, so a reader sees the old set or
+    the new one, never a mix. Elsewhere the old folder is renamed away first: for that instant
+    ``target`` is missing (a reader gets "not found"), still never a mix."""
+    import shutil
+
+    new, target = Path(new), Path(target)
+    if not target.exists():
+        os.replace(new, target)
+        return target
+    if _exchange(new, target):
+        old = new  # the exchange left the previous set where the new one was staged
+    else:
+        old = target.with_name(f".{target.name}.old.{os.getpid()}")
+        os.replace(target, old)
+        os.replace(new, target)
+    shutil.rmtree(old)
+    return target

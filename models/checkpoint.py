@@ -2,8 +2,10 @@
 
 Layout: ``{"model": state_dict, "model_config": dict, "optimizer": state_dict | None,
 "scheduler": state_dict | None, "epoch": int, "best_val_psnr": float, "best_val_loss": float,
-"val_psnr": float, "baseline_psnr": float, "train_config": dict, "format": CHECKPOINT_FORMAT}``.
-Everything loads with ``torch.load(path, weights_only=True)``.
+"val_psnr": float, "baseline_psnr": float, "train_config": dict, "split": dict,
+"format": CHECKPOINT_FORMAT}``. ``split`` is the train / validation / test record of
+``train.data.split_record`` (file names and content hashes) that resume, export and benchmark
+use as it is. Everything loads with ``torch.load(path, weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from torch import nn
 from models.atomic import atomic_path
 from models.tinybeauty import TinyBeauty, build_model
 
-CHECKPOINT_FORMAT = "tinybeauty-checkpoint-v1"
+CHECKPOINT_FORMAT = "tinybeauty-checkpoint-v2"  # v2: the data split is recorded
 
 
 class CheckpointError(ValueError):
@@ -78,3 +80,12 @@ def load_checkpoint(path: Path) -> tuple[TinyBeauty, dict]:
         raise CheckpointError(f"{path}: weights do not fit the TinyBeauty architecture in its model_config "
                               f"(another network?): {str(error).splitlines()[0]}") from error
     return model.eval(), payload
+
+
+def checkpoint_split(payload: dict, path: Path) -> dict:
+    """The split a checkpoint was trained with; older checkpoints without one are refused."""
+    split = payload.get("split")
+    if not isinstance(split, dict) or "val" not in split:
+        raise CheckpointError(f"{path} records no data split (written by an older TinyBeauty); export and "
+                              "benchmark need the exact validation and test faces, so retrain with this version")
+    return split

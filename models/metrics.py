@@ -10,16 +10,34 @@ import torch.nn.functional as F
 PSNR_CAP_DB = 100.0  # identical images: report a finite cap instead of infinity
 
 
-def psnr_db(prediction: torch.Tensor, target: torch.Tensor) -> float:
-    """PSNR over the whole batch (one MSE over every pixel), after quantizing to 8 bits.
-
-    Both sides are rounded to 8-bit levels first, as a saved image would be, so every stage
-    and format is scored the same way.
-    """
-    prediction = torch.round(prediction.clamp(0, 1) * 255)
-    target = torch.round(target.clamp(0, 1) * 255)
-    mse = torch.mean((prediction - target) ** 2).item()
+def _to_db(mse: float) -> float:
     return PSNR_CAP_DB if mse == 0 else min(PSNR_CAP_DB, 10 * math.log10(255.0**2 / mse))
+
+
+def _squared_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Both sides rounded to 8-bit levels first, as a saved image would be, so every stage and
+    format is scored the same way."""
+    prediction = torch.round(torch.as_tensor(prediction).float().clamp(0, 1) * 255)
+    target = torch.round(torch.as_tensor(target).float().clamp(0, 1) * 255)
+    return (prediction - target) ** 2
+
+
+def psnr_db(prediction: torch.Tensor, target: torch.Tensor) -> float:
+    """*Pooled* PSNR: one MSE over every pixel of the batch (8-bit levels)."""
+    return _to_db(torch.mean(_squared_error(prediction, target)).item())
+
+
+def psnr_per_image_db(prediction: torch.Tensor, target: torch.Tensor) -> list[float]:
+    """PSNR of each image of an N x C x H x W batch (8-bit levels)."""
+    mse = _squared_error(prediction, target).flatten(1).mean(dim=1)
+    return [_to_db(value) for value in mse.tolist()]
+
+
+def mean_psnr_db(prediction: torch.Tensor, target: torch.Tensor) -> float:
+    """The paper's convention: the mean of per-image PSNR. (Pooled PSNR weights the worst
+    images more; report it beside this, labelled.)"""
+    values = psnr_per_image_db(prediction, target)
+    return sum(values) / len(values)
 
 
 def ssim(prediction: torch.Tensor, target: torch.Tensor, window: int = 11, sigma: float = 1.5) -> float:

@@ -5,10 +5,10 @@ Learning", ECCV 2024. The network predicts a *residual* that is added to the inp
 
     made_up = clamp(face + residual(face), 0, 1)
 
-Contract: images are float RGB in [0, 1], NCHW, H and W divisible by ``TinyBeautyConfig.stride``
-(8). The network is shaped for a byte budget, not copied from a parameter claim: every
-shipped int8 artifact must stay under 100,000 bytes, so weights get ~60K of those bytes and
-format overhead the rest.
+Contract: images are float RGB in [0, 1], NCHW, H and W divisible by ``INPUT_MULTIPLE`` (8:
+the stem's stride 2 and two max-pools). The network is shaped for a byte budget, not copied
+from a parameter claim: every shipped int8 artifact must stay under 100,000 bytes, so the
+weights get ~70K of those bytes (one per parameter) and format overhead the rest.
 
 Layout (resolutions for a 256x256 input):
 
@@ -49,9 +49,6 @@ class TinyBeautyConfig:
     activation: str = "relu"
     in_channels: int = 3
 
-    # Total downsampling of the deepest feature map; inputs must be divisible by it.
-    stride: int = 8
-
     def __post_init__(self) -> None:
         if len(self.widths) != 3 or min(self.widths) < 1:
             raise ValueError(f"widths must be three positive ints, got {self.widths}")
@@ -65,17 +62,21 @@ class TinyBeautyConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> TinyBeautyConfig:
+        values = dict(values)
+        if values.get("stride") == INPUT_MULTIPLE:  # v1 checkpoints stored this constant as a field
+            del values["stride"]
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown model_config keys {unknown}; known keys are {sorted(known)}")
-        values = dict(values)
         if "widths" in values:
             values["widths"] = tuple(values["widths"])
         return cls(**values)
 
 
 ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6}
+# Inputs' sides must be divisible by this: the stem's stride 2 times two 2x max-pools.
+INPUT_MULTIPLE = 8
 
 # Named variants: one dict, one factory (see `build_model`).
 VARIANTS: dict[str, TinyBeautyConfig] = {

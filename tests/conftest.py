@@ -20,7 +20,8 @@ IMAGE_SIZE = 64
 
 def train_args(data: Path, out: Path, *extra: str) -> list[str]:
     return ["--data", str(data), "--out", str(out), "--variant", "nano", "--image-size", str(IMAGE_SIZE),
-            "--batch-size", "4", "--lr", "1e-3", "--sample-every", "1", "--val-fraction", "0.25", *extra]
+            "--batch-size", "4", "--lr", "1e-3", "--sample-every", "1", "--val-fraction", "0.25", "--test-fraction", "0.1",
+            *extra]
 
 
 @pytest.fixture(scope="session")

@@ -133,11 +133,16 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path, monkeypatch):
 
 
 def test_split_is_deterministic_and_disjoint():
-    train_a, val_a = split_indices(100, 0.1, seed=3)
-    train_b, val_b = split_indices(100, 0.1, seed=3)
-    assert np.array_equal(val_a, val_b) and len(val_a) == 10
-    assert not set(train_a) & set(val_a) and len(train_a) + len(val_a) == 100
-    assert not np.array_equal(split_indices(100, 0.1, seed=4)[1], val_a)
+    a = split_indices(100, 0.1, 0.2, seed=3)
+    assert all(np.array_equal(a[k], split_indices(100, 0.1, 0.2, seed=3)[k]) for k in a)
+    assert (len(a["train"]), len(a["val"]), len(a["test"])) == (70, 10, 20)
+    assert sorted(np.concatenate(list(a.values())).tolist()) == list(range(100))  # disjoint, complete
+    assert not np.array_equal(split_indices(100, 0.1, 0.2, seed=4)["val"], a["val"])
+    paper = split_indices(100, 0.1, 0.0, seed=3)  # the paper's 90/10
+    assert (len(paper["train"]), len(paper["val"]), len(paper["test"])) == (90, 10, 0)
+    assert np.array_equal(paper["val"], a["val"])  # adding a test split leaves validation as it was
+    with pytest.raises(DataError, match="too few"):
+        split_indices(3, 0.4, 0.4)
 
 
 def test_augmentation_keeps_pairs_aligned(tmp_path):
@@ -163,3 +168,67 @@ def test_synthetic_is_deterministic_subtle_and_labelled():
     assert 25 < np.mean(baselines) < 33, baselines
     present = set(np.unique(labels))
     assert {LABELS["left_eye"], LABELS["right_eye"], LABELS["upper_lip"], LABELS["lower_lip"], LABELS["skin"]} <= present
+
+
+def test_same_stem_twice_is_refused_naming_both(tmp_path):
+    make_layout(tmp_path, names=("face_01", "face_03"))
+    write_image(tmp_path / "source" / "face_03.jpg")
+    with pytest.raises(DataError, match=r"face_03\.jpg.*same name|face_03\.png.*same name") as error:
+        load_pairs(tmp_path, 32)
+    assert "face_03.png" in str(error.value) and "face_03.jpg" in str(error.value)
+
+
+def test_palette_label_maps_are_read_as_indices(tmp_path):
+    make_layout(tmp_path, names=("a", "b"))
+    labels = np.zeros((40, 40), np.uint8)
+    labels[10:14, 8:16] = 4  # left eye
+    labels[30:34, 15:25] = 7  # upper lip
+    palette = Image.fromarray(labels, "P")
+    # A colour table where label 4 (eye) is dark and label 7 bright: brightness would say 7-ish and 200-ish.
+    table = [0, 0, 0] * 256
+    table[4 * 3:4 * 3 + 3] = [20, 20, 20]
+    table[7 * 3:7 * 3 + 3] = [250, 250, 250]
+    palette.putpalette(table)
+    (tmp_path / "mask").mkdir()
+    for name in ("a", "b"):
+        palette.save(tmp_path / "mask" / f"{name}.png")
+    assert Image.open(tmp_path / "mask" / "a.png").mode == "P"
+    eye = load_pairs(tmp_path, image_size=40).eye_masks[0]
+    assert eye[12, 12] > 200  # the eye label (index 4) became the eye mask
+    assert eye[32, 20] == 0  # the lips (index 7, bright in the palette) did not
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    make_layout(tmp_path, names=("a",))
+    pixels = np.zeros((20, 40, 3), np.uint8)  # stored landscape, 40 wide
+    pixels[:, :20] = 255  # left half white
+    for folder in ("source", "target"):
+        image = Image.fromarray(pixels)
+        exif = image.getexif()
+        exif[0x0112] = 6  # orientation 6: display rotated 90 degrees clockwise -> portrait 20 x 40
+        image.save(tmp_path / folder / "b.jpg", exif=exif, quality=95)
+    from train.data import open_image
+
+    upright = open_image(tmp_path / "source" / "b.jpg", "RGB")
+    assert upright.size == (20, 40)  # portrait, as a phone shows it
+    assert np.asarray(upright)[5, 10].mean() > 200 and np.asarray(upright)[35, 10].mean() < 50  # white on top
+
+
+def test_recorded_split_is_loaded_exactly_and_checked(tmp_path):
+    from train.data import load_split, split_record
+
+    make_layout(tmp_path, names=[f"p{i}" for i in range(10)])
+    cache = load_pairs(tmp_path, 32)
+    split = split_record(tmp_path, cache, split_indices(len(cache), 0.2, 0.2, seed=1), 32, 0.2, 0.2, 1)
+    assert len(split["val"]) == 2 and len(split["test"]) == 2 and len(split["train"]) == 6
+    val_names = [e["name"] for e in split["val"]]
+    make_layout(tmp_path, names=["added_later"])  # new pairs on disk do not move the recorded split
+    assert load_split(split, "val").names == val_names
+    moved = tmp_path.parent / "moved"
+    tmp_path.rename(moved)
+    with pytest.raises(DataError, match="missing"):
+        load_split(split, "val")
+    assert load_split(split, "val", data_override=moved).names == val_names  # --data: the data moved
+    write_image(moved / "target" / f"{val_names[0]}.png", color=(1, 2, 3))
+    with pytest.raises(DataError, match=f"{val_names[0]}.*changed since training"):
+        load_split(split, "val", data_override=moved)

@@ -2,7 +2,7 @@ import csv
 import shutil
 import subprocess
 import sys
-import time
+import textwrap
 
 import pytest
 import torch
@@ -22,7 +22,7 @@ def metric_rows(out):
 def test_end_to_end_run_writes_loadable_checkpoints(trained_run):
     for name in CHECKPOINTS:
         payload = torch.load(trained_run / name, weights_only=True)  # plain types only
-        assert {"model", "model_config", "optimizer", "epoch", "best_val_psnr", "train_config"} <= set(payload)
+        assert {"model", "model_config", "optimizer", "epoch", "best_val_psnr", "train_config", "split"} <= set(payload)
         model, _ = load_checkpoint(trained_run / name)
         assert model(torch.rand(1, 3, 64, 64)).shape == (1, 3, 64, 64)
     rows = metric_rows(trained_run)
@@ -34,18 +34,39 @@ def test_end_to_end_run_writes_loadable_checkpoints(trained_run):
     assert not list(trained_run.glob(".*tmp*"))  # atomic writes leave no temp files
 
 
-def test_resume_continues_after_an_interrupted_run(trained_run, tmp_path):
+def test_checkpoint_records_a_disjoint_split_with_hashes(trained_run, synthetic_data):
+    split = torch.load(trained_run / "tinybeauty_best_psnr.pt", weights_only=True)["split"]
+    names = {part: {e["name"] for e in split[part]} for part in ("train", "val", "test")}
+    assert len(names["val"]) == 4 and len(names["test"]) == 2 and len(names["train"]) == 10  # 16 pairs: 25% / 10%
+    assert not (names["train"] & names["val"] or names["train"] & names["test"] or names["val"] & names["test"])
+    entry = split["test"][0]
+    assert (synthetic_data / entry["source"]).is_file() and len(entry["sha256"]) == 64
+
+
+def test_resumed_run_continues_the_same_stream(trained_run, synthetic_data, tmp_path):
+    """2 epochs + resume to 3 gives bit-identical weights to 3 epochs straight."""
     run = tmp_path / "run"
-    shutil.copytree(trained_run, run)  # as if a 4-epoch run had been killed after epoch 2
+    shutil.copytree(trained_run, run)  # as if a longer run had been stopped after epoch 2
     before = torch.load(run / "tinybeauty_last.pt", weights_only=True)
-    assert main(train_args(ROOT / "unused", run, "--epochs", "3", "--resume")) != 0  # wrong data: clear error
-    data = before["train_config"]["data"]
-    assert main(train_args(data, run, "--epochs", "3", "--resume")) == 0
-    after = torch.load(run / "tinybeauty_last.pt", weights_only=True)
-    assert after["epoch"] == 3 and before["epoch"] == 2
+    assert main(["--out", str(run), "--epochs", "3", "--resume"]) == 0  # everything else from the checkpoint
+    resumed = torch.load(run / "tinybeauty_last.pt", weights_only=True)
+    assert resumed["epoch"] == 3 and before["epoch"] == 2
     assert [int(r["epoch"]) for r in metric_rows(run)] == [1, 2, 3]
-    assert any(not torch.equal(before["model"][k], after["model"][k]) for k in before["model"])
-    assert after["optimizer"]["state"][0]["step"] > before["optimizer"]["state"][0]["step"]
+    straight = tmp_path / "straight"
+    assert main(train_args(synthetic_data, straight, "--epochs", "3")) == 0
+    expected = torch.load(straight / "tinybeauty_last.pt", weights_only=True)
+    assert all(torch.equal(expected["model"][k], resumed["model"][k]) for k in expected["model"])
+
+
+@pytest.mark.parametrize("flag", [["--lr", "0.5"], ["--seed", "7"], ["--variant", "tiny"], ["--test-fraction", "0.3"],
+                                  ["--data", "somewhere/else"]])
+def test_resume_refuses_contradicting_flags(trained_run, tmp_path, caplog, flag):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    before = (run / "tinybeauty_last.pt").read_bytes()
+    assert main(["--out", str(run), "--epochs", "3", "--resume", *flag]) == 2
+    assert flag[0] in caplog.text and "contradicts" in caplog.text
+    assert (run / "tinybeauty_last.pt").read_bytes() == before
 
 
 def test_bad_data_fails_before_training(tmp_path, capsys):
@@ -59,7 +80,8 @@ def test_bad_data_fails_before_training(tmp_path, capsys):
 @pytest.mark.slow
 def test_two_process_torchrun(synthetic_data, tmp_path):
     out = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+    # --standalone picks a free rendezvous port: no clash with another run on the machine.
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "train", *train_args(synthetic_data, out, "--epochs", "1")]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -80,22 +102,39 @@ def test_existing_run_is_not_overwritten_by_accident(trained_run, tmp_path):
     assert main(train_args(data, run, "--epochs", "1", "--overwrite")) == 0
 
 
+# Runs training in a child process that writes half of the first epoch-3 checkpoint and then
+# SIGKILLs itself: a kill in the middle of a write, at the same point on every machine.
+KILL_MID_WRITE = textwrap.dedent("""
+    import os, signal, sys
+    from pathlib import Path
+    import torch
+    real_save = torch.save
+    def save(payload, path, *args, **kwargs):
+        if isinstance(payload, dict) and payload.get("epoch") == 3:
+            real_save(payload, path, *args, **kwargs)
+            data = Path(path).read_bytes()
+            Path(path).write_bytes(data[: len(data) // 2])
+            os.kill(os.getpid(), signal.SIGKILL)
+        real_save(payload, path, *args, **kwargs)
+    torch.save = save
+    from train.__main__ import main
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
 @pytest.mark.slow
 def test_killed_run_leaves_loadable_checkpoints_and_resumes(synthetic_data, tmp_path):
-    """SIGKILL a real training process mid-run: every checkpoint on disk loads, and --resume goes on."""
+    """A kill mid-write: every *.pt on disk loads, the torn temp file is not one, --resume cleans it and goes on."""
     out = tmp_path / "killed"
-    command = [sys.executable, "-m", "train", *train_args(synthetic_data, out, "--epochs", "500")]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and len(metric_rows(out) if (out / "metrics.csv").exists() else []) < 3:
-            time.sleep(0.05)
-    finally:
-        process.kill()
-        process.wait()
+    command = [sys.executable, "-c", KILL_MID_WRITE, *train_args(synthetic_data, out, "--epochs", "5")]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == -9, result.stderr[-2000:]
+    torn = list(out.glob(".*.tmp"))
+    assert len(torn) == 1 and torn[0].stat().st_size > 0  # the half-written file is there...
+    assert torn[0] not in set(out.glob("*.pt"))  # ...and does not look like a checkpoint
     for path in out.glob("*.pt"):
         load_checkpoint(path)  # raises on a torn file
-    done = torch.load(out / "tinybeauty_last.pt", weights_only=True)["epoch"]
-    assert 3 <= done < 500
-    assert main(train_args(synthetic_data, out, "--epochs", str(done + 1), "--resume")) == 0
-    assert [int(r["epoch"]) for r in metric_rows(out)] == list(range(1, done + 2))
+    assert torch.load(out / "tinybeauty_last.pt", weights_only=True)["epoch"] == 2
+    assert main(["--out", str(out), "--epochs", "4", "--resume"]) == 0
+    assert not list(out.glob(".*.tmp"))  # leftovers cleaned on resume
+    assert [int(r["epoch"]) for r in metric_rows(out)] == [1, 2, 3, 4]

@@ -9,7 +9,15 @@ Usage:
 Presets fill every option you do not give explicitly:
     paper (default with --data): 50 epochs, batch 32, full 256x256 images, Adam lr 2e-4.
     cpu   (default without --data): 600 synthetic pairs, 128x128 random crops of the 256x256
-          images, batch 16, lr 5e-4, 120 epochs; about 10 minutes on 2 CPU cores.
+          images, batch 16, lr 5e-4, 120 epochs; about 6 minutes on 2 CPU cores.
+
+Split: 10% validation (learning-rate schedule, best checkpoint, export gate) and 10% test
+(held out: only the benchmark reads it), the rest training, by --seed; recorded in every
+checkpoint. --test-fraction 0 gives the paper's 90/10 train/validation split.
+
+--resume continues OUT/tinybeauty_last.pt with the configuration stored in it (data, preset,
+split, seed, every option); only --epochs, --threads, --device, --sample-every and the W&B
+options may differ, any other flag that contradicts the checkpoint is refused.
 
 Writes to --out: tinybeauty_best_loss.pt, tinybeauty_best_psnr.pt, tinybeauty_final.pt,
 tinybeauty_last.pt (resume point), metrics.csv (one row per epoch), samples_epoch_*.png,
@@ -27,12 +35,14 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from models.checkpoint import CheckpointError, read_checkpoint, save_checkpoint, unwrap_model
-from models.tinybeauty import VARIANTS, build_model, describe
+from models.atomic import remove_leftovers
+from models.checkpoint import CheckpointError, checkpoint_split, read_checkpoint, save_checkpoint, unwrap_model
+from models.tinybeauty import INPUT_MULTIPLE, VARIANTS, build_model, describe
 from train import trainer
-from train.data import DataError, PairDataset, load_pairs, split_indices
+from train.data import SPLITS, DataError, PairCache, PairDataset, load_pairs, load_split, split_indices, split_record
 from train.synthetic import write_dataset
 
 log = logging.getLogger("train")
@@ -56,6 +66,7 @@ class TrainConfig:
     plateau_factor: float = 0.5
     plateau_patience: int = 5
     val_fraction: float = 0.1
+    test_fraction: float = 0.1
     seed: int = 0
     sample_every: int = 5
     synthetic_pairs: int = 600
@@ -71,9 +82,12 @@ PRESETS: dict[str, dict] = {
     "paper": {},
     "cpu": {"epochs": 120, "batch_size": 16, "crop": 128, "lr": 5e-4, "synthetic_pairs": 600},
 }
+# What a resumed run may change; everything else comes from the checkpoint's train_config.
+RESUME_MAY_CHANGE = {"epochs", "threads", "device", "sample_every", "wandb", "wandb_project", "resume", "overwrite", "out"}
 
 
-def parse_args(argv: list[str] | None) -> TrainConfig:
+def parse_args(argv: list[str] | None) -> tuple[TrainConfig, set[str]]:
+    """The resolved config and the names of the options given on the command line."""
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(prog="python -m train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -93,7 +107,9 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
     add("--eyeliner-weight", type=float, help=f"weight of the eyeliner loss (default {defaults.eyeliner_weight})")
     add("--plateau-factor", type=float, help=f"ReduceLROnPlateau factor (default {defaults.plateau_factor})")
     add("--plateau-patience", type=int, help=f"ReduceLROnPlateau patience in epochs (default {defaults.plateau_patience})")
-    add("--val-fraction", type=float, help=f"validation share of the pairs (default {defaults.val_fraction})")
+    add("--val-fraction", type=float, help=f"validation share of all pairs (default {defaults.val_fraction})")
+    add("--test-fraction", type=float, help=f"held-out test share of all pairs, never used in training; 0 gives "
+        f"the paper's 90/10 train/validation split (default {defaults.test_fraction})")
     add("--seed", type=int, help=f"seed of the split, augmentation and init (default {defaults.seed})")
     add("--sample-every", type=int, help=f"write a sample grid every N epochs (default {defaults.sample_every})")
     add("--synthetic-pairs", type=int, help=f"pairs to render when --data is not given (default {defaults.synthetic_pairs})")
@@ -110,13 +126,34 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
     problems = [f"--{f.name.replace('_', '-')} must be positive" for f in fields(config)
                 if f.name in ("epochs", "batch_size", "image_size", "sample_every", "synthetic_pairs")
                 and getattr(config, f.name) <= 0]
-    if config.image_size % 8:
-        problems.append(f"--image-size {config.image_size} must be divisible by 8")
-    if config.crop is not None and (config.crop % 8 or not 0 < config.crop <= config.image_size):
-        problems.append(f"--crop {config.crop} must be divisible by 8 and at most --image-size")
+    if config.image_size % INPUT_MULTIPLE:
+        problems.append(f"--image-size {config.image_size} must be divisible by {INPUT_MULTIPLE}")
+    if config.crop is not None and (config.crop % INPUT_MULTIPLE or not 0 < config.crop <= config.image_size):
+        problems.append(f"--crop {config.crop} must be divisible by {INPUT_MULTIPLE} and at most --image-size")
+    if not (0 < config.val_fraction < 1 and 0 <= config.test_fraction < 1 and config.val_fraction + config.test_fraction < 1):
+        problems.append("--val-fraction must be in (0, 1), --test-fraction in [0, 1), and their sum under 1")
+    if config.resume and config.overwrite:
+        problems.append("--resume and --overwrite contradict each other; pick one")
     if problems:
         parser.error("; ".join(problems))
-    return config
+    return config, set(given)
+
+
+def resumed_config(given: TrainConfig, given_names: set[str], stored: dict, path: Path) -> TrainConfig:
+    """The stored run's config with only the options a resume may change taken from the command
+    line. A flag that contradicts the stored value is a CheckpointError naming it."""
+    same = lambda name, a, b: (Path(a).resolve() == Path(b).resolve()) if name == "data" and a and b else a == b  # noqa: E731
+    conflicts = [f"--{name.replace('_', '-')} {getattr(given, name)} (the run has {stored.get(name)})"
+                 for name in sorted(given_names - RESUME_MAY_CHANGE)
+                 if name in stored and not same(name, getattr(given, name), stored[name])]
+    if conflicts:
+        raise CheckpointError(f"--resume continues {path} with its own configuration, but the command line "
+                              f"contradicts it: {'; '.join(conflicts)}. Drop these flags, or start a new run with "
+                              "--overwrite or another --out")
+    known = {f.name for f in fields(TrainConfig)}
+    values = {k: v for k, v in stored.items() if k in known}
+    values |= {name: getattr(given, name) for name in given_names & RESUME_MAY_CHANGE}
+    return TrainConfig(**(values | {"resume": True, "overwrite": False, "out": given.out}))
 
 
 def resolve_device(name: str, dist_info: trainer.Distributed) -> torch.device:
@@ -136,12 +173,12 @@ def start_wandb(config: TrainConfig):
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = parse_args(argv)
+    config, given_names = parse_args(argv)
     dist_info = trainer.setup_distributed()
     logging.basicConfig(level=logging.INFO if dist_info.is_main else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
-        return run(config, dist_info)
+        return run(config, given_names, dist_info)
     except (DataError, CheckpointError) as error:
         log.error("%s", error)
         return 2
@@ -150,13 +187,8 @@ def main(argv: list[str] | None = None) -> int:
             torch.distributed.destroy_process_group()
 
 
-def run(config: TrainConfig, dist_info: trainer.Distributed) -> int:
-    out = Path(config.out)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    device = resolve_device(config.device, dist_info)
-    torch.manual_seed(config.seed)
-
+def prepare_data(config: TrainConfig, dist_info: trainer.Distributed) -> tuple[PairCache, dict[str, np.ndarray], dict]:
+    """Decode the pairs, split them by seed, and build the split record every checkpoint carries."""
     data_dir = Path(config.data) if config.data else DEFAULT_SYNTHETIC_DIR
     if not config.data:
         if dist_info.is_main:
@@ -165,11 +197,50 @@ def run(config: TrainConfig, dist_info: trainer.Distributed) -> int:
         if dist_info.enabled:
             torch.distributed.barrier()
     cache = load_pairs(data_dir, config.image_size)
-    train_idx, val_idx = split_indices(len(cache), config.val_fraction, config.seed)
-    log.info("%d pairs: %d train, %d validation (seed %d)", len(cache), len(train_idx), len(val_idx), config.seed)
+    indices = split_indices(len(cache), config.val_fraction, config.test_fraction, config.seed)
+    split = split_record(data_dir, cache, indices, config.image_size, config.val_fraction, config.test_fraction,
+                         config.seed)
+    return cache, indices, split
 
-    checkpoint = read_checkpoint(out / trainer.CHECKPOINTS["last"]) if config.resume else None
-    # A resumed run rebuilds the network from the checkpoint's own config, whatever --variant says.
+
+def resume_data(split: dict) -> tuple[PairCache, dict[str, np.ndarray]]:
+    """The recorded split's pairs, decoded in the recorded order, content hashes checked."""
+    parts = [load_split(split, part, origin="this run started") for part in SPLITS]
+    offsets = np.cumsum([0] + [len(part) for part in parts])
+    merged = PairCache(
+        [p for part in parts for p in part.pairs], [h for part in parts for h in part.hashes],
+        np.concatenate([part.sources for part in parts]), np.concatenate([part.targets for part in parts]),
+        np.concatenate([part.eye_masks for part in parts]), any(part.has_labels for part in parts))
+    return merged, {name: np.arange(offsets[i], offsets[i + 1]) for i, name in enumerate(SPLITS)}
+
+
+def run(config: TrainConfig, given_names: set[str], dist_info: trainer.Distributed) -> int:
+    out = Path(config.out)
+    last_path = out / trainer.CHECKPOINTS["last"]
+    checkpoint = None
+    if config.resume:
+        checkpoint = read_checkpoint(last_path)
+        config = resumed_config(config, given_names, checkpoint.get("train_config", {}), last_path)
+    elif last_path.exists() and not config.overwrite:
+        raise CheckpointError(f"{out} already holds a run ({trainer.CHECKPOINTS['last']}); pass --resume to continue "
+                              "it, --overwrite to replace it, or another --out")
+    if dist_info.is_main:
+        for leftover in remove_leftovers(out):  # temp files of a killed earlier run
+            log.info("removed %s (left by an interrupted write)", leftover)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device, dist_info)
+    torch.manual_seed(config.seed)
+
+    if checkpoint:
+        split = checkpoint_split(checkpoint, last_path)
+        cache, indices = resume_data(split)
+    else:
+        cache, indices, split = prepare_data(config, dist_info)
+    log.info("%d pairs: %d train, %d validation, %d test (seed %d)", len(cache), len(indices["train"]),
+             len(indices["val"]), len(indices["test"]), config.seed)
+
+    # A resumed run rebuilds the network from the checkpoint's own config.
     model = build_model(checkpoint["model_config"] if checkpoint else config.variant).to(device)
     log.info("%s", describe(unwrap_model(model)))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -186,20 +257,21 @@ def run(config: TrainConfig, dist_info: trainer.Distributed) -> int:
         state.update({k: checkpoint[k] for k in state})
         start_epoch = checkpoint["epoch"] + 1
         rows = [r for r in trainer.read_metrics(metrics_path) if int(r["epoch"]) < start_epoch]
-        log.info("resuming from %s at epoch %d", out / trainer.CHECKPOINTS["last"], start_epoch)
-    elif (out / trainer.CHECKPOINTS["last"]).exists() and not config.overwrite:
-        raise CheckpointError(f"{out} already holds a run ({trainer.CHECKPOINTS['last']}); pass --resume to continue "
-                              "it, --overwrite to replace it, or another --out")
+        log.info("resuming from %s at epoch %d", last_path, start_epoch)
 
     if dist_info.enabled:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    train_set = PairDataset(cache, train_idx, train=True, crop=config.crop, seed=config.seed * 1000 + dist_info.rank + start_epoch)
-    val_set = PairDataset(cache, val_idx, train=False)
-    sampler = torch.utils.data.DistributedSampler(train_set, seed=config.seed) if dist_info.enabled else None
+    # Every random stream of an epoch (shuffle order, crops, flips) is seeded by (seed, epoch), so a
+    # resumed run continues exactly as the uninterrupted run would have.
+    train_set = PairDataset(cache, indices["train"], train=True, crop=config.crop, seed=config.seed * 1000 + dist_info.rank)
+    val_set = PairDataset(cache, indices["val"], train=False)
+    shuffle_generator = torch.Generator()
+    sampler = (torch.utils.data.DistributedSampler(train_set, seed=config.seed) if dist_info.enabled
+               else torch.utils.data.RandomSampler(train_set, generator=shuffle_generator))
     per_process_batch = max(1, config.batch_size // dist_info.world_size)
-    train_loader = torch.utils.data.DataLoader(train_set, batch_size=per_process_batch, shuffle=sampler is None,
-                                               sampler=sampler, drop_last=len(train_set) >= per_process_batch)
+    train_loader = torch.utils.data.DataLoader(train_set, batch_size=per_process_batch, sampler=sampler,
+                                               drop_last=len(train_set) >= per_process_batch)
     val_loader = torch.utils.data.DataLoader(val_set, batch_size=16)
     sample_source, sample_target, _ = next(iter(torch.utils.data.DataLoader(val_set, batch_size=4)))
 
@@ -214,8 +286,11 @@ def run(config: TrainConfig, dist_info: trainer.Distributed) -> int:
     loss_weights = {"l1_weight": config.l1_weight, "eyeliner_weight": config.eyeliner_weight}
     run_start = time.perf_counter()
     for epoch in range(start_epoch, config.epochs + 1):
-        if sampler is not None:
+        train_set.set_epoch(epoch)
+        if dist_info.enabled:
             sampler.set_epoch(epoch)
+        else:
+            shuffle_generator.manual_seed(config.seed * 1_000_003 + epoch)
         epoch_start = time.perf_counter()
         metrics = trainer.train_one_epoch(model, train_loader, optimizer, device, loss_weights, epoch,
                                           show_progress=dist_info.is_main and sys.stderr.isatty())
@@ -234,7 +309,7 @@ def run(config: TrainConfig, dist_info: trainer.Distributed) -> int:
         # and redoes, never a checkpoint whose epoch has no row.
         rows.append(metrics)
         trainer.write_metrics(metrics_path, rows)
-        payload = trainer.checkpoint_payload(model, optimizer, scheduler, epoch, state, config)
+        payload = trainer.checkpoint_payload(model, optimizer, scheduler, epoch, state, config, split)
         trainer.save_epoch_checkpoints(out, payload, improved)
         if epoch % config.sample_every == 0 or epoch == config.epochs:
             grid = trainer.sample_grid(model, sample_source.to(device), sample_target.to(device))

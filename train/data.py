@@ -10,22 +10,32 @@ For 2 and 3, optional face-parsing label maps live in ``DIR/mask/NAME.png`` (LaP
 convention: 4 and 5 are the eyes). Pairs match by file stem, so ``a.jpg`` pairs with ``a.png``.
 
 Every file is checked before any training starts; problems raise :class:`DataError` with
-the file and the fix. Images are decoded once, resized to ``image_size`` and kept as uint8.
+the file and the fix. Images are decoded once (EXIF orientation applied), resized to
+``image_size`` and kept as uint8, each pair with a content hash.
+
+The split (train / validation / test) is made once, by seed, when training starts, and
+recorded in every checkpoint (:func:`split_record`: file names and content hashes). Resume,
+export and benchmark load exactly that record (:func:`load_split`), never a split recomputed
+from what is on disk now.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageFilter, UnidentifiedImageError
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
+
+from models.atomic import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +50,8 @@ MAX_IMAGE_PIXELS = 64_000_000
 # FFHQ's alignment puts the eye centres near y = 0.47 and x = 0.37 / 0.63 at 1024 px; the band
 # covers both eyes with brows and lids and fades out over a few pixels.
 EYE_BAND = {"top": 0.30, "bottom": 0.56, "left": 0.18, "right": 0.82}
+SPLITS = ("train", "val", "test")
+SPLIT_FORMAT = "tinybeauty-split-v1"
 
 
 class DataError(ValueError):
@@ -55,7 +67,16 @@ class Pair:
 
 
 def _images_by_stem(folder: Path) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")}
+    """Images in ``folder`` by file stem; two files with one stem (a.png, a.jpg) are refused."""
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
+            continue
+        if path.stem in found:
+            raise DataError(f"{found[path.stem]} and {path} have the same name {path.stem!r}; pairs match by name, "
+                            "so keep one of them (delete or rename the other)")
+        found[path.stem] = path
+    return found
 
 
 def _unmatched_message(label: str, names: list[str]) -> str:
@@ -110,20 +131,26 @@ def _pairs_from_manifest(root: Path, manifest: Path) -> list[Pair]:
         rows = list(reader)
     if not rows:
         raise DataError(f"{manifest} lists no pairs; add one 'source,target' line per pair")
-    pairs, missing = [], []
+    pairs, missing, first_line = [], [], {}
     for line, row in enumerate(rows, start=2):
         paths = {key: root / row[key] for key in ("source", "target", "mask") if row.get(key)}
         for key, path in paths.items():
             if not path.is_file():
                 missing.append(f"line {line} {key} {path}")
-        pairs.append(Pair(Path(row["source"]).stem + f"_{line}", paths["source"], paths["target"], paths.get("mask")))
+        name = Path(row["source"]).as_posix()  # the pair's name: its source path, unique per manifest
+        if name in first_line:
+            raise DataError(f"{manifest} lists the source {name} twice (lines {first_line[name]} and {line}); "
+                            "list each pair once")
+        first_line[name] = line
+        pairs.append(Pair(name, paths["source"], paths["target"], paths.get("mask")))
     if missing:
         raise DataError(_unmatched_message(f"files listed in {manifest} do not exist (fix the paths, relative to {root})", missing))
     return pairs
 
 
 def open_image(path: Path, mode: str | None) -> Image.Image:
-    """Open, refuse oversized images before decoding, decode, convert (unless mode is None).
+    """Open, refuse oversized images before decoding, decode, turn upright by the EXIF
+    orientation (a phone portrait stored sideways), convert (unless mode is None).
 
     Errors are DataError naming the file."""
     try:
@@ -133,11 +160,29 @@ def open_image(path: Path, mode: str | None) -> Image.Image:
                 raise DataError(f"{path} is {width}x{height} ({width * height:,} pixels), over the "
                                 f"{MAX_IMAGE_PIXELS:,}-pixel limit; resize it (faces need ~512 px)")
             image.load()
-            return image.convert(mode) if mode and image.mode != mode else image.copy()
+            upright = ImageOps.exif_transpose(image)  # a copy, EXIF orientation applied
+            return upright.convert(mode) if mode and upright.mode != mode else upright
     except DataError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise DataError(f"{path} is not a readable image ({error}); replace or delete it") from error
+
+
+def read_label_map(path: Path) -> np.ndarray:
+    """A face-parsing label map as its label indices (H x W ints).
+
+    Palette (``P``) images hold indices with a colour table: their indices are the labels, not
+    their colours' brightness. Greyscale and 16/32-bit maps hold labels directly; an RGB map is
+    accepted only when its three channels agree."""
+    image = open_image(path, None)
+    labels = np.asarray(image)
+    if image.mode in ("RGB", "RGBA", "LA"):
+        channels = labels[..., :3] if image.mode != "LA" else labels[..., :1]
+        if not (channels == channels[..., :1]).all():
+            raise DataError(f"{path} is a colour image, not a label map; save the labels as a single-channel "
+                            "(L or P mode) PNG whose pixel values are the LaPa/MT label numbers")
+        labels = channels[..., 0]
+    return np.asarray(labels)
 
 
 def eye_mask_from_labels(labels: np.ndarray, size: int) -> np.ndarray:
@@ -162,16 +207,28 @@ def fixed_eye_band(size: int) -> np.ndarray:
 
 @dataclass
 class PairCache:
-    """All pairs decoded once: uint8 arrays of N x S x S x 3 (images) and N x S x S (eye masks)."""
+    """Pairs decoded once: uint8 arrays of N x S x S x 3 (images) and N x S x S (eye masks),
+    with the pairs and their content hashes (:func:`pair_sha256`)."""
 
-    names: list[str]
+    pairs: list[Pair]
+    hashes: list[str]
     sources: np.ndarray
     targets: np.ndarray
     eye_masks: np.ndarray
     has_labels: bool
 
+    @property
+    def names(self) -> list[str]:
+        return [pair.name for pair in self.pairs]
+
     def __len__(self) -> int:
-        return len(self.names)
+        return len(self.pairs)
+
+
+def pair_sha256(pair: Pair) -> str:
+    """One content hash per pair: over the source, target and (if any) label map file bytes."""
+    files = [pair.source, pair.target] + ([pair.mask] if pair.mask is not None else [])
+    return hashlib.sha256("".join(sha256_file(path) for path in files).encode()).hexdigest()
 
 
 def _load_pair(pair: Pair, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -181,12 +238,12 @@ def _load_pair(pair: Pair, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
                         f"{source.size[0]}x{source.size[1]}; a pair must be the same face at the same size")
     eye = None
     if pair.mask is not None:
-        labels = open_image(pair.mask, "L")
-        if labels.size != source.size:
-            raise DataError(f"{pair.mask} is {labels.size[0]}x{labels.size[1]} but {pair.source} is "
+        labels = read_label_map(pair.mask)
+        if labels.shape[::-1] != source.size:
+            raise DataError(f"{pair.mask} is {labels.shape[1]}x{labels.shape[0]} but {pair.source} is "
                             f"{source.size[0]}x{source.size[1]}; label maps must match their image's size")
-        labels = np.asarray(labels.resize((size, size), Image.NEAREST))
-        eye = eye_mask_from_labels(labels, size)
+        resized = Image.fromarray(labels.astype(np.uint8 if labels.max() < 256 else np.int32))
+        eye = eye_mask_from_labels(np.asarray(resized.resize((size, size), Image.NEAREST)), size)
     resize = lambda image: np.asarray(image.resize((size, size), Image.BICUBIC))  # noqa: E731
     return resize(source), resize(target), eye
 
@@ -197,30 +254,96 @@ def load_pairs(root: Path, image_size: int = 256, workers: int = 4) -> PairCache
     with_masks = sum(p.mask is not None for p in pairs)
     if 0 < with_masks < len(pairs):
         raise DataError(f"{with_masks} of {len(pairs)} pairs in {root} have label maps; give every pair one or none")
+    cache = decode_pairs(pairs, image_size, workers)
+    if with_masks:
+        log.info("eye mask: grown from the face-parsing labels %s in %s/mask", EYE_LABELS, root)
+    else:
+        log.info("eye mask: no label maps in %s, using the fixed eye band for aligned faces %s", root, EYE_BAND)
+    return cache
+
+
+def decode_pairs(pairs: list[Pair], image_size: int, workers: int = 4,
+                 expected_hashes: list[str] | None = None, origin: str = "") -> PairCache:
+    """Decode ``pairs`` into a uint8 cache, hashing each; with ``expected_hashes``, a pair whose
+    files changed is a DataError (``origin`` says where the expectation came from)."""
     n = len(pairs)
     sources = np.empty((n, image_size, image_size, 3), np.uint8)
     targets = np.empty_like(sources)
     eye_masks = np.empty((n, image_size, image_size), np.uint8)
     band = fixed_eye_band(image_size)
-    with ThreadPoolExecutor(max(1, workers)) as pool:  # PIL decodes outside the GIL
-        results = pool.map(lambda p: _load_pair(p, image_size), pairs)
-        for i, (source, target, eye) in enumerate(tqdm(results, total=n, desc=f"decoding {n} pairs", unit="pair")):
+
+    def load(index: int) -> tuple[str, tuple]:
+        digest = pair_sha256(pairs[index])
+        if expected_hashes is not None and digest != expected_hashes[index]:
+            pair = pairs[index]
+            raise DataError(f"pair {pair.name!r} ({pair.source}, {pair.target}) changed since {origin}: its content "
+                            "hash differs from the recorded one; restore the original files or retrain")
+        return digest, _load_pair(pairs[index], image_size)
+
+    hashes = []
+    with ThreadPoolExecutor(max(1, workers)) as pool:  # PIL decodes and hashlib hashes outside the GIL
+        results = pool.map(load, range(n))
+        for i, (digest, (source, target, eye)) in enumerate(
+                tqdm(results, total=n, desc=f"decoding {n} pairs", unit="pair", disable=n < 64)):
             sources[i], targets[i] = source, target
             eye_masks[i] = band if eye is None else eye
-    if with_masks:
-        log.info("eye mask: grown from the face-parsing labels %s in %s/mask", EYE_LABELS, root)
-    else:
-        log.info("eye mask: no label maps in %s, using the fixed eye band for aligned faces %s", root, EYE_BAND)
-    return PairCache([p.name for p in pairs], sources, targets, eye_masks, bool(with_masks))
+            hashes.append(digest)
+    return PairCache(list(pairs), hashes, sources, targets, eye_masks, any(p.mask is not None for p in pairs))
 
 
-def split_indices(n: int, val_fraction: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministic train/val split by seed; at least one pair on each side when n >= 2."""
-    if n < 2:
-        raise DataError(f"need at least 2 pairs to split into train and validation, found {n}")
+def split_indices(n: int, val_fraction: float = 0.1, test_fraction: float = 0.0, seed: int = 0) -> dict[str, np.ndarray]:
+    """Deterministic train / val / test split by seed, as fractions of all ``n`` pairs.
+
+    Validation takes the first ``ceil(n * val_fraction)`` of a seeded permutation (so
+    ``test_fraction=0`` is the paper's 90/10 split), test the next ``ceil(n * test_fraction)``,
+    training the rest. Validation and training get at least one pair each."""
+    if not (0 < val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise DataError(f"split fractions must satisfy 0 < val ({val_fraction}), 0 <= test ({test_fraction}) "
+                        "and val + test < 1")
+    n_val = max(1, int(math.ceil(n * val_fraction)))
+    n_test = int(math.ceil(n * test_fraction)) if test_fraction > 0 else 0
+    if n - n_val - n_test < 1:
+        raise DataError(f"{n} pairs are too few for a {val_fraction:.0%} validation and {test_fraction:.0%} test "
+                        f"split with training pairs left; add pairs (at least {n_val + n_test + 1})")
     order = np.random.default_rng(seed).permutation(n)
-    n_val = min(n - 1, max(1, int(math.ceil(n * val_fraction))))
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
+    parts = {"val": order[:n_val], "test": order[n_val:n_val + n_test], "train": order[n_val + n_test:]}
+    return {name: np.sort(parts[name]) for name in SPLITS}
+
+
+def split_record(root: Path, cache: PairCache, indices: dict[str, np.ndarray], image_size: int,
+                 val_fraction: float, test_fraction: float, seed: int) -> dict:
+    """The split as stored in every checkpoint: plain types, paths relative to the data folder."""
+    root = Path(root)
+
+    def entry(i: int) -> dict:
+        pair = cache.pairs[i]
+        rel = lambda path: Path(os.path.relpath(path, root)).as_posix() if path else None  # noqa: E731
+        return {"name": pair.name, "source": rel(pair.source), "target": rel(pair.target), "mask": rel(pair.mask),
+                "sha256": cache.hashes[i]}
+
+    return {"format": SPLIT_FORMAT, "data": str(root), "image_size": int(image_size), "seed": int(seed),
+            "val_fraction": float(val_fraction), "test_fraction": float(test_fraction),
+            "eye_mask": "labels" if cache.has_labels else "band",
+            **{part: [entry(int(i)) for i in indices[part]] for part in SPLITS}}
+
+
+def load_split(split: dict, part: str, data_override: str | Path | None = None, limit: int | None = None,
+               origin: str = "training") -> PairCache:
+    """Decode exactly the pairs a split record lists for ``part`` ('train', 'val' or 'test'),
+    from the recorded data folder (or ``data_override``, where it has moved), checking each
+    pair's content hash. ``limit`` takes that many pairs spread evenly over the part."""
+    root = Path(data_override or split["data"])
+    entries = split[part]
+    if limit is not None and limit < len(entries):
+        entries = [entries[i] for i in np.linspace(0, len(entries) - 1, max(limit, 0)).round().astype(int)]
+    pairs = [Pair(e["name"], root / e["source"], root / e["target"], root / e["mask"] if e["mask"] else None)
+             for e in entries]
+    missing = [str(path) for pair in pairs for path in (pair.source, pair.target, pair.mask)
+               if path is not None and not path.is_file()]
+    if missing:
+        raise DataError(_unmatched_message(f"files of the recorded {part} split are missing (restore them, pass "
+                                           f"--data if the data moved, or retrain)", missing))
+    return decode_pairs(pairs, split["image_size"], expected_hashes=[e["sha256"] for e in entries], origin=origin)
 
 
 class PairDataset(torch.utils.data.Dataset):
@@ -230,9 +353,15 @@ class PairDataset(torch.utils.data.Dataset):
     crop, applied identically to the three arrays so pairs stay aligned.
     """
 
-    def __init__(self, cache: PairCache, indices: np.ndarray, train: bool, crop: int | None = None, seed: int = 0):
-        self.cache, self.indices, self.train, self.crop = cache, np.asarray(indices), train, crop
-        self.rng = np.random.default_rng(seed)
+    def __init__(self, cache: PairCache, indices: np.ndarray | None = None, train: bool = False,
+                 crop: int | None = None, seed: int = 0):
+        self.cache, self.train, self.crop, self.seed = cache, train, crop, seed
+        self.indices = np.arange(len(cache)) if indices is None else np.asarray(indices)
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Augmentation draws from a stream fixed by (seed, epoch): a resumed run repeats it exactly."""
+        self.rng = np.random.default_rng([self.seed, epoch])
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -250,17 +379,8 @@ class PairDataset(torch.utils.data.Dataset):
         return source, target, eye
 
 
-def faces_as_tensors(cache: PairCache, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """(source, target) float N x 3 x S x S in [0, 1] for the given pair indices."""
-    to_tensor = lambda a: torch.from_numpy(a[np.asarray(indices)]).permute(0, 3, 1, 2).float() / 255.0  # noqa: E731
+def faces_as_tensors(cache: PairCache, indices: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(source, target) float N x 3 x S x S in [0, 1] for the given pair indices (default: all)."""
+    select = slice(None) if indices is None else np.asarray(indices)
+    to_tensor = lambda a: torch.from_numpy(a[select]).permute(0, 3, 1, 2).float() / 255.0  # noqa: E731
     return to_tensor(cache.sources), to_tensor(cache.targets)
-
-
-def load_training_split(train_config: dict, override: str | Path | None = None,
-                        image_size: int | None = None) -> tuple[PairCache, np.ndarray, np.ndarray]:
-    """The pairs a checkpoint was trained on (or ``override``), split exactly as training split
-    them: (cache, train indices, validation indices). Export and benchmark use this."""
-    root = Path(override or train_config.get("data") or "data/synthetic")
-    cache = load_pairs(root, image_size or int(train_config.get("image_size", 256)))
-    train_idx, val_idx = split_indices(len(cache), train_config.get("val_fraction", 0.1), train_config.get("seed", 0))
-    return cache, train_idx, val_idx

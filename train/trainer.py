@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from models.atomic import atomic_path, save_figure, write_text
 from models.checkpoint import save_checkpoint, unwrap_model
-from models.metrics import psnr_db
+from models.metrics import mean_psnr_db, psnr_db
 from train.losses import makeup_loss
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ CHECKPOINTS = {
 }
 METRICS_FILE = "metrics.csv"
 METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_l1", "train_eyeliner", "val_loss", "val_psnr",
-                  "baseline_psnr", "images_per_s", "epoch_s"]
+                  "val_psnr_pooled", "baseline_psnr", "images_per_s", "epoch_s"]
 
 
 @dataclass
@@ -89,7 +89,10 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, device: torch.device, loss_weights: dict) -> dict:
-    """Validation loss and PSNR (prediction vs target) beside the no-makeup baseline (input vs target)."""
+    """Validation loss and PSNR (prediction vs target) beside the no-makeup baseline (input vs target).
+
+    PSNR is the mean of per-image PSNR (the paper's convention); ``val_psnr_pooled`` is one MSE
+    over every pixel, for comparison."""
     model.eval()
     net = unwrap_model(model)
     predictions, sources, targets, loss_sum, count = [], [], [], 0.0, 0
@@ -102,8 +105,8 @@ def evaluate(model: nn.Module, loader, device: torch.device, loss_weights: dict)
         sources.append(source.cpu())
         targets.append(target.cpu())
     prediction, source, target = torch.cat(predictions), torch.cat(sources), torch.cat(targets)
-    return {"val_loss": loss_sum / max(count, 1), "val_psnr": psnr_db(prediction, target),
-            "baseline_psnr": psnr_db(source, target)}
+    return {"val_loss": loss_sum / max(count, 1), "val_psnr": mean_psnr_db(prediction, target),
+            "val_psnr_pooled": psnr_db(prediction, target), "baseline_psnr": mean_psnr_db(source, target)}
 
 
 def to_uint8_image(batch: torch.Tensor) -> np.ndarray:
@@ -147,7 +150,7 @@ def plot_curves(metrics_path: Path, out_path: Path) -> Path | None:
     ax_psnr.plot(epochs, [float(r["val_psnr"]) for r in rows], label="model")
     ax_psnr.plot(epochs, [float(r["baseline_psnr"]) for r in rows], "--", label="no makeup (input)")
     ax_psnr.axhline(34.0, color="grey", lw=0.8, ls=":", label="34 dB bar")
-    ax_psnr.set(xlabel="epoch", ylabel="dB", title="validation PSNR")
+    ax_psnr.set(xlabel="epoch", ylabel="dB", title="validation PSNR (mean of per-image PSNR)")
     ax_psnr.legend()
     fig.tight_layout()
     return save_figure(fig, out_path)
@@ -171,7 +174,7 @@ def write_json(payload: dict, path: Path) -> Path:
     return write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
 
 
-def checkpoint_payload(model, optimizer, scheduler, epoch: int, state: dict, train_config) -> dict:
+def checkpoint_payload(model, optimizer, scheduler, epoch: int, state: dict, train_config, split: dict) -> dict:
     net = unwrap_model(model)
     return {
         "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
@@ -184,6 +187,7 @@ def checkpoint_payload(model, optimizer, scheduler, epoch: int, state: dict, tra
         "val_psnr": float(state["val_psnr"]),
         "baseline_psnr": float(state["baseline_psnr"]),
         "train_config": asdict(train_config) if hasattr(train_config, "__dataclass_fields__") else dict(train_config),
+        "split": split,
     }
 
 
