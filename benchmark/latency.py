@@ -5,21 +5,34 @@ from __future__ import annotations
 import math
 import os
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 
 
-def measure_latency(run: Callable[[], object], warmup: int = 5, min_runs: int = 20, max_runs: int = 300,
-                    min_seconds: float = 2.0) -> dict:
-    """Time ``run()`` until both ``min_runs`` and ``min_seconds`` are reached (or ``max_runs``)."""
+def available_cores() -> int:
+    """Cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota if one is set."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.floor(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def measure_latency(run: Callable[[], object], warmup: int = 5, min_runs: int = 20, min_seconds: float = 2.0) -> dict:
+    """Time ``run()`` until both ``min_runs`` runs and ``min_seconds`` seconds are reached.
+
+    ``run`` must be the inference call alone: runners fix their thread count when built."""
     for _ in range(warmup):
         run()
     times: list[float] = []
     start = time.perf_counter()
-    while len(times) < max_runs and (len(times) < min_runs or time.perf_counter() - start < min_seconds):
+    while len(times) < min_runs or time.perf_counter() - start < min_seconds:
         tic = time.perf_counter()
         run()
         times.append(time.perf_counter() - tic)

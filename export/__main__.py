@@ -29,6 +29,7 @@ import logging
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,7 @@ from export.common import (
 )
 from export.formats import BY_NAME, FORMATS, ExportFormat
 from export.manifest import MANIFEST
+from export.rescale import equalize_skips
 from models.atomic import replace_directory, sha256_file, write_text
 from models.checkpoint import CheckpointError, checkpoint_split, load_checkpoint
 from models.metrics import psnr_db
@@ -72,6 +74,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--calibration-images", type=int, default=64,
                         help="training faces for int8 calibration (default: %(default)s)")
     parser.add_argument("--val-images", type=int, default=32, help="validation faces for the checks (default: %(default)s)")
+    parser.add_argument("--no-equalize", action="store_true",
+                        help="export the weights as trained, without the float-exact skip rescaling that int8 "
+                             "concatenation needs (export/rescale.py); for comparisons")
     return parser.parse_args(argv)
 
 
@@ -157,8 +162,14 @@ def checked(fmt: ExportFormat, staging: Path, model: TinyBeauty, inputs: ExportI
     return record
 
 
+# Understood and harmless, so kept out of the report: torch's own exporter trips its pytree deprecation.
+QUIET_WARNINGS = [(r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning)]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    for message, category in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         model, checkpoint = load_checkpoint(args.checkpoint)
@@ -175,6 +186,13 @@ def main(argv: list[str] | None = None) -> int:
     staging.mkdir(parents=True)
     with torch.no_grad():
         reference = model(inputs.val_source)
+    # Every format gets the same weights: rescaled so each skip and its decoder partner share a range
+    # (float-exact; ranges from the calibration faces). Parity is always against the model as trained.
+    factors = {}
+    if not args.no_equalize:
+        model, factors = equalize_skips(model, inputs.calibration)
+        log.info("skip connections rescaled for int8 concatenation: %s",
+                 ", ".join(f"{name} x{k:.3g}" for name, k in factors.items()))
     records = []
     for index, name in enumerate(args.formats, start=1):
         fmt = BY_NAME[name]
@@ -199,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
                 | {f"{part}_pairs": len(split[part]) for part in ("train", "val", "test")},
                 "git_commit": meta.git_commit, "image_size": inputs.image_size, "budget_bytes": args.budget_bytes,
                 "max_psnr_drop_db": args.max_psnr_drop, "val_images": len(inputs.val_source),
-                "calibration_images": len(inputs.calibration), "artifacts": records}
+                "calibration_images": len(inputs.calibration), "skip_rescale": factors, "artifacts": records}
     write_text(staging / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     replace_directory(staging, args.out)
     log.info("wrote %s and %s", ", ".join(r["file"] for r in records), args.out / MANIFEST)

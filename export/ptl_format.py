@@ -2,7 +2,7 @@
 
 The residual network is quantized with the FX flow of ``torch.ao.quantization`` (a PT2E-quantized
 model traces but does not load in the lite interpreter with torch 2.13). Only the residual U-Net
-is int8 (its skip concatenations excepted); the ``face + residual`` add and the clamp stay in float, so the output keeps full
+is int8 (skip concatenations included, see export/rescale.py); the ``face + residual`` add and the clamp stay in float, so the output keeps full
 precision where the image is untouched. ``optimize_for_mobile`` needs an XNNPACK build of torch;
 on builds without it (the CPU wheel used here) ``torch.jit.freeze`` does the folding instead.
 
@@ -70,10 +70,11 @@ def quantize_residual(model: TinyBeauty, inputs: ExportInputs) -> nn.Module:
     backend = get_qnnpack_backend_config()
     with quantized_engine(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        # Skip concatenations stay in float: quantized cat needs one scale for all its inputs
-        # and silently reuses the first one's (the decoder lost 0.8 dB of ground truth PSNR
-        # that way; with float cat 0.25 dB, measured here).
-        mapping = QConfigMapping().set_global(qconfig).set_object_type(torch.cat, None)
+        # Concatenations are int8 with one observer shared by their inputs and output; the
+        # export's skip rescaling (export/rescale.py) makes their inputs' ranges fit that scale.
+        # (Left in float, FX still fed the first cat quantized tensors of two scales, and
+        # quantized cat then reads both with the first one's scale.)
+        mapping = QConfigMapping().set_global(qconfig)
         prepared = prepare_fx(copy.deepcopy(model.residual).eval(), mapping, (inputs.example,), backend_config=backend)
         with torch.no_grad():
             for face in inputs.calibration:

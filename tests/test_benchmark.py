@@ -1,17 +1,31 @@
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from benchmark.__main__ import main as bench_main
 from benchmark.apply import main as apply_main
+from export.common import RuntimeUnavailable
+from export.formats import FORMATS
 
 
 def bench_args(artifacts, out, *extra):
     return ["--artifacts", str(artifacts), "--out", str(out), "--threads", "1", "--min-runs", "3",
-            "--min-seconds", "0", "--val-images", "4", *extra]
+            "--min-seconds", "0", "--images", "4", *extra]
+
+
+def _unavailable(fmt) -> bool:
+    try:
+        fmt.load("/nonexistent")
+    except RuntimeUnavailable:
+        return True
+    except Exception:  # any other error means the runtime exists here
+        return False
+    return False
 
 
 @pytest.fixture(scope="module")
@@ -21,32 +35,74 @@ def report(artifacts, tmp_path_factory):
     return out
 
 
-def test_report_has_every_figure(report):
+def test_report_has_every_figure(report, artifacts):
     data = json.loads((report / "report.json").read_text())
     rows = {row["format"]: row for row in data["rows"]}
-    assert set(rows) == {"baseline", "pytorch", "onnx-fp32", "onnx", "coreml", "ptl"}
+    assert set(rows) == {"baseline", "pytorch"} | {f.name for f in FORMATS}
+    assert data["headline_split"] == "test" and set(data["pairs"]) == {"test", "val"}
     for name, row in rows.items():
-        assert math.isfinite(row["psnr_vs_truth_db"]) and 0 < row["ssim_vs_truth"] <= 1
-        if name != "baseline":
-            assert math.isfinite(row["psnr_vs_pytorch_db"])
-    for name in ("pytorch", "onnx-fp32", "onnx", "ptl"):
-        figures = row_latency = rows[name]["latency"]["1"]
-        assert figures["median_ms"] > 0 and figures["p90_ms"] >= figures["median_ms"] and row_latency["runs"] >= 3
+        for part in ("test", "val"):
+            scored = row["quality"][part]
+            assert math.isfinite(scored["psnr_db"]) and math.isfinite(scored["psnr_pooled_db"])
+            assert 0 < scored["ssim"] <= 1
+            if name != "baseline":
+                assert math.isfinite(scored["psnr_vs_pytorch_db"])
+    for fmt in FORMATS:
+        row = rows[fmt.name]
+        if _unavailable(fmt):
+            assert row["latency"] == {} and row.get("stand_in") and any("not run" in n for n in row["notes"])
+            continue
+        figures = row["latency"]["1"]
+        assert figures["median_ms"] > 0 and figures["p90_ms"] >= figures["median_ms"] and figures["runs"] >= 3
         assert 0 < figures["share_of_fp32_peak"] < 5
-    assert rows["coreml"]["latency"] == {} and rows["coreml"].get("stand_in")
-    assert any("not run" in note for note in rows["coreml"]["notes"])
-    # the fp32 reference ONNX matches PyTorch far better than any int8 file
-    assert rows["onnx-fp32"]["psnr_vs_pytorch_db"] > rows["onnx"]["psnr_vs_pytorch_db"] + 10
-    assert rows["onnx-fp32"]["psnr_vs_pytorch_db"] > rows["ptl"]["psnr_vs_pytorch_db"] + 10
+        if fmt.name != "onnx-fp32":  # the fp32 reference ONNX matches PyTorch far better than any int8 file
+            assert rows["onnx-fp32"]["quality"]["test"]["psnr_vs_pytorch_db"] > row["quality"]["test"]["psnr_vs_pytorch_db"] + 10
     assert data["macs"] > 0 and data["machine"]["peak_fp32_gflops"]["1"] > 0
     table = (report / "report.md").read_text()
-    assert "not measured" in table and "PSNR vs truth" in table
+    assert "PSNR test (mean / pooled)" in table and "held-out test" in table
     for picture in ("latency_size.png", "samples.png"):
         assert Image.open(report / picture).size[0] > 100
 
 
+def test_headline_is_the_mean_of_per_image_psnr(report):
+    from models.metrics import mean_psnr_db, psnr_db
+
+    faces = torch.rand(3, 3, 8, 8)
+    noisy = faces.clone()
+    noisy[0] += 0.2  # one bad image pulls the pooled figure down more than the mean
+    assert mean_psnr_db(noisy, faces) > psnr_db(noisy, faces)
+    baseline = next(r for r in json.loads((report / "report.json").read_text())["rows"] if r["format"] == "baseline")
+    assert baseline["quality"]["test"]["psnr_db"] != baseline["quality"]["test"]["psnr_pooled_db"]
+
+
+def test_altered_artifact_is_refused(artifacts, tmp_path, caplog):
+    copy = tmp_path / "artifacts"
+    shutil.copytree(artifacts, copy)
+    target = copy / "tinybeauty.onnx"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit flipped
+    target.write_bytes(bytes(data))
+    assert bench_main(bench_args(copy, tmp_path / "bench")) == 2
+    assert "tinybeauty.onnx" in caplog.text and "re-export" in caplog.text
+    assert not (tmp_path / "bench" / "report.json").exists()
+
+
+def test_artifacts_of_another_checkpoint_are_refused(artifacts, tmp_path, caplog):
+    copy = tmp_path / "artifacts"
+    shutil.copytree(artifacts, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    retrained = tmp_path / "retrained.pt"  # the same path, retrained since the export
+    payload = torch.load(manifest["checkpoint"], weights_only=True)
+    payload["epoch"] += 1
+    torch.save(payload, retrained)
+    manifest["checkpoint"] = str(retrained)
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert bench_main(bench_args(copy, tmp_path / "bench")) == 2
+    assert "not the checkpoint these artifacts were exported from" in caplog.text and "re-export" in caplog.text
+
+
 def test_gate_fails_above_measured_value(artifacts, report, tmp_path, caplog):
-    best = max(r["psnr_vs_truth_db"] for r in json.loads((report / "report.json").read_text())["rows"])
+    best = max(r["quality"]["test"]["psnr_db"] for r in json.loads((report / "report.json").read_text())["rows"])
     assert bench_main(bench_args(artifacts, tmp_path, "--min-psnr", f"{best + 1:.2f}")) == 1
     assert "under the" in caplog.text
     assert json.loads((tmp_path / "report.json").read_text())["gates"]["failures"]

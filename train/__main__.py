@@ -39,10 +39,25 @@ import numpy as np
 import torch
 
 from models.atomic import remove_leftovers
-from models.checkpoint import CheckpointError, checkpoint_split, read_checkpoint, save_checkpoint, unwrap_model
+from models.checkpoint import (
+    CheckpointError,
+    checkpoint_split,
+    read_checkpoint,
+    save_checkpoint,
+    unwrap_model,
+)
 from models.tinybeauty import INPUT_MULTIPLE, VARIANTS, build_model, describe
 from train import trainer
-from train.data import SPLITS, DataError, PairCache, PairDataset, load_pairs, load_split, split_indices, split_record
+from train.data import (
+    SPLITS,
+    DataError,
+    PairCache,
+    PairDataset,
+    load_pairs,
+    load_split,
+    split_indices,
+    split_record,
+)
 from train.synthetic import write_dataset
 
 log = logging.getLogger("train")
