@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from benchmark.runtimes import load_runner
+from benchmark.runtimes import ModelFileError, load_runner
 from export.common import Runner, RuntimeUnavailable
 from models.atomic import atomic_path
 from models.checkpoint import CheckpointError
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         runner, runtime = load_runner(args.model)
-    except (RuntimeUnavailable, CheckpointError, FileNotFoundError) as error:
+    except (RuntimeUnavailable, CheckpointError, ModelFileError, FileNotFoundError) as error:
         log.error("cannot use %s: %s", args.model, error)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)

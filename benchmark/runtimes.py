@@ -15,6 +15,10 @@ from models.tinybeauty import TinyBeauty
 CHECKPOINT_SUFFIXES = {".pt", ".pth"}
 
 
+class ModelFileError(ValueError):
+    """A model file its runtime cannot load (damaged, truncated, or not what its suffix says)."""
+
+
 def pytorch_runner(model: TinyBeauty, threads: int | None = None) -> Runner:
     """PyTorch eager. ``threads`` sets torch's (process-wide) thread count now, not per call."""
     if threads:
@@ -45,4 +49,11 @@ def load_runner(path: Path, threads: int | None = None) -> tuple[Runner, str]:
         model, _ = load_checkpoint(path)
         return pytorch_runner(model, threads), "PyTorch eager fp32"
     fmt = format_for(path)
-    return fmt.load(path, threads), fmt.runtime
+    try:
+        return fmt.load(path, threads), fmt.runtime
+    except RuntimeUnavailable:
+        raise
+    except Exception as error:  # each runtime has its own error types for a damaged file
+        raise ModelFileError(f"{path} could not be loaded by {fmt.runtime} ({type(error).__name__}: "
+                             f"{str(error).splitlines()[0] if str(error) else ''}); re-export it (`make export`) "
+                             "or pass another model file") from error

@@ -4,8 +4,8 @@ Usage:
     python -m export                                   # tinybeauty_model/tinybeauty_best_psnr.pt -> artifacts/
     python -m export --checkpoint PATH --out DIR [--formats onnx ptl] [--budget-bytes 100000]
 
-Writes DIR/tinybeauty.onnx (int8), DIR/tinybeauty.mlmodel (8-bit weights), DIR/tinybeauty.ptl
-(int8), DIR/manifest.json, and the unshipped fp32 reference DIR/reference/tinybeauty_fp32.onnx
+Writes one file per format of export/formats.py (tinybeauty.onnx, .mlmodel, .ptl, .pte,
+.tflite), DIR/manifest.json, and the unshipped fp32 reference DIR/reference/tinybeauty_fp32.onnx
 (a subfolder, so every file at the top of DIR is one an app ships).
 
 Calibration faces come from the checkpoint's recorded training split and check faces from
@@ -24,6 +24,7 @@ set holds exactly the formats exported this time. Exit code 1 on a failed check,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import shutil
@@ -147,6 +148,7 @@ def checked(fmt: ExportFormat, staging: Path, model: TinyBeauty, inputs: ExportI
     in a check, becomes a failed record: it is reported, and the previous set stays in place."""
     path = staging / fmt.filename
     path.parent.mkdir(parents=True, exist_ok=True)
+    meta = dataclasses.replace(meta, layout=fmt.layout)
     start = time.perf_counter()
     try:
         fmt.export(model, inputs, path, meta)
@@ -186,18 +188,18 @@ def main(argv: list[str] | None = None) -> int:
     staging.mkdir(parents=True)
     with torch.no_grad():
         reference = model(inputs.val_source)
-    # Every format gets the same weights: rescaled so each skip and its decoder partner share a range
-    # (float-exact; ranges from the calibration faces). Parity is always against the model as trained.
-    factors = {}
+    # Formats with int8 activations get weights rescaled so each skip and its decoder partner share a
+    # range (float-exact; ranges from the calibration faces). Parity is always against the model as trained.
+    rescaled, factors = model, {}
     if not args.no_equalize:
-        model, factors = equalize_skips(model, inputs.calibration)
+        rescaled, factors = equalize_skips(model, inputs.calibration)
         log.info("skip connections rescaled for int8 concatenation: %s",
                  ", ".join(f"{name} x{k:.3g}" for name, k in factors.items()))
     records = []
     for index, name in enumerate(args.formats, start=1):
         fmt = BY_NAME[name]
         log.info("[%d/%d] %s -> %s", index, len(args.formats), fmt.name, fmt.filename)
-        record = checked(fmt, staging, model, inputs, meta, reference, args)
+        record = checked(fmt, staging, rescaled if fmt.int8_activations else model, inputs, meta, reference, args)
         for check in record["checks_run"]:
             log.info("    %s", check)
         for skipped in record["checks_skipped"]:

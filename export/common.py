@@ -53,7 +53,15 @@ class ExportMeta:
     license: str = "MIT"
     description: str = ("TinyBeauty makeup transfer: adds one learned makeup style to an aligned face "
                         "(output = clamp(input + residual, 0, 1)).")
+    layout: str = "NCHW"  # how the file takes its face: NCHW, NHWC (tensors) or image (Core ML)
     extra: dict = field(default_factory=dict)
+
+    def io_spec(self, name: str) -> str:
+        size = self.image_size
+        if self.layout == "image":
+            return f"{name}: image RGB {size}x{size} (8-bit per channel)"
+        shape = [1, 3, size, size] if self.layout == "NCHW" else [1, size, size, 3]
+        return f"{name}: float32 RGB {self.layout} [{','.join(map(str, shape))}] in [0,1]"
 
     def as_strings(self) -> dict[str, str]:
         """Flat string metadata (what ONNX, Core ML and TorchScript extra files can hold)."""
@@ -63,8 +71,8 @@ class ExportMeta:
             "tinybeauty.checkpoint_sha256": self.checkpoint_sha256,
             "tinybeauty.git_commit": self.git_commit,
             "tinybeauty.val_psnr_db": f"{self.val_psnr_db:.3f}",
-            "tinybeauty.input": f"{INPUT_NAME}: float32 RGB [1,3,{self.image_size},{self.image_size}] in [0,1]",
-            "tinybeauty.output": f"{OUTPUT_NAME}: float32 RGB [1,3,{self.image_size},{self.image_size}] in [0,1]",
+            "tinybeauty.input": self.io_spec(INPUT_NAME),
+            "tinybeauty.output": self.io_spec(OUTPUT_NAME),
             **{f"tinybeauty.{k}": str(v) for k, v in self.extra.items()},
         }
 

@@ -154,6 +154,11 @@ def check_spec(path: Path, image_size: int) -> dict:
             "spec_version": int(spec.specificationVersion)}
 
 
+def read_metadata(path: Path) -> dict:
+    """The provenance stored in ``user_defined_metadata``."""
+    return dict(_quiet_coremltools().utils.load_spec(str(path)).description.metadata.userDefined)
+
+
 def can_predict() -> bool:
     return platform.system() == "Darwin"
 

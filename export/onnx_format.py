@@ -143,3 +143,8 @@ def load(path: Path, threads: int | None = None) -> Runner:
 
     return run
 
+
+
+def read_metadata(path: Path) -> dict:
+    """The provenance stored in ``metadata_props``."""
+    return {prop.key: prop.value for prop in onnx.load(str(path), load_external_data=False).metadata_props}

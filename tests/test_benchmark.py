@@ -113,7 +113,7 @@ def test_missing_manifest_is_a_clear_error(tmp_path, caplog):
     assert "make export" in caplog.text
 
 
-@pytest.mark.parametrize("model", ["tinybeauty.onnx", "tinybeauty.ptl"])
+@pytest.mark.parametrize("model", [f.filename for f in FORMATS if f.shipped and f.stand_in is None])
 def test_apply_keeps_size_and_mode(artifacts, tmp_path, model):
     rgba = tmp_path / "odd_rgba.png"
     pixels = np.random.default_rng(0).integers(0, 255, (77, 93, 4), dtype=np.uint8)
@@ -152,5 +152,9 @@ def test_apply_reports_unusable_models(artifacts, tmp_path, caplog):
     if not can_predict():
         assert apply_main(["--model", str(artifacts / "tinybeauty.mlmodel"), str(good), "--out", str(tmp_path)]) == 2
         assert "needs macOS" in caplog.text
-    (tmp_path / "model.tflite").write_bytes(b"TFL3")
+    (tmp_path / "model.tflite").write_bytes(b"TFL3")  # a known suffix, but not a model
     assert apply_main(["--model", str(tmp_path / "model.tflite"), str(good), "--out", str(tmp_path)]) == 2
+    assert "could not be loaded by LiteRT" in caplog.text
+    (tmp_path / "model.xyz").write_bytes(b"?")
+    assert apply_main(["--model", str(tmp_path / "model.xyz"), str(good), "--out", str(tmp_path)]) == 2
+    assert "unknown model type" in caplog.text

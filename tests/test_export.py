@@ -3,7 +3,6 @@ import pickle
 import shutil
 
 import numpy as np
-import onnx
 import pytest
 import torch
 
@@ -47,22 +46,32 @@ def test_each_format_round_trips(artifacts, checkpoint, name):
     assert record["psnr_vs_pytorch_db"] > (60 if name == "onnx-fp32" else 35)
 
 
-def test_provenance_inside_artifacts(artifacts, checkpoint):
-    sha = manifest(artifacts)["checkpoint_sha256"]
-    props = {p.key: p.value for p in onnx.load(str(artifacts / "tinybeauty.onnx")).metadata_props}
-    assert props["tinybeauty.checkpoint_sha256"] == sha
-    from export.ptl_format import read_metadata
+@pytest.mark.parametrize("name", SHIPPED)
+def test_provenance_inside_artifacts(artifacts, name):
+    fmt = BY_NAME[name]
+    stored = fmt.read_metadata(artifacts / fmt.filename)
+    assert stored["tinybeauty.checkpoint_sha256"] == manifest(artifacts)["checkpoint_sha256"]
+    layout = {"NCHW": "[1,3,64,64]", "NHWC": "[1,64,64,3]", "image": "image RGB 64x64"}[fmt.layout]
+    assert layout in stored["tinybeauty.input"]
+    record = next(r for r in manifest(artifacts)["artifacts"] if r["format"] == name)
+    assert record["input"] == stored["tinybeauty.input"]
 
-    assert read_metadata(artifacts / "tinybeauty.ptl")["tinybeauty.checkpoint_sha256"] == sha
+
+def test_format_specific_contracts(artifacts):
     import zipfile
 
-    assert not [n for n in zipfile.ZipFile(artifacts / "tinybeauty.ptl").namelist() if n.endswith(".debug_pkl")]
     import coremltools as ct
 
+    assert not [n for n in zipfile.ZipFile(artifacts / "tinybeauty.ptl").namelist() if n.endswith(".debug_pkl")]
     spec = ct.utils.load_spec(str(artifacts / "tinybeauty.mlmodel"))
-    assert spec.description.metadata.userDefined["tinybeauty.checkpoint_sha256"] == sha
     assert spec.description.metadata.license == "MIT"
     assert spec.description.input[0].type.WhichOneof("Type") == "imageType"
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(artifacts / "tinybeauty.tflite"))
+    (face,), (made_up,) = interpreter.get_input_details(), interpreter.get_output_details()
+    assert list(face["shape"]) == [1, 64, 64, 3] and face["dtype"] == np.float32  # what the README promises
+    assert list(made_up["shape"]) == [1, 64, 64, 3] and made_up["dtype"] == np.float32
 
 
 def test_size_gate_fails_and_keeps_previous_artifacts(artifacts, checkpoint, tmp_path, capsys):

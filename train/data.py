@@ -382,5 +382,7 @@ class PairDataset(torch.utils.data.Dataset):
 def faces_as_tensors(cache: PairCache, indices: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(source, target) float N x 3 x S x S in [0, 1] for the given pair indices (default: all)."""
     select = slice(None) if indices is None else np.asarray(indices)
-    to_tensor = lambda a: torch.from_numpy(a[select]).permute(0, 3, 1, 2).float() / 255.0  # noqa: E731
+    # contiguous NCHW: a permuted view keeps channels-last strides, and exporters that record the
+    # example's memory layout (ExecuTorch's dim order) would then expect channels-last input.
+    to_tensor = lambda a: torch.from_numpy(a[select]).permute(0, 3, 1, 2).contiguous().float() / 255.0  # noqa: E731
     return to_tensor(cache.sources), to_tensor(cache.targets)

@@ -1,0 +1,103 @@
+"""ExecuTorch (``.pte``): int8 for the XNNPACK delegate, the successor of the ``.ptl`` lite interpreter.
+
+Pipeline: the residual U-Net is exported with ``torch.export`` and quantized with PT2E static
+quantization (``XNNPACKQuantizer``: per-channel symmetric int8 weights, int8 activations)
+calibrated on training faces; the ``face + residual`` add and the clamp stay in float around
+it; ``to_edge_transform_and_lower`` hands the graph to the XNNPACK partitioner and
+``to_executorch`` writes the program. Run back with ExecuTorch's own Python runtime
+(``executorch.runtime``), which is what an app links (XNNPACK kernels).
+
+The XNNPACK quantizer gives a concatenation and its producers one shared observer: the skip
+rescaling of ``export/rescale.py`` (applied by the export to every format) is what keeps the
+skips' precision. Provenance: a constant method ``tinybeauty_metadata`` returns the JSON of
+:meth:`ExportMeta.as_strings` as a uint8 tensor (``read_metadata``).
+
+Input ``face``: float32 NCHW [1, 3, S, S] in [0, 1]; output: the made-up face, same layout.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from export.common import ExportInputs, ExportMeta, Runner, RuntimeUnavailable
+from models.tinybeauty import TinyBeauty
+
+METADATA_METHOD = "tinybeauty_metadata"
+
+
+class FloatResidualAdd(nn.Module):
+    """``clamp(face + residual(face), 0, 1)`` around an int8 residual graph."""
+
+    def __init__(self, residual: nn.Module):
+        super().__init__()
+        self.residual = residual
+
+    def forward(self, face: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(face + self.residual(face), 0.0, 1.0)
+
+
+def quantize_residual(model: TinyBeauty, inputs: ExportInputs) -> torch.fx.GraphModule:
+    """PT2E static int8 of the residual network for XNNPACK, calibrated on training faces."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    graph = torch.export.export(model.residual.eval(), (inputs.example,), strict=False).module()
+    prepared = prepare_pt2e(graph, quantizer)
+    with torch.no_grad():
+        for face in inputs.calibration:
+            prepared(face[None])
+    return convert_pt2e(prepared)
+
+
+def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta) -> Path:
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torchao / export deprecation chatter
+        wrapped = FloatResidualAdd(quantize_residual(model, inputs))  # no .eval(): exported graphs refuse it
+        program = torch.export.export(wrapped, (inputs.example,), strict=False)
+        metadata = torch.tensor(list(json.dumps(meta.as_strings(), sort_keys=True).encode()), dtype=torch.uint8)
+        edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()],
+                                           constant_methods={METADATA_METHOD: metadata})
+        path.write_bytes(edge.to_executorch().buffer)
+    return path
+
+
+def _runtime():
+    try:
+        from executorch.runtime import Runtime
+    except ImportError as error:
+        raise RuntimeUnavailable(f"ExecuTorch is not installed ({error}); pip install -e '.[mobile]' (make setup does)") from error
+    return Runtime.get()
+
+
+def load(path: Path, threads: int | None = None) -> Runner:
+    runtime = _runtime()
+    if threads:  # XNNPACK's thread pool is process-wide: set it when the runner is built
+        from executorch.extension.pybindings import portable_lib
+
+        portable_lib._unsafe_reset_threadpool(threads)
+    method = runtime.load_program(Path(path)).load_method("forward")
+
+    def run(faces: np.ndarray) -> np.ndarray:
+        made_up = method.execute([torch.from_numpy(np.ascontiguousarray(faces, dtype=np.float32))])[0]
+        return made_up.numpy().copy()  # the runtime reuses its output buffer on the next call
+
+    return run
+
+
+def read_metadata(path: Path) -> dict:
+    """The provenance stored in the program's constant method."""
+    method = _runtime().load_program(Path(path)).load_method(METADATA_METHOD)
+    return json.loads(bytes(method.execute([])[0].tolist()).decode())

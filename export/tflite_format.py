@@ -1,0 +1,146 @@
+"""LiteRT / TensorFlow Lite (``.tflite``): int8, for Android apps.
+
+Pipeline: the whole model (``clamp(face + residual, 0, 1)``) is exported with ``torch.export``
+and quantized with litert-torch's PT2E quantizer (per-channel symmetric int8 weights, int8
+activations, static, calibrated on training faces), its input and output moved to channels-last
+(``to_channel_last_io``), and converted with ``litert_torch.convert``. Run back with
+``ai_edge_litert``'s Interpreter (the LiteRT runtime an app links, XNNPACK on the CPU).
+
+For app developers: input ``face`` is **float32 NHWC [1, S, S, 3], RGB in [0, 1]** (an Android
+``Bitmap``'s pixels divided by 255, in the order they come); output is the made-up face in the
+same layout and range. Quantize/dequantize happen inside the model, so the app needs no scale
+or zero point. Channels-last float I/O is what an Android app feeds most simply, and it gave the
+smallest file.
+
+Provenance: a ``tinybeauty`` entry in the flatbuffer's metadata table holds the JSON of
+:meth:`ExportMeta.as_strings` (``read_metadata``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from export.common import ExportInputs, ExportMeta, Runner, RuntimeUnavailable
+from models.tinybeauty import TinyBeauty
+
+METADATA_NAME = "tinybeauty"
+log = logging.getLogger(__name__)
+
+
+class MadeUp(nn.Module):
+    """The exported graph: ``clamp(face + residual(face), 0, 1)``."""
+
+    def __init__(self, residual: nn.Module):
+        super().__init__()
+        self.residual = residual
+
+    def forward(self, face: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(face + self.residual(face), 0.0, 1.0)
+
+
+def _quantizer():
+    """litert-torch's PT2E quantizer, with its max-pool annotation made deterministic.
+
+    Its max-pool annotator shares the pool's parameters with the *node* that feeds it; when that
+    node's own output spec is shared onward (a skip that also feeds a concatenation), whether the
+    shared group resolves depends on set iteration order over graph nodes, and ``prepare_pt2e``
+    failed at random (``AssertionError: ... 'relu_2' not in ...``). Here each max-pool gets its
+    own observer on its input edge and shares it with its output: deterministic, same values."""
+    from litert_torch.quantize.pt2e_quantizer import (
+        PT2EQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, SharedQuantizationSpec
+
+    max_pools = {torch.ops.aten.max_pool2d.default, torch.ops.aten.max_pool2d_with_indices.default}
+
+    class Quantizer(PT2EQuantizer):
+        def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            model = super().annotate(model)
+            for node in model.graph.nodes:
+                if node.target in max_pools and "quantization_annotation" in node.meta:
+                    producer = node.args[0]
+                    node.meta["quantization_annotation"] = QuantizationAnnotation(
+                        input_qspec_map={producer: self.global_config.input_activation},
+                        output_qspec=SharedQuantizationSpec((producer, node)), _annotated=True)
+            return model
+
+    return Quantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
+
+
+def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta) -> Path:
+    import litert_torch
+    import litert_torch.progress
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = _quantizer()
+    litert_torch.progress.console.quiet = True  # its per-stage progress lines are not part of our report
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = torch.export.export(MadeUp(model.residual).eval(), (inputs.example,)).module()
+        prepared = prepare_pt2e(graph, quantizer)
+        with torch.no_grad():
+            for face in inputs.calibration:
+                prepared(face[None])
+        quantized = convert_pt2e(prepared, fold_quantize=False)
+        channels_last = litert_torch.to_channel_last_io(quantized, args=[0], outputs=[0])
+        example = inputs.example.permute(0, 2, 3, 1).contiguous()
+        edge = litert_torch.convert(channels_last, (example,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
+        edge.export(str(path))
+    add_metadata(path, meta.as_strings())
+    return path
+
+
+def add_metadata(path: Path, values: dict) -> None:
+    """Store ``values`` as JSON in the model's metadata table (the flatbuffer's own place for it)."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(path.read_bytes(), 0))
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(json.dumps(values, sort_keys=True).encode(), np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name = METADATA_NAME
+    entry.buffer = len(model.buffers) - 1
+    model.metadata = (model.metadata or []) + [entry]
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    path.write_bytes(bytes(builder.Output()))
+
+
+def read_metadata(path: Path) -> dict:
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAsModel(Path(path).read_bytes(), 0)
+    for i in range(model.MetadataLength()):
+        entry = model.Metadata(i)
+        if entry.Name().decode() == METADATA_NAME:
+            return json.loads(model.Buffers(entry.Buffer()).DataAsNumpy().tobytes().decode())
+    return {}
+
+
+def load(path: Path, threads: int | None = None) -> Runner:
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError as error:
+        raise RuntimeUnavailable(f"LiteRT is not installed ({error}); pip install -e '.[mobile]' (make setup does)") from error
+
+    interpreter = Interpreter(model_path=str(path), num_threads=threads or None)
+    interpreter.allocate_tensors()
+    (face,), (made_up,) = interpreter.get_input_details(), interpreter.get_output_details()
+
+    def run(faces: np.ndarray) -> np.ndarray:  # NCHW in and out, like every runner; the file is NHWC
+        interpreter.set_tensor(face["index"], np.ascontiguousarray(faces.transpose(0, 2, 3, 1), dtype=np.float32))
+        interpreter.invoke()
+        return interpreter.get_tensor(made_up["index"]).transpose(0, 3, 1, 2).copy()
+
+    return run
