@@ -28,6 +28,7 @@ the built-in data).
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import platform
 import sys
@@ -50,6 +51,7 @@ from train.data import DataError, faces_as_tensors, load_split
 log = logging.getLogger("benchmark")
 
 EMBEDDED_MIN_PSNR_DB = 34.0
+RUNTIME_PACKAGES = ("torch", "onnxruntime", "onnx", "coremltools", "executorch", "ai-edge-litert", "litert-torch", "numpy")
 SPLIT_LABELS = {"test": "test (held out)", "val": "validation"}
 
 
@@ -89,6 +91,13 @@ def latency_by_threads(make_runner, example: np.ndarray, threads: list[int], arg
     return figures
 
 
+def package_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
 def machine_info(thread_counts: list[int]) -> dict:
     cpu = platform.processor() or "unknown"
     try:
@@ -98,14 +107,9 @@ def machine_info(thread_counts: list[int]) -> dict:
                 break
     except OSError:
         pass
-    import coremltools
-    import onnx
-    import onnxruntime
-
     return {
         "platform": platform.platform(), "cpu": cpu, "cores": available_cores(), "python": platform.python_version(),
-        "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__,
-                     "coremltools": coremltools.__version__, "numpy": np.__version__},
+        "versions": {name: package_version(name) for name in RUNTIME_PACKAGES},
         "peak_fp32_gflops": {str(t): peak_gflops(t) for t in thread_counts},
     }
 

@@ -62,8 +62,7 @@ def markdown_table(report: dict) -> str:
         f"pixels); PSNR vs PyTorch is pooled. {report['parameters']:,} parameters, "
         f"{report['macs'] / 1e9:.3f} GMAC per image; batch 1.",
         f"Machine: {machine['cpu']}, {machine['cores']} cores; measured fp32 matmul peak {peaks}. "
-        f"torch {machine['versions']['torch']}, onnxruntime {machine['versions']['onnxruntime']}, "
-        f"coremltools {machine['versions']['coremltools']}.",
+        + ", ".join(f"{name} {version}" for name, version in machine["versions"].items()) + ".",
     ]
     if any(row.get("stand_in") for row in report["rows"]):
         lines.append("\\* not run in its runtime here; figures from the stand-in check named in the notes.")
