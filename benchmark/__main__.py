@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import json
 import logging
 import platform
 import sys
@@ -40,7 +41,7 @@ import torch
 from benchmark.latency import available_cores, measure_latency, peak_gflops
 from benchmark.report import write_reports
 from benchmark.runtimes import pytorch_runner
-from export.common import RuntimeUnavailable, run_in_batches_of_one
+from export.common import RuntimeUnavailable, run_in_batches_of_one, silence_known_noise
 from export.formats import BY_NAME
 from export.manifest import ManifestError, check_source_checkpoint, read_manifest
 from models.checkpoint import CheckpointError, checkpoint_split, load_checkpoint
@@ -148,11 +149,15 @@ def score_artifact(entry: dict, args: argparse.Namespace, model, faces: dict, re
             row["stand_in"] = True
     for part, made_up in outputs.items():
         row["quality"][part] = quality(made_up, *faces[part], references[part])
+    curve = fmt.read_metadata(path).get("tinybeauty.size_quality")
+    if curve:  # the export's size/quality search (the .mlpackage's bit widths), kept in the file
+        row["size_quality"] = json.loads(curve)
     return row, outputs
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    silence_known_noise()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         manifest, model, checkpoint, faces = load_inputs(args)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from benchmark.runtimes import ModelFileError, load_runner
-from export.common import Runner, RuntimeUnavailable
+from export.common import Runner, RuntimeUnavailable, silence_known_noise
 from models.atomic import atomic_path
 from models.checkpoint import CheckpointError
 from train.data import DataError, open_image
@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-size", type=int, default=256, help="the model's input size (default: %(default)s)")
     parser.add_argument("--side-by-side", action="store_true", help="also write a before | after image")
     args = parser.parse_args(argv)
+    silence_known_noise()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         runner, runtime = load_runner(args.model)

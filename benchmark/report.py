@@ -100,6 +100,33 @@ def plot(report: dict, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def plot_size_quality(report: dict, path: Path) -> Path | None:
+    """Each size/quality search an export recorded (the .mlpackage's bits per layer): bytes vs the
+    ground-truth PSNR given up against PyTorch, step by step."""
+    rows = [r for r in report["rows"] if r.get("size_quality")]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for row in rows:
+        steps = row["size_quality"]
+        ax.plot([s["bytes"] / 1000 for s in steps], [s["drop_db"] for s in steps], "o-", label=row["format"])
+        for step in steps:
+            ax.annotate(step["bits"], (step["bytes"] / 1000, step["drop_db"]), fontsize=7, rotation=20,
+                        xytext=(3, 3), textcoords="offset points")
+    ax.axvline(100, color="red", ls="--", lw=1, label="100 KB budget")
+    ax.set(xlabel="KB on disk", ylabel="dB below PyTorch (stand-in, validation faces)",
+           title="Core ML ML Program: bits per layer, size vs quality (search path)")
+    ax.invert_xaxis()
+    ax.legend()
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def sample_grid(samples: dict[str, torch.Tensor], path: Path) -> Path:
     """One row per face, one column per model: input | each model | target."""
     order = ["input"] + [k for k in samples if k not in ("input", "target")] + ["target"]
@@ -121,4 +148,6 @@ def write_reports(report: dict, samples: dict[str, torch.Tensor], out: Path) -> 
     write_text(paths["markdown"], "# TinyBeauty benchmark\n\n" + table + "\n")
     plot(report, paths["plot"])
     sample_grid(samples, paths["samples"])
+    if plot_size_quality(report, out / "size_quality.png"):
+        paths["size_quality"] = out / "size_quality.png"
     return paths | {"markdown_table": table}

@@ -43,7 +43,7 @@ def format_for(path: Path) -> ExportFormat:
 def load_runner(path: Path, threads: int | None = None) -> tuple[Runner, str]:
     """(runner, runtime name) for a checkpoint or any exported file; RuntimeUnavailable if it cannot run here."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{path} does not exist; export first (`make export`) or pass an existing file")
     if path.suffix in CHECKPOINT_SUFFIXES:
         model, _ = load_checkpoint(path)

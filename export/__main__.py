@@ -30,7 +30,6 @@ import logging
 import shutil
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -45,12 +44,13 @@ from export.common import (
     git_commit,
     parity,
     run_in_batches_of_one,
+    silence_known_noise,
     staging_dir,
 )
 from export.formats import BY_NAME, FORMATS, ExportFormat
 from export.manifest import MANIFEST
 from export.rescale import equalize_skips
-from models.atomic import replace_directory, sha256_file, write_text
+from models.atomic import replace_directory, sha256_file, sha256_tree, tree_bytes, write_text
 from models.checkpoint import CheckpointError, checkpoint_split, load_checkpoint
 from models.metrics import psnr_db
 from models.tinybeauty import TinyBeauty
@@ -92,10 +92,10 @@ def prepare_inputs(split: dict, data_override: str | None, n_calibration: int, n
 def check_artifact(fmt: ExportFormat, path: Path, model: TinyBeauty, inputs: ExportInputs,
                    reference: torch.Tensor, budget: int, max_drop: float) -> dict:
     """Size, then the real runtime (or the format's stand-in), then parity. Returns the record."""
-    size_bytes = path.stat().st_size
+    size_bytes = tree_bytes(path)
     record = {"format": fmt.name, "file": fmt.filename, "shipped": fmt.shipped, "precision": fmt.precision,
               "runtime": fmt.runtime, "bytes": size_bytes, "budget_bytes": budget if fmt.shipped else None,
-              "sha256": sha256_file(path), "checks_run": [], "checks_skipped": [], "problems": []}
+              "sha256": sha256_tree(path), "checks_run": [], "checks_skipped": [], "problems": []}
     if fmt.shipped:
         record["checks_run"].append(f"size: {size_bytes:,} bytes of a {budget:,}-byte budget")
         if size_bytes > budget:
@@ -155,7 +155,7 @@ def checked(fmt: ExportFormat, staging: Path, model: TinyBeauty, inputs: ExportI
         record = check_artifact(fmt, path, model, inputs, reference, args.budget_bytes, args.max_psnr_drop)
     except Exception as error:  # every failure ends as a report, never a half-installed set
         log.exception("%s failed", fmt.name)
-        return {"format": fmt.name, "file": fmt.filename, "bytes": path.stat().st_size if path.exists() else 0,
+        return {"format": fmt.name, "file": fmt.filename, "bytes": tree_bytes(path) if path.exists() else 0,
                 "passed": False, "checks_run": [], "checks_skipped": [],
                 "problems": [f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"]}
     record["export_s"] = round(time.perf_counter() - start, 2)
@@ -164,14 +164,9 @@ def checked(fmt: ExportFormat, staging: Path, model: TinyBeauty, inputs: ExportI
     return record
 
 
-# Understood and harmless, so kept out of the report: torch's own exporter trips its pytree deprecation.
-QUIET_WARNINGS = [(r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning)]
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    for message, category in QUIET_WARNINGS:
-        warnings.filterwarnings("ignore", message=message, category=category)
+    silence_known_noise()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         model, checkpoint = load_checkpoint(args.checkpoint)

@@ -107,3 +107,22 @@ def staging_dir(out_dir: Path) -> Path:
     so that the whole set can replace ``out_dir`` in one step)."""
     out_dir = Path(out_dir)
     return out_dir.parent / f".{out_dir.name}.staging"
+
+
+# Messages understood and harmless here, kept out of the reports (each seen on this toolchain):
+# torch's own exporter trips its pytree deprecation; coremltools announces at import that it has no
+# macOS runtime, has not been tested with this torch, and disables its scikit-learn converter (unused);
+# torchao finds no CUDA kernels nor Triton on a CPU machine, and registers an Enum the old way.
+QUIET_WARNINGS = ((r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning),)
+QUIET_LOGGERS = ("coremltools", "torchao", "torch.utils._pytree")
+
+
+def silence_known_noise() -> None:
+    """Call before the converters are imported. Real warnings still show."""
+    import logging
+    import warnings
+
+    for message, category in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)

@@ -59,22 +59,25 @@ def _quiet_coremltools():
     return ct
 
 
-def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta) -> Path:
+def convert(model: TinyBeauty, inputs: ExportInputs, convert_to: str, target):
+    """The float Core ML model: RGB image in (scaled to [0, 1] inside), RGB image out."""
     ct = _quiet_coremltools()
-    from coremltools.models.neural_network import quantization_utils
-
     size = inputs.image_size
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(ImageOut(copy.deepcopy(model)).eval(), inputs.example)
-        mlmodel = ct.convert(
+        return ct.convert(
             traced,
             inputs=[ct.ImageType(name=INPUT_NAME, shape=(1, 3, size, size), scale=1 / 255.0,
                                  color_layout=ct.colorlayout.RGB)],
             outputs=[ct.ImageType(name=OUTPUT_NAME, color_layout=ct.colorlayout.RGB)],
-            convert_to="neuralnetwork", minimum_deployment_target=ct.target.iOS14,
+            convert_to=convert_to, minimum_deployment_target=target,
         )
-        mlmodel = quantization_utils.quantize_weights(mlmodel, nbits=8, quantization_mode="linear")
+
+
+def describe(mlmodel, meta: ExportMeta) -> None:
+    """Author, licence, descriptions and the provenance metadata, as Xcode shows them."""
+    size = meta.image_size
     mlmodel.author = meta.author
     mlmodel.license = meta.license
     mlmodel.version = meta.version
@@ -82,6 +85,17 @@ def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta
     mlmodel.input_description[INPUT_NAME] = f"Aligned face, RGB {size}x{size}."
     mlmodel.output_description[OUTPUT_NAME] = f"The same face with the makeup style, RGB {size}x{size}."
     mlmodel.user_defined_metadata.update(meta.as_strings())
+
+
+def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta) -> Path:
+    ct = _quiet_coremltools()
+    from coremltools.models.neural_network import quantization_utils
+
+    mlmodel = convert(model, inputs, "neuralnetwork", ct.target.iOS14)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mlmodel = quantization_utils.quantize_weights(mlmodel, nbits=8, quantization_mode="linear")
+    describe(mlmodel, meta)
     mlmodel.save(str(path))
     return path
 
@@ -128,10 +142,8 @@ def dequantized_model(path: Path, model: TinyBeauty) -> tuple[TinyBeauty, dict]:
     return rebuilt, summary
 
 
-def check_spec(path: Path, image_size: int) -> dict:
-    """Inputs, outputs and layer types as the app will see them. Raises ValueError when off."""
-    ct = _quiet_coremltools()
-    spec = ct.utils.load_spec(str(path))
+def image_io_problems(spec, image_size: int) -> list[str]:
+    """What is wrong with a spec's input and output as an app sees them (image in, image out)."""
     problems = []
     (inp,) = spec.description.input
     (out,) = spec.description.output
@@ -141,6 +153,14 @@ def check_spec(path: Path, image_size: int) -> dict:
             problems.append(f"expected image feature {name!r}, found {feature.name!r} of type {kind}")
         elif feature.type.imageType.width != image_size or feature.type.imageType.height != image_size:
             problems.append(f"{name} is {feature.type.imageType.width}x{feature.type.imageType.height}, expected {image_size}")
+    return problems
+
+
+def check_spec(path: Path, image_size: int) -> dict:
+    """Inputs, outputs and layer types as the app will see them. Raises ValueError when off."""
+    ct = _quiet_coremltools()
+    spec = ct.utils.load_spec(str(path))
+    problems = image_io_problems(spec, image_size)
     layer_types = {layer.WhichOneof("layer") for layer in spec.neuralNetwork.layers}
     if layer_types - EXPECTED_LAYERS:
         problems.append(f"unexpected layer types {sorted(layer_types - EXPECTED_LAYERS)}")

@@ -16,7 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export import coreml_format, onnx_format, pte_format, ptl_format, tflite_format
+from export import (
+    coreml_format,
+    mlpackage_format,
+    onnx_format,
+    pte_format,
+    ptl_format,
+    tflite_format,
+)
 from export.common import ExportInputs, ExportMeta, Runner
 from models.tinybeauty import TinyBeauty
 
@@ -58,6 +65,10 @@ FORMATS: tuple[ExportFormat, ...] = (
     ExportFormat("coreml", "tinybeauty.mlmodel", "8-bit weights (per-channel linear), float activations",
                  "Core ML (macOS/iOS)", True, coreml_format.export, coreml_format.load, coreml_format.read_metadata,
                  layout="image", int8_activations=False, stand_in=coreml_stand_in),
+    ExportFormat("mlpackage", "tinybeauty.mlpackage", "palettized weights (per-tensor LUT, 4-8 bits per layer), "
+                 "fp16 activations", "Core ML (macOS/iOS)", True, mlpackage_format.export, mlpackage_format.load,
+                 mlpackage_format.read_metadata, layout="image", int8_activations=False,
+                 stand_in=mlpackage_format.stand_in),
     ExportFormat("ptl", "tinybeauty.ptl", "int8 (QNNPACK, per-channel weights), float add+clamp",
                  "PyTorch lite interpreter", True, ptl_format.export, ptl_format.load, ptl_format.read_metadata),
     ExportFormat("pte", "tinybeauty.pte", "int8 (XNNPACK, PT2E per-channel weights), float add+clamp",

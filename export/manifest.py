@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from models.atomic import sha256_file
+from models.atomic import sha256_file, sha256_tree
 
 MANIFEST = "manifest.json"
 
@@ -34,9 +34,9 @@ def read_manifest(artifacts: Path, verify: bool = True) -> dict:
     if verify:
         for record in records:
             file = Path(artifacts) / record["file"]
-            if not file.is_file():
+            if not file.exists():
                 raise ManifestError(f"{file} is listed in {path} but missing; re-export with `make export`")
-            if sha256_file(file) != record["sha256"]:
+            if sha256_tree(file) != record["sha256"]:
                 raise ManifestError(f"{file} differs from the file the export wrote and checked (sha256 mismatch "
                                     f"with {path}): it was altered or replaced; re-export with `make export`")
     return manifest

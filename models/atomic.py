@@ -110,3 +110,24 @@ def replace_directory(new: Path, target: Path) -> Path:
         os.replace(new, target)
     shutil.rmtree(old)
     return target
+
+
+def tree_files(path: Path) -> list[Path]:
+    """The files of an artifact: itself, or every file under a folder artifact (an .mlpackage), sorted."""
+    path = Path(path)
+    return [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+
+
+def tree_bytes(path: Path) -> int:
+    """Bytes on disk of a file, or of every file in a folder."""
+    return sum(p.stat().st_size for p in tree_files(path))
+
+
+def sha256_tree(path: Path) -> str:
+    """sha256 of a file; for a folder, sha256 over its sorted 'relative/path sha256' lines, so any
+    added, removed, renamed or changed file changes it."""
+    path = Path(path)
+    if path.is_file():
+        return sha256_file(path)
+    lines = "".join(f"{p.relative_to(path).as_posix()} {sha256_file(p)}\n" for p in tree_files(path))
+    return hashlib.sha256(lines.encode()).hexdigest()

@@ -9,6 +9,7 @@ import torch
 from export.__main__ import main as export_main
 from export.common import RuntimeUnavailable
 from export.formats import BY_NAME, FORMATS
+from models.atomic import sha256_tree, tree_bytes
 from models.checkpoint import CheckpointError, load_checkpoint
 
 SHIPPED = [f.name for f in FORMATS if f.shipped]
@@ -23,7 +24,7 @@ def test_each_format_round_trips(artifacts, checkpoint, name):
     fmt = BY_NAME[name]
     record = next(r for r in manifest(artifacts)["artifacts"] if r["format"] == name)
     path = artifacts / fmt.filename
-    assert path.stat().st_size == record["bytes"]
+    assert tree_bytes(path) == record["bytes"] and sha256_tree(path) == record["sha256"]
     assert record["checkpoint_sha256"] == manifest(artifacts)["checkpoint_sha256"] and record["input"].startswith("face")
     assert record["passed"] and not record["problems"]
     if fmt.shipped:
@@ -141,9 +142,9 @@ def test_pickle_error_type_is_what_weights_only_raises(tmp_path):
 
 
 def test_top_level_of_artifacts_is_exactly_what_ships(artifacts):
-    top = sorted(p.name for p in artifacts.iterdir() if p.is_file() or p.suffix == ".mlpackage")
+    top = sorted(p.name for p in artifacts.iterdir() if p.name != "reference")
     assert top == sorted([f.filename for f in FORMATS if f.shipped] + ["manifest.json"])
-    assert all((artifacts / name).stat().st_size < 100_000 for name in top if name != "manifest.json")
+    assert all(tree_bytes(artifacts / name) < 100_000 for name in top if name != "manifest.json")
     assert (artifacts / "reference" / "tinybeauty_fp32.onnx").is_file()
 
 
@@ -222,3 +223,25 @@ def test_export_log_has_no_known_noise(artifacts, checkpoint, tmp_path, capfd):
     text = captured.out + captured.err
     assert "cat operator must share the same quantization parameters" not in text
     assert "LeafSpec" not in text
+
+
+def test_mlpackage_bits_search_is_recorded_and_gated(artifacts):
+    import json as json_module
+
+    from export.mlpackage_format import MAX_DROP_DB, read_metadata
+
+    stored = read_metadata(artifacts / "tinybeauty.mlpackage")
+    bits = json_module.loads(stored["tinybeauty.weight_bits"])
+    steps = json_module.loads(stored["tinybeauty.size_quality"])
+    assert len(bits) == 9 and set(bits.values()) <= {4, 6, 8}
+    assert steps[0]["bits"] == "all 8" and all(step["drop_db"] <= MAX_DROP_DB for step in steps)
+    assert [s["bytes"] for s in steps] == sorted((s["bytes"] for s in steps), reverse=True)  # each step smaller
+    assert steps[-1]["bytes"] == pytest.approx(tree_bytes(artifacts / "tinybeauty.mlpackage"), rel=0.05)
+
+
+def test_altered_package_file_changes_its_digest(artifacts, tmp_path):
+    package = tmp_path / "p.mlpackage"
+    shutil.copytree(artifacts / "tinybeauty.mlpackage", package)
+    before = sha256_tree(package)
+    (package / "extra.txt").write_text("x")
+    assert sha256_tree(package) != before

@@ -1,0 +1,191 @@
+"""Core ML ML Program (``.mlpackage``): the format Apple recommends for new apps (iOS 16+).
+
+Same interface as the ``.mlmodel``: an RGB image in (``CVPixelBuffer``, scaled to [0, 1] inside)
+and the made-up RGB image out, with the same metadata and provenance. The package is a folder;
+its size is the total of every file in it, and the manifest's sha256 is over its files
+(``models.atomic.sha256_tree``).
+
+Weights are palettized per tensor (k-means look-up tables, native in ML Programs; grouped
+channels would need iOS 18), with a bit width chosen per convolution on the export's check
+faces: every layer starts at 8 bits; from the largest layer down, each takes the fewest bits
+of (4, 6) that keep the stand-in's ground-truth PSNR within ``MAX_DROP_DB`` of PyTorch. The
+small edge layers (the stem and the head) are the sensitive ones and keep more bits. The
+chosen widths and the size/quality path of the search are stored in the package's metadata
+(``tinybeauty.weight_bits``, ``tinybeauty.size_quality``), and the benchmark plots them.
+
+Core ML cannot predict off macOS. On Linux the stand-in loads the package's stored weights,
+de-palettized, into the PyTorch model and runs it with float activations (a weights-only
+check: Core ML's fp16 activations on device are not exercised); on macOS ``load`` runs the
+real model (``coreml_format.load``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from export import coreml_format
+from export.common import ExportInputs, ExportMeta, Runner
+from models.atomic import tree_bytes
+from models.metrics import mean_psnr_db
+from models.tinybeauty import TinyBeauty
+
+log = logging.getLogger(__name__)
+
+# Half of the export's 0.5 dB gate: the stand-in does not see fp16 activations, so keep a margin.
+MAX_DROP_DB = 0.25
+BIT_CHOICES = (4, 6)  # tried in this order; palettized look-up tables hold 2^bits entries
+
+
+def _palettized(mlmodel, bits_by_weight: dict[str, int]):
+    from coremltools.optimize.coreml import (
+        OpPalettizerConfig,
+        OptimizationConfig,
+        palettize_weights,
+    )
+
+    configs = {name: OpPalettizerConfig(mode="kmeans", nbits=bits, granularity="per_tensor", weight_threshold=0)
+               for name, bits in bits_by_weight.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return palettize_weights(mlmodel, OptimizationConfig(op_name_configs=configs))
+
+
+def _program(path: Path):
+    """The ML Program inside a saved package, as coremltools' MIL (no Core ML runtime needed)."""
+    ct = coreml_format._quiet_coremltools()
+    from coremltools.converters.mil.frontend.milproto.load import load as milproto_load
+
+    mlmodel = ct.models.MLModel(str(path), skip_model_load=True)
+    spec = mlmodel.get_spec()
+    return spec, milproto_load(spec, spec.specificationVersion, mlmodel.weights_dir)
+
+
+def _value(var) -> np.ndarray:
+    """A weight's stored value: a constant, or a compressed constant decompressed."""
+    op = var.op
+    if op.op_type == "const":
+        return np.asarray(var.val, np.float32)
+    if op.op_type.startswith("constexpr"):
+        return np.asarray(op.materialized_val_inference(), np.float32)
+    if op.op_type == "cast":
+        return _value(op.x)
+    raise ValueError(f"unexpected producer {op.op_type} of a convolution weight")
+
+
+def _weight_name(conv_op) -> str:
+    """The name palettization configs use for a convolution's weight (its constant, below any cast)."""
+    op = conv_op.weight.op
+    return op.x.op.name if op.op_type == "cast" else op.name
+
+
+def stored_model(path: Path, model: TinyBeauty) -> tuple[TinyBeauty, dict]:
+    """The PyTorch model with every conv weight and bias replaced by what the package stores."""
+    spec, program = _program(path)
+    convs_ml = [op for op in program.functions["main"].operations if op.op_type == "conv"]
+    rebuilt = copy.deepcopy(model).eval()
+    convs_pt = [m for m in rebuilt.modules() if isinstance(m, nn.Conv2d)]
+    if len(convs_ml) != len(convs_pt):
+        raise ValueError(f"{path} has {len(convs_ml)} convolutions, the PyTorch model {len(convs_pt)}")
+    with torch.no_grad():
+        for conv_ml, conv_pt in zip(convs_ml, convs_pt, strict=True):
+            weight = _value(conv_ml.weight)
+            if weight.shape != tuple(conv_pt.weight.shape):
+                raise ValueError(f"{path}: a convolution stores weights {weight.shape}, PyTorch expects "
+                                 f"{tuple(conv_pt.weight.shape)}")
+            conv_pt.weight.copy_(torch.from_numpy(weight))
+            conv_pt.bias.copy_(torch.from_numpy(_value(conv_ml.bias).reshape(-1)))
+    compressed = sum(op.weight.op.op_type.startswith("constexpr") or
+                     (op.weight.op.op_type == "cast" and op.weight.op.x.op.op_type.startswith("constexpr"))
+                     for op in convs_ml)
+    return rebuilt, {"convolutions": len(convs_ml), "palettized": int(compressed), "spec": spec}
+
+
+def _drop_db(path: Path, model: TinyBeauty, inputs: ExportInputs, reference_db: float) -> float:
+    rebuilt, _ = stored_model(path, model)
+    with torch.no_grad():
+        return reference_db - mean_psnr_db(rebuilt(inputs.val_source), inputs.val_target)
+
+
+def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta) -> Path:
+    ct = coreml_format._quiet_coremltools()
+    float_model = coreml_format.convert(model, inputs, "mlprogram", ct.target.iOS16)
+    coreml_format.describe(float_model, meta)
+    _, program = _program_of(float_model, path)
+    convs = [op for op in program.functions["main"].operations if op.op_type == "conv"]
+    sizes = {_weight_name(op): int(np.prod(op.weight.shape)) for op in convs}
+    with torch.no_grad():
+        reference_db = mean_psnr_db(model(inputs.val_source), inputs.val_target)
+
+    def build(bits: dict[str, int], target: Path) -> tuple[int, float]:
+        shutil.rmtree(target, ignore_errors=True)
+        _palettized(float_model, bits).save(str(target))
+        return tree_bytes(target), _drop_db(target, model, inputs, reference_db)
+
+    bits = dict.fromkeys(sizes, 8)
+    trial = path.with_name(path.stem + ".trial.mlpackage")
+    size_bytes, drop = build(bits, trial)
+    path_taken = [{"bits": "all 8", "bytes": size_bytes, "drop_db": round(drop, 3)}]
+    for name in sorted(sizes, key=sizes.get, reverse=True):  # the largest layers save the most bytes
+        for choice in BIT_CHOICES:
+            candidate = bits | {name: choice}
+            candidate_bytes, candidate_drop = build(candidate, trial)
+            if candidate_drop <= MAX_DROP_DB:
+                bits, size_bytes, drop = candidate, candidate_bytes, candidate_drop
+                path_taken.append({"bits": f"{_short(name)} {choice}", "bytes": size_bytes, "drop_db": round(drop, 3)})
+                break
+    shutil.rmtree(trial, ignore_errors=True)
+    log.info("mlpackage weight bits: %s (%d bytes, stand-in drop %.2f dB)",
+             ", ".join(f"{_short(n)} {b}" for n, b in bits.items()), size_bytes, drop)
+    final = _palettized(float_model, bits)
+    coreml_format.describe(final, meta)
+    final.user_defined_metadata["tinybeauty.weight_bits"] = json.dumps({_short(n): b for n, b in bits.items()})
+    final.user_defined_metadata["tinybeauty.size_quality"] = json.dumps(path_taken)
+    final.save(str(path))
+    return path
+
+
+def _program_of(mlmodel, path: Path):
+    """Save ``mlmodel`` beside ``path`` to read its program back (names as palettization sees them)."""
+    scratch = path.with_name(path.stem + ".float.mlpackage")
+    shutil.rmtree(scratch, ignore_errors=True)
+    mlmodel.save(str(scratch))
+    try:
+        return _program(scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _short(weight_name: str) -> str:
+    """'model_residual_bottleneck_0_0_weight_to_fp16' -> 'bottleneck_0_0'."""
+    return weight_name.split("residual_", 1)[-1].removesuffix("_to_fp16").removesuffix("_weight")
+
+
+def stand_in(path: Path, model: TinyBeauty, faces: torch.Tensor) -> tuple[np.ndarray, list[str]]:
+    rebuilt, summary = stored_model(path, model)
+    problems = coreml_format.image_io_problems(summary["spec"], int(faces.shape[-1]))
+    if problems:
+        raise ValueError(f"{path}: " + "; ".join(problems))
+    with torch.no_grad():
+        outputs = rebuilt(faces).numpy()
+    bits = read_metadata(path).get("tinybeauty.weight_bits", "?")
+    checks = ["spec: ML Program (iOS16), image in (RGB, scaled by 1/255) -> image out",
+              f"weights: {summary['palettized']}/{summary['convolutions']} convolutions palettized (bits {bits}), "
+              "de-palettized from the package into PyTorch and run (activations in fp32, as a weights-only check)"]
+    return outputs, checks
+
+
+def read_metadata(path: Path) -> dict:
+    return coreml_format.read_metadata(path)
+
+
+def load(path: Path, threads: int | None = None) -> Runner:
+    return coreml_format.load(path, threads)
