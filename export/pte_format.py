@@ -23,23 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
-from export.common import ExportInputs, ExportMeta, Runner, RuntimeUnavailable
+from export.common import ExportInputs, ExportMeta, FloatResidualAdd, Runner, RuntimeUnavailable
 from models.tinybeauty import TinyBeauty
 
 METADATA_METHOD = "tinybeauty_metadata"
-
-
-class FloatResidualAdd(nn.Module):
-    """``clamp(face + residual(face), 0, 1)`` around an int8 residual graph."""
-
-    def __init__(self, residual: nn.Module):
-        super().__init__()
-        self.residual = residual
-
-    def forward(self, face: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(face + self.residual(face), 0.0, 1.0)
 
 
 def quantize_residual(model: TinyBeauty, inputs: ExportInputs) -> torch.fx.GraphModule:

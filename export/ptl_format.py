@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from export.common import ExportInputs, ExportMeta, Runner
+from export.common import ExportInputs, ExportMeta, FloatResidualAdd, Runner
 from models.atomic import atomic_path
 from models.tinybeauty import TinyBeauty
 
@@ -42,17 +42,6 @@ def quantized_engine(name: str = ENGINE):
         yield
     finally:
         torch.backends.quantized.engine = previous
-
-
-class FloatResidualAdd(nn.Module):
-    """``clamp(face + residual(face), 0, 1)`` around an int8 residual network."""
-
-    def __init__(self, residual: nn.Module):
-        super().__init__()
-        self.residual = residual
-
-    def forward(self, face: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(face + self.residual(face), 0.0, 1.0)
 
 
 def quantize_residual(model: TinyBeauty, inputs: ExportInputs) -> nn.Module:

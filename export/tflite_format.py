@@ -25,24 +25,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
-from export.common import ExportInputs, ExportMeta, Runner, RuntimeUnavailable
+from export.common import ExportInputs, ExportMeta, FloatResidualAdd, Runner, RuntimeUnavailable
 from models.tinybeauty import TinyBeauty
 
 METADATA_NAME = "tinybeauty"
 log = logging.getLogger(__name__)
-
-
-class MadeUp(nn.Module):
-    """The exported graph: ``clamp(face + residual(face), 0, 1)``."""
-
-    def __init__(self, residual: nn.Module):
-        super().__init__()
-        self.residual = residual
-
-    def forward(self, face: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(face + self.residual(face), 0.0, 1.0)
 
 
 def _quantizer():
@@ -79,18 +67,19 @@ def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta
     import litert_torch
     import litert_torch.progress
     from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e import move_exported_model_to_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     quantizer = _quantizer()
     litert_torch.progress.console.quiet = True  # its per-stage progress lines are not part of our report
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        graph = torch.export.export(MadeUp(model.residual).eval(), (inputs.example,)).module()
+        graph = torch.export.export(FloatResidualAdd(model.residual).eval(), (inputs.example,)).module()
         prepared = prepare_pt2e(graph, quantizer)
         with torch.no_grad():
             for face in inputs.calibration:
                 prepared(face[None])
-        quantized = convert_pt2e(prepared, fold_quantize=False)
+        quantized = move_exported_model_to_eval(convert_pt2e(prepared, fold_quantize=False))
         channels_last = litert_torch.to_channel_last_io(quantized, args=[0], outputs=[0])
         example = inputs.example.permute(0, 2, 3, 1).contiguous()
         edge = litert_torch.convert(channels_last, (example,), quant_config=QuantConfig(pt2e_quantizer=quantizer))

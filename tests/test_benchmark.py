@@ -2,13 +2,11 @@ import json
 import math
 import shutil
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from benchmark.__main__ import main as bench_main
-from benchmark.apply import main as apply_main
 from export.common import RuntimeUnavailable
 from export.formats import FORMATS
 
@@ -111,50 +109,3 @@ def test_gate_fails_above_measured_value(artifacts, report, tmp_path, caplog):
 def test_missing_manifest_is_a_clear_error(tmp_path, caplog):
     assert bench_main(["--artifacts", str(tmp_path), "--out", str(tmp_path / "b")]) == 2
     assert "make export" in caplog.text
-
-
-@pytest.mark.parametrize("model", [f.filename for f in FORMATS if f.shipped and f.stand_in is None])
-def test_apply_keeps_size_and_mode(artifacts, tmp_path, model):
-    rgba = tmp_path / "odd_rgba.png"
-    pixels = np.random.default_rng(0).integers(0, 255, (77, 93, 4), dtype=np.uint8)
-    pixels[..., 3] = 200
-    Image.fromarray(pixels, "RGBA").save(rgba)
-    gray = tmp_path / "gray.jpg"
-    Image.fromarray(pixels[..., 0], "L").save(gray)
-    out = tmp_path / "out"
-    assert apply_main(["--model", str(artifacts / model), str(rgba), str(gray), "--out", str(out), "--model-size", "64",
-                       "--side-by-side"]) == 0
-    made_up = Image.open(out / "odd_rgba_makeup.png")
-    assert made_up.size == (93, 77) and made_up.mode == "RGBA"
-    assert np.array_equal(np.asarray(made_up)[..., 3], pixels[..., 3])  # alpha untouched
-    made_up_gray = Image.open(out / "gray_makeup.png")
-    assert made_up_gray.size == (93, 77) and made_up_gray.mode == "RGB"
-    assert Image.open(out / "odd_rgba_before_after.png").size == (186, 77)
-
-
-def test_apply_bad_file_among_good(artifacts, checkpoint, tmp_path, caplog):
-    good = tmp_path / "good.png"
-    Image.new("RGB", (128, 128), (200, 150, 130)).save(good)
-    bad = tmp_path / "bad.png"
-    bad.write_text("not an image")
-    out = tmp_path / "out"
-    code = apply_main(["--model", str(checkpoint), str(bad), str(good), "--out", str(out), "--model-size", "64"])
-    assert code == 1
-    assert (out / "good_makeup.png").is_file() and not (out / "bad_makeup.png").exists()
-    assert "bad.png" in caplog.text and "not a readable image" in caplog.text
-
-
-def test_apply_reports_unusable_models(artifacts, tmp_path, caplog):
-    good = tmp_path / "good.png"
-    Image.new("RGB", (64, 64)).save(good)
-    from export.coreml_format import can_predict
-
-    if not can_predict():
-        assert apply_main(["--model", str(artifacts / "tinybeauty.mlmodel"), str(good), "--out", str(tmp_path)]) == 2
-        assert "needs macOS" in caplog.text
-    (tmp_path / "model.tflite").write_bytes(b"TFL3")  # a known suffix, but not a model
-    assert apply_main(["--model", str(tmp_path / "model.tflite"), str(good), "--out", str(tmp_path)]) == 2
-    assert "could not be loaded by LiteRT" in caplog.text
-    (tmp_path / "model.xyz").write_bytes(b"?")
-    assert apply_main(["--model", str(tmp_path / "model.xyz"), str(good), "--out", str(tmp_path)]) == 2
-    assert "unknown model type" in caplog.text

@@ -30,7 +30,7 @@ def test_folder_layouts(tmp_path, source, target):
     cache = load_pairs(tmp_path, image_size=32)
     assert cache.names == ["a", "b", "c"]
     assert cache.sources.shape == (3, 32, 32, 3) and cache.sources.dtype == np.uint8
-    assert not cache.has_labels
+    assert cache.eye_mask == "landmarks"  # no label maps: landmarks first (flat squares have no face: the band)
 
 
 def test_jpg_source_pairs_with_png_target_by_stem(tmp_path):
@@ -59,7 +59,7 @@ def test_masks_give_eye_band_from_labels(tmp_path):
     for name in ("a", "b"):
         Image.fromarray(labels).save(tmp_path / "mask" / f"{name}.png")
     cache = load_pairs(tmp_path, image_size=40)
-    assert cache.has_labels
+    assert cache.eye_mask == "labels"
     eye = cache.eye_masks[0]
     assert eye[12, 12] > 200 and eye[12, 28] > 200  # on the eyes
     assert eye[35, 20] == 0  # chin: outside the band
@@ -232,3 +232,27 @@ def test_recorded_split_is_loaded_exactly_and_checked(tmp_path):
     write_image(moved / "target" / f"{val_names[0]}.png", color=(1, 2, 3))
     with pytest.raises(DataError, match=f"{val_names[0]}.*changed since training"):
         load_split(split, "val", data_override=moved)
+
+
+def test_eye_masks_from_landmarks_match_the_labels(tmp_path):
+    """Without label maps, the eye mask comes from detected landmarks, and covers the real eyes."""
+    from train.data import LANDMARK_CACHE, eye_mask_from_labels
+    from train.synthetic import to_uint8
+
+    labelled = []
+    for folder in ("source", "target"):
+        (tmp_path / folder).mkdir()
+    for i in range(3):
+        source, target, labels = render_pair(i, seed=0, size=256)
+        Image.fromarray(to_uint8(source)).save(tmp_path / "source" / f"f{i}.png")
+        Image.fromarray(to_uint8(target)).save(tmp_path / "target" / f"f{i}.png")
+        labelled.append(eye_mask_from_labels(labels, 256) > 127)
+    cache = load_pairs(tmp_path, 256)
+    assert cache.eye_mask == "landmarks" and (tmp_path / LANDMARK_CACHE).is_file()
+    for mask, truth in zip(cache.eye_masks, labelled, strict=True):
+        found = mask > 127
+        assert (found & truth).sum() / (found | truth).sum() > 0.4  # IoU with the label-derived mask
+    band = load_pairs(tmp_path, 256, eye_mask="band").eye_masks[0]
+    assert not np.array_equal(band, cache.eye_masks[0])
+    with pytest.raises(DataError, match="no mask/ label maps"):
+        load_pairs(tmp_path, 256, eye_mask="labels")

