@@ -109,3 +109,28 @@ def test_gate_fails_above_measured_value(artifacts, report, tmp_path, caplog):
 def test_missing_manifest_is_a_clear_error(tmp_path, caplog):
     assert bench_main(["--artifacts", str(tmp_path), "--out", str(tmp_path / "b")]) == 2
     assert "make export" in caplog.text
+
+
+def test_format_without_runtime_or_stand_in_is_reported_not_crashed(artifacts, tmp_path, monkeypatch):
+    import dataclasses
+
+    from export.formats import BY_NAME
+
+    def nowhere(path, threads=None):
+        raise RuntimeUnavailable("no runtime for this format on this machine")
+
+    monkeypatch.setitem(BY_NAME, "pte", dataclasses.replace(BY_NAME["pte"], load=nowhere, stand_in=None))
+    assert bench_main(bench_args(artifacts, tmp_path, "--min-psnr", "0")) == 0
+    row = next(r for r in json.loads((tmp_path / "report.json").read_text())["rows"] if r["format"] == "pte")
+    assert row["quality"] == {} and row["latency"] == {} and "quality not measured" in "; ".join(row["notes"])
+    assert "not measured" in (tmp_path / "report.md").read_text()
+
+
+def test_latency_runs_for_the_promised_time_and_cores_respect_affinity():
+    import os
+
+    from benchmark.latency import available_cores, measure_latency
+
+    figures = measure_latency(lambda: None, warmup=1, min_runs=3, min_seconds=0.05)
+    assert figures["runs"] > 300  # no cap cuts the promised minimum time short
+    assert 1 <= available_cores() <= len(os.sched_getaffinity(0))
