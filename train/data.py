@@ -235,10 +235,14 @@ class PairCache:
         return len(self.pairs)
 
 
-def pair_sha256(pair: Pair) -> str:
-    """One content hash per pair: over the source, target and (if any) label map file bytes."""
-    files = [pair.source, pair.target] + ([pair.mask] if pair.mask is not None else [])
-    return hashlib.sha256("".join(sha256_file(path) for path in files).encode()).hexdigest()
+def file_hashes(pair: Pair) -> list[str]:
+    """sha256 of the source, the target and (if any) the label map, in that order."""
+    return [sha256_file(path) for path in (pair.source, pair.target, pair.mask) if path is not None]
+
+
+def pair_sha256(file_shas: list[str]) -> str:
+    """One content hash per pair, over its files' hashes (:func:`file_hashes`)."""
+    return hashlib.sha256("".join(file_shas).encode()).hexdigest()
 
 
 def eye_mask_from_landmarks(points: list[float], source_size: tuple[int, int], size: int) -> np.ndarray:
@@ -275,8 +279,8 @@ class LandmarkCache:
         self.lock = threading.Lock()  # one interpreter, several decoding threads
         self.changed = False
 
-    def eye_points(self, path: Path, image: Image.Image) -> list[float] | None:
-        key = sha256_file(path)
+    def eye_points(self, key: str, image: Image.Image) -> list[float] | None:
+        """Landmarks of the image whose file has sha256 ``key``: cached, or detected now."""
         with self.lock:
             if key not in self.points:
                 faces = self.detector(image)
@@ -290,7 +294,7 @@ class LandmarkCache:
             write_text(self.path, json.dumps(self.points) + "\n")
 
 
-def _load_pair(pair: Pair, size: int, landmarks: LandmarkCache | None = None
+def _load_pair(pair: Pair, size: int, landmarks: LandmarkCache | None = None, source_sha256: str = ""
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     source, target = open_image(pair.source, "RGB"), open_image(pair.target, "RGB")
     if source.size != target.size:
@@ -305,7 +309,7 @@ def _load_pair(pair: Pair, size: int, landmarks: LandmarkCache | None = None
         resized = Image.fromarray(labels.astype(np.uint8 if labels.max() < 256 else np.int32))
         eye = eye_mask_from_labels(np.asarray(resized.resize((size, size), Image.NEAREST)), size)
     elif landmarks is not None:
-        points = landmarks.eye_points(pair.source, source)
+        points = landmarks.eye_points(source_sha256, source)
         eye = None if points is None else eye_mask_from_landmarks(points, source.size, size)
     resize = lambda image: np.asarray(image.resize((size, size), Image.BICUBIC))  # noqa: E731
     return resize(source), resize(target), eye
@@ -350,12 +354,13 @@ def decode_pairs(pairs: list[Pair], image_size: int, workers: int = 4, expected_
         eye_mask = "band"  # no detector here: logged by _landmark_cache
 
     def load(index: int) -> tuple[str, tuple]:
-        digest = pair_sha256(pairs[index])
+        shas = file_hashes(pairs[index])
+        digest = pair_sha256(shas)
         if expected_hashes is not None and digest != expected_hashes[index]:
             pair = pairs[index]
             raise DataError(f"pair {pair.name!r} ({pair.source}, {pair.target}) changed since {origin}: its content "
                             "hash differs from the recorded one; restore the original files or retrain")
-        return digest, _load_pair(pairs[index], image_size, landmarks)
+        return digest, _load_pair(pairs[index], image_size, landmarks, shas[0])
 
     hashes, on_band = [], []
     with ThreadPoolExecutor(max(1, workers)) as pool:  # PIL decodes and hashlib hashes outside the GIL
