@@ -290,8 +290,12 @@ class LandmarkCache:
             return self.points[key]
 
     def save(self) -> None:
-        if self.changed:
+        if not self.changed:
+            return
+        try:
             write_text(self.path, json.dumps(self.points) + "\n")
+        except OSError as error:  # a read-only data folder: the landmarks are detected again next run
+            log.warning("could not cache landmarks in %s (%s); they will be detected again next time", self.path, error)
 
 
 def _load_pair(pair: Pair, size: int, landmarks: LandmarkCache | None = None, source_sha256: str = ""
