@@ -81,6 +81,7 @@ def made_up_faces(runner: Runner, photo: torch.Tensor, alignments: list[Alignmen
     """photo: 1 x 3 x H x W in [0, 1]. Returns (made-up photo, mask coverage), same size."""
     height, width = photo.shape[-2:]
     result, coverage = photo.clone(), torch.zeros(1, 1, height, width)
+    mask = face_mask(alignments[0].size) if alignments else None
     for alignment in alignments:
         size = alignment.size
         # Supersample the crop when the face is larger than the crop (no aliasing), then average.
@@ -88,7 +89,6 @@ def made_up_faces(runner: Runner, photo: torch.Tensor, alignments: list[Alignmen
         points = alignment.to_image(_pixel_centres(0, 0, size, size, 1 / factor))
         crop = F.avg_pool2d(_sample(result, points, (size * factor, size * factor)), factor).clamp(0, 1)
         residual = torch.from_numpy(np.asarray(runner(crop.numpy()), np.float32)) - crop
-        mask = face_mask(size)
         x0, y0, x1, y1 = alignment.image_bounds(width, height)
         if x1 <= x0 or y1 <= y0:
             continue
@@ -120,8 +120,7 @@ def apply_to_file(runner: Runner, detector: FaceDetector | None, path: Path, out
     original = np.asarray(rgb)
     photo = torch.from_numpy(original.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
     if detector is None:
-        made_up, faces = made_up_aligned(runner, photo, model_size, strength), 1
-        pixels = (made_up[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        made_up, outside, faces = made_up_aligned(runner, photo, model_size, strength), None, 1
     else:
         faces_found = detector(rgb)
         if not faces_found:
@@ -129,10 +128,10 @@ def apply_to_file(runner: Runner, detector: FaceDetector | None, path: Path, out
                               "face crop, pass --aligned)")
         alignments = [Alignment.from_face(face, model_size) for face in faces_found]
         made_up, coverage = made_up_faces(runner, photo, alignments, strength)
-        pixels = (made_up[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        outside = (coverage[0, 0] <= 0).numpy()
+        outside, faces = (coverage[0, 0] <= 0).numpy(), len(faces_found)
+    pixels = (made_up[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    if outside is not None:
         pixels[outside] = original[outside]  # exactly the photo wherever no face mask reaches
-        faces = len(faces_found)
     result = Image.fromarray(pixels, "RGB")
     if alpha is not None:
         result.putalpha(alpha)

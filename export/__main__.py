@@ -4,8 +4,8 @@ Usage:
     python -m export                                   # tinybeauty_model/tinybeauty_best_psnr.pt -> artifacts/
     python -m export --checkpoint PATH --out DIR [--formats onnx ptl] [--budget-bytes 100000]
 
-Writes one file per format of export/formats.py (tinybeauty.onnx, .mlmodel, .ptl, .pte,
-.tflite), DIR/manifest.json, and the unshipped fp32 reference DIR/reference/tinybeauty_fp32.onnx
+Writes one file per format of export/formats.py (tinybeauty.onnx, .mlmodel, .mlpackage, .ptl,
+.pte, .tflite), DIR/manifest.json, and the unshipped fp32 reference DIR/reference/tinybeauty_fp32.onnx
 (a subfolder, so every file at the top of DIR is one an app ships).
 
 Calibration faces come from the checkpoint's recorded training split and check faces from

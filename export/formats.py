@@ -58,7 +58,7 @@ def coreml_stand_in(path: Path, model: TinyBeauty, faces: torch.Tensor) -> tuple
 
 
 FORMATS: tuple[ExportFormat, ...] = (
-    # Not shipped: kept in a subfolder so artifacts/*.onnx|.mlmodel|.ptl is exactly what an app ships.
+    # Not shipped: kept in a subfolder so the top of artifacts/ is exactly what an app ships.
     ExportFormat("onnx-fp32", "reference/tinybeauty_fp32.onnx", "fp32", "onnxruntime", False,
                  onnx_format.export_fp32, onnx_format.load, onnx_format.read_metadata, int8_activations=False),
     ExportFormat("onnx", "tinybeauty.onnx", "int8 QDQ (per-channel weights, uint8 activations)", "onnxruntime",

@@ -21,8 +21,8 @@ class ManifestError(ValueError):
     """An artifact set that does not match its manifest. The message names the file and the fix."""
 
 
-def read_manifest(artifacts: Path, verify: bool = True) -> dict:
-    """Load ``artifacts/manifest.json``; with ``verify``, check every listed file's sha256."""
+def read_manifest(artifacts: Path) -> dict:
+    """Load ``artifacts/manifest.json`` and check every listed file against its sha256."""
     path = Path(artifacts) / MANIFEST
     if not path.is_file():
         raise ManifestError(f"{path} not found; run `make export` (or python -m export --out {artifacts}) first")
@@ -31,20 +31,19 @@ def read_manifest(artifacts: Path, verify: bool = True) -> dict:
         records = manifest["artifacts"]
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise ManifestError(f"{path} is not a TinyBeauty export manifest ({error}); re-export with `make export`") from error
-    if verify:
-        for record in records:
-            file = Path(artifacts) / record["file"]
-            if not file.exists():
-                raise ManifestError(f"{file} is listed in {path} but missing; re-export with `make export`")
-            if sha256_tree(file) != record["sha256"]:
-                raise ManifestError(f"{file} differs from the file the export wrote and checked (sha256 mismatch "
-                                    f"with {path}): it was altered or replaced; re-export with `make export`")
+    for record in records:
+        file = Path(artifacts) / record["file"]
+        if not file.exists():
+            raise ManifestError(f"{file} is listed in {path} but missing; re-export with `make export`")
+        if sha256_tree(file) != record["sha256"]:
+            raise ManifestError(f"{file} differs from the file the export wrote and checked (sha256 mismatch "
+                                f"with {path}): it was altered or replaced; re-export with `make export`")
     return manifest
 
 
-def check_source_checkpoint(manifest: dict, checkpoint: Path | None = None) -> Path:
+def check_source_checkpoint(manifest: dict) -> Path:
     """The checkpoint the set was exported from, checked to be that very file. Returns its path."""
-    checkpoint = Path(checkpoint or manifest["checkpoint"])
+    checkpoint = Path(manifest["checkpoint"])
     if not checkpoint.is_file():
         raise ManifestError(f"the artifacts were exported from {checkpoint}, which no longer exists; re-export "
                             "from the checkpoint you have (`make export`)")

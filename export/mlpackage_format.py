@@ -118,38 +118,44 @@ def _drop_db(path: Path, model: TinyBeauty, inputs: ExportInputs, reference_db: 
 def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta) -> Path:
     ct = coreml_format._quiet_coremltools()
     float_model = coreml_format.convert(model, inputs, "mlprogram", ct.target.iOS16)
-    coreml_format.describe(float_model, meta)
     _, program = _program_of(float_model, path)
     convs = [op for op in program.functions["main"].operations if op.op_type == "conv"]
     sizes = {_weight_name(op): int(np.prod(op.weight.shape)) for op in convs}
     with torch.no_grad():
         reference_db = mean_psnr_db(model(inputs.val_source), inputs.val_target)
+    trial, best = (path.with_name(f"{path.stem}.{name}.mlpackage") for name in ("trial", "best"))
 
-    def build(bits: dict[str, int], target: Path) -> tuple[int, float]:
-        shutil.rmtree(target, ignore_errors=True)
-        _palettized(float_model, bits).save(str(target))
-        return tree_bytes(target), _drop_db(target, model, inputs, reference_db)
+    def build(bits: dict[str, int]) -> tuple[int, float]:
+        shutil.rmtree(trial, ignore_errors=True)
+        _palettized(float_model, bits).save(str(trial))
+        return tree_bytes(trial), _drop_db(trial, model, inputs, reference_db)
+
+    def keep_trial() -> None:  # the accepted package is the one shipped: measured, not rebuilt
+        shutil.rmtree(best, ignore_errors=True)
+        trial.rename(best)
 
     bits = dict.fromkeys(sizes, 8)
-    trial = path.with_name(path.stem + ".trial.mlpackage")
-    size_bytes, drop = build(bits, trial)
+    size_bytes, drop = build(bits)
+    keep_trial()
     path_taken = [{"bits": "all 8", "bytes": size_bytes, "drop_db": round(drop, 3)}]
     for name in sorted(sizes, key=sizes.get, reverse=True):  # the largest layers save the most bytes
         for choice in BIT_CHOICES:
             candidate = bits | {name: choice}
-            candidate_bytes, candidate_drop = build(candidate, trial)
+            candidate_bytes, candidate_drop = build(candidate)
             if candidate_drop <= MAX_DROP_DB:
                 bits, size_bytes, drop = candidate, candidate_bytes, candidate_drop
+                keep_trial()
                 path_taken.append({"bits": f"{_short(name)} {choice}", "bytes": size_bytes, "drop_db": round(drop, 3)})
                 break
-    shutil.rmtree(trial, ignore_errors=True)
     log.info("mlpackage weight bits: %s (%d bytes, stand-in drop %.2f dB)",
              ", ".join(f"{_short(n)} {b}" for n, b in bits.items()), size_bytes, drop)
-    final = _palettized(float_model, bits)
+    final = ct.models.MLModel(str(best), skip_model_load=True)
     coreml_format.describe(final, meta)
     final.user_defined_metadata["tinybeauty.weight_bits"] = json.dumps({_short(n): b for n, b in bits.items()})
     final.user_defined_metadata["tinybeauty.size_quality"] = json.dumps(path_taken)
     final.save(str(path))
+    for scratch in (trial, best):
+        shutil.rmtree(scratch, ignore_errors=True)
     return path
 
 

@@ -298,21 +298,21 @@ class LandmarkCache:
             log.warning("could not cache landmarks in %s (%s); they will be detected again next time", self.path, error)
 
 
-def _load_pair(pair: Pair, size: int, landmarks: LandmarkCache | None = None, source_sha256: str = ""
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def _load_pair(pair: Pair, size: int, eye_mask: str, landmarks: LandmarkCache | None = None,
+               source_sha256: str = "") -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     source, target = open_image(pair.source, "RGB"), open_image(pair.target, "RGB")
     if source.size != target.size:
         raise DataError(f"{pair.target} is {target.size[0]}x{target.size[1]} but its source {pair.source} is "
                         f"{source.size[0]}x{source.size[1]}; a pair must be the same face at the same size")
     eye = None
-    if pair.mask is not None:
+    if eye_mask == "labels":
         labels = read_label_map(pair.mask)
         if labels.shape[::-1] != source.size:
             raise DataError(f"{pair.mask} is {labels.shape[1]}x{labels.shape[0]} but {pair.source} is "
                             f"{source.size[0]}x{source.size[1]}; label maps must match their image's size")
         resized = Image.fromarray(labels.astype(np.uint8 if labels.max() < 256 else np.int32))
         eye = eye_mask_from_labels(np.asarray(resized.resize((size, size), Image.NEAREST)), size)
-    elif landmarks is not None:
+    elif eye_mask == "landmarks":
         points = landmarks.eye_points(source_sha256, source)
         eye = None if points is None else eye_mask_from_landmarks(points, source.size, size)
     resize = lambda image: np.asarray(image.resize((size, size), Image.BICUBIC))  # noqa: E731
@@ -347,7 +347,8 @@ def decode_pairs(pairs: list[Pair], image_size: int, workers: int = 4, expected_
                  origin: str = "", eye_mask: str = "band", root: Path | None = None) -> PairCache:
     """Decode ``pairs`` into a uint8 cache, hashing each; with ``expected_hashes``, a pair whose
     files changed is a DataError (``origin`` says where the expectation came from). ``eye_mask``:
-    labels (from each pair's label map), landmarks (detected, cached in ``root``) or band."""
+    labels (from each pair's label map), landmarks (detected, cached in ``root``), band, or none
+    (the reader needs no eye masks: the band is filled in, nothing is detected or logged)."""
     n = len(pairs)
     sources = np.empty((n, image_size, image_size, 3), np.uint8)
     targets = np.empty_like(sources)
@@ -364,7 +365,7 @@ def decode_pairs(pairs: list[Pair], image_size: int, workers: int = 4, expected_
             pair = pairs[index]
             raise DataError(f"pair {pair.name!r} ({pair.source}, {pair.target}) changed since {origin}: its content "
                             "hash differs from the recorded one; restore the original files or retrain")
-        return digest, _load_pair(pairs[index], image_size, landmarks, shas[0])
+        return digest, _load_pair(pairs[index], image_size, eye_mask, landmarks, shas[0])
 
     hashes, on_band = [], []
     with ThreadPoolExecutor(max(1, workers)) as pool:  # PIL decodes and hashlib hashes outside the GIL
@@ -380,11 +381,11 @@ def decode_pairs(pairs: list[Pair], image_size: int, workers: int = 4, expected_
         landmarks.save()
     if eye_mask == "labels":
         log.info("eye mask: grown from the face-parsing labels %s", EYE_LABELS)
-    elif landmarks is not None:
+    elif eye_mask == "landmarks":
         log.info("eye mask: from face landmarks for %d of %d images (cached in %s)%s", n - len(on_band), n,
                  landmarks.path, f"; no face found in {len(on_band)}, which use the fixed band: "
                  + ", ".join(on_band[:10]) + (" ..." if len(on_band) > 10 else "") if on_band else "")
-    else:
+    elif eye_mask == "band":
         log.info("eye mask: the fixed eye band for aligned faces %s", EYE_BAND)
     return PairCache(list(pairs), hashes, sources, targets, eye_masks, eye_mask)
 
@@ -426,10 +427,11 @@ def split_record(root: Path, cache: PairCache, indices: dict[str, np.ndarray], i
 
 
 def load_split(split: dict, part: str, data_override: str | Path | None = None, limit: int | None = None,
-               origin: str = "training") -> PairCache:
+               origin: str = "training", eye_masks: bool = False) -> PairCache:
     """Decode exactly the pairs a split record lists for ``part`` ('train', 'val' or 'test'),
     from the recorded data folder (or ``data_override``, where it has moved), checking each
-    pair's content hash. ``limit`` takes that many pairs spread evenly over the part."""
+    pair's content hash. ``limit`` takes that many pairs spread evenly over the part.
+    ``eye_masks``: rebuild the recorded eye masks (training needs them; export and benchmark do not)."""
     root = Path(data_override or split["data"])
     entries = split[part]
     if limit is not None and limit < len(entries):
@@ -444,7 +446,7 @@ def load_split(split: dict, part: str, data_override: str | Path | None = None, 
         raise DataError(_unmatched_message(f"files of the recorded {part} split are missing (restore them, pass "
                                            f"--data if the data moved, or retrain)", missing))
     return decode_pairs(pairs, split["image_size"], expected_hashes=[e["sha256"] for e in entries], origin=origin,
-                        eye_mask=split.get("eye_mask", "band"), root=root)
+                        eye_mask=split.get("eye_mask", "band") if eye_masks else "none", root=root)
 
 
 class PairDataset(torch.utils.data.Dataset):
