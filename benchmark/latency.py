@@ -36,7 +36,11 @@ def measure_latency(run: Callable[[], object], warmup: int = 5, min_runs: int = 
         tic = time.perf_counter()
         run()
         times.append(time.perf_counter() - tic)
-    ms = np.asarray(times) * 1000
+    return summarize(np.asarray(times) * 1000)
+
+
+def summarize(ms: np.ndarray) -> dict:
+    """Median, p90, run count and throughput of batch-1 times in milliseconds."""
     return {"median_ms": float(np.median(ms)), "p90_ms": float(np.percentile(ms, 90)), "runs": len(ms),
             "images_per_s": float(1000 / np.median(ms))}
 

@@ -1,5 +1,6 @@
 import json
 import math
+import os
 import shutil
 
 import pytest
@@ -11,9 +12,21 @@ from export.common import RuntimeUnavailable
 from export.formats import FORMATS
 
 
-def bench_args(artifacts, out, *extra):
+def bench_args(artifacts, out, *extra, browser=False):
     return ["--artifacts", str(artifacts), "--out", str(out), "--threads", "1", "--min-runs", "3",
-            "--min-seconds", "0", "--images", "4", *extra]
+            "--min-seconds", "0", "--images", "4", *extra, *([] if browser else ["--no-browser"])]
+
+
+def _browser_available() -> bool:
+    from web.browser import BrowserUnavailable, find_chromium, playwright
+    from web.server import SetupError, check_runtime_installed
+
+    try:
+        find_chromium(), playwright(), check_runtime_installed()
+    except (BrowserUnavailable, SetupError):
+        assert os.environ.get("TINYBEAUTY_REQUIRE_BROWSER") != "1", "TINYBEAUTY_REQUIRE_BROWSER=1 but no browser"
+        return False
+    return True
 
 
 def _unavailable(fmt) -> bool:
@@ -29,14 +42,23 @@ def _unavailable(fmt) -> bool:
 @pytest.fixture(scope="module")
 def report(artifacts, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    assert bench_main(bench_args(artifacts, out, "--min-psnr", "0")) == 0
+    assert bench_main(bench_args(artifacts, out, "--min-psnr", "0", browser=True)) == 0
     return out
 
 
 def test_report_has_every_figure(report, artifacts):
     data = json.loads((report / "report.json").read_text())
     rows = {row["format"]: row for row in data["rows"]}
-    assert set(rows) == {"baseline", "pytorch"} | {f.name for f in FORMATS}
+    assert set(rows) == {"baseline", "pytorch", "browser"} | {f.name for f in FORMATS}
+    browser = rows.pop("browser")
+    if _browser_available():  # the page runs the very file the onnx row runs: the same numbers
+        for part in ("test", "val"):
+            assert abs(browser["quality"][part]["psnr_vs_pytorch_db"] - rows["onnx"]["quality"][part]["psnr_vs_pytorch_db"]) < 0.01
+            assert abs(browser["quality"][part]["psnr_db"] - rows["onnx"]["quality"][part]["psnr_db"]) < 0.01
+        assert browser["latency"]["1"]["median_ms"] > 0 and browser["latency"]["1"]["runs"] >= 3
+        assert "Chromium" in browser["runtime"] and "onnxruntime-web 1.30.0" in browser["runtime"]
+    else:
+        assert browser["quality"] == {} and any("not run" in note for note in browser["notes"])
     assert data["headline_split"] == "test" and set(data["pairs"]) == {"test", "val"}
     for name, row in rows.items():
         for part in ("test", "val"):

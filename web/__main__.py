@@ -1,0 +1,48 @@
+"""Serve the TinyBeauty page on this machine: drop a photo, see the makeup, nothing uploaded.
+
+Usage:
+    python -m web                                  # http://127.0.0.1:8000/, model from artifacts/
+    python -m web --artifacts DIR --port 8080
+
+The page (web/static) runs ``model/tinybeauty.onnx`` (the shipped int8 ONNX) with
+onnxruntime-web's wasm backend in the browser; ``?model=reference/tinybeauty_fp32.onnx`` picks
+another .onnx file of the set and ``?threads=N`` the wasm thread count. The server listens on
+127.0.0.1 only and sends the cross-origin isolation headers that multi-threaded wasm needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from web.server import SetupError, make_server, url_of
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m web", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="exported set (default: %(default)s)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=8000, help="port, 0 for any free one (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        server = make_server(args.artifacts, args.host, args.port)
+    except (SetupError, OSError) as error:
+        print(f"cannot serve the page: {error}", file=sys.stderr)
+        return 2
+    if not (args.artifacts / "tinybeauty.onnx").is_file():
+        print(f"warning: {args.artifacts / 'tinybeauty.onnx'} does not exist yet: run `make export`; the page "
+              "says so until then", file=sys.stderr)
+    print(f"TinyBeauty page: {url_of(server)}  (Ctrl+C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

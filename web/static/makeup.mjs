@@ -1,0 +1,199 @@
+// The page's pipeline, the same steps as `python -m apply`: photo -> face box -> model input
+// (256 x 256) -> onnxruntime-web -> residual -> upsampled onto the photo at full resolution.
+// No DOM here beyond offscreen canvases, so the UI (app.mjs), the tests and the benchmark all
+// drive exactly this code.
+import * as ort from './ort/ort.wasm.min.mjs';
+
+export const MAX_STRENGTH = 2;
+export const MAX_PIXELS = 50e6;       // a 48 MP phone photo fits; the page holds ~3 copies of it
+export const MAX_FILE_BYTES = 200e6;  // refused before decoding
+// The feathered face mask of apply/__main__.py, in fractions of the face box: an ellipse over
+// the face of an FFHQ-style crop that fades to zero over FEATHER. Used when the box is only
+// part of the photo; a photo that is itself the face crop is made up everywhere (apply --aligned).
+export const MASK = {centre: [0.5, 0.55], radii: [0.36, 0.44], feather: 0.12};
+
+export class InputError extends Error {}   // a file the page cannot use
+export class ModelError extends Error {}   // a model the page cannot load or run
+
+/** Fetch an .onnx file and open it with the wasm backend. `threads` 0/undefined = onnxruntime-web's default. */
+export async function loadModel(url, {threads} = {}) {
+  ort.env.wasm.wasmPaths = new URL('./ort/', import.meta.url).href;
+  if (threads) ort.env.wasm.numThreads = threads;
+  let response;
+  try {
+    response = await fetch(url);
+  } catch (error) {
+    throw new ModelError(`could not fetch the model ${url}: ${error.message}`);
+  }
+  if (!response.ok) {
+    throw new ModelError(`the model ${url} could not be fetched (HTTP ${response.status}): export it first ` +
+                         '(`make export`), then reload this page');
+  }
+  const bytes = new Uint8Array(await response.arrayBuffer());
+  const started = performance.now();
+  let session;
+  try {
+    session = await ort.InferenceSession.create(bytes, {executionProviders: ['wasm'], graphOptimizationLevel: 'all'});
+  } catch (error) {
+    throw new ModelError(`onnxruntime-web could not load ${url} (${bytes.length.toLocaleString()} bytes): ` +
+                         `${error.message || error}. Re-export it (\`make export\`) or pick another model file.`);
+  }
+  const shape = session.inputMetadata?.[0]?.shape ?? [];
+  const size = typeof shape[3] === 'number' ? shape[3] : 256;
+  return {
+    session, url, bytes: bytes.length, size, input: session.inputNames[0], output: session.outputNames[0],
+    loadMs: performance.now() - started, threads: ort.env.wasm.numThreads, isolated: self.crossOriginIsolated,
+    ortVersion: ort.env.versions?.web ?? 'unknown',
+  };
+}
+
+/** Decode a File/Blob into an upright RGBA canvas with its exact pixel values (no colour management). */
+export async function decodePhoto(file) {
+  const name = file.name || 'the file';
+  if (file.size > MAX_FILE_BYTES) {
+    throw new InputError(`${name} is ${(file.size / 1e6).toFixed(0)} MB; this page takes files up to ` +
+                         `${MAX_FILE_BYTES / 1e6} MB. Scale the photo down first.`);
+  }
+  if (file.type && !file.type.startsWith('image/')) {
+    throw new InputError(`${name} is not an image (${file.type}): pick a JPEG, PNG or WebP photo.`);
+  }
+  let bitmap;
+  try {
+    // Without these options Chrome colour-converts and premultiplies, and the pixels differ from PIL's.
+    bitmap = await createImageBitmap(file, {colorSpaceConversion: 'none', premultiplyAlpha: 'none',
+                                            imageOrientation: 'from-image'});
+  } catch (error) {
+    throw new InputError(`${name} could not be decoded as an image (${error.message}). ` +
+                         'Pick a JPEG, PNG or WebP photo.');
+  }
+  const {width, height} = bitmap;
+  if (width * height > MAX_PIXELS) {
+    bitmap.close();
+    throw new InputError(`${name} is ${width}×${height} (${(width * height / 1e6).toFixed(0)} MP); this page ` +
+                         `takes photos up to ${MAX_PIXELS / 1e6} MP. Scale it down first.`);
+  }
+  const canvas = drawnCanvas(bitmap, width, height);
+  bitmap.close();
+  return canvas;
+}
+
+/** Any drawable (an ImageBitmap, a video frame) on a fresh canvas of its size. */
+export function drawnCanvas(source, width, height) {
+  const canvas = new OffscreenCanvas(width, height);
+  canvas.getContext('2d', {willReadFrequently: true}).drawImage(source, 0, 0);
+  return canvas;
+}
+
+export function pixelsOf(canvas) {
+  return canvas.getContext('2d', {willReadFrequently: true}).getImageData(0, 0, canvas.width, canvas.height);
+}
+
+/** The square the model sees: the whole photo when it is (nearly) square, else a centred square a
+ *  little above the middle (faces sit high in portraits). The user moves and resizes it. */
+export function defaultBox(width, height) {
+  const size = Math.min(width, height);
+  if (Math.abs(width - height) <= 0.02 * Math.max(width, height)) return {x: 0, y: 0, size};
+  return {x: Math.round((width - size) / 2), y: Math.round((height - size) * 0.35), size};
+}
+
+export function clampBox(box, width, height) {
+  const size = Math.max(16, Math.min(Math.round(box.size), width, height));
+  return {size, x: Math.min(Math.max(0, Math.round(box.x)), width - size),
+          y: Math.min(Math.max(0, Math.round(box.y)), height - size)};
+}
+
+const coversPhoto = (box, width, height) => box.x === 0 && box.y === 0 && box.size >= width && box.size >= height;
+
+/** The model's input: the box resampled to size x size, as 1 x 3 x size x size floats in [0, 1].
+ *  A box already at the model's size is copied pixel for pixel (no resampling at all). */
+export function faceTensor(canvas, box, size) {
+  let pixels;
+  if (box.size === size) {
+    pixels = canvas.getContext('2d', {willReadFrequently: true}).getImageData(box.x, box.y, size, size).data;
+  } else {
+    const small = new OffscreenCanvas(size, size);
+    const context = small.getContext('2d', {willReadFrequently: true});
+    context.imageSmoothingEnabled = true;
+    context.imageSmoothingQuality = 'high';  // area-like filtering when shrinking, as apply's antialias
+    context.drawImage(canvas, box.x, box.y, box.size, box.size, 0, 0, size, size);
+    pixels = context.getImageData(0, 0, size, size).data;
+  }
+  const plane = size * size;
+  const face = new Float32Array(3 * plane);
+  for (let i = 0; i < plane; i++) {
+    face[i] = pixels[4 * i] / 255;
+    face[plane + i] = pixels[4 * i + 1] / 255;
+    face[2 * plane + i] = pixels[4 * i + 2] / 255;
+  }
+  return face;
+}
+
+/** One model run: the made-up face (1 x 3 x size x size floats) and the time onnxruntime-web took. */
+export async function runModel(model, face) {
+  const feeds = {[model.input]: new ort.Tensor('float32', face, [1, 3, model.size, model.size])};
+  const started = performance.now();
+  const results = await model.session.run(feeds);
+  const ms = performance.now() - started;
+  const output = results[model.output];
+  const madeUp = new Float32Array(output.data);  // a copy: the tensor's buffer belongs to the runtime
+  output.dispose?.();
+  return {madeUp, ms};
+}
+
+function smoothstep(ramp) {
+  const t = Math.min(1, Math.max(0, ramp));
+  return t * t * (3 - 2 * t);
+}
+
+/** photo + strength x mask x residual, the residual bilinearly upsampled from the model's size onto the
+ *  box (PyTorch's align_corners=False). Pixels outside the box (and alpha) keep their exact values. */
+export function compose(photo, box, face, madeUp, size, strength) {
+  const {width, height, data} = photo;
+  const out = new ImageData(new Uint8ClampedArray(data), width, height);
+  const plane = size * size;
+  const residual = new Float32Array(3 * plane);
+  for (let i = 0; i < residual.length; i++) residual[i] = madeUp[i] - face[i];
+  const masked = !coversPhoto(box, width, height);
+  const scale = size / box.size;
+  const column = new Int32Array(2 * box.size), columnWeight = new Float32Array(box.size);
+  for (let x = 0; x < box.size; x++) {
+    const u = Math.max(0, (x + 0.5) * scale - 0.5);
+    const u0 = Math.min(Math.floor(u), size - 1);
+    column[2 * x] = u0;
+    column[2 * x + 1] = Math.min(u0 + 1, size - 1);
+    columnWeight[x] = u - u0;
+  }
+  for (let y = 0; y < box.size; y++) {
+    const v = Math.max(0, (y + 0.5) * scale - 0.5);
+    const v0 = Math.min(Math.floor(v), size - 1), v1 = Math.min(v0 + 1, size - 1), wv = v - v0;
+    const dy = ((y + 0.5) / box.size - MASK.centre[1]) / MASK.radii[1];
+    for (let x = 0; x < box.size; x++) {
+      let weight = strength * 255;
+      if (masked) {
+        const dx = ((x + 0.5) / box.size - MASK.centre[0]) / MASK.radii[0];
+        weight *= smoothstep((1 - Math.sqrt(dx * dx + dy * dy)) / MASK.feather);
+        if (weight === 0) continue;
+      }
+      const u0 = column[2 * x], u1 = column[2 * x + 1], wu = columnWeight[x];
+      const index = 4 * ((box.y + y) * width + box.x + x);
+      for (let c = 0; c < 3; c++) {
+        const base = c * plane;
+        const top = residual[base + v0 * size + u0] * (1 - wu) + residual[base + v0 * size + u1] * wu;
+        const bottom = residual[base + v1 * size + u0] * (1 - wu) + residual[base + v1 * size + u1] * wu;
+        out.data[index + c] = Math.round(data[index + c] + weight * (top * (1 - wv) + bottom * wv));
+      }
+    }
+  }
+  return out;
+}
+
+/** Batch-1 model latency: warm up, then run until both minRuns runs and minSeconds seconds are reached. */
+export async function timeModel(model, face, {warmup = 5, minRuns = 30, minSeconds = 2} = {}) {
+  for (let i = 0; i < warmup; i++) await runModel(model, face);
+  const times = [];
+  const started = performance.now();
+  while (times.length < minRuns || performance.now() - started < minSeconds * 1000) {
+    times.push((await runModel(model, face)).ms);
+  }
+  return times;
+}
