@@ -21,7 +21,7 @@ TRAIN_FLAGS := --out $(OUT) $(if $(DATA),--data $(DATA)) $(if $(EPOCHS),--epochs
 
 .PHONY: setup train export bench web test lint clean
 
-setup: $(VENV)/.installed web/node_modules/.installed
+setup: $(VENV)/.installed web/node_modules/.installed web/build/face_detector.onnx
 
 # torch is installed on its own first: the pinned CPU wheel lies on the machines' disk, and
 # pip must take it before resolving the rest (an unpinned torch pulls a multi-GB CUDA build).
@@ -39,6 +39,10 @@ $(VENV)/.installed: pyproject.toml
 web/node_modules/.installed: web/package.json web/package-lock.json
 	cd web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
+
+# The page's face detector: apply's BlazeFace rewritten as ONNX, checked against LiteRT.
+web/build/face_detector.onnx: web/face_detector.py $(VENV)/.installed
+	$(PY) -m web.face_detector --out $@
 
 # Real file dependencies: the artifacts are rebuilt when the checkpoint (or the export code) is
 # newer than their manifest, the report when the artifacts (or the benchmark code) are newer.

@@ -37,6 +37,7 @@ def browser_row(artifacts: Path, manifest: dict, faces: dict[str, tuple[torch.Te
             photos = {part: [write_face_png(face.numpy(), Path(folder) / f"{part}_{i:04d}.png")
                              for i, face in enumerate(source)] for part, (source, _) in faces.items()}
             with BrowserPage(artifacts, MODEL_FILE) as page:
+                page.set_mode("whole")  # aligned face crops, as `apply --aligned`
                 info = page.model_info
                 for part, files in photos.items():
                     log.info("browser: %d %s faces through the page", len(files), part)
@@ -45,6 +46,7 @@ def browser_row(artifacts: Path, manifest: dict, faces: dict[str, tuple[torch.Te
             example = next(iter(photos.values()))[0]
             for count in threads:
                 with BrowserPage(artifacts, MODEL_FILE, threads=count) as page:
+                    page.set_mode("whole")
                     page.open(example)
                     row["latency"][str(count)] = summarize(page.time_model(min_runs, min_seconds))
                     row["latency"][str(count)]["session_ms"] = page.model_info["loadMs"]

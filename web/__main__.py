@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from web.server import SetupError, make_server, url_of
+from web.server import DETECTOR, SetupError, make_server, url_of
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     except (SetupError, OSError) as error:
         print(f"cannot serve the page: {error}", file=sys.stderr)
         return 2
+    if not DETECTOR.is_file():
+        print(f"warning: {DETECTOR} does not exist: run `make setup`; until then faces are placed by hand",
+              file=sys.stderr)
     if not (args.artifacts / "tinybeauty.onnx").is_file():
         print(f"warning: {args.artifacts / 'tinybeauty.onnx'} does not exist yet: run `make export`; the page "
               "says so until then", file=sys.stderr)

@@ -138,6 +138,15 @@ class BrowserPage:
             result["pixels"] = np.frombuffer(data, np.uint8).reshape(height, width, 4).copy()
         return result
 
+    def set_mode(self, mode: str) -> None:
+        """Where the model runs: 'auto', 'faces' (found), 'whole' (the photo is a face crop), 'box' (by hand)."""
+        self.page.select_option("#mode", mode)
+
+    @property
+    def regions(self) -> list[dict]:
+        """The crops of the last photo: {origin, xAxis, yAxis} in image pixels."""
+        return self.page.evaluate("tinybeauty.state.regions")
+
     def set_strength(self, value: float) -> None:
         self.page.evaluate(f"tinybeauty.setStrength({float(value)})")
 

@@ -1,8 +1,9 @@
 """A small static server for the page, with the headers multi-threaded wasm needs.
 
-Only three kinds of files are served, each from its own folder: the page (``web/static``),
-onnxruntime-web's wasm build (the three files the page loads, from ``web/node_modules``) and
-the exported model set (``.onnx`` files and ``manifest.json`` under the artifacts folder).
+Only four kinds of files are served, each from its own folder: the page (``web/static``),
+onnxruntime-web's wasm build (the three files the page loads, from ``web/node_modules``), the
+face detector (``web/build/face_detector.onnx``) and the exported model set (``.onnx`` files
+and ``manifest.json`` under the artifacts folder).
 Every response carries ``Cross-Origin-Opener-Policy: same-origin`` and
 ``Cross-Origin-Embedder-Policy: require-corp``: without them the page is not cross-origin
 isolated, SharedArrayBuffer is missing, and onnxruntime-web silently runs on one thread.
@@ -22,6 +23,7 @@ STATIC = WEB / "static"
 ORT_DIST = WEB / "node_modules" / "onnxruntime-web" / "dist"
 # The wasm-only ES module and its threaded SIMD runtime: all the page needs of the ~150 MB package.
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
+DETECTOR = WEB / "build" / "face_detector.onnx"  # written by `python -m web.face_detector` (make setup)
 MODEL_SUFFIXES = {".onnx"}
 MODEL_FILES = {"manifest.json"}
 ISOLATION_HEADERS = {
@@ -51,6 +53,8 @@ def resolve(url_path: str, artifacts: Path) -> Path | None:
     folder, _, rest = path.lstrip("/").partition("/")
     if folder == "ort":
         return ORT_DIST / rest if rest in ORT_FILES else None
+    if folder == "detector":
+        return DETECTOR if rest == DETECTOR.name else None
     if folder == "model":
         candidate = (artifacts / rest).resolve()
         inside = candidate.is_relative_to(artifacts.resolve())

@@ -1,10 +1,11 @@
-// The page: wires makeup.mjs to the controls. URL parameters: ?model=FILE (an .onnx file of the
+// The page: wires makeup.mjs and faces.mjs to the controls. URL parameters: ?model=FILE (an .onnx file of the
 // exported set, default tinybeauty.onnx) and ?threads=N (wasm threads, default onnxruntime-web's).
 // `window.tinybeauty` exposes the state and a few calls for the tests and the benchmark, which
 // feed photos through the same file input a person uses.
+import {alignFace, boxRegion, detectFaces, loadDetector} from './faces.mjs';
 import {
   InputError, MAX_STRENGTH, clampBox, compose, decodePhoto, defaultBox, drawnCanvas, faceTensor, loadModel,
-  pixelsOf, runModel, timeModel,
+  pixelsOf, runModel, timeModel, wholePhoto,
 } from './makeup.mjs';
 
 const $ = (id) => document.getElementById(id);
@@ -12,8 +13,12 @@ const params = new URLSearchParams(location.search);
 const modelFile = params.get('model') || 'tinybeauty.onnx';
 const threads = Number(params.get('threads')) || 0;
 
-const state = {model: null, photo: null, pixels: null, name: '', box: null, face: null, madeUp: null,
-               result: null, strength: 1, modelMs: null, frameMs: null, webcam: null};
+// mode: 'faces' (found by the detector, aligned as apply does), 'whole' (the photo is an aligned
+// face crop: apply --aligned) or 'box' (one square placed by hand). On "automatic" each photo
+// picks one; the "Faces" menu fixes one (state.choice).
+const state = {model: null, detector: null, photo: null, pixels: null, name: '', mode: null, choice: null,
+               box: null, regions: [], faces: [], result: null, strength: 1, modelMs: null, detectMs: null,
+               frameMs: null, webcam: null};
 
 function setState(name) {
   document.body.dataset.state = name;
@@ -45,6 +50,11 @@ async function init() {
     setState('error');
     throw error;
   }
+  try {
+    state.detector = await loadDetector('detector/face_detector.onnx');
+  } catch (error) {
+    showMessage(`The face detector could not be loaded (${error.message}): place the face box by hand.`, 'info');
+  }
   const model = state.model;
   $('model-name').textContent = `${modelFile} (${model.size}×${model.size} in, residual out)`;
   $('model-bytes').textContent = formatBytes(model.bytes);
@@ -65,6 +75,7 @@ async function openFile(file) {
     await ready;
     const canvas = await decodePhoto(file);
     setPhoto(canvas, file.name || 'photo');
+    await findFaces();
     await process();
     setState('done');
   } catch (error) {
@@ -78,32 +89,92 @@ function setPhoto(canvas, name) {
   state.pixels = pixelsOf(canvas);
   state.name = name;
   if (!sameSize || !state.box) state.box = defaultBox(canvas.width, canvas.height);
-  for (const id of ['before', 'after']) {
+  for (const id of ['before', 'after', 'overlay']) {
     $(id).width = canvas.width;
     $(id).height = canvas.height;
   }
   $('before').getContext('2d').putImageData(state.pixels, 0, 0);
   $('viewer').classList.remove('empty');
   $('photo-info').textContent = `${name}, ${canvas.width}×${canvas.height}`;
+}
+
+const isSquare = (width, height) => Math.abs(width - height) <= 0.02 * Math.max(width, height);
+
+/** Where the model runs on this photo: the user's choice, else faces found, else (a square photo
+ *  whose face fills it, or no face at all) the whole photo or a box placed by hand. */
+async function findFaces() {
+  const {width, height} = state.photo;
+  let found = [];
+  if (state.choice !== 'whole' && state.choice !== 'box' && state.detector) {
+    const started = performance.now();
+    found = await detectFaces(state.detector, state.photo);
+    state.detectMs = performance.now() - started;
+  }
+  const regions = found.map(alignFace);
+  const fills = regions.length && Math.hypot(...regions[0].xAxis) >= 0.7 * width;
+  let mode = state.choice;
+  if (!mode) mode = isSquare(width, height) && (!regions.length || fills) ? 'whole' : (regions.length ? 'faces' : 'box');
+  if (mode === 'faces' && !regions.length) {
+    showMessage('No face found in this photo: drag the face box onto a face and set its size.', 'info');
+    mode = 'box';
+  }
+  state.mode = mode;
+  state.regions = mode === 'faces' ? regions : mode === 'whole' ? [wholePhoto(width, height)] : [boxRegion(state.box)];
+  const searched = state.choice !== 'whole' && state.choice !== 'box' && state.detector;
+  const what = {faces: 'made up where found', whole: 'the whole photo is the face crop', box: 'the box placed by hand'};
+  $('faces-found').textContent = (searched ? `${found.length} found in ${state.detectMs.toFixed(0)} ms; ` :
+                                  state.detector ? '' : 'detector not loaded; ') + what[mode];
   syncBoxControls();
 }
 
 async function process() {
   const started = performance.now();
-  state.face = faceTensor(state.photo, state.box, state.model.size);
-  const {madeUp, ms} = await runModel(state.model, state.face);
-  state.madeUp = madeUp;
-  state.modelMs = ms;
+  const faces = [];
+  let modelMs = 0;
+  for (const region of state.regions) {
+    const face = faceTensor(state.photo, region, state.model.size);
+    const {madeUp, ms} = await runModel(state.model, face);
+    faces.push({region, face, madeUp});
+    modelMs += ms;
+  }
+  state.faces = faces;
+  state.modelMs = modelMs;
   render();
   state.frameMs = performance.now() - started;
-  $('model-ms').textContent = `${ms.toFixed(1)} ms (onnxruntime-web, one 256×256 run)`;
+  const runs = faces.length === 1 ? 'one run' : `${faces.length} runs`;
+  $('model-ms').textContent = `${modelMs.toFixed(1)} ms (${runs} at ${state.model.size}×${state.model.size})`;
   $('frame-ms').textContent = `${state.frameMs.toFixed(1)} ms (crop, model, residual onto the photo)`;
 }
 
 function render() {
-  state.result = compose(state.pixels, state.box, state.face, state.madeUp, state.model.size, state.strength);
+  state.result = compose(state.pixels, state.faces, state.model.size, state.strength);
   $('after').getContext('2d').putImageData(state.result, 0, 0);
   $('download').disabled = false;
+  drawOverlay();
+}
+
+/** The found faces' crops and their mask ellipses, drawn over the photo. */
+function drawOverlay() {
+  const canvas = $('overlay');
+  const context = canvas.getContext('2d');
+  context.setTransform(1, 0, 0, 1, 0, 0);
+  context.clearRect(0, 0, canvas.width, canvas.height);
+  if (state.mode !== 'faces') return;
+  const line = Math.max(1.5, canvas.width / 500);
+  for (const {region} of state.faces) {
+    const {origin, xAxis, yAxis} = region;
+    context.setTransform(xAxis[0], xAxis[1], yAxis[0], yAxis[1], origin[0], origin[1]);  // unit square -> crop
+    const unit = 1 / Math.hypot(...xAxis);
+    context.lineWidth = line * unit;
+    context.strokeStyle = '#ffffffb0';
+    context.setLineDash([]);
+    context.strokeRect(0, 0, 1, 1);
+    context.setLineDash([6 * line * unit, 4 * line * unit]);
+    context.beginPath();
+    context.ellipse(0.5, 0.55, 0.36, 0.44, 0, 0, 2 * Math.PI);
+    context.stroke();
+  }
+  context.setTransform(1, 0, 0, 1, 0, 0);
 }
 
 // Runs `process` again when the box moves, never two at once: the last request wins.
@@ -150,7 +221,7 @@ $('strength').max = String(MAX_STRENGTH);
 $('strength').addEventListener('input', (event) => {
   state.strength = Number(event.target.value);
   $('strength-value').textContent = state.strength.toFixed(2);
-  if (state.madeUp && !state.webcam) render();
+  if (state.faces.length && !state.webcam) render();
 });
 
 $('split').addEventListener('input', (event) => {
@@ -161,6 +232,9 @@ $('split').addEventListener('input', (event) => {
 
 function syncBoxControls() {
   const {photo, box} = state;
+  const byHand = state.mode === 'box';
+  $('box').hidden = !byHand;
+  $('box-size').disabled = !byHand;
   const shortSide = Math.min(photo.width, photo.height);
   const percent = Math.round((100 * box.size) / shortSide);
   $('box-size').value = String(percent);
@@ -170,14 +244,26 @@ function syncBoxControls() {
   element.style.top = `${(100 * box.y) / photo.height}%`;
   element.style.width = `${(100 * box.size) / photo.width}%`;
   element.style.height = `${(100 * box.size) / photo.height}%`;
-  element.classList.toggle('whole', box.size >= photo.width && box.size >= photo.height);
 }
 
 function moveBox(box) {
   state.box = clampBox(box, state.photo.width, state.photo.height);
+  state.regions = [boxRegion(state.box)];
   syncBoxControls();
   if (!state.webcam) reprocess();
 }
+
+$('mode').addEventListener('change', async (event) => {
+  state.choice = event.target.value === 'auto' ? null : event.target.value;
+  if (!state.photo) return;
+  showMessage('');
+  try {
+    await findFaces();
+    if (!state.webcam) await process();
+  } catch (error) {
+    fail(error);
+  }
+});
 
 $('box-size').addEventListener('input', (event) => {
   if (!state.photo) return;
@@ -221,6 +307,7 @@ async function webcamLoop() {
   while (state.webcam) {
     if (video.readyState >= 2) {
       setPhoto(drawnCanvas(video, video.videoWidth, video.videoHeight), 'webcam');
+      await findFaces();
       await process();
       setState('done');
     }
@@ -256,8 +343,8 @@ function base64(typedArray) {
 
 window.tinybeauty = {
   ready, state, openFile,
-  modelOutputBase64: () => base64(state.madeUp),     // the last run's raw model output, float32 NCHW
+  modelOutputBase64: (face = 0) => base64(state.faces[face].madeUp),  // raw model output, float32 NCHW
   resultBase64: () => base64(state.result.data),     // the made-up photo, RGBA bytes
   setStrength: (value) => { $('strength').value = String(value); $('strength').dispatchEvent(new Event('input')); },
-  timeModel: (options) => timeModel(state.model, state.face, options),
+  timeModel: (options) => timeModel(state.model, state.faces[0].face, options),
 };

@@ -88,8 +88,8 @@ export function pixelsOf(canvas) {
   return canvas.getContext('2d', {willReadFrequently: true}).getImageData(0, 0, canvas.width, canvas.height);
 }
 
-/** The square the model sees: the whole photo when it is (nearly) square, else a centred square a
- *  little above the middle (faces sit high in portraits). The user moves and resizes it. */
+/** The manual face box: the whole photo when it is (nearly) square, else a centred square a little
+ *  above the middle (faces sit high in portraits). */
 export function defaultBox(width, height) {
   const size = Math.min(width, height);
   if (Math.abs(width - height) <= 0.02 * Math.max(width, height)) return {x: 0, y: 0, size};
@@ -102,20 +102,38 @@ export function clampBox(box, width, height) {
           y: Math.min(Math.max(0, Math.round(box.y)), height - size)};
 }
 
-const coversPhoto = (box, width, height) => box.x === 0 && box.y === 0 && box.size >= width && box.size >= height;
+/** The whole photo as the model's crop: a photo that is itself an aligned face crop (apply --aligned). */
+export function wholePhoto(width, height) {
+  return {origin: [0, 0], xAxis: [width, 0], yAxis: [0, height]};
+}
 
-/** The model's input: the box resampled to size x size, as 1 x 3 x size x size floats in [0, 1].
- *  A box already at the model's size is copied pixel for pixel (no resampling at all). */
-export function faceTensor(canvas, box, size) {
+/** Image -> crop pixel coordinates of a region {origin, xAxis, yAxis} seen as a size x size crop. */
+function toCrop(region, size) {
+  const [ax, ay] = region.xAxis, [bx, by] = region.yAxis, [ox, oy] = region.origin;
+  const det = ax * by - bx * ay;
+  const m = [size * by / det, -size * bx / det, -size * ay / det, size * ax / det];  // row-major 2 x 2
+  return {m, e: -(m[0] * ox + m[1] * oy), f: -(m[2] * ox + m[3] * oy)};
+}
+
+/** The model's input: the region resampled to size x size, as 1 x 3 x size x size floats in [0, 1]
+ *  (black outside the photo). An axis-aligned region already at the model's size is copied pixel
+ *  for pixel (no resampling at all). */
+export function faceTensor(canvas, region, size) {
+  const [ox, oy] = region.origin;
   let pixels;
-  if (box.size === size) {
-    pixels = canvas.getContext('2d', {willReadFrequently: true}).getImageData(box.x, box.y, size, size).data;
+  if (region.xAxis[0] === size && region.yAxis[1] === size && region.xAxis[1] === 0 && region.yAxis[0] === 0 &&
+      Number.isInteger(ox) && Number.isInteger(oy)) {
+    pixels = canvas.getContext('2d', {willReadFrequently: true}).getImageData(ox, oy, size, size).data;
   } else {
-    const small = new OffscreenCanvas(size, size);
-    const context = small.getContext('2d', {willReadFrequently: true});
+    const crop = new OffscreenCanvas(size, size);
+    const context = crop.getContext('2d', {willReadFrequently: true});
+    const {m, e, f} = toCrop(region, size);
+    context.fillStyle = '#000';
+    context.fillRect(0, 0, size, size);
     context.imageSmoothingEnabled = true;
-    context.imageSmoothingQuality = 'high';  // area-like filtering when shrinking, as apply's antialias
-    context.drawImage(canvas, box.x, box.y, box.size, box.size, 0, 0, size, size);
+    context.imageSmoothingQuality = 'high';  // filtered when shrinking, as apply's supersampling
+    context.setTransform(m[0], m[2], m[1], m[3], e, f);
+    context.drawImage(canvas, 0, 0);
     pixels = context.getImageData(0, 0, size, size).data;
   }
   const plane = size * size;
@@ -145,46 +163,85 @@ function smoothstep(ramp) {
   return t * t * (3 - 2 * t);
 }
 
-/** photo + strength x mask x residual, the residual bilinearly upsampled from the model's size onto the
- *  box (PyTorch's align_corners=False). Pixels outside the box (and alpha) keep their exact values. */
-export function compose(photo, box, face, madeUp, size, strength) {
+function residualOf(face, madeUp) {
+  const residual = new Float32Array(face.length);
+  for (let i = 0; i < residual.length; i++) residual[i] = madeUp[i] - face[i];
+  return residual;
+}
+
+/** photo + strength x mask x residual for each made-up face {region, face, madeUp}, as apply does.
+ *  The whole photo as the region (an aligned crop): the residual is upsampled onto every pixel
+ *  (PyTorch's bilinear, align_corners=False). A face in a larger photo: the residual is warped back
+ *  through the region's inverse transform and faded out by the feathered ellipse MASK. Pixels the
+ *  masks do not reach (and alpha) keep their exact values. */
+export function compose(photo, faces, size, strength) {
   const {width, height, data} = photo;
   const out = new ImageData(new Uint8ClampedArray(data), width, height);
-  const plane = size * size;
-  const residual = new Float32Array(3 * plane);
-  for (let i = 0; i < residual.length; i++) residual[i] = madeUp[i] - face[i];
-  const masked = !coversPhoto(box, width, height);
-  const scale = size / box.size;
-  const column = new Int32Array(2 * box.size), columnWeight = new Float32Array(box.size);
-  for (let x = 0; x < box.size; x++) {
-    const u = Math.max(0, (x + 0.5) * scale - 0.5);
-    const u0 = Math.min(Math.floor(u), size - 1);
-    column[2 * x] = u0;
-    column[2 * x + 1] = Math.min(u0 + 1, size - 1);
-    columnWeight[x] = u - u0;
+  for (const {region, face, madeUp} of faces) {
+    const residual = residualOf(face, madeUp);
+    const whole = region.origin[0] === 0 && region.origin[1] === 0 && region.xAxis[0] === width &&
+                  region.yAxis[1] === height && region.xAxis[1] === 0 && region.yAxis[0] === 0;
+    if (whole) upsampleOnto(out.data, width, height, residual, size, strength);
+    else warpOnto(out.data, width, height, region, residual, size, strength);
   }
-  for (let y = 0; y < box.size; y++) {
-    const v = Math.max(0, (y + 0.5) * scale - 0.5);
-    const v0 = Math.min(Math.floor(v), size - 1), v1 = Math.min(v0 + 1, size - 1), wv = v - v0;
-    const dy = ((y + 0.5) / box.size - MASK.centre[1]) / MASK.radii[1];
-    for (let x = 0; x < box.size; x++) {
-      let weight = strength * 255;
-      if (masked) {
-        const dx = ((x + 0.5) / box.size - MASK.centre[0]) / MASK.radii[0];
-        weight *= smoothstep((1 - Math.sqrt(dx * dx + dy * dy)) / MASK.feather);
-        if (weight === 0) continue;
-      }
-      const u0 = column[2 * x], u1 = column[2 * x + 1], wu = columnWeight[x];
-      const index = 4 * ((box.y + y) * width + box.x + x);
+  return out;
+}
+
+function upsampleOnto(pixels, width, height, residual, size, strength) {
+  const plane = size * size;
+  const taps = (count) => {
+    const index = new Int32Array(2 * count), weight = new Float32Array(count);
+    for (let x = 0; x < count; x++) {
+      const u = Math.max(0, (x + 0.5) * (size / count) - 0.5);
+      const u0 = Math.min(Math.floor(u), size - 1);
+      index[2 * x] = u0;
+      index[2 * x + 1] = Math.min(u0 + 1, size - 1);
+      weight[x] = u - u0;
+    }
+    return {index, weight};
+  };
+  const columns = taps(width), rows = taps(height);
+  for (let y = 0; y < height; y++) {
+    const v0 = rows.index[2 * y], v1 = rows.index[2 * y + 1], wv = rows.weight[y];
+    for (let x = 0; x < width; x++) {
+      const u0 = columns.index[2 * x], u1 = columns.index[2 * x + 1], wu = columns.weight[x];
+      const at = 4 * (y * width + x);
       for (let c = 0; c < 3; c++) {
         const base = c * plane;
         const top = residual[base + v0 * size + u0] * (1 - wu) + residual[base + v0 * size + u1] * wu;
         const bottom = residual[base + v1 * size + u0] * (1 - wu) + residual[base + v1 * size + u1] * wu;
-        out.data[index + c] = Math.round(data[index + c] + weight * (top * (1 - wv) + bottom * wv));
+        pixels[at + c] = Math.round(pixels[at + c] + strength * 255 * (top * (1 - wv) + bottom * wv));
       }
     }
   }
-  return out;
+}
+
+function warpOnto(pixels, width, height, region, residual, size, strength) {
+  const plane = size * size;
+  const {m, e, f} = toCrop(region, size);
+  const corners = [[0, 0], [1, 0], [0, 1], [1, 1]].map(([s, t]) => [
+    region.origin[0] + s * region.xAxis[0] + t * region.yAxis[0], region.origin[1] + s * region.xAxis[1] + t * region.yAxis[1]]);
+  const x0 = Math.max(0, Math.floor(Math.min(...corners.map((c) => c[0]))));
+  const x1 = Math.min(width, Math.ceil(Math.max(...corners.map((c) => c[0]))));
+  const y0 = Math.max(0, Math.floor(Math.min(...corners.map((c) => c[1]))));
+  const y1 = Math.min(height, Math.ceil(Math.max(...corners.map((c) => c[1]))));
+  const sample = (base, u, v) => {  // bilinear, zero outside the crop (grid_sample's zeros padding)
+    const u0 = Math.floor(u), v0 = Math.floor(v), wu = u - u0, wv = v - v0;
+    const at = (uu, vv) => (uu < 0 || vv < 0 || uu >= size || vv >= size ? 0 : residual[base + vv * size + uu]);
+    return (at(u0, v0) * (1 - wu) + at(u0 + 1, v0) * wu) * (1 - wv) + (at(u0, v0 + 1) * (1 - wu) + at(u0 + 1, v0 + 1) * wu) * wv;
+  };
+  for (let y = y0; y < y1; y++) {
+    for (let x = x0; x < x1; x++) {
+      const cx = m[0] * (x + 0.5) + m[1] * (y + 0.5) + e, cy = m[2] * (x + 0.5) + m[3] * (y + 0.5) + f;
+      const dx = (cx / size - MASK.centre[0]) / MASK.radii[0], dy = (cy / size - MASK.centre[1]) / MASK.radii[1];
+      const weight = smoothstep((1 - Math.sqrt(dx * dx + dy * dy)) / MASK.feather);
+      if (weight === 0) continue;
+      const at = 4 * (y * width + x);
+      for (let c = 0; c < 3; c++) {
+        pixels[at + c] = Math.round(pixels[at + c] + strength * 255 * weight * sample(c * plane, cx - 0.5, cy - 0.5));
+      }
+    }
+  }
 }
 
 /** Batch-1 model latency: warm up, then run until both minRuns runs and minSeconds seconds are reached. */

@@ -1,0 +1,118 @@
+// Faces and their alignment in the browser: train/faces.py in JavaScript. BlazeFace full range
+// (MediaPipe, Apache-2.0) as ONNX (web/face_detector.py), the same letterboxing, tiles, decoding,
+// weighted NMS and FFHQ-style alignment, so the page crops the faces `python -m apply` crops.
+import * as ort from './ort/ort.wasm.min.mjs';
+
+export const DETECTOR_SIZE = 192;
+const CELLS = DETECTOR_SIZE / 4;  // one anchor per cell of a 48 x 48 grid
+const MIN_SCORE = 0.5;
+const NMS_IOU = 0.3;
+
+export async function loadDetector(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`the face detector ${url} could not be fetched (HTTP ${response.status}); run \`make setup\``);
+  const session = await ort.InferenceSession.create(new Uint8Array(await response.arrayBuffer()),
+                                                    {executionProviders: ['wasm'], graphOptimizationLevel: 'all'});
+  return {session, input: session.inputNames[0], outputs: session.outputNames};
+}
+
+/** One letterboxed pass over a region [x0, y0, x1, y1] of the canvas: detections in image pixels. */
+async function detectIn(detector, canvas, [x0, y0, x1, y1]) {
+  const width = x1 - x0, height = y1 - y0, side = Math.max(width, height);
+  const pad = [Math.floor((side - width) / 2), Math.floor((side - height) / 2)];
+  const scale = DETECTOR_SIZE / side;
+  const square = new OffscreenCanvas(DETECTOR_SIZE, DETECTOR_SIZE);
+  const context = square.getContext('2d', {willReadFrequently: true});
+  context.fillStyle = '#000';
+  context.fillRect(0, 0, DETECTOR_SIZE, DETECTOR_SIZE);
+  context.imageSmoothingQuality = 'high';
+  context.drawImage(canvas, x0, y0, width, height, pad[0] * scale, pad[1] * scale, width * scale, height * scale);
+  const pixels = context.getImageData(0, 0, DETECTOR_SIZE, DETECTOR_SIZE).data;
+  const image = new Float32Array(DETECTOR_SIZE * DETECTOR_SIZE * 3);
+  for (let i = 0, j = 0; i < pixels.length; i += 4) {
+    image[j++] = pixels[i] / 127.5 - 1;
+    image[j++] = pixels[i + 1] / 127.5 - 1;
+    image[j++] = pixels[i + 2] / 127.5 - 1;
+  }
+  const results = await detector.session.run(
+    {[detector.input]: new ort.Tensor('float32', image, [1, DETECTOR_SIZE, DETECTOR_SIZE, 3])});
+  const [regressors, classificators] = detector.outputs.map((name) => results[name].data);
+  const shift = [x0 - pad[0], y0 - pad[1]];
+  const found = [];
+  for (let i = 0; i < CELLS * CELLS; i++) {
+    const logit = Math.min(80, Math.max(-80, classificators[i]));
+    const score = 1 / (1 + Math.exp(-logit));
+    if (!(score > MIN_SCORE)) continue;
+    const anchor = [((i % CELLS) + 0.5) / CELLS, (Math.floor(i / CELLS) + 0.5) / CELLS];
+    const at = (k, axis) => (regressors[16 * i + k] / DETECTOR_SIZE + anchor[axis]) * side + shift[axis];
+    const centre = [at(0, 0), at(1, 1)];
+    const size = [regressors[16 * i + 2] / DETECTOR_SIZE * side, regressors[16 * i + 3] / DETECTOR_SIZE * side];
+    const points = [];
+    for (let k = 0; k < 6; k++) points.push([at(4 + 2 * k, 0), at(5 + 2 * k, 1)]);
+    found.push({box: [centre[0] - size[0] / 2, centre[1] - size[1] / 2, centre[0] + size[0] / 2, centre[1] + size[1] / 2],
+                points, score});
+  }
+  return found;
+}
+
+function iou(a, b) {
+  const w = Math.max(0, Math.min(a[2], b[2]) - Math.max(a[0], b[0]));
+  const h = Math.max(0, Math.min(a[3], b[3]) - Math.max(a[1], b[1]));
+  const area = (box) => (box[2] - box[0]) * (box[3] - box[1]);
+  return (w * h) / Math.max(area(a) + area(b) - w * h, 1e-9);
+}
+
+/** MediaPipe's weighted NMS: overlapping detections are averaged by score, not dropped. */
+function weightedNms(detections) {
+  let remaining = [...detections].sort((a, b) => b.score - a.score);
+  const kept = [];
+  while (remaining.length) {
+    const best = remaining[0];
+    const group = remaining.filter((d) => iou(best.box, d.box) > NMS_IOU);
+    remaining = remaining.filter((d) => !(iou(best.box, d.box) > NMS_IOU));
+    const total = group.reduce((sum, d) => sum + d.score, 0);
+    const mean = (pick) => pick(group[0]).map((_, k) => group.reduce((sum, d) => sum + pick(d)[k] * d.score, 0) / total);
+    const points = best.points.map((_, k) => mean((d) => d.points[k]));
+    kept.push({box: mean((d) => d.box), score: best.score, leftEye: points[0], rightEye: points[1],
+               nose: points[2], mouth: points[3]});
+  }
+  return kept;
+}
+
+/** Faces in the canvas, best first: the whole image letterboxed, plus overlapping square tiles of
+ *  its short side for a landscape or portrait photo (a small face covers more of the 192 pixels). */
+export async function detectFaces(detector, canvas) {
+  const {width, height} = canvas;
+  const regions = [[0, 0, width, height]];
+  const short = Math.min(width, height), long = Math.max(width, height);
+  if (long > 1.25 * short) {
+    const count = Math.ceil((2 * (long - short)) / short) + 1;
+    for (let k = 0; k < count; k++) {
+      const start = Math.round(((long - short) * k) / (count - 1));
+      regions.push(width > height ? [start, 0, start + short, short] : [0, start, short, start + short]);
+    }
+  }
+  const found = [];
+  for (const region of regions) found.push(...await detectIn(detector, canvas, region));
+  return weightedNms(found);
+}
+
+/** The FFHQ-style square of one face (Karras et al. 2019): {origin, xAxis, yAxis} in image pixels,
+ *  the axes spanning the crop's full width and height. */
+export function alignFace(face) {
+  const [lx, ly] = face.leftEye, [rx, ry] = face.rightEye, [mx, my] = face.mouth;
+  const eye = [(lx + rx) / 2, (ly + ry) / 2];
+  const eyeToEye = [rx - lx, ry - ly], eyeToMouth = [mx - eye[0], my - eye[1]];
+  let x = [eyeToEye[0] + eyeToMouth[1], eyeToEye[1] - eyeToMouth[0]];
+  const length = Math.max(Math.hypot(...eyeToEye) * 2, Math.hypot(...eyeToMouth) * 1.8) / Math.hypot(...x);
+  x = [x[0] * length, x[1] * length];
+  const y = [-x[1], x[0]];
+  const centre = [eye[0] + 0.1 * eyeToMouth[0], eye[1] + 0.1 * eyeToMouth[1]];
+  return {origin: [centre[0] - x[0] - y[0], centre[1] - x[1] - y[1]], xAxis: [2 * x[0], 2 * x[1]],
+          yAxis: [2 * y[0], 2 * y[1]]};
+}
+
+/** An axis-aligned square {x, y, size} as a region. */
+export function boxRegion({x, y, size}) {
+  return {origin: [x, y], xAxis: [size, 0], yAxis: [0, size]};
+}
