@@ -40,11 +40,17 @@ export async function loadModel(url, {threads} = {}) {
   }
   const shape = session.inputMetadata?.[0]?.shape ?? [];
   const size = typeof shape[3] === 'number' ? shape[3] : 256;
-  return {
+  const model = {
     session, url, bytes: bytes.length, size, input: session.inputNames[0], output: session.outputNames[0],
     loadMs: performance.now() - started, threads: ort.env.wasm.numThreads, isolated: self.crossOriginIsolated,
     ortVersion: ort.env.versions?.web ?? 'unknown',
   };
+  try {
+    await runModel(model, new Float32Array(3 * size * size));  // the first run sets up kernels: not a photo's time
+  } catch (error) {
+    throw new ModelError(`${url} loaded but does not run as a ${size}×${size} face model: ${error.message || error}`);
+  }
+  return model;
 }
 
 /** Decode a File/Blob into an upright RGBA canvas with its exact pixel values (no colour management). */
