@@ -233,3 +233,16 @@ def test_a_model_that_cannot_load_is_a_visible_error(artifacts, served, tmp_path
     message = str(error.value)
     assert "tinybeauty.onnx" in message
     assert ("HTTP 404" in message and "make export" in message) if damage == "missing" else "could not load" in message
+
+
+def test_webcam_frames_are_made_up_until_stopped(artifacts, served):
+    _need(find_chromium)
+    with BrowserPage(artifacts, fake_webcam=True) as page:
+        page.page.click("#webcam")
+        page.page.wait_for_function("tinybeauty.state.frames >= 3", timeout=120_000)
+        width, height = page.page.evaluate("[tinybeauty.state.result.width, tinybeauty.state.result.height]")
+        assert width > 0 and height > 0 and page.page.locator("#webcam").inner_text() == "Stop the webcam"
+        assert "ms" in page.page.locator("#frame-ms").inner_text()
+        page.page.click("#webcam")
+        page.page.wait_for_function("tinybeauty.state.webcam === null")
+        assert page.page.locator("#webcam").inner_text() == "Use the webcam"

@@ -65,8 +65,11 @@ class BrowserPage:
     ``model`` is an .onnx file of the artifacts folder; ``threads`` the wasm thread count (None:
     onnxruntime-web's default). Raises BrowserUnavailable, or PageError if the model did not load."""
 
-    def __init__(self, artifacts: Path, model: str = "tinybeauty.onnx", threads: int | None = None):
+    def __init__(self, artifacts: Path, model: str = "tinybeauty.onnx", threads: int | None = None,
+                 fake_webcam: bool = False):
         self.artifacts, self.model, self.threads = Path(artifacts), model, threads
+        # Chromium's synthetic camera (a moving test pattern), allowed without a prompt
+        self.extra_args = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"] if fake_webcam else []
         self.console: list[str] = []
         self._server = self._browser = None
 
@@ -78,7 +81,7 @@ class BrowserPage:
             raise BrowserUnavailable(str(error)) from error
         url = self._server.__enter__()
         try:
-            self._browser = driver.chromium.launch(executable_path=executable, args=LAUNCH_ARGS)
+            self._browser = driver.chromium.launch(executable_path=executable, args=LAUNCH_ARGS + self.extra_args)
             self.page = self._browser.new_page(viewport={"width": 1200, "height": 900})
             self.page.on("console", lambda message: self.console.append(f"{message.type}: {message.text}"))
             query = f"?model={self.model}" + (f"&threads={self.threads}" if self.threads else "")

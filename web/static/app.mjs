@@ -18,7 +18,7 @@ const threads = Number(params.get('threads')) || 0;
 // picks one; the "Faces" menu fixes one (state.choice).
 const state = {model: null, detector: null, photo: null, pixels: null, name: '', mode: null, choice: null,
                box: null, regions: [], faces: [], result: null, strength: 1, modelMs: null, detectMs: null,
-               frameMs: null, webcam: null};
+               frameMs: null, webcam: null, frames: 0};
 
 function setState(name) {
   document.body.dataset.state = name;
@@ -309,6 +309,7 @@ async function webcamLoop() {
       setPhoto(drawnCanvas(video, video.videoWidth, video.videoHeight), 'webcam');
       await findFaces();
       await process();
+      state.frames += 1;
       setState('done');
     }
     await new Promise(requestAnimationFrame);
@@ -320,6 +321,7 @@ $('webcam').addEventListener('click', async () => {
   try {
     await ready;
     if (!navigator.mediaDevices?.getUserMedia) throw new InputError('This browser gives this page no webcam access.');
+    state.frames = 0;
     state.webcam = await navigator.mediaDevices.getUserMedia({video: {width: 1280, height: 720}});
     const video = $('video');
     video.srcObject = state.webcam;
