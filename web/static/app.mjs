@@ -114,9 +114,9 @@ async function findFaces() {
   const fills = regions.length && Math.hypot(...regions[0].xAxis) >= 0.7 * width;
   let mode = state.choice;
   if (!mode) mode = isSquare(width, height) && (!regions.length || fills) ? 'whole' : (regions.length ? 'faces' : 'box');
-  if (mode === 'faces' && !regions.length) {
+  if (mode === 'faces' && !regions.length) mode = 'box';
+  if (mode === 'box' && state.choice !== 'box' && state.detector) {
     showMessage('No face found in this photo: drag the face box onto a face and set its size.', 'info');
-    mode = 'box';
   }
   state.mode = mode;
   state.regions = mode === 'faces' ? regions : mode === 'whole' ? [wholePhoto(width, height)] : [boxRegion(state.box)];
