@@ -209,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     info = machine_info(threads)
     for row in rows:
         for t, figures in row["latency"].items():
+            if t not in info["peak_fp32_gflops"]:  # a runtime's own default thread count, beside the report's
+                continue
             achieved = 2 * macs / (figures["median_ms"] / 1000) / 1e9
             figures["gflops"] = achieved
             figures["share_of_fp32_peak"] = achieved / info["peak_fp32_gflops"][t]
