@@ -246,3 +246,16 @@ def test_webcam_frames_are_made_up_until_stopped(artifacts, served):
         page.page.click("#webcam")
         page.page.wait_for_function("tinybeauty.state.webcam === null")
         assert page.page.locator("#webcam").inner_text() == "Use the webcam"
+
+
+def test_a_dropped_photo_is_made_up(page, val_faces):
+    """Drag and drop: the same path as the file input, entered from a drop event."""
+    data = base64.b64encode(val_faces[2][0].read_bytes()).decode()
+    page.page.evaluate("""(data) => {
+        const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], 'dropped.png', {type: 'image/png'}));
+        document.dispatchEvent(new DragEvent('drop', {dataTransfer: transfer, bubbles: true, cancelable: true}));
+    }""", data)
+    page.page.wait_for_function("document.body.dataset.state === 'done' && tinybeauty.state.name === 'dropped.png'")
+    assert page.message == "" and "dropped.png" in page.page.locator("#photo-info").inner_text()
