@@ -19,6 +19,7 @@ from export.formats import BY_NAME
 from models.checkpoint import checkpoint_split, load_checkpoint
 from train.data import faces_as_tensors, load_split
 from web.browser import (
+    LAUNCH_ARGS,
     BrowserPage,
     BrowserUnavailable,
     PageError,
@@ -259,3 +260,50 @@ def test_a_dropped_photo_is_made_up(page, val_faces):
     }""", data)
     page.page.wait_for_function("document.body.dataset.state === 'done' && tinybeauty.state.name === 'dropped.png'")
     assert page.message == "" and "dropped.png" in page.page.locator("#photo-info").inner_text()
+
+
+def test_bundle_runs_from_a_plain_static_server_on_one_thread(artifacts, served, tmp_path):
+    """`python -m web --bundle`: the page from any static host; without the isolation headers
+    onnxruntime-web falls back to one thread, and the page says so."""
+    import functools
+    import http.server
+    import threading
+
+    from web.__main__ import main as web_main
+
+    _need(find_chromium)
+    site = tmp_path / "site"
+    assert web_main(["--artifacts", str(artifacts), "--bundle", str(site)]) == 0
+    assert {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file()} >= {
+        "index.html", "app.mjs", "makeup.mjs", "faces.mjs", "style.css", "model/tinybeauty.onnx",
+        "model/manifest.json", "detector/face_detector.onnx", *(f"ort/{name}" for name in ORT_FILES)}
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        page = playwright().chromium.launch(executable_path=find_chromium(), args=LAUNCH_ARGS).new_page()
+        page.goto(f"http://127.0.0.1:{server.server_address[1]}/")
+        page.wait_for_function("document.body.dataset.state === 'ready'", timeout=120_000)
+        assert page.evaluate("tinybeauty.state.model.isolated") is False
+        assert "not cross-origin isolated, so one thread only" in page.locator("#runtime").inner_text()
+        page.context.browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_exif_rotated_phone_photo_comes_back_upright(page, tmp_path):
+    """A JPEG stored sideways with EXIF orientation 6, as phones write them: upright on the page,
+    with the face found, as `apply` does (PIL's exif_transpose)."""
+    from skimage import data
+
+    upright = Image.fromarray(data.astronaut()).resize((300, 400))
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # stored 400 x 300
+    exif = stored.getexif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to display"
+    photo = tmp_path / "phone.jpg"
+    stored.save(photo, exif=exif, quality=95)
+    shown = page.make_up(photo, pixels=True)["pixels"]
+    assert shown.shape[:2] == (400, 300)
+    assert page.page.evaluate("tinybeauty.state.mode") == "faces"

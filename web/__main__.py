@@ -3,6 +3,7 @@
 Usage:
     python -m web                                  # http://127.0.0.1:8000/, model from artifacts/
     python -m web --artifacts DIR --port 8080
+    python -m web --bundle site/                   # copy the page + model for any static host
 
 The page (web/static) runs ``model/tinybeauty.onnx`` (the shipped int8 ONNX) with
 onnxruntime-web's wasm backend in the browser; ``?model=reference/tinybeauty_fp32.onnx`` picks
@@ -16,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from web.server import DETECTOR, SetupError, make_server, url_of
+from web.server import DETECTOR, SetupError, bundle, make_server, url_of
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +26,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="exported set (default: %(default)s)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8000, help="port, 0 for any free one (default: %(default)s)")
+    parser.add_argument("--bundle", type=Path, metavar="DIR",
+                        help="instead of serving, copy the page, onnxruntime-web's files, the detector and the model "
+                             "into DIR for a static host (which must send the COOP/COEP headers for threads)")
     args = parser.parse_args(argv)
+    if args.bundle:
+        try:
+            files = bundle(args.artifacts, args.bundle)
+        except SetupError as error:
+            print(error, file=sys.stderr)
+            return 2
+        print(f"wrote {len(files)} files ({sum(f.stat().st_size for f in files) / 1e6:.1f} MB) to {args.bundle}; "
+              "serve it with Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp")
+        return 0
     try:
         server = make_server(args.artifacts, args.host, args.port)
     except (SetupError, OSError) as error:

@@ -66,6 +66,28 @@ def resolve(url_path: str, artifacts: Path) -> Path | None:
     return None
 
 
+def bundle(artifacts: Path, out: Path, models: tuple[str, ...] = ("tinybeauty.onnx",)) -> list[Path]:
+    """Copy what the page needs into ``out`` with the URL layout the server uses, for any static
+    host: the page's files, ort/ (three files), detector/ and model/. The host must send the two
+    cross-origin isolation headers for multi-threaded wasm; without them the page runs on one
+    thread and says so."""
+    import shutil
+
+    check_runtime_installed()
+    files = {STATIC / name: out / name for name in sorted(p.name for p in STATIC.iterdir() if p.is_file())}
+    files |= {ORT_DIST / name: out / "ort" / name for name in ORT_FILES}
+    files |= {Path(artifacts) / name: out / "model" / name for name in (*models, *sorted(MODEL_FILES))}
+    if DETECTOR.is_file():
+        files[DETECTOR] = out / "detector" / DETECTOR.name
+    missing = [str(source) for source in files if not source.is_file()]
+    if missing:
+        raise SetupError(f"cannot bundle the page: {', '.join(missing)} missing (run `make export` / `make setup`)")
+    for source, target in files.items():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    return sorted(files.values())
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     server_version = "TinyBeautyWeb"
 
