@@ -307,3 +307,17 @@ def test_exif_rotated_phone_photo_comes_back_upright(page, tmp_path):
     shown = page.make_up(photo, pixels=True)["pixels"]
     assert shown.shape[:2] == (400, 300)
     assert page.page.evaluate("tinybeauty.state.mode") == "faces"
+
+
+def test_page_constants_are_apply_and_detector_constants(page):
+    """The page mirrors Python: the same face mask, strength range and detector input as apply."""
+    from apply.__main__ import FEATHER, MASK_CENTRE, MASK_RADII, MAX_STRENGTH
+    from train.faces import DETECTOR_SIZE
+
+    mirrored = page.page.evaluate("""async () => {
+        const makeup = await import('./makeup.mjs');
+        const faces = await import('./faces.mjs');
+        return {mask: makeup.MASK, strength: makeup.MAX_STRENGTH, detector: faces.DETECTOR_SIZE};
+    }""")
+    assert mirrored["mask"] == {"centre": list(MASK_CENTRE), "radii": list(MASK_RADII), "feather": FEATHER}
+    assert mirrored["strength"] == MAX_STRENGTH and mirrored["detector"] == DETECTOR_SIZE

@@ -4,7 +4,7 @@
 // feed photos through the same file input a person uses.
 import {alignFace, boxRegion, detectFaces, loadDetector} from './faces.mjs';
 import {
-  InputError, MAX_STRENGTH, clampBox, compose, decodePhoto, defaultBox, drawnCanvas, faceTensor, loadModel,
+  InputError, MASK, MAX_STRENGTH, clampBox, compose, decodePhoto, defaultBox, drawnCanvas, faceTensor, loadModel,
   pixelsOf, runModel, timeModel, wholePhoto,
 } from './makeup.mjs';
 
@@ -171,14 +171,14 @@ function drawOverlay() {
     context.strokeRect(0, 0, 1, 1);
     context.setLineDash([6 * line * unit, 4 * line * unit]);
     context.beginPath();
-    context.ellipse(0.5, 0.55, 0.36, 0.44, 0, 0, 2 * Math.PI);
+    context.ellipse(...MASK.centre, ...MASK.radii, 0, 0, 2 * Math.PI);
     context.stroke();
   }
   context.setTransform(1, 0, 0, 1, 0, 0);
 }
 
 // Runs `process` again when the box moves, never two at once: the last request wins.
-let pending = null;
+let pending = false;
 let running = false;
 async function reprocess() {
   pending = true;
