@@ -24,6 +24,10 @@ function setState(name) {
   document.body.dataset.state = name;
 }
 
+function setStatus(text) {
+  $('status').textContent = text;
+}
+
 function showMessage(text, kind = 'error') {
   const message = $('message');
   message.textContent = text;
@@ -35,6 +39,7 @@ function fail(error) {
   console.error(error);
   showMessage(error instanceof InputError ? error.message : `Something went wrong: ${error.message || error}`);
   setState('error');  // what was on screen stays there
+  setStatus('');
 }
 
 function formatBytes(bytes) {
@@ -48,8 +53,10 @@ async function init() {
     $('model-name').textContent = modelFile;
     showMessage(`The model could not be loaded: ${error.message}`);
     setState('error');
+    setStatus('');
     throw error;
   }
+  setStatus('Loading the face detector…');
   try {
     state.detector = await loadDetector('detector/face_detector.onnx');
   } catch (error) {
@@ -62,6 +69,7 @@ async function init() {
     (model.isolated ? '' : ' — not cross-origin isolated, so one thread only') +
     `; loaded in ${model.loadMs.toFixed(0)} ms`;
   setState('ready');
+  setStatus('Ready: choose or drop a photo.');
 }
 
 const ready = init();
@@ -73,11 +81,15 @@ async function openFile(file) {
   showMessage('');
   try {
     await ready;
+    setStatus(`Reading ${file.name || 'the photo'}…`);
     const canvas = await decodePhoto(file);
     setPhoto(canvas, file.name || 'photo');
+    setStatus('Finding faces…');
     await findFaces();
+    setStatus('Putting the makeup on…');
     await process();
     setState('done');
+    setStatus('Done.');
   } catch (error) {
     fail(error);
   }
@@ -300,6 +312,7 @@ function stopWebcam() {
   state.webcam.getTracks().forEach((track) => track.stop());
   state.webcam = null;
   $('webcam').textContent = 'Use the webcam';
+  setStatus('Webcam stopped.');
 }
 
 async function webcamLoop() {
@@ -327,6 +340,7 @@ $('webcam').addEventListener('click', async () => {
     video.srcObject = state.webcam;
     await video.play();
     $('webcam').textContent = 'Stop the webcam';
+    setStatus('Webcam: live (times below are per frame).');
     showMessage('');
     webcamLoop().catch(fail);
   } catch (error) {
