@@ -84,7 +84,8 @@ def test_server_sends_isolation_headers_and_only_its_files(served, artifacts):
     status, _, body = _get(served + "model/tinybeauty.onnx")
     assert status == 200 and body == (artifacts / "tinybeauty.onnx").read_bytes()
     for private in ("model/../manifest.json", "model/%2e%2e/tinybeauty.onnx", "model/reference/../../x.onnx",
-                    "ort/ort.all.min.mjs", "model/tinybeauty.pte", "../web/server.py", "server.py"):
+                    "ort/ort.all.min.mjs", "model/tinybeauty.pte", "../web/server.py", "server.py", "..", "%2e%2e",
+                    "..%2fserver.py", "%2e%2e%2f__init__.py"):
         assert _get(served + private)[0] == 404, private
 
 

@@ -61,8 +61,8 @@ def resolve(url_path: str, artifacts: Path) -> Path | None:
         allowed = candidate.suffix in MODEL_SUFFIXES or rest in MODEL_FILES
         return candidate if inside and allowed else None
     if "/" not in path.lstrip("/"):  # the page's own files, flat
-        candidate = STATIC / path.lstrip("/")
-        return candidate if candidate.parent == STATIC else None
+        candidate = (STATIC / path.lstrip("/")).resolve()
+        return candidate if candidate.parent == STATIC.resolve() else None
     return None
 
 
