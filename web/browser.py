@@ -19,10 +19,12 @@ import numpy as np
 from web.server import SetupError, serve_in_thread
 
 CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
-# Headless on a machine with no display and no internet: no GPU, no sandbox (root), and none of
-# the background connections that a closed network refuses.
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--disable-default-apps"]
+# Headless on a machine with no display and no internet: no GPU, no sandbox (root), shared
+# memory in /tmp (containers often give /dev/shm only 64 MB), and none of the background
+# connections that a closed network refuses.
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               "--disable-default-apps"]
 FINISHED = "['done', 'error'].includes(document.body.dataset.state)"
 
 
