@@ -139,3 +139,19 @@ def test_killed_run_leaves_loadable_checkpoints_and_resumes(synthetic_data, tmp_
     assert main(["--out", str(out), "--epochs", "4", "--resume"]) == 0
     assert not list(out.glob(".*.tmp"))  # leftovers cleaned on resume
     assert [int(r["epoch"]) for r in metric_rows(out)] == [1, 2, 3, 4]
+
+
+def test_learning_rate_is_held_while_the_network_adds_no_makeup():
+    """No plateau cut while validation PSNR sits at the no-makeup baseline; the usual cuts after."""
+    from train.trainer import step_plateau
+
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.Adam([weight], lr=5e-4)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=0)
+    stalled = {"val_loss": 0.02, "val_psnr": 31.0, "baseline_psnr": 31.0}
+    for _ in range(10):
+        assert not step_plateau(scheduler, stalled)
+    assert optimizer.param_groups[0]["lr"] == 5e-4
+    learning = {"val_loss": 0.01, "val_psnr": 33.0, "baseline_psnr": 31.0}
+    assert step_plateau(scheduler, learning) and step_plateau(scheduler, learning)  # the second does not improve
+    assert optimizer.param_groups[0]["lr"] == 2.5e-4

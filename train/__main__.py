@@ -317,7 +317,7 @@ def run(config: TrainConfig, given_names: set[str], dist_info: trainer.Distribut
                                           show_progress=dist_info.is_main and sys.stderr.isatty())
         metrics |= trainer.evaluate(model, val_loader, device, loss_weights)
         metrics["images_per_s"] *= dist_info.world_size
-        scheduler.step(metrics["val_loss"])
+        trainer.step_plateau(scheduler, metrics)
         metrics |= {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "epoch_s": time.perf_counter() - epoch_start}
         improved = {"best_loss": metrics["val_loss"] < state["best_val_loss"],
                     "best_psnr": metrics["val_psnr"] > state["best_val_psnr"]}
