@@ -122,7 +122,8 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, set[str]]:
     add("--l1-weight", type=float, help=f"weight of the L1 loss (default {defaults.l1_weight})")
     add("--eyeliner-weight", type=float, help=f"weight of the eyeliner loss (default {defaults.eyeliner_weight})")
     add("--plateau-factor", type=float, help=f"ReduceLROnPlateau factor (default {defaults.plateau_factor})")
-    add("--plateau-patience", type=int, help=f"ReduceLROnPlateau patience in epochs (default {defaults.plateau_patience})")
+    add("--plateau-patience", type=int, help=f"ReduceLROnPlateau patience in epochs, counted once validation PSNR "
+        f"is above the no-makeup baseline (default {defaults.plateau_patience})")
     add("--val-fraction", type=float, help=f"validation share of all pairs (default {defaults.val_fraction})")
     add("--test-fraction", type=float, help=f"held-out test share of all pairs, never used in training; 0 gives "
         f"the paper's 90/10 train/validation split (default {defaults.test_fraction})")
