@@ -14,9 +14,9 @@ Quality on the checkpoint's recorded splits: the held-out **test** split is the 
 validation split beside it. PSNR is the mean of per-image PSNR (the paper's convention), the
 pooled figure (one MSE over all pixels) beside it; SSIM; each artifact's PSNR against the
 PyTorch output; the no-makeup baseline (input vs target). The browser row runs the shipped
-ONNX in the web page in headless Chromium (onnxruntime-web, wasm; benchmark/browser.py). Latency per runtime at batch 1 and
-each thread count: median, p90, images/s, and the share of this machine's measured fp32 matmul
-peak. A format that cannot run here (Core ML off macOS) shows its stand-in check's figures,
+ONNX in the web page in headless Chromium (onnxruntime-web, wasm; benchmark/browser.py).
+Latency per runtime at batch 1 and each thread count: median, p90, images/s, and the share of
+this machine's measured fp32 matmul peak. A format that cannot run here (Core ML off macOS) shows its stand-in check's figures,
 marked, and no latency.
 
 Writes OUT/report.json (machine, versions, every figure), OUT/report.md (the table),

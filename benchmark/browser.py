@@ -36,6 +36,14 @@ def browser_row(artifacts: Path, manifest: dict, faces: dict[str, tuple[torch.Te
         with tempfile.TemporaryDirectory(prefix="tinybeauty_browser_") as folder:
             photos = {part: [write_face_png(face.numpy(), Path(folder) / f"{part}_{i:04d}.png")
                              for i, face in enumerate(source)] for part, (source, _) in faces.items()}
+            example = next(iter(photos.values()))[0]
+
+            def time_page(page: BrowserPage) -> None:
+                page.open(example)
+                figures = summarize(page.time_model(min_runs, min_seconds))
+                row["latency"][str(page.model_info["threads"])] = figures | {"session_ms": page.model_info["loadMs"]}
+
+            # onnxruntime-web's default thread count (about half the cores): quality and its latency
             with BrowserPage(artifacts, MODEL_FILE) as page:
                 page.set_mode("whole")  # aligned face crops, as `apply --aligned`
                 info = page.model_info
@@ -43,14 +51,11 @@ def browser_row(artifacts: Path, manifest: dict, faces: dict[str, tuple[torch.Te
                     log.info("browser: %d %s faces through the page", len(files), part)
                     outputs[part] = np.concatenate([page.make_up(path)["output"] for path in files])
                 version = page.browser_version
-            example = next(iter(photos.values()))[0]
-            # the report's thread counts, and onnxruntime-web's default (about half the cores) if not among them
-            for count in sorted(set(threads) | {info["threads"]}):
+                time_page(page)
+            for count in sorted(set(threads) - {info["threads"]}):  # the report's other thread counts
                 with BrowserPage(artifacts, MODEL_FILE, threads=count) as page:
                     page.set_mode("whole")
-                    page.open(example)
-                    row["latency"][str(count)] = summarize(page.time_model(min_runs, min_seconds))
-                    row["latency"][str(count)]["session_ms"] = page.model_info["loadMs"]
+                    time_page(page)
     except (BrowserUnavailable, PageError) as why:
         row["notes"] += [f"not run: {why}", "latency: not measured"]
         return row, {}

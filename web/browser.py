@@ -91,6 +91,10 @@ class BrowserPage:
             self.page.wait_for_function("document.body.dataset.state !== 'loading'", timeout=120_000)
             if self.state == "error":
                 raise PageError(self.message)
+            # The model's facts, read once: {bytes, size, threads, isolated, ortVersion, loadMs}
+            self.model_info = self.page.evaluate(
+                "(({bytes, size, threads, isolated, ortVersion, loadMs}) => "
+                "({bytes, size, threads, isolated, ortVersion, loadMs}))(tinybeauty.state.model)")
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -116,11 +120,6 @@ class BrowserPage:
         """The page's visible message ('' when none is shown)."""
         box = self.page.locator("#message")
         return box.inner_text() if box.is_visible() else ""
-
-    @property
-    def model_info(self) -> dict:
-        return self.page.evaluate("(({bytes, size, threads, isolated, ortVersion, loadMs}) => "
-                                  "({bytes, size, threads, isolated, ortVersion, loadMs}))(tinybeauty.state.model)")
 
     def open(self, photo: Path) -> str:
         """Give the page a file through its file input; returns its state when done ('done' or 'error')."""

@@ -70,14 +70,15 @@ class Converter:
         self.nodes.append(helper.make_node(op, inputs, [output], name=f"n{len(self.nodes)}", **attributes))
         return output
 
-    def activation(self, options, output: int, produced: str) -> None:
+    def fused(self, options, op: str, inputs: list[str], output: int, **attributes) -> None:
+        """An op with the tflite options' fused activation (none, or ReLU as its own node)."""
         kind = ACTIVATIONS.get(options.fusedActivationFunction, "unsupported")
         if kind == "unsupported":
             raise ValueError(f"fused activation {options.fusedActivationFunction} is not supported")
         if kind is None:
-            self.node("Identity", [produced], self.name(output))
+            self.node(op, inputs, self.name(output), **attributes)
         else:
-            self.node(kind, [produced], self.name(output))
+            self.node(kind, [self.node(op, inputs, f"pre{output}", **attributes)], self.name(output))
 
     def convert(self) -> onnx.ModelProto:
         (source,) = self.graph.inputs
@@ -118,12 +119,12 @@ class Converter:
             weight, group = kernel.transpose(3, 0, 1, 2), self.shape(inputs[0])[3]
         else:  # O x H x W x I -> O x I x H x W
             weight, group = kernel.transpose(0, 3, 1, 2), 1
-        produced = self.node(
-            "Conv", [self.name(inputs[0]), self.weight(f"w{outputs[0]}", weight), self.weight(f"b{outputs[0]}", bias)],
-            f"conv{outputs[0]}", group=group, kernel_shape=list(weight.shape[2:]),
-            strides=[options.strideH, options.strideW], dilations=[options.dilationHFactor, options.dilationWFactor],
+        self.fused(
+            options, "Conv",
+            [self.name(inputs[0]), self.weight(f"w{outputs[0]}", weight), self.weight(f"b{outputs[0]}", bias)],
+            outputs[0], group=group, kernel_shape=list(weight.shape[2:]), strides=[options.strideH, options.strideW],
+            dilations=[options.dilationHFactor, options.dilationWFactor],
             auto_pad="SAME_UPPER" if options.padding == SAME else "VALID")  # TF's SAME pads the end more
-        self.activation(options, outputs[0], produced)
 
     def op_conv_2d(self, inputs, outputs, options) -> None:
         self._conv(inputs, outputs, options, depthwise=False)
@@ -137,8 +138,7 @@ class Converter:
         self.node("Relu", [self.name(inputs[0])], self.name(outputs[0]))
 
     def op_add(self, inputs, outputs, options) -> None:
-        produced = self.node("Add", [self.name(i) for i in inputs], f"add{outputs[0]}")
-        self.activation(options, outputs[0], produced)
+        self.fused(options, "Add", [self.name(i) for i in inputs], outputs[0])
 
     def op_pad(self, inputs, outputs, options) -> None:
         pads = self.constant(inputs[1])[[0, 3, 1, 2]]  # NHWC rows -> NCHW
@@ -146,11 +146,9 @@ class Converter:
         self.node("Pad", [self.name(inputs[0]), onnx_pads], self.name(outputs[0]), mode="constant")
 
     def op_max_pool_2d(self, inputs, outputs, options) -> None:
-        produced = self.node("MaxPool", [self.name(inputs[0])], f"pool{outputs[0]}",
-                             kernel_shape=[options.filterHeight, options.filterWidth],
-                             strides=[options.strideH, options.strideW],
-                             auto_pad="SAME_UPPER" if options.padding == SAME else "VALID")
-        self.activation(options, outputs[0], produced)
+        self.fused(options, "MaxPool", [self.name(inputs[0])], outputs[0],
+                   kernel_shape=[options.filterHeight, options.filterWidth], strides=[options.strideH, options.strideW],
+                   auto_pad="SAME_UPPER" if options.padding == SAME else "VALID")
 
     def op_resize_bilinear(self, inputs, outputs, options) -> None:
         height, width = (int(v) for v in self.constant(inputs[1]))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import http.server
 import mimetypes
+import shutil
 import threading
 from functools import partial
 from pathlib import Path
@@ -46,7 +47,7 @@ def check_runtime_installed() -> None:
 
 
 def resolve(url_path: str, artifacts: Path) -> Path | None:
-    """The file a URL path names, or None: nothing outside the three served folders is reachable."""
+    """The file a URL path names, or None: nothing outside the four served places is reachable."""
     path = unquote(urlsplit(url_path).path)
     if path in ("/", "/index.html"):
         return STATIC / "index.html"
@@ -71,8 +72,6 @@ def bundle(artifacts: Path, out: Path, models: tuple[str, ...] = ("tinybeauty.on
     host: the page's files, ort/ (three files), detector/ and model/. The host must send the two
     cross-origin isolation headers for multi-threaded wasm; without them the page runs on one
     thread and says so."""
-    import shutil
-
     check_runtime_installed()
     files = {STATIC / name: out / name for name in sorted(p.name for p in STATIC.iterdir() if p.is_file())}
     files |= {ORT_DIST / name: out / "ort" / name for name in ORT_FILES}
