@@ -6,9 +6,9 @@ Usage:
     python -m apply --model tinybeauty_model/tinybeauty_best_psnr.pt crops/*.png --out out/ --aligned
 
 For each photo (turned upright by its EXIF orientation): every face is detected with its
-landmarks (BlazeFace, train/faces.py), aligned to the FFHQ-style crop the model was trained on
-(a similarity transform from the eyes and the mouth), and run through the model at its size
-(256x256). The residual it adds is warped back with the inverse transform and blended through
+landmarks (BlazeFace, faces/), aligned to the FFHQ-style crop the model was trained on
+(a similarity transform from the eyes and the mouth), and run through the model at the size
+the file records (256x256 for the shipped files). The residual it adds is warped back with the inverse transform and blended through
 a feathered face mask: ``photo + strength x mask x residual``. Pixels outside the faces keep
 their exact values; the photo keeps its size, and its mode (RGBA keeps its alpha; greyscale
 becomes RGB, since makeup adds colour). ``--aligned`` skips detection for photos that already
@@ -33,12 +33,17 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from export.common import Runner, RuntimeUnavailable, silence_known_noise
-from export.formats import ModelFileError, load_runner
+from export.runtime import (
+    ModelFileError,
+    Runner,
+    RuntimeUnavailable,
+    load_model,
+    silence_known_noise,
+)
+from faces import Alignment, DetectorUnavailable, FaceDetector
 from models.atomic import atomic_path
 from models.checkpoint import CheckpointError
-from train.data import DataError, open_image
-from train.faces import Alignment, DetectorUnavailable, FaceDetector
+from models.data import DataError, open_photo
 
 log = logging.getLogger("apply")
 
@@ -112,10 +117,8 @@ def made_up_aligned(runner: Runner, photo: torch.Tensor, model_size: int, streng
 def apply_to_file(runner: Runner, detector: FaceDetector | None, path: Path, out_dir: Path, model_size: int,
                   strength: float, side_by_side: bool) -> tuple[list[Path], int]:
     """Returns (files written, faces made up). Raises DataError / NoFaceFound before writing anything."""
-    image = open_image(path, None)  # upright by EXIF
-    has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
-    image = image.convert("RGBA" if has_alpha else "RGB")
-    alpha = image.getchannel("A") if has_alpha else None
+    image = open_photo(path)  # upright by EXIF, 8 bits per channel, RGB or RGBA
+    alpha = image.getchannel("A") if image.mode == "RGBA" else None
     rgb = image.convert("RGB")
     original = np.asarray(rgb)
     photo = torch.from_numpy(original.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
@@ -167,13 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strength", type=strength_value, default=1.0,
                         help=f"face + strength x residual, 0 to {MAX_STRENGTH} (default: %(default)s)")
     parser.add_argument("--aligned", action="store_true", help="the photos are aligned face crops: no detection")
-    parser.add_argument("--model-size", type=int, default=256, help="the model's input size (default: %(default)s)")
     parser.add_argument("--side-by-side", action="store_true", help="also write a before | after image")
     args = parser.parse_args(argv)
     silence_known_noise()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        runner, runtime = load_runner(args.model)
+        model = load_model(args.model)
         detector = None if args.aligned else FaceDetector()
     except (RuntimeUnavailable, CheckpointError, ModelFileError, DetectorUnavailable, FileNotFoundError) as error:
         log.error("cannot use %s: %s", args.model, error)
@@ -182,14 +184,14 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for index, path in enumerate(args.images, start=1):
         try:
-            written, faces = apply_to_file(runner, detector, path, args.out, args.model_size, args.strength,
-                                           args.side_by_side)
+            written, faces = apply_to_file(model.runner, detector, path, args.out, model.image_size,
+                                           args.strength, args.side_by_side)
             what = "aligned crop" if args.aligned else f"{faces} face{'s' if faces != 1 else ''}"
             log.info("[%d/%d] %s (%s) -> %s", index, len(args.images), path, what, ", ".join(map(str, written)))
         except (DataError, NoFaceFound, OSError) as error:
             failed += 1
             log.error("[%d/%d] skipped %s: %s", index, len(args.images), path, error)
-    log.info("%d of %d photos done with %s (%s)", len(args.images) - failed, len(args.images), args.model, runtime)
+    log.info("%d of %d photos done with %s (%s)", len(args.images) - failed, len(args.images), args.model, model.runtime)
     return 1 if failed else 0
 
 

@@ -42,17 +42,22 @@ import torch
 from benchmark.browser import browser_row
 from benchmark.latency import available_cores, measure_latency, peak_gflops
 from benchmark.report import write_reports
-from export.common import RuntimeUnavailable, run_in_batches_of_one, silence_known_noise
-from export.formats import BY_NAME, pytorch_runner
+from export.formats import BY_NAME
 from export.manifest import ManifestError, check_source_checkpoint, read_manifest
+from export.runtime import (
+    RuntimeUnavailable,
+    pytorch_runner,
+    run_in_batches_of_one,
+    silence_known_noise,
+)
 from models.checkpoint import CheckpointError, checkpoint_split, load_checkpoint
+from models.data import DataError, faces_as_tensors, load_split
+from models.gates import MAX_PSNR_DROP_DB, QUALITY_BAR_DB
 from models.metrics import mean_psnr_db, psnr_db, ssim
 from models.tinybeauty import count_macs, count_parameters
-from train.data import DataError, faces_as_tensors, load_split
 
 log = logging.getLogger("benchmark")
 
-EMBEDDED_MIN_PSNR_DB = 34.0
 RUNTIME_PACKAGES = ("torch", "onnxruntime", "playwright", "onnx", "coremltools", "executorch", "ai-edge-litert", "litert-torch", "numpy")
 SPLIT_LABELS = {"test": "test (held out)", "val": "validation"}
 
@@ -71,9 +76,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--min-seconds", type=float, default=2.0, help="latency seconds per measurement, at least (default: %(default)s)")
     parser.add_argument("--no-browser", action="store_true",
                         help="leave out the browser row (the page in headless Chromium, ~10-60 s)")
-    parser.add_argument("--max-drop", type=float, default=0.5, help="gate: largest dB below PyTorch on truth (default: %(default)s)")
+    parser.add_argument("--max-drop", type=float, default=MAX_PSNR_DROP_DB, help="gate: largest dB below PyTorch on truth (default: %(default)s)")
     parser.add_argument("--min-psnr", type=float, default=None,
-                        help=f"gate: lowest PSNR vs truth, dB (default: {EMBEDDED_MIN_PSNR_DB} on the built-in data, none otherwise)")
+                        help=f"gate: lowest PSNR vs truth, dB (default: {QUALITY_BAR_DB} on the built-in data, none otherwise)")
     return parser.parse_args(argv)
 
 
@@ -170,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     headline = next(iter(faces))
     train_config = checkpoint.get("train_config", {})
     embedded = not train_config.get("data")
-    min_psnr = args.min_psnr if args.min_psnr is not None else (EMBEDDED_MIN_PSNR_DB if embedded else None)
+    min_psnr = args.min_psnr if args.min_psnr is not None else (QUALITY_BAR_DB if embedded else None)
     threads = args.threads or sorted({1, available_cores()})
     log.info("scoring on %s; headline: %s; latency at %s thread(s)",
              ", ".join(f"{len(target)} {SPLIT_LABELS[part]} pairs" for part, (_, target) in faces.items()),

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from models.atomic import atomic_path, save_figure, write_text
+from models.gates import SIZE_BUDGET_BYTES
 
 
 def _fmt_latency(row: dict, threads: str) -> str:
@@ -92,7 +93,8 @@ def plot(report: dict, path: Path) -> Path:
     ax_lat.legend()
     sizes = [(r["bytes"] or 0) / 1000 for r in rows]
     ax_size.bar(names, sizes, color=["tab:gray" if not r.get("shipped") else "tab:green" for r in rows])
-    ax_size.axhline(100, color="red", ls="--", lw=1, label="100 KB budget (shipped files)")
+    ax_size.axhline(SIZE_BUDGET_BYTES / 1000, color="red", ls="--", lw=1,
+                    label=f"{SIZE_BUDGET_BYTES / 1000:.0f} KB budget (shipped files)")
     ax_size.set(ylabel="KB on disk", title="size (grey = not shipped)")
     ax_size.tick_params(axis="x", rotation=20)
     ax_size.legend()
@@ -118,7 +120,7 @@ def plot_size_quality(report: dict, path: Path) -> Path | None:
         for step in steps:
             ax.annotate(step["bits"], (step["bytes"] / 1000, step["drop_db"]), fontsize=7, rotation=20,
                         xytext=(3, 3), textcoords="offset points")
-    ax.axvline(100, color="red", ls="--", lw=1, label="100 KB budget")
+    ax.axvline(SIZE_BUDGET_BYTES / 1000, color="red", ls="--", lw=1, label=f"{SIZE_BUDGET_BYTES / 1000:.0f} KB budget")
     ax.set(xlabel="KB on disk", ylabel="dB below PyTorch (stand-in, validation faces)",
            title="Core ML ML Program: bits per layer, size vs quality (search path)")
     ax.invert_xaxis()

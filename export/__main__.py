@@ -35,26 +35,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.common import (
-    DEFAULT_BUDGET_BYTES,
-    DEFAULT_MAX_PSNR_DROP_DB,
-    ExportInputs,
-    ExportMeta,
-    RuntimeUnavailable,
-    git_commit,
-    parity,
-    run_in_batches_of_one,
-    silence_known_noise,
-    staging_dir,
-)
+from export.common import ExportInputs, ExportMeta, git_commit, parity, staging_dir
 from export.formats import BY_NAME, FORMATS, ExportFormat
 from export.manifest import MANIFEST
 from export.rescale import equalize_skips
+from export.runtime import RuntimeUnavailable, run_in_batches_of_one, silence_known_noise
 from models.atomic import replace_directory, sha256_file, sha256_tree, tree_bytes, write_text
 from models.checkpoint import CheckpointError, checkpoint_split, load_checkpoint
+from models.data import DataError, faces_as_tensors, load_split
+from models.gates import MAX_PSNR_DROP_DB, SIZE_BUDGET_BYTES
 from models.metrics import psnr_db
 from models.tinybeauty import TinyBeauty
-from train.data import DataError, faces_as_tensors, load_split
 
 log = logging.getLogger("export")
 
@@ -68,9 +59,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data", help="where the checkpoint's data lives now, if it moved (default: the recorded folder)")
     parser.add_argument("--formats", nargs="+", choices=sorted(BY_NAME), default=[f.name for f in FORMATS],
                         help="formats to export (default: all)")
-    parser.add_argument("--budget-bytes", type=int, default=DEFAULT_BUDGET_BYTES,
+    parser.add_argument("--budget-bytes", type=int, default=SIZE_BUDGET_BYTES,
                         help="size limit of every shipped file (default: %(default)s)")
-    parser.add_argument("--max-psnr-drop", type=float, default=DEFAULT_MAX_PSNR_DROP_DB,
+    parser.add_argument("--max-psnr-drop", type=float, default=MAX_PSNR_DROP_DB,
                         help="largest ground-truth PSNR loss vs PyTorch, dB (default: %(default)s)")
     parser.add_argument("--calibration-images", type=int, default=64,
                         help="training faces for int8 calibration (default: %(default)s)")

@@ -1,9 +1,11 @@
-"""What every exporter shares: the I/O contract, provenance, inputs, and the parity check."""
+"""What every exporter shares: the I/O contract, provenance, inputs, and the parity check.
+
+Running a file (the runner type, loading any file by its suffix) is ``export/runtime.py``."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import subprocess
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,11 +16,14 @@ from models.metrics import psnr_db
 
 INPUT_NAME = "face"
 OUTPUT_NAME = "made_up"
-DEFAULT_BUDGET_BYTES = 100_000
-DEFAULT_MAX_PSNR_DROP_DB = 0.5
 
-# A runner takes N x 3 x H x W float32 in [0, 1] and returns the made-up faces, same layout.
-Runner = Callable[[np.ndarray], np.ndarray]
+
+def package_version() -> str:
+    """The installed tinybeauty package's version (pyproject.toml is its one source)."""
+    try:
+        return importlib.metadata.version("tinybeauty")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
 
 
 class FloatResidualAdd(torch.nn.Module):
@@ -31,10 +36,6 @@ class FloatResidualAdd(torch.nn.Module):
 
     def forward(self, face: torch.Tensor) -> torch.Tensor:
         return torch.clamp(face + self.residual(face), 0.0, 1.0)
-
-
-class RuntimeUnavailable(RuntimeError):
-    """The artifact's runtime cannot run on this machine (e.g. Core ML prediction off macOS)."""
 
 
 @dataclass
@@ -60,7 +61,7 @@ class ExportMeta:
     git_commit: str
     val_psnr_db: float
     image_size: int
-    version: str = "0.1.0"
+    version: str = field(default_factory=package_version)
     author: str = "TinyBeauty developers"
     license: str = "MIT"
     description: str = ("TinyBeauty makeup transfer: adds one learned makeup style to an aligned face "
@@ -83,6 +84,7 @@ class ExportMeta:
             "tinybeauty.checkpoint_sha256": self.checkpoint_sha256,
             "tinybeauty.git_commit": self.git_commit,
             "tinybeauty.val_psnr_db": f"{self.val_psnr_db:.3f}",
+            "tinybeauty.image_size": str(self.image_size),
             "tinybeauty.input": self.io_spec(INPUT_NAME),
             "tinybeauty.output": self.io_spec(OUTPUT_NAME),
             **{f"tinybeauty.{k}": str(v) for k, v in self.extra.items()},
@@ -103,11 +105,6 @@ def git_commit() -> str:
         return "unknown"
 
 
-def run_in_batches_of_one(runner: Runner, faces: np.ndarray) -> np.ndarray:
-    """Artifacts are exported for batch 1, as a phone runs them."""
-    return np.concatenate([runner(faces[i:i + 1]) for i in range(len(faces))], axis=0)
-
-
 def parity(made_up: np.ndarray | torch.Tensor, reference: torch.Tensor, target: torch.Tensor) -> dict:
     """PSNR of an artifact's output against the fp32 PyTorch output and against ground truth."""
     made_up = torch.as_tensor(np.asarray(made_up, dtype=np.float32))
@@ -119,22 +116,3 @@ def staging_dir(out_dir: Path) -> Path:
     so that the whole set can replace ``out_dir`` in one step)."""
     out_dir = Path(out_dir)
     return out_dir.parent / f".{out_dir.name}.staging"
-
-
-# Messages understood and harmless here, kept out of the reports (each seen on this toolchain):
-# torch's own exporter trips its pytree deprecation; coremltools announces at import that it has no
-# macOS runtime, has not been tested with this torch, and disables its scikit-learn converter (unused);
-# torchao finds no CUDA kernels nor Triton on a CPU machine, and registers an Enum the old way.
-QUIET_WARNINGS = ((r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning),)
-QUIET_LOGGERS = ("coremltools", "torchao", "torch.utils._pytree")
-
-
-def silence_known_noise() -> None:
-    """Call before the converters are imported. Real warnings still show."""
-    import logging
-    import warnings
-
-    for message, category in QUIET_WARNINGS:
-        warnings.filterwarnings("ignore", message=message, category=category)
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)

@@ -29,9 +29,8 @@ from export.common import (
     OUTPUT_NAME,
     ExportInputs,
     ExportMeta,
-    Runner,
-    RuntimeUnavailable,
 )
+from export.runtime import Runner, RuntimeUnavailable
 from models.tinybeauty import TinyBeauty
 
 log = logging.getLogger(__name__)

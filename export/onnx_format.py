@@ -16,7 +16,8 @@ import numpy as np
 import onnx
 import torch
 
-from export.common import INPUT_NAME, OUTPUT_NAME, ExportInputs, ExportMeta, Runner
+from export.common import INPUT_NAME, OUTPUT_NAME, ExportInputs, ExportMeta
+from export.runtime import Runner
 from models.tinybeauty import TinyBeauty
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from export.common import ExportInputs, ExportMeta, FloatResidualAdd, Runner
+from export.common import ExportInputs, ExportMeta, FloatResidualAdd
+from export.runtime import Runner
 from models.atomic import atomic_path
 from models.tinybeauty import TinyBeauty
 

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.common import ExportInputs, ExportMeta, FloatResidualAdd, Runner, RuntimeUnavailable
+from export.common import ExportInputs, ExportMeta, FloatResidualAdd
+from export.runtime import Runner, RuntimeUnavailable
 from models.tinybeauty import TinyBeauty
 
 METADATA_NAME = "tinybeauty"

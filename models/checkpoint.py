@@ -4,7 +4,7 @@ Layout: ``{"model": state_dict, "model_config": dict, "optimizer": state_dict | 
 "scheduler": state_dict | None, "epoch": int, "best_val_psnr": float, "best_val_loss": float,
 "val_psnr": float, "baseline_psnr": float, "train_config": dict, "split": dict,
 "format": CHECKPOINT_FORMAT}``. ``split`` is the train / validation / test record of
-``train.data.split_record`` (file names and content hashes) that resume, export and benchmark
+``models.data.split_record`` (file names and content hashes) that resume, export and benchmark
 use as it is. Everything loads with ``torch.load(path, weights_only=True)``.
 """
 

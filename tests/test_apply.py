@@ -10,8 +10,6 @@ from skimage import data as skimage_data
 from apply.__main__ import main as apply_main
 from export.formats import FORMATS
 
-MODEL_SIZE = "64"  # the test checkpoint's size
-
 
 @pytest.fixture(scope="module")
 def astronaut():
@@ -25,7 +23,7 @@ def info_logs(caplog):
 
 
 def run_apply(model, photos, out, *extra):
-    return apply_main(["--model", str(model), *map(str, photos), "--out", str(out), "--model-size", MODEL_SIZE,
+    return apply_main(["--model", str(model), *map(str, photos), "--out", str(out),
                        *extra])
 
 
@@ -104,7 +102,7 @@ def test_aligned_keeps_size_and_mode(artifacts, tmp_path, model):
     gray = tmp_path / "gray.jpg"
     Image.fromarray(pixels[..., 0], "L").save(gray)
     out = tmp_path / "out"
-    assert apply_main(["--model", str(artifacts / model), str(rgba), str(gray), "--out", str(out), "--model-size", "64",
+    assert apply_main(["--model", str(artifacts / model), str(rgba), str(gray), "--out", str(out),
                        "--side-by-side", "--aligned"]) == 0
     made_up = Image.open(out / "odd_rgba_makeup.png")
     assert made_up.size == (93, 77) and made_up.mode == "RGBA"
@@ -120,7 +118,7 @@ def test_apply_bad_file_among_good(artifacts, checkpoint, tmp_path, caplog):
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")
     out = tmp_path / "out"
-    code = apply_main(["--model", str(checkpoint), str(bad), str(good), "--out", str(out), "--model-size", "64",
+    code = apply_main(["--model", str(checkpoint), str(bad), str(good), "--out", str(out),
                        "--aligned"])
     assert code == 1
     assert (out / "good_makeup.png").is_file() and not (out / "bad_makeup.png").exists()

@@ -5,9 +5,10 @@ import pytest
 import torch
 from PIL import Image
 
+from models import data as models_data
+from models.data import DataError
 from models.metrics import psnr_db
-from train import data as data_module
-from train.data import DataError, PairDataset, discover_pairs, load_pairs, split_indices
+from train.data import PairDataset, discover_pairs, load_pairs, split_indices
 from train.synthetic import LABELS, render_pair
 
 
@@ -124,7 +125,7 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path, monkeypatch):
     make_layout(tmp_path, names=("a", "b"))
     write_image(tmp_path / "source" / "b.png", size=(300, 300))
     write_image(tmp_path / "target" / "b.png", size=(300, 300))
-    monkeypatch.setattr(data_module, "MAX_IMAGE_PIXELS", 50_000)  # 300x300 = 90,000 pixels
+    monkeypatch.setattr(models_data, "MAX_IMAGE_PIXELS", 50_000)  # 300x300 = 90,000 pixels
     decoded = []
     monkeypatch.setattr(Image.Image, "load", lambda self, *a: decoded.append(self.size) or None)
     with pytest.raises(DataError, match="over the 50,000-pixel limit"):
@@ -207,7 +208,7 @@ def test_exif_orientation_is_applied(tmp_path):
         exif = image.getexif()
         exif[0x0112] = 6  # orientation 6: display rotated 90 degrees clockwise -> portrait 20 x 40
         image.save(tmp_path / folder / "b.jpg", exif=exif, quality=95)
-    from train.data import open_image
+    from models.data import open_image
 
     upright = open_image(tmp_path / "source" / "b.jpg", "RGB")
     assert upright.size == (20, 40)  # portrait, as a phone shows it
@@ -215,7 +216,7 @@ def test_exif_orientation_is_applied(tmp_path):
 
 
 def test_recorded_split_is_loaded_exactly_and_checked(tmp_path):
-    from train.data import load_split, split_record
+    from models.data import load_split, split_record
 
     make_layout(tmp_path, names=[f"p{i}" for i in range(10)])
     cache = load_pairs(tmp_path, 32)

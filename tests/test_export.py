@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from export.__main__ import main as export_main
-from export.common import RuntimeUnavailable
 from export.formats import BY_NAME, FORMATS
+from export.runtime import RuntimeUnavailable
 from models.atomic import sha256_tree, tree_bytes
 from models.checkpoint import CheckpointError, load_checkpoint
 

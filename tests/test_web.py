@@ -17,7 +17,7 @@ from PIL import Image
 
 from export.formats import BY_NAME
 from models.checkpoint import checkpoint_split, load_checkpoint
-from train.data import faces_as_tensors, load_split
+from models.data import faces_as_tensors, load_split
 from web.browser import (
     LAUNCH_ARGS,
     BrowserPage,
@@ -154,7 +154,7 @@ def strong_model(tmp_path_factory):
 
 def test_page_finds_and_makes_up_faces_as_apply_does(served, strong_model, scene, tmp_path):
     from apply.__main__ import main as apply_main
-    from train.faces import Alignment, FaceDetector
+    from faces import Alignment, FaceDetector
 
     _need(find_chromium)
     photo = np.asarray(Image.open(scene).convert("RGB"))
@@ -313,7 +313,7 @@ def test_exif_rotated_phone_photo_comes_back_upright(page, tmp_path):
 def test_page_constants_are_apply_and_detector_constants(page):
     """The page mirrors Python: the same face mask, strength range and detector input as apply."""
     from apply.__main__ import FEATHER, MASK_CENTRE, MASK_RADII, MAX_STRENGTH
-    from train.faces import DETECTOR_SIZE
+    from faces import DETECTOR_SIZE
 
     mirrored = page.page.evaluate("""async () => {
         const makeup = await import('./makeup.mjs');

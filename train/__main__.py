@@ -46,17 +46,15 @@ from models.checkpoint import (
     save_checkpoint,
     unwrap_model,
 )
+from models.data import DataError, PairCache, split_record
 from models.tinybeauty import INPUT_MULTIPLE, VARIANTS, build_model, describe
 from train import trainer
 from train.data import (
     EYE_MASK_SOURCES,
-    DataError,
-    PairCache,
     PairDataset,
     load_pairs,
-    load_split,
+    load_split_for_training,
     split_indices,
-    split_record,
 )
 from train.synthetic import write_dataset
 
@@ -227,7 +225,7 @@ def resume_data(split: dict) -> tuple[PairCache, dict[str, np.ndarray]]:
     """The recorded training and validation pairs with their eye masks, content hashes checked
     (training never reads the test split)."""
     names = ("train", "val")
-    parts = [load_split(split, part, origin="this run started", eye_masks=True) for part in names]
+    parts = [load_split_for_training(split, part) for part in names]
     offsets = np.cumsum([0] + [len(part) for part in parts])
     merged = PairCache(
         [p for part in parts for p in part.pairs], [h for part in parts for h in part.hashes],

@@ -10,49 +10,50 @@ For 2 and 3, optional face-parsing label maps live in ``DIR/mask/NAME.png`` (LaP
 convention: 4 and 5 are the eyes). Pairs match by file stem, so ``a.jpg`` pairs with ``a.png``.
 
 Every file is checked before any training starts; problems raise :class:`DataError` with
-the file and the fix. Images are decoded once (EXIF orientation applied), resized to
-``image_size`` and kept as uint8, each pair with a content hash.
+the file and the fix. Images are decoded once (``models/data.py``: the reading every stage
+shares), resized to ``image_size`` and kept as uint8, each pair with a content hash, beside
+the eye mask the eyeliner loss weights by.
 
-The split (train / validation / test) is made once, by seed, when training starts, and
-recorded in every checkpoint (:func:`split_record`: file names and content hashes). Resume,
-export and benchmark load exactly that record (:func:`load_split`), never a split recomputed
-from what is on disk now.
+The split (train / validation / test) is made here once, by seed, when training starts; its
+record and how it is read back live in ``models/data.py`` (the contract export and benchmark
+read too).
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 import math
-import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
-from tqdm import tqdm
+from PIL import Image, ImageFilter
 
-from models.atomic import sha256_file, write_text
+from models.atomic import write_text
+from models.data import (
+    EYE_LABELS,
+    IMAGE_SUFFIXES,
+    SPLITS,
+    DataError,
+    Pair,
+    PairCache,
+    decode_pairs,
+    read_label_map,
+    split_pairs,
+    unmatched_message,
+)
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 LAYOUTS = (("source", "target"), ("non-makeup", "makeup"))
-EYE_LABELS = (4, 5)  # LaPa / MT face parsing
-# Refuse images above this many pixels before decoding them (decompression bombs). 8K x 8K
-# is far beyond any face crop; PIL's own limit would only warn below 2x its default.
-MAX_IMAGE_PIXELS = 64_000_000
 
 # Without label maps: where the eyes are on an FFHQ-aligned face (fractions of the image).
 # FFHQ's alignment puts the eye centres near y = 0.47 and x = 0.37 / 0.63 at 1024 px; the band
 # covers both eyes with brows and lids and fades out over a few pixels.
 EYE_BAND = {"top": 0.30, "bottom": 0.56, "left": 0.18, "right": 0.82}
-SPLITS = ("train", "val", "test")
 # Where the eye mask comes from: face-parsing label maps, face landmarks (BlazeFace, detected once
 # per source image and cached in DIR/.tinybeauty_landmarks.json), or the fixed band. "auto":
 # labels when the dataset has them, else landmarks, else the band.
@@ -61,19 +62,6 @@ LANDMARK_CACHE = ".tinybeauty_landmarks.json"
 # Eye region around a detected eye centre, in eye distances: wide enough for lids, liner and its
 # wing, as the grown label masks are (measured on the synthetic faces' labels).
 EYE_RADII = (0.42, 0.28)
-SPLIT_FORMAT = "tinybeauty-split-v1"
-
-
-class DataError(ValueError):
-    """Bad training data. The message names the file and says what to do."""
-
-
-@dataclass(frozen=True)
-class Pair:
-    name: str
-    source: Path
-    target: Path
-    mask: Path | None = None
 
 
 def _images_by_stem(folder: Path) -> dict[str, Path]:
@@ -87,11 +75,6 @@ def _images_by_stem(folder: Path) -> dict[str, Path]:
                             "so keep one of them (delete or rename the other)")
         found[path.stem] = path
     return found
-
-
-def _unmatched_message(label: str, names: list[str]) -> str:
-    shown = ", ".join(names[:20]) + (f" ... (+{len(names) - 20} more)" if len(names) > 20 else "")
-    return f"{len(names)} {label}: {shown}"
 
 
 def discover_pairs(root: Path) -> list[Pair]:
@@ -119,16 +102,16 @@ def _pairs_from_folders(root: Path, source_dir: Path, target_dir: Path) -> list[
     if missing_target or missing_source:
         problems = []
         if missing_target:
-            problems.append(_unmatched_message(f"images in {source_dir} have no match in {target_dir}", missing_target))
+            problems.append(unmatched_message(f"images in {source_dir} have no match in {target_dir}", missing_target))
         if missing_source:
-            problems.append(_unmatched_message(f"images in {target_dir} have no match in {source_dir}", missing_source))
+            problems.append(unmatched_message(f"images in {target_dir} have no match in {source_dir}", missing_source))
         raise DataError("unmatched names; every source needs a same-named target. " + "; ".join(problems))
     mask_dir = root / "mask"
     masks = _images_by_stem(mask_dir) if mask_dir.is_dir() else {}
     if masks:
         missing_mask = sorted(set(sources) - set(masks))
         if missing_mask:
-            raise DataError(_unmatched_message(f"images have no label map in {mask_dir} (add them, or remove "
+            raise DataError(unmatched_message(f"images have no label map in {mask_dir} (add them, or remove "
                                                "the mask folder to use the fixed eye band)", missing_mask))
     return [Pair(name, sources[name], targets[name], masks.get(name)) for name in sorted(sources)]
 
@@ -154,45 +137,8 @@ def _pairs_from_manifest(root: Path, manifest: Path) -> list[Pair]:
         first_line[name] = line
         pairs.append(Pair(name, paths["source"], paths["target"], paths.get("mask")))
     if missing:
-        raise DataError(_unmatched_message(f"files listed in {manifest} do not exist (fix the paths, relative to {root})", missing))
+        raise DataError(unmatched_message(f"files listed in {manifest} do not exist (fix the paths, relative to {root})", missing))
     return pairs
-
-
-def open_image(path: Path, mode: str | None) -> Image.Image:
-    """Open, refuse oversized images before decoding, decode, turn upright by the EXIF
-    orientation (a phone portrait stored sideways), convert (unless mode is None).
-
-    Errors are DataError naming the file."""
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            if width * height > MAX_IMAGE_PIXELS:
-                raise DataError(f"{path} is {width}x{height} ({width * height:,} pixels), over the "
-                                f"{MAX_IMAGE_PIXELS:,}-pixel limit; resize it (faces need ~512 px)")
-            image.load()
-            upright = ImageOps.exif_transpose(image)  # a copy, EXIF orientation applied
-            return upright.convert(mode) if mode and upright.mode != mode else upright
-    except DataError:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise DataError(f"{path} is not a readable image ({error}); replace or delete it") from error
-
-
-def read_label_map(path: Path) -> np.ndarray:
-    """A face-parsing label map as its label indices (H x W ints).
-
-    Palette (``P``) images hold indices with a colour table: their indices are the labels, not
-    their colours' brightness. Greyscale and 16/32-bit maps hold labels directly; an RGB map is
-    accepted only when its three channels agree."""
-    image = open_image(path, None)
-    labels = np.asarray(image)
-    if image.mode in ("RGB", "RGBA", "LA"):
-        channels = labels[..., :3] if image.mode != "LA" else labels[..., :1]
-        if not (channels == channels[..., :1]).all():
-            raise DataError(f"{path} is a colour image, not a label map; save the labels as a single-channel "
-                            "(L or P mode) PNG whose pixel values are the LaPa/MT label numbers")
-        labels = channels[..., 0]
-    return np.asarray(labels)
 
 
 def eye_mask_from_labels(labels: np.ndarray, size: int) -> np.ndarray:
@@ -213,36 +159,6 @@ def fixed_eye_band(size: int) -> np.ndarray:
 
     band = ramp(EYE_BAND["top"], EYE_BAND["bottom"])[:, None] * ramp(EYE_BAND["left"], EYE_BAND["right"])[None, :]
     return (band * 255).astype(np.uint8)
-
-
-@dataclass
-class PairCache:
-    """Pairs decoded once: uint8 arrays of N x S x S x 3 (images) and N x S x S (eye masks),
-    with the pairs and their content hashes (:func:`pair_sha256`)."""
-
-    pairs: list[Pair]
-    hashes: list[str]
-    sources: np.ndarray
-    targets: np.ndarray
-    eye_masks: np.ndarray
-    eye_mask: str  # labels, landmarks or band
-
-    @property
-    def names(self) -> list[str]:
-        return [pair.name for pair in self.pairs]
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-
-def file_hashes(pair: Pair) -> list[str]:
-    """sha256 of the source, the target and (if any) the label map, in that order."""
-    return [sha256_file(path) for path in (pair.source, pair.target, pair.mask) if path is not None]
-
-
-def pair_sha256(file_shas: list[str]) -> str:
-    """One content hash per pair, over its files' hashes (:func:`file_hashes`)."""
-    return hashlib.sha256("".join(file_shas).encode()).hexdigest()
 
 
 def eye_mask_from_landmarks(points: list[float], source_size: tuple[int, int], size: int) -> np.ndarray:
@@ -268,7 +184,7 @@ class LandmarkCache:
     by the file's sha256 (a changed file is detected again). ``None``: no face found."""
 
     def __init__(self, root: Path):
-        from train.faces import FaceDetector
+        from faces import FaceDetector
 
         self.path = Path(root) / LANDMARK_CACHE
         try:
@@ -298,25 +214,23 @@ class LandmarkCache:
             log.warning("could not cache landmarks in %s (%s); they will be detected again next time", self.path, error)
 
 
-def _load_pair(pair: Pair, size: int, eye_mask: str, landmarks: LandmarkCache | None = None,
-               source_sha256: str = "") -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    source, target = open_image(pair.source, "RGB"), open_image(pair.target, "RGB")
-    if source.size != target.size:
-        raise DataError(f"{pair.target} is {target.size[0]}x{target.size[1]} but its source {pair.source} is "
-                        f"{source.size[0]}x{source.size[1]}; a pair must be the same face at the same size")
-    eye = None
-    if eye_mask == "labels":
-        labels = read_label_map(pair.mask)
-        if labels.shape[::-1] != source.size:
-            raise DataError(f"{pair.mask} is {labels.shape[1]}x{labels.shape[0]} but {pair.source} is "
-                            f"{source.size[0]}x{source.size[1]}; label maps must match their image's size")
-        resized = Image.fromarray(labels.astype(np.uint8 if labels.max() < 256 else np.int32))
-        eye = eye_mask_from_labels(np.asarray(resized.resize((size, size), Image.NEAREST)), size)
-    elif eye_mask == "landmarks":
-        points = landmarks.eye_points(source_sha256, source)
-        eye = None if points is None else eye_mask_from_landmarks(points, source.size, size)
-    resize = lambda image: np.asarray(image.resize((size, size), Image.BICUBIC))  # noqa: E731
-    return resize(source), resize(target), eye
+def _eye_mask_of(eye_mask: str, size: int, landmarks: LandmarkCache | None):
+    """The per-pair step of decoding that makes its eye mask (None: the fixed band)."""
+
+    def make(pair: Pair, source: Image.Image, file_shas: list[str]) -> np.ndarray | None:
+        if eye_mask == "labels":
+            labels = read_label_map(pair.mask)
+            if labels.shape[::-1] != source.size:
+                raise DataError(f"{pair.mask} is {labels.shape[1]}x{labels.shape[0]} but {pair.source} is "
+                                f"{source.size[0]}x{source.size[1]}; label maps must match their image's size")
+            resized = Image.fromarray(labels.astype(np.uint8 if labels.max() < 256 else np.int32))
+            return eye_mask_from_labels(np.asarray(resized.resize((size, size), Image.NEAREST)), size)
+        if eye_mask == "landmarks":
+            points = landmarks.eye_points(file_shas[0], source)
+            return None if points is None else eye_mask_from_landmarks(points, source.size, size)
+        return None
+
+    return make
 
 
 def load_pairs(root: Path, image_size: int = 256, workers: int = 4, eye_mask: str = "auto") -> PairCache:
@@ -330,11 +244,11 @@ def load_pairs(root: Path, image_size: int = 256, workers: int = 4, eye_mask: st
     source = eye_mask if eye_mask != "auto" else ("labels" if with_masks else "landmarks")
     if source != "labels":
         pairs = [Pair(p.name, p.source, p.target, None) for p in pairs]  # label maps not used
-    return decode_pairs(pairs, image_size, workers, eye_mask=source, root=root)
+    return decode_with_eye_masks(pairs, image_size, workers, eye_mask=source, root=root)
 
 
 def _landmark_cache(root: Path) -> LandmarkCache | None:
-    from train.faces import DetectorUnavailable
+    from faces import DetectorUnavailable
 
     try:
         return LandmarkCache(root)
@@ -343,51 +257,39 @@ def _landmark_cache(root: Path) -> LandmarkCache | None:
         return None
 
 
-def decode_pairs(pairs: list[Pair], image_size: int, workers: int = 4, expected_hashes: list[str] | None = None,
-                 origin: str = "", eye_mask: str = "band", root: Path | None = None) -> PairCache:
-    """Decode ``pairs`` into a uint8 cache, hashing each; with ``expected_hashes``, a pair whose
-    files changed is a DataError (``origin`` says where the expectation came from). ``eye_mask``:
-    labels (from each pair's label map), landmarks (detected, cached in ``root``), band, or none
-    (the reader needs no eye masks: the band is filled in, nothing is detected or logged)."""
-    n = len(pairs)
-    sources = np.empty((n, image_size, image_size, 3), np.uint8)
-    targets = np.empty_like(sources)
-    eye_masks = np.empty((n, image_size, image_size), np.uint8)
-    band = fixed_eye_band(image_size)
+def decode_with_eye_masks(pairs: list[Pair], image_size: int, workers: int = 4, eye_mask: str = "band",
+                          root: Path | None = None, expected_hashes: list[str] | None = None,
+                          origin: str = "") -> PairCache:
+    """Decode ``pairs`` (``models.data.decode_pairs``) with the eye mask of each: from its label
+    map, from landmarks (detected, cached in ``root``), or the fixed band."""
     landmarks = _landmark_cache(root or pairs[0].source.parent) if eye_mask == "landmarks" else None
     if eye_mask == "landmarks" and landmarks is None:
         eye_mask = "band"  # no detector here: logged by _landmark_cache
-
-    def load(index: int) -> tuple[str, tuple]:
-        shas = file_hashes(pairs[index])
-        digest = pair_sha256(shas)
-        if expected_hashes is not None and digest != expected_hashes[index]:
-            pair = pairs[index]
-            raise DataError(f"pair {pair.name!r} ({pair.source}, {pair.target}) changed since {origin}: its content "
-                            "hash differs from the recorded one; restore the original files or retrain")
-        return digest, _load_pair(pairs[index], image_size, eye_mask, landmarks, shas[0])
-
-    hashes, on_band = [], []
-    with ThreadPoolExecutor(max(1, workers)) as pool:  # PIL decodes and hashlib hashes outside the GIL
-        results = pool.map(load, range(n))
-        for i, (digest, (source, target, eye)) in enumerate(
-                tqdm(results, total=n, desc=f"decoding {n} pairs", unit="pair", disable=n < 64)):
-            sources[i], targets[i] = source, target
-            eye_masks[i] = band if eye is None else eye
-            hashes.append(digest)
-            if eye is None and eye_mask == "landmarks":
-                on_band.append(pairs[i].name)
+    cache, masks = decode_pairs(pairs, image_size, workers, expected_hashes, origin,
+                                extra=_eye_mask_of(eye_mask, image_size, landmarks))
+    band = fixed_eye_band(image_size)
+    cache.eye_masks = np.stack([band if mask is None else mask for mask in masks]) if masks else \
+        np.empty((0, image_size, image_size), np.uint8)
+    cache.eye_mask = eye_mask
     if landmarks is not None:
         landmarks.save()
+    on_band = [pair.name for pair, mask in zip(pairs, masks, strict=True) if mask is None]
     if eye_mask == "labels":
         log.info("eye mask: grown from the face-parsing labels %s", EYE_LABELS)
     elif eye_mask == "landmarks":
-        log.info("eye mask: from face landmarks for %d of %d images (cached in %s)%s", n - len(on_band), n,
-                 landmarks.path, f"; no face found in {len(on_band)}, which use the fixed band: "
+        log.info("eye mask: from face landmarks for %d of %d images (cached in %s)%s", len(pairs) - len(on_band),
+                 len(pairs), landmarks.path, f"; no face found in {len(on_band)}, which use the fixed band: "
                  + ", ".join(on_band[:10]) + (" ..." if len(on_band) > 10 else "") if on_band else "")
-    elif eye_mask == "band":
+    else:
         log.info("eye mask: the fixed eye band for aligned faces %s", EYE_BAND)
-    return PairCache(list(pairs), hashes, sources, targets, eye_masks, eye_mask)
+    return cache
+
+
+def load_split_for_training(split: dict, part: str, origin: str = "this run started") -> PairCache:
+    """The recorded ``part`` with the eye masks it was trained with (resume), hashes checked."""
+    pairs, hashes = split_pairs(split, part)
+    return decode_with_eye_masks(pairs, split["image_size"], eye_mask=split.get("eye_mask", "band"),
+                                 root=Path(split["data"]), expected_hashes=hashes, origin=origin)
 
 
 def split_indices(n: int, val_fraction: float = 0.1, test_fraction: float = 0.0, seed: int = 0) -> dict[str, np.ndarray]:
@@ -407,46 +309,6 @@ def split_indices(n: int, val_fraction: float = 0.1, test_fraction: float = 0.0,
     order = np.random.default_rng(seed).permutation(n)
     parts = {"val": order[:n_val], "test": order[n_val:n_val + n_test], "train": order[n_val + n_test:]}
     return {name: np.sort(parts[name]) for name in SPLITS}
-
-
-def split_record(root: Path, cache: PairCache, indices: dict[str, np.ndarray], image_size: int,
-                 val_fraction: float, test_fraction: float, seed: int) -> dict:
-    """The split as stored in every checkpoint: plain types, paths relative to the data folder."""
-    root = Path(root)
-
-    def entry(i: int) -> dict:
-        pair = cache.pairs[i]
-        rel = lambda path: Path(os.path.relpath(path, root)).as_posix() if path else None  # noqa: E731
-        return {"name": pair.name, "source": rel(pair.source), "target": rel(pair.target), "mask": rel(pair.mask),
-                "sha256": cache.hashes[i]}
-
-    return {"format": SPLIT_FORMAT, "data": str(root), "image_size": int(image_size), "seed": int(seed),
-            "val_fraction": float(val_fraction), "test_fraction": float(test_fraction),
-            "eye_mask": cache.eye_mask,
-            **{part: [entry(int(i)) for i in indices[part]] for part in SPLITS}}
-
-
-def load_split(split: dict, part: str, data_override: str | Path | None = None, limit: int | None = None,
-               origin: str = "training", eye_masks: bool = False) -> PairCache:
-    """Decode exactly the pairs a split record lists for ``part`` ('train', 'val' or 'test'),
-    from the recorded data folder (or ``data_override``, where it has moved), checking each
-    pair's content hash. ``limit`` takes that many pairs spread evenly over the part.
-    ``eye_masks``: rebuild the recorded eye masks (training needs them; export and benchmark do not)."""
-    root = Path(data_override or split["data"])
-    entries = split[part]
-    if limit is not None and limit < len(entries):
-        entries = [entries[i] for i in np.linspace(0, len(entries) - 1, max(limit, 0)).round().astype(int)]
-    pairs = [Pair(e["name"], root / e["source"], root / e["target"], root / e["mask"] if e["mask"] else None)
-             for e in entries]
-    if not pairs:
-        raise DataError(f"the recorded split has no {part} pairs")
-    missing = [str(path) for pair in pairs for path in (pair.source, pair.target, pair.mask)
-               if path is not None and not path.is_file()]
-    if missing:
-        raise DataError(_unmatched_message(f"files of the recorded {part} split are missing (restore them, pass "
-                                           f"--data if the data moved, or retrain)", missing))
-    return decode_pairs(pairs, split["image_size"], expected_hashes=[e["sha256"] for e in entries], origin=origin,
-                        eye_mask=split.get("eye_mask", "band") if eye_masks else "none", root=root)
 
 
 class PairDataset(torch.utils.data.Dataset):
@@ -480,12 +342,3 @@ class PairDataset(torch.utils.data.Dataset):
                 arrays = [a[:, ::-1] for a in arrays]
         source, target, eye = (torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float() / 255.0 for a in arrays)
         return source, target, eye
-
-
-def faces_as_tensors(cache: PairCache, indices: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(source, target) float N x 3 x S x S in [0, 1] for the given pair indices (default: all)."""
-    select = slice(None) if indices is None else np.asarray(indices)
-    # contiguous NCHW: a permuted view keeps channels-last strides, and exporters that record the
-    # example's memory layout (ExecuTorch's dim order) would then expect channels-last input.
-    to_tensor = lambda a: torch.from_numpy(a[select]).permute(0, 3, 1, 2).contiguous().float() / 255.0  # noqa: E731
-    return to_tensor(cache.sources), to_tensor(cache.targets)

