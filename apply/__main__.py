@@ -4,27 +4,34 @@ Usage:
     python -m apply --model artifacts/tinybeauty.onnx photo1.jpg photo2.png --out made_up/
     python -m apply --model artifacts/tinybeauty.tflite group.jpg --out out/ --strength 1.5 --side-by-side
     python -m apply --model tinybeauty_model/tinybeauty_best_psnr.pt crops/*.png --out out/ --aligned
+    python -m apply --model artifacts/tinybeauty.onnx clip.mp4 --out out/   # video: apply/video.py
 
 For each photo (turned upright by its EXIF orientation): every face is detected with its
 landmarks (BlazeFace, faces/), aligned to the FFHQ-style crop the model was trained on
 (a similarity transform from the eyes and the mouth), and run through the model at the size
-the file records (256x256 for the shipped files). The residual it adds is warped back with the inverse transform and blended through
-a feathered face mask: ``photo + strength x mask x residual``. Pixels outside the faces keep
-their exact values; the photo keeps its size, and its mode (RGBA keeps its alpha; greyscale
-becomes RGB, since makeup adds colour). ``--aligned`` skips detection for photos that already
-are aligned face crops: the model runs on the whole photo resized, and the residual is
-upsampled onto it, so a 1024x1024 crop keeps its detail.
+the file records (256x256 for the shipped files). The residual it adds is warped back with the
+inverse transform and blended through a feathered face mask: ``photo + strength x mask x
+residual``. Pixels outside the faces keep their exact values; the photo keeps its size, and its
+mode (RGBA keeps its alpha; greyscale becomes RGB, since makeup adds colour). ``--aligned``
+skips detection for photos that already are aligned face crops: the model runs on the whole
+photo resized, and the residual is upsampled onto it, so a 1024x1024 crop keeps its detail.
 
 Writes OUT/NAME_makeup.png and, with --side-by-side, OUT/NAME_before_after.png. A photo with
 no face, or one that cannot be read, is reported and nothing is written for it; the others go
 on. Exit code 1 if any photo failed, 2 if the model (or the face detector) cannot be loaded.
+
+Nothing given is ever replaced: before any work, apply refuses (exit 2, listing every clash)
+results that would land on one of the photos given (selfie.png and selfie_makeup.png, with
+--out their folder), two photos whose results share a name (face.png and face.jpg), and
+results that exist already in OUT; --overwrite allows only the last, replacing earlier
+results (never a photo given). A result is written to a hidden temp file and renamed into
+place, so an interrupted run never leaves a half-written image under a result's name.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 from pathlib import Path
 
@@ -33,6 +40,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from apply.composite import FEATHER, MASK_CENTRE, MASK_RADII, made_up_faces  # noqa: F401 (tests read the mask here)
+from apply.video import apply_to_video, is_video, make_tracker, output_path
 from export.runtime import (
     ModelFileError,
     Runner,
@@ -43,66 +52,16 @@ from export.runtime import (
 from faces import Alignment, DetectorUnavailable, FaceDetector
 from models.atomic import atomic_path
 from models.checkpoint import CheckpointError
+from models.cli import number_in, output_folder
 from models.data import DataError, open_photo
 
 log = logging.getLogger("apply")
 
 MAX_STRENGTH = 2.0
-# The feathered face mask, in fractions of the aligned crop: an ellipse over the face (FFHQ crops
-# put the eyes at ~0.45 and the mouth at ~0.7 of the height) that fades to zero over FEATHER.
-MASK_CENTRE, MASK_RADII, FEATHER = (0.5, 0.55), (0.36, 0.44), 0.12
 
 
 class NoFaceFound(ValueError):
     """A photo in which the detector found no face."""
-
-
-def face_mask(size: int) -> torch.Tensor:
-    """1 x 1 x S x S feathered ellipse: 1 on the face, 0 from its edge outwards."""
-    centres = (torch.arange(size, dtype=torch.float32) + 0.5) / size
-    v, u = torch.meshgrid(centres, centres, indexing="ij")
-    radius = torch.sqrt(((u - MASK_CENTRE[0]) / MASK_RADII[0]) ** 2 + ((v - MASK_CENTRE[1]) / MASK_RADII[1]) ** 2)
-    ramp = ((1 - radius) / FEATHER).clamp(0, 1)
-    return (ramp * ramp * (3 - 2 * ramp))[None, None]  # smoothstep
-
-
-def _sample(image: torch.Tensor, points_xy: np.ndarray, out_hw: tuple[int, int]) -> torch.Tensor:
-    """Bilinear samples of a 1 x C x H x W image at continuous pixel coordinates (zeros outside)."""
-    height, width = image.shape[-2:]
-    grid = torch.from_numpy(points_xy.astype(np.float32)).view(1, *out_hw, 2)
-    grid = grid / torch.tensor([width, height], dtype=torch.float32) * 2 - 1
-    return F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
-def _pixel_centres(x0: int, y0: int, x1: int, y1: int, step: float = 1.0) -> np.ndarray:
-    xs = np.arange(x0, x1, step) + step / 2
-    ys = np.arange(y0, y1, step) + step / 2
-    grid_x, grid_y = np.meshgrid(xs, ys)
-    return np.stack([grid_x.ravel(), grid_y.ravel()], axis=1)
-
-
-def made_up_faces(runner: Runner, photo: torch.Tensor, alignments: list[Alignment], strength: float
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """photo: 1 x 3 x H x W in [0, 1]. Returns (made-up photo, mask coverage), same size."""
-    height, width = photo.shape[-2:]
-    result, coverage = photo.clone(), torch.zeros(1, 1, height, width)
-    mask = face_mask(alignments[0].size) if alignments else None
-    for alignment in alignments:
-        size = alignment.size
-        # Supersample the crop when the face is larger than the crop (no aliasing), then average.
-        factor = max(1, min(4, math.ceil(np.hypot(*alignment.x_axis) / size)))
-        points = alignment.to_image(_pixel_centres(0, 0, size, size, 1 / factor))
-        crop = F.avg_pool2d(_sample(result, points, (size * factor, size * factor)), factor).clamp(0, 1)
-        residual = torch.from_numpy(np.asarray(runner(crop.numpy()), np.float32)) - crop
-        x0, y0, x1, y1 = alignment.image_bounds(width, height)
-        if x1 <= x0 or y1 <= y0:
-            continue
-        crop_points = alignment.to_crop(_pixel_centres(x0, y0, x1, y1))
-        # Sample in crop pixel units: _sample expects coordinates over an image of the crop's size.
-        back = _sample(torch.cat([residual * mask, mask], dim=1), crop_points, (y1 - y0, x1 - x0))
-        result[..., y0:y1, x0:x1] = (result[..., y0:y1, x0:x1] + strength * back[:, :3]).clamp(0, 1)
-        coverage[..., y0:y1, x0:x1] = torch.maximum(coverage[..., y0:y1, x0:x1], back[:, 3:])
-    return result, coverage
 
 
 def made_up_aligned(runner: Runner, photo: torch.Tensor, model_size: int, strength: float) -> torch.Tensor:
@@ -138,13 +97,47 @@ def apply_to_file(runner: Runner, detector: FaceDetector | None, path: Path, out
     result = Image.fromarray(pixels, "RGB")
     if alpha is not None:
         result.putalpha(alpha)
-    written = [_save(result, out_dir / f"{path.stem}_makeup.png")]
+    made_up_path, *pair_path = result_paths(path, out_dir, side_by_side)
+    written = [_save(result, made_up_path)]
     if side_by_side:
         pair = Image.new(result.mode, (image.width * 2, image.height))
         pair.paste(image.convert(result.mode), (0, 0))
         pair.paste(result, (image.width, 0))
-        written.append(_save(pair, out_dir / f"{path.stem}_before_after.png"))
+        written.append(_save(pair, pair_path[0]))
     return written, faces
+
+
+def result_paths(path: Path, out_dir: Path, side_by_side: bool) -> list[Path]:
+    """Where a photo's results go: OUT/NAME_makeup.png, then OUT/NAME_before_after.png (a video's:
+    OUT/NAME_makeup.SUFFIX, apply/video.py)."""
+    if is_video(path):
+        return [output_path(path, out_dir)]
+    return [out_dir / f"{path.stem}_makeup.png"] + ([out_dir / f"{path.stem}_before_after.png"] if side_by_side else [])
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    try:
+        return first.resolve() == second.resolve() or (first.exists() and second.exists() and first.samefile(second))
+    except OSError:
+        return False
+
+
+def output_clashes(photos: list[Path], out_dir: Path, side_by_side: bool, overwrite: bool) -> list[str]:
+    """Every way the planned results would replace something: a photo given, another result, or
+    (without --overwrite) an existing file. Names compare case-insensitively, as macOS and
+    Windows file systems do. An empty list: nothing given can be lost."""
+    clashes, planned = [], {}
+    for photo in photos:
+        for result in result_paths(photo, out_dir, side_by_side):
+            given = next((other for other in photos if _same_file(result, other)), None)
+            earlier = planned.setdefault(str(result.absolute()).casefold(), photo)
+            if given is not None:
+                clashes.append(f"{result} (a result of {photo}) is {given}, one of the photos given")
+            elif earlier is not photo:
+                clashes.append(f"{earlier} and {photo} would both write {result}")
+            elif result.exists() and not overwrite:
+                clashes.append(f"{result} (a result of {photo}) exists already")
+    return clashes
 
 
 def _save(image: Image.Image, path: Path) -> Path:
@@ -153,11 +146,7 @@ def _save(image: Image.Image, path: Path) -> Path:
     return path
 
 
-def strength_value(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= MAX_STRENGTH:
-        raise argparse.ArgumentTypeError(f"strength must be between 0 and {MAX_STRENGTH}, got {value}")
-    return value
+strength_value = number_in(float, 0, MAX_STRENGTH)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,17 +155,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, required=True, help="a shipped model file (.onnx, .tflite, .pte, "
                         ".ptl, .mlmodel, .mlpackage) or a .pt checkpoint")
     parser.add_argument("images", type=Path, nargs="+", help="photos (any size; faces are found in them)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--out", type=output_folder, required=True, help="output folder (created if missing)")
     parser.add_argument("--strength", type=strength_value, default=1.0,
                         help=f"face + strength x residual, 0 to {MAX_STRENGTH} (default: %(default)s)")
     parser.add_argument("--aligned", action="store_true", help="the photos are aligned face crops: no detection")
     parser.add_argument("--side-by-side", action="store_true", help="also write a before | after image")
+    parser.add_argument("--overwrite", action="store_true", help="replace results that exist already in OUT "
+                        "(earlier results); a photo given is never replaced")
     args = parser.parse_args(argv)
+    # one photo given twice: once
+    args.images = list({photo.resolve(): photo for photo in reversed(args.images)}.values())[::-1]
+    clashes = output_clashes(args.images, args.out, args.side_by_side, args.overwrite)
+    if clashes:
+        print("python -m apply: nothing done, so that no file is replaced:\n  " + "\n  ".join(clashes) +
+              "\nRename a photo, pick another --out, or pass --overwrite to replace earlier results "
+              "(photos given are never replaced).", file=sys.stderr)
+        return 2
     silence_known_noise()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         model = load_model(args.model)
         detector = None if args.aligned else FaceDetector()
+        tracker = make_tracker(model.image_size) if any(map(is_video, args.images)) else None
     except (RuntimeUnavailable, CheckpointError, ModelFileError, DetectorUnavailable, FileNotFoundError) as error:
         log.error("cannot use %s: %s", args.model, error)
         return 2
@@ -184,14 +184,19 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for index, path in enumerate(args.images, start=1):
         try:
-            written, faces = apply_to_file(model.runner, detector, path, args.out, model.image_size,
-                                           args.strength, args.side_by_side)
+            if is_video(path):  # apply/video.py: faces tracked frame to frame
+                video = apply_to_video(model.runner, tracker, path, args.out, args.strength)
+                written, faces = [video.path], video.most_faces
+            else:
+                written, faces = apply_to_file(model.runner, detector, path, args.out, model.image_size,
+                                               args.strength, args.side_by_side)
             what = "aligned crop" if args.aligned else f"{faces} face{'s' if faces != 1 else ''}"
             log.info("[%d/%d] %s (%s) -> %s", index, len(args.images), path, what, ", ".join(map(str, written)))
         except (DataError, NoFaceFound, OSError) as error:
             failed += 1
             log.error("[%d/%d] skipped %s: %s", index, len(args.images), path, error)
-    log.info("%d of %d photos done with %s (%s)", len(args.images) - failed, len(args.images), args.model, model.runtime)
+    log.info("%d of %d photos done with %s (%s)", len(args.images) - failed, len(args.images), args.model,
+             model.runtime)
     return 1 if failed else 0
 
 

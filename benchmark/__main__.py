@@ -16,14 +16,14 @@ pooled figure (one MSE over all pixels) beside it; SSIM; each artifact's PSNR ag
 PyTorch output; the no-makeup baseline (input vs target). The browser row runs the shipped
 ONNX in the web page in headless Chromium (onnxruntime-web, wasm; benchmark/browser.py).
 Latency per runtime at batch 1 and each thread count: median, p90, images/s, and the share of
-this machine's measured fp32 matmul peak. A format that cannot run here (Core ML off macOS) shows its stand-in check's figures,
-marked, and no latency.
+this machine's measured fp32 matmul peak. A format that cannot run here (Core ML off macOS) shows
+its stand-in check's figures, marked, and no latency.
 
 Writes OUT/report.json (machine, versions, every figure), OUT/report.md (the table),
 OUT/latency_size.png (latency and size per format) and OUT/samples.png (outputs side by side).
 Exits 1 when a quality gate fails on the headline split: an artifact more than --max-drop dB
-below the PyTorch reference on ground truth, or any model under --min-psnr (default 34 dB on
-the built-in data).
+below the PyTorch reference on ground truth, or any model under --min-psnr (default on the
+built-in data: the quality bar of models/gates.py).
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ import torch
 
 from benchmark.browser import browser_row
 from benchmark.latency import available_cores, measure_latency, peak_gflops
+from benchmark.live import live_section
+from benchmark.mobile import shipped_onnx_usability
 from benchmark.report import write_reports
 from export.formats import BY_NAME
 from export.manifest import ManifestError, check_source_checkpoint, read_manifest
@@ -51,6 +53,7 @@ from export.runtime import (
     silence_known_noise,
 )
 from models.checkpoint import CheckpointError, checkpoint_split, load_checkpoint
+from models.cli import finite_float, non_negative_float, output_folder, positive_int
 from models.data import DataError, faces_as_tensors, load_split
 from models.gates import MAX_PSNR_DROP_DB, QUALITY_BAR_DB
 from models.metrics import mean_psnr_db, psnr_db, ssim
@@ -58,27 +61,38 @@ from models.tinybeauty import count_macs, count_parameters
 
 log = logging.getLogger("benchmark")
 
-RUNTIME_PACKAGES = ("torch", "onnxruntime", "playwright", "onnx", "coremltools", "executorch", "ai-edge-litert", "litert-torch", "numpy")
+RUNTIME_PACKAGES = ("torch", "onnxruntime", "playwright", "onnx", "coremltools", "executorch", "ai-edge-litert",
+                    "litert-torch", "numpy")
 SPLIT_LABELS = {"test": "test (held out)", "val": "validation"}
+REFERENCE_FORMAT = "pytorch"  # the row every artifact's drop is measured from
+SAMPLE_FACES = 4  # faces per model in samples.png
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="folder with manifest.json (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=Path("bench"), help="report folder (default: %(default)s)")
-    parser.add_argument("--data", help="where the checkpoint's data lives now, if it moved (default: the recorded folder)")
-    parser.add_argument("--images", type=int, default=None,
+    parser.add_argument("--artifacts", type=Path, default=Path("artifacts"),
+                        help="folder with manifest.json (default: %(default)s)")
+    parser.add_argument("--out", type=output_folder, default="bench", help="report folder (default: %(default)s)")
+    parser.add_argument("--data",
+                        help="where the checkpoint's data lives now, if it moved (default: the recorded folder)")
+    parser.add_argument("--images", type=positive_int, default=None,
                         help="score on N pairs of each split, spread evenly (default: every pair)")
-    parser.add_argument("--threads", type=int, nargs="+", default=None,
+    parser.add_argument("--threads", type=positive_int, nargs="+", default=None,
                         help="thread counts for latency (default: 1 and every core this process may use)")
-    parser.add_argument("--min-runs", type=int, default=30, help="latency runs per measurement, at least (default: %(default)s)")
-    parser.add_argument("--min-seconds", type=float, default=2.0, help="latency seconds per measurement, at least (default: %(default)s)")
+    parser.add_argument("--min-runs", type=positive_int, default=30,
+                        help="latency runs per measurement, at least (default: %(default)s)")
+    parser.add_argument("--min-seconds", type=non_negative_float, default=2.0,
+                        help="latency seconds per measurement, at least (default: %(default)s)")
     parser.add_argument("--no-browser", action="store_true",
                         help="leave out the browser row (the page in headless Chromium, ~10-60 s)")
-    parser.add_argument("--max-drop", type=float, default=MAX_PSNR_DROP_DB, help="gate: largest dB below PyTorch on truth (default: %(default)s)")
-    parser.add_argument("--min-psnr", type=float, default=None,
-                        help=f"gate: lowest PSNR vs truth, dB (default: {QUALITY_BAR_DB} on the built-in data, none otherwise)")
+    parser.add_argument("--no-live", action="store_true",
+                        help="leave out the live section (a 720p video through apply, tracking; ~40-60 s)")
+    parser.add_argument("--max-drop", type=finite_float, default=MAX_PSNR_DROP_DB,
+                        help="gate: largest dB below PyTorch on truth (default: %(default)s)")
+    parser.add_argument("--min-psnr", type=finite_float, default=None,
+                        help=f"gate: lowest PSNR vs truth, dB (default: {QUALITY_BAR_DB} on the built-in data, "
+                             "none otherwise)")
     return parser.parse_args(argv)
 
 
@@ -96,7 +110,8 @@ def latency_by_threads(make_runner, example: np.ndarray, threads: list[int], arg
     figures = {}
     for count in threads:
         runner = make_runner(count)
-        figures[str(count)] = measure_latency(lambda: runner(example), min_runs=args.min_runs, min_seconds=args.min_seconds)  # noqa: B023
+        figures[str(count)] = measure_latency(lambda: runner(example),  # noqa: B023 (called at once)
+                                              min_runs=args.min_runs, min_seconds=args.min_seconds)
     return figures
 
 
@@ -163,6 +178,80 @@ def score_artifact(entry: dict, args: argparse.Namespace, model, faces: dict, re
     return row, outputs
 
 
+def headline_split(faces: dict) -> str:
+    """The split the gates and the table's first columns are on: the held-out test split, or the
+    validation split for a checkpoint trained without one (--test-fraction 0)."""
+    return "test" if "test" in faces else "val"
+
+
+def reference_rows(model, faces: dict, references: dict, manifest: dict, threads: list[int], example: np.ndarray,
+                   args: argparse.Namespace) -> list[dict]:
+    """The two rows every artifact is read against: the untouched input, and PyTorch fp32."""
+    baseline = {"name": "no makeup (input)", "format": "baseline", "bytes": None, "latency": {},
+                "quality": {part: quality(source.numpy(), source, target, None)
+                            for part, (source, target) in faces.items()},
+                "notes": ["untouched input vs target"]}
+    pytorch = {"name": "PyTorch fp32 (reference)", "format": REFERENCE_FORMAT, "file": manifest["checkpoint"],
+               "bytes": count_parameters(model) * 4, "runtime": "PyTorch eager fp32",
+               "quality": {part: quality(references[part].numpy(), *faces[part], references[part]) for part in faces},
+               "latency": latency_by_threads(lambda t: pytorch_runner(model, t), example, threads, args),
+               "notes": ["bytes: parameters x 4 (fp32 weights)"]}
+    return [baseline, pytorch]
+
+
+def as_samples(outputs: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(outputs[:SAMPLE_FACES], np.float32))
+
+
+def score_exports(manifest: dict, args: argparse.Namespace, model, faces: dict, references: dict,
+                  threads: list[int], example: np.ndarray, headline: str) -> tuple[list[dict], dict]:
+    """A row per artifact, then the browser row; and the headline split's first outputs of each."""
+    rows, samples = [], {}
+    for entry in manifest["artifacts"]:
+        log.info("%s: %s", entry["format"], args.artifacts / entry["file"])
+        row, outputs = score_artifact(entry, args, model, faces, references, threads, example)
+        if headline in outputs:
+            samples[row["format"]] = as_samples(outputs[headline])
+        rows.append(row)
+    if not args.no_browser:
+        log.info("browser: the web page in headless Chromium")
+        browser, outputs = browser_row(args.artifacts, manifest, faces, threads, args.min_runs, args.min_seconds)
+        for part, made_up in outputs.items():
+            browser["quality"][part] = quality(made_up, *faces[part], references[part])
+        if headline in outputs:
+            samples["browser"] = as_samples(outputs[headline])
+        rows.append(browser)
+    return rows, samples
+
+
+def add_compute_share(rows: list[dict], macs: int, info: dict) -> None:
+    """Each latency figure's achieved GFLOP/s and its share of the measured fp32 peak."""
+    for row in rows:
+        for t, figures in row["latency"].items():
+            if t not in info["peak_fp32_gflops"]:  # a runtime's own default thread count, beside the report's
+                continue
+            achieved = 2 * macs / (figures["median_ms"] / 1000) / 1e9
+            figures["gflops"] = achieved
+            figures["share_of_fp32_peak"] = achieved / info["peak_fp32_gflops"][t]
+
+
+def gate_failures(rows: list[dict], headline: str, max_drop: float, min_psnr: float | None) -> list[str]:
+    """On the headline split: every model more than max_drop dB below PyTorch on truth, or under min_psnr."""
+    reference = next(row for row in rows if row["format"] == REFERENCE_FORMAT)
+    reference_truth = reference["quality"][headline]["psnr_db"]
+    failures = []
+    for row in rows:
+        scored = row["quality"].get(headline)
+        if row["format"] == "baseline" or scored is None:  # the untouched input is a yardstick, not a model
+            continue
+        drop = reference_truth - scored["psnr_db"]
+        if drop > max_drop:
+            failures.append(f"{row['name']}: {drop:.2f} dB below PyTorch on truth (limit {max_drop} dB)")
+        if min_psnr is not None and scored["psnr_db"] < min_psnr:
+            failures.append(f"{row['name']}: {scored['psnr_db']:.2f} dB vs truth, under the {min_psnr} dB bar")
+    return failures
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     silence_known_noise()
@@ -172,9 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ManifestError, CheckpointError, DataError) as error:
         log.error("%s", error)
         return 2
-    headline = next(iter(faces))
-    train_config = checkpoint.get("train_config", {})
-    embedded = not train_config.get("data")
+    headline = headline_split(faces)
+    embedded = not checkpoint.get("train_config", {}).get("data")
     min_psnr = args.min_psnr if args.min_psnr is not None else (QUALITY_BAR_DB if embedded else None)
     threads = args.threads or sorted({1, available_cores()})
     log.info("scoring on %s; headline: %s; latency at %s thread(s)",
@@ -183,68 +271,34 @@ def main(argv: list[str] | None = None) -> int:
 
     with torch.no_grad():
         references = {part: model(source) for part, (source, _) in faces.items()}
-    example = faces[headline][0][:1].numpy()
-    rows = [{"name": "no makeup (input)", "format": "baseline", "bytes": None, "latency": {},
-             "quality": {part: quality(source.numpy(), source, target, None) for part, (source, target) in faces.items()},
-             "notes": ["untouched input vs target"]}]
-    rows.append({"name": "PyTorch fp32 (reference)", "format": "pytorch", "file": manifest["checkpoint"],
-                 "bytes": count_parameters(model) * 4, "runtime": "PyTorch eager fp32",
-                 "quality": {part: quality(references[part].numpy(), *faces[part], references[part]) for part in faces},
-                 "latency": latency_by_threads(lambda t: pytorch_runner(model, t), example, threads, args),
-                 "notes": ["bytes: parameters x 4 (fp32 weights)"]})
     source, target = faces[headline]
-    samples = {"input": source[:4], "target": target[:4], "PyTorch fp32": references[headline][:4]}
-    for entry in manifest["artifacts"]:
-        log.info("%s: %s", entry["format"], args.artifacts / entry["file"])
-        row, outputs = score_artifact(entry, args, model, faces, references, threads, example)
-        if headline in outputs:
-            samples[row["format"]] = torch.from_numpy(np.asarray(outputs[headline][:4], np.float32))
-        rows.append(row)
-
-    if not args.no_browser:
-        log.info("browser: the web page in headless Chromium")
-        browser, outputs = browser_row(args.artifacts, manifest, faces, threads, args.min_runs, args.min_seconds)
-        for part, made_up in outputs.items():
-            browser["quality"][part] = quality(made_up, *faces[part], references[part])
-        if headline in outputs:
-            samples["browser"] = torch.from_numpy(outputs[headline][:4])
-        rows.append(browser)
+    example = source[:1].numpy()
+    rows = reference_rows(model, faces, references, manifest, threads, example, args)
+    samples = {"input": source[:SAMPLE_FACES], "target": target[:SAMPLE_FACES],
+               "PyTorch fp32": references[headline][:SAMPLE_FACES]}
+    exported, exported_samples = score_exports(manifest, args, model, faces, references, threads, example, headline)
+    rows += exported
+    samples |= exported_samples
 
     macs = count_macs(model, source.shape[-2], source.shape[-1])
     info = machine_info(threads)
-    for row in rows:
-        for t, figures in row["latency"].items():
-            if t not in info["peak_fp32_gflops"]:  # a runtime's own default thread count, beside the report's
-                continue
-            achieved = 2 * macs / (figures["median_ms"] / 1000) / 1e9
-            figures["gflops"] = achieved
-            figures["share_of_fp32_peak"] = achieved / info["peak_fp32_gflops"][t]
-
-    reference_truth = rows[1]["quality"][headline]["psnr_db"]
-    failures = []
-    for row in rows[1:]:
-        scored = row["quality"].get(headline)
-        if scored is None:
-            continue
-        drop = reference_truth - scored["psnr_db"]
-        if drop > args.max_drop:
-            failures.append(f"{row['name']}: {drop:.2f} dB below PyTorch on truth (limit {args.max_drop} dB)")
-        if min_psnr is not None and scored["psnr_db"] < min_psnr:
-            failures.append(f"{row['name']}: {scored['psnr_db']:.2f} dB vs truth, under the {min_psnr} dB bar")
+    add_compute_share(rows, macs, info)
+    failures = gate_failures(rows, headline, args.max_drop, min_psnr)
     report = {"machine": info, "manifest": str(args.artifacts / "manifest.json"), "checkpoint": manifest["checkpoint"],
               "checkpoint_sha256": manifest["checkpoint_sha256"], "headline_split": headline,
               "pairs": {part: len(target) for part, (_, target) in faces.items()},
               "image_size": int(source.shape[-1]), "macs": macs, "parameters": count_parameters(model),
               "threads": threads, "gates": {"split": headline, "max_drop_db": args.max_drop, "min_psnr_db": min_psnr,
-                                            "failures": failures}, "rows": rows}
+                                            "failures": failures}, "rows": rows,
+              "mobile": shipped_onnx_usability(args.artifacts)}
+    if not args.no_live:  # benchmark/live.py: a 720p clip through apply; tracking beside per-frame detection
+        report["live"] = live_section(args.artifacts / BY_NAME["onnx"].filename, args.out)
     paths = write_reports(report, samples, args.out)
     print("\n" + paths["markdown_table"] + "\n")
     log.info("wrote %s", ", ".join(str(p) for k, p in paths.items() if k != "markdown_table"))
-    if failures:
-        for failure in failures:
-            log.error("gate failed: %s", failure)
-        return 1
-    return 0
+    for failure in failures:
+        log.error("gate failed: %s", failure)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

@@ -5,11 +5,20 @@ first as the PNG its pixels came from, so the page sees exactly the benchmark's 
 is the page's batch-1 model time (performance.now() around ``session.run``, in a normal
 headless run, not virtual time), one fresh page per thread count: onnxruntime-web fixes its
 thread count when its wasm module starts.
+
+The camera figure: the page's camera mode on Chromium's fake camera playing a 1280x720, 30
+frames/s clip of a moving face (web/camera_clip.py): frames made up per second (a real webcam's
+rate is the ceiling), several fresh pages, best and median, with the page's own ms per stage.
+``python -m benchmark.browser --camera --artifacts DIR`` prints it alone.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
+import statistics
+import sys
 import tempfile
 from pathlib import Path
 
@@ -17,11 +26,16 @@ import numpy as np
 import torch
 
 from benchmark.latency import summarize
+from export.formats import BY_NAME
 from web.browser import BrowserPage, BrowserUnavailable, PageError, write_face_png
+from web.camera_clip import Clip, write_clip
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "tinybeauty.onnx"
+MODEL_FILE = BY_NAME["onnx"].filename  # the shipped file the page runs by default
+CAMERA_CLIP = Clip(1280, 720, fps=30, frames=120)  # a webcam's size and rate; 4 s, 166 MB, looped
+CAMERA_RUNS = 3         # fresh pages: the machine is shared, so best and median
+CAMERA_SECONDS = 5.0    # counted per run, after its first 30 frames (wasm warm-up, the first detection)
 
 
 def browser_row(artifacts: Path, manifest: dict, faces: dict[str, tuple[torch.Tensor, torch.Tensor]],
@@ -59,10 +73,75 @@ def browser_row(artifacts: Path, manifest: dict, faces: dict[str, tuple[torch.Te
     except (BrowserUnavailable, PageError) as why:
         row["notes"] += [f"not run: {why}", "latency: not measured"]
         return row, {}
+    if min_seconds > 0:
+        row["camera"], camera_text = measure_camera(artifacts)
+    else:  # a smoke run (the tests'): the camera's half minute is left out
+        row["camera"], camera_text = None, "camera: not measured (--min-seconds 0: a smoke run)"
     row["runtime"] = f"onnxruntime-web {info['ortVersion']} (wasm) in Chromium {version}"
     default = row["latency"][str(info["threads"])]["median_ms"]
     row["notes"] += [f"ran in {row['runtime']}, headless, through the page's file input",
                      f"onnxruntime-web's default: {info['threads']} thread(s), {default:.2f} ms; "
                      f"cross-origin isolated: {info['isolated']}",
-                     f"session creation {info['loadMs']:.0f} ms"]
+                     f"session creation {info['loadMs']:.0f} ms",
+                     camera_text]
     return row, outputs
+
+
+def camera_figures(artifacts: Path, runs: int = CAMERA_RUNS, seconds: float = CAMERA_SECONDS,
+                   clip: Clip = CAMERA_CLIP) -> dict:
+    """The page's camera mode on the fake camera: frames/s of each run, best and median, and the
+    median run's ms per stage (draw, track, crop, model, compose, frame, wait)."""
+    with tempfile.TemporaryDirectory(prefix="tinybeauty_camera_") as folder:
+        path = write_clip(Path(folder) / "camera.y4m", clip)
+        measured = []
+        for _ in range(runs):
+            with BrowserPage(artifacts, MODEL_FILE, camera_clip=path) as page:
+                page.start_camera(frames=30)
+                measured.append(page.camera_rate(seconds))
+    rates = [run["fps"] or 0.0 for run in measured]
+    median_run = sorted(measured, key=lambda run: run["fps"] or 0.0)[len(measured) // 2]
+    return {"size": f"{clip.width}x{clip.height}", "camera_fps": clip.fps, "runs": measured,
+            "best_fps": max(rates), "median_fps": statistics.median(rates), "median_run_ms": median_run["median_ms"],
+            "median_run_p90_frame_ms": median_run["p90_frame_ms"],
+            "median_run_detection_frame_ms": median_run["detection_frame_ms"]}
+
+
+def measure_camera(artifacts: Path) -> tuple[dict | None, str]:
+    """(figures or None, the row's note on them)."""
+    try:
+        camera = camera_figures(artifacts)
+    except (BrowserUnavailable, PageError) as why:
+        return None, f"camera: not run ({why})"
+    return camera, camera_note(camera)
+
+
+def camera_note(camera: dict) -> str:
+    stages = ", ".join(f"{stage} {ms:.1f}" for stage, ms in camera["median_run_ms"].items() if ms is not None)
+    return (f"camera {camera['size']} at {camera['camera_fps']} frames/s (fake camera, a moving face): "
+            f"{camera['median_fps']:.1f} frames/s made up (median of {len(camera['runs'])} pages, best "
+            f"{camera['best_fps']:.1f}); median ms per frame: {stages}; p90 frame "
+            f"{camera['median_run_p90_frame_ms'] or 0:.1f} ms; a frame that runs the detector "
+            f"{camera['median_run_detection_frame_ms'] or 0:.0f} ms")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmark.browser", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="exported set (default: %(default)s)")
+    parser.add_argument("--camera", action="store_true", help="the camera figure only (the rest runs in `make bench`)")
+    parser.add_argument("--runs", type=int, default=CAMERA_RUNS, help="fresh pages (default: %(default)s)")
+    args = parser.parse_args(argv)
+    if not args.camera:
+        parser.error("only --camera runs alone; the browser row runs in `python -m benchmark`")
+    try:
+        camera = camera_figures(args.artifacts, args.runs)
+    except (BrowserUnavailable, PageError) as why:
+        print(f"not run: {why}", file=sys.stderr)
+        return 2
+    print(json.dumps(camera, indent=1))
+    print(camera_note(camera))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from benchmark.live import markdown_lines as live_lines
+from benchmark.mobile import markdown_lines as mobile_lines
 from models.atomic import atomic_path, save_figure, write_text
 from models.gates import SIZE_BUDGET_BYTES
 
@@ -72,6 +74,8 @@ def markdown_table(report: dict) -> str:
     lines.append(f"Gates ({gates['split']} split): at most {gates['max_drop_db']} dB below PyTorch on truth"
                  + (f", at least {gates['min_psnr_db']} dB vs truth" if gates["min_psnr_db"] is not None else "")
                  + f": {verdict}.")
+    lines += mobile_lines(report.get("mobile"))
+    lines += live_lines(report.get("live"))
     return "\n".join(lines)
 
 

@@ -19,6 +19,10 @@ checks instead, and the report says so). Only when every file passes (shipped fi
 manifest included, replace DIR as a whole; so a reader never sees files of two exports, and a
 failed export (a failed check or an unexpected error) leaves the previous set untouched. The
 set holds exactly the formats exported this time. Exit code 1 on a failed check, 2 on bad input.
+
+Refused before any work (exit 2): an --out that is a file, that cannot be written, or that is a
+folder holding files but no manifest.json (not an artifact set: replacing it would delete them);
+a checkpoint whose weights, or whose outputs on the check faces, hold NaN or infinity.
 """
 
 from __future__ import annotations
@@ -40,8 +44,17 @@ from export.formats import BY_NAME, FORMATS, ExportFormat
 from export.manifest import MANIFEST
 from export.rescale import equalize_skips
 from export.runtime import RuntimeUnavailable, run_in_batches_of_one, silence_known_noise
-from models.atomic import replace_directory, sha256_file, sha256_tree, tree_bytes, write_text
+from models.atomic import (
+    OutputFolderError,
+    check_output_folder,
+    replace_directory,
+    sha256_file,
+    sha256_tree,
+    tree_bytes,
+    write_text,
+)
 from models.checkpoint import CheckpointError, checkpoint_split, load_checkpoint
+from models.cli import finite_float, output_folder, positive_int
 from models.data import DataError, faces_as_tensors, load_split
 from models.gates import MAX_PSNR_DROP_DB, SIZE_BUDGET_BYTES
 from models.metrics import psnr_db
@@ -55,17 +68,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, default=Path("tinybeauty_model/tinybeauty_best_psnr.pt"),
                         help="checkpoint to export (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=Path("artifacts"), help="artifact folder (default: %(default)s)")
-    parser.add_argument("--data", help="where the checkpoint's data lives now, if it moved (default: the recorded folder)")
+    parser.add_argument("--out", type=output_folder, default="artifacts",
+                        help="artifact folder, replaced as a whole (default: %(default)s)")
+    parser.add_argument("--data",
+                        help="where the checkpoint's data lives now, if it moved (default: the recorded folder)")
     parser.add_argument("--formats", nargs="+", choices=sorted(BY_NAME), default=[f.name for f in FORMATS],
                         help="formats to export (default: all)")
-    parser.add_argument("--budget-bytes", type=int, default=SIZE_BUDGET_BYTES,
+    parser.add_argument("--budget-bytes", type=positive_int, default=SIZE_BUDGET_BYTES,
                         help="size limit of every shipped file (default: %(default)s)")
-    parser.add_argument("--max-psnr-drop", type=float, default=MAX_PSNR_DROP_DB,
+    parser.add_argument("--max-psnr-drop", type=finite_float, default=MAX_PSNR_DROP_DB,
                         help="largest ground-truth PSNR loss vs PyTorch, dB (default: %(default)s)")
-    parser.add_argument("--calibration-images", type=int, default=64,
+    parser.add_argument("--calibration-images", type=positive_int, default=64,
                         help="training faces for int8 calibration (default: %(default)s)")
-    parser.add_argument("--val-images", type=int, default=32, help="validation faces for the checks (default: %(default)s)")
+    parser.add_argument("--val-images", type=positive_int, default=32,
+                        help="validation faces for the checks (default: %(default)s)")
     parser.add_argument("--no-equalize", action="store_true",
                         help="export the weights as trained, without the float-exact skip rescaling that int8 "
                              "concatenation needs (export/rescale.py); for comparisons")
@@ -113,7 +129,8 @@ def check_artifact(fmt: ExportFormat, path: Path, model: TinyBeauty, inputs: Exp
             record["problems"].append("output has NaN or infinity")
         if record["psnr_drop_db"] > max_drop:
             record["problems"].append(f"loses {record['psnr_drop_db']:.2f} dB of ground-truth PSNR vs PyTorch "
-                                      f"({record['psnr_vs_truth_db']:.2f} vs {record['pytorch_psnr_vs_truth_db']:.2f}), "
+                                      f"({record['psnr_vs_truth_db']:.2f} vs "
+                                      f"{record['pytorch_psnr_vs_truth_db']:.2f}), "
                                       f"over the {max_drop} dB limit")
     record["passed"] = not record["problems"]
     return record
@@ -155,15 +172,37 @@ def checked(fmt: ExportFormat, staging: Path, model: TinyBeauty, inputs: ExportI
     return record
 
 
+def check_replaceable(out: Path) -> None:
+    """The set replaces --out as a whole, staged beside it: refuse a folder that is not an artifact
+    set (replacing it would delete its files) and a parent the staging folder cannot be made in."""
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+        raise OutputFolderError(f"{out} holds files but no {MANIFEST}, so it is not an artifact set; export replaces "
+                                "its --out as a whole and would delete them: name a new or empty folder")
+    check_output_folder(out.absolute().parent)
+
+
+def finite_reference(model: TinyBeauty, inputs: ExportInputs, checkpoint: Path) -> torch.Tensor:
+    """PyTorch's output on the check faces, which every format is compared to; refused, naming the
+    checkpoint, when it is not finite (no converter could be checked against it)."""
+    with torch.no_grad():
+        reference = model(inputs.val_source)
+    if not torch.isfinite(reference).all():
+        raise CheckpointError(f"{checkpoint}: the model's output on the validation faces holds NaN or infinity; "
+                              "use an earlier checkpoint or retrain, e.g. with a lower --lr")
+    return reference
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     silence_known_noise()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
+        check_replaceable(args.out)
         model, checkpoint = load_checkpoint(args.checkpoint)
         split = checkpoint_split(checkpoint, args.checkpoint)
         inputs = prepare_inputs(split, args.data, args.calibration_images, args.val_images)
-    except (CheckpointError, DataError) as error:
+        reference = finite_reference(model, inputs, args.checkpoint)
+    except (CheckpointError, DataError, OutputFolderError) as error:
         log.error("%s", error)
         return 2
     meta = ExportMeta(checkpoint=str(args.checkpoint), checkpoint_sha256=sha256_file(args.checkpoint),
@@ -172,8 +211,6 @@ def main(argv: list[str] | None = None) -> int:
     staging = staging_dir(args.out)
     shutil.rmtree(staging, ignore_errors=True)  # a previous failed export's leftovers
     staging.mkdir(parents=True)
-    with torch.no_grad():
-        reference = model(inputs.val_source)
     # Formats with int8 activations get weights rescaled so each skip and its decoder partner share a
     # range (float-exact; ranges from the calibration faces). Parity is always against the model as trained.
     rescaled, factors = model, {}

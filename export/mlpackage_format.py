@@ -25,7 +25,6 @@ import copy
 import json
 import logging
 import shutil
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -56,9 +55,7 @@ def _palettized(mlmodel, bits_by_weight: dict[str, int]):
 
     configs = {name: OpPalettizerConfig(mode="kmeans", nbits=bits, granularity="per_tensor", weight_threshold=0)
                for name, bits in bits_by_weight.items()}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return palettize_weights(mlmodel, OptimizationConfig(op_name_configs=configs))
+    return palettize_weights(mlmodel, OptimizationConfig(op_name_configs=configs))
 
 
 def _program(path: Path):

@@ -2,8 +2,18 @@
 
 Pipeline: ``torch.onnx.export`` (dynamo exporter, one file) -> onnxsim -> static int8
 quantization calibrated on training faces (QDQ, per-channel int8 weights, uint8 activations,
-percentile calibration) with the residual add and the final clamp kept in float -> names
-shortened and doc strings dropped, so the bytes go to weights rather than to labels.
+percentile calibration) with the residual add and the final clamp kept in float -> the graph
+shaped for mobile runtimes (below) -> names shortened and doc strings dropped, so the bytes go to
+weights rather than to labels.
+
+Shaping: the pixel shuffle as DepthToSpace in DCR mode (the head conv's output channels reordered,
+float-exact: NNAPI runs DCR only), Resize with a constant ``roi`` instead of an empty name (a
+missing input reads as a dynamic shape to onnxruntime's mobile checker, which then splits the
+NNAPI partition), DepthToSpace on the uint8 tensor (a Q/DQ pair after it, exact: onnxruntime
+permutes bytes, not floats), the residual Add reading the float input face rather than its uint8
+copy, and one scale for every tensor a Concat joins (int8 concatenation copies bytes; the conv
+biases re-expressed in the moved scales). Each is checked by tests/test_onnx_graph.py; the figures
+before and after are in docs/onnx_graph.md.
 """
 
 from __future__ import annotations
@@ -24,6 +34,9 @@ log = logging.getLogger(__name__)
 
 OPSET = 18
 CALIBRATION_PERCENTILE = 99.999
+# Ops that only move or pick values: onnxruntime and NNAPI run them on uint8 when the
+# DequantizeLinear before and the QuantizeLinear after share one scale and zero point.
+SAME_SCALE_OPS = {"Concat", "Resize", "MaxPool", "DepthToSpace"}
 
 
 def _export_simplified(model: TinyBeauty, inputs: ExportInputs, path: Path) -> onnx.ModelProto:
@@ -39,7 +52,53 @@ def _export_simplified(model: TinyBeauty, inputs: ExportInputs, path: Path) -> o
         raise RuntimeError("onnxsim could not validate the simplified graph")
     for i, node in enumerate(simplified.graph.node):  # quantize_static excludes nodes by name
         node.name = node.name or f"node{i}"
+    pixel_shuffle_as_dcr(simplified.graph)
+    constant_resize_roi(simplified.graph)
     return simplified
+
+
+def _producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
+    return {name: node for node in graph.node for name in node.output}
+
+
+def _initializer(graph: onnx.GraphProto, name: str) -> onnx.TensorProto:
+    found = next((init for init in graph.initializer if init.name == name), None)
+    if found is None:
+        raise RuntimeError(f"{name!r} is not a constant of the graph")
+    return found
+
+
+def pixel_shuffle_as_dcr(graph: onnx.GraphProto) -> None:
+    """Turn each CRD DepthToSpace fed by a Conv into DCR, reordering that Conv's output channels so
+    the result is the same tensor. CRD reads output channel c, block offset k from input channel
+    ``c * b*b + k``; DCR from ``k * C + c``. NNAPI runs DCR only; Core ML wants CRD's shape fixed."""
+    producers = _producers(graph)
+    for node in graph.node:
+        mode = next((a for a in node.attribute if a.name == "mode"), None)
+        if node.op_type != "DepthToSpace" or mode is None or mode.s != b"CRD":
+            continue
+        conv = producers.get(node.input[0])
+        if conv is None or conv.op_type != "Conv":
+            raise RuntimeError("a CRD DepthToSpace that does not read a Conv; cannot reorder it to DCR")
+        block = next(a.i for a in node.attribute if a.name == "blocksize")
+        weight = _initializer(graph, conv.input[1])
+        channels = onnx.numpy_helper.to_array(weight).shape[0] // (block * block)
+        order = np.array([c * block * block + k for k in range(block * block) for c in range(channels)])
+        for constant in (_initializer(graph, name) for name in conv.input[1:]):  # weight, bias
+            constant.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(constant)[order], constant.name))
+        mode.s = b"DCR"
+
+
+def constant_resize_roi(graph: onnx.GraphProto) -> None:
+    """Give each Resize an empty constant ``roi`` where the exporter left the input unnamed. Resize
+    reads roi only in tf_crop_and_resize mode, so nothing changes, but a nameless input has no
+    shape, and onnxruntime's mobile checker then counts the Resize as dynamic (NNAPI split)."""
+    roi = "resize_roi"
+    for node in graph.node:
+        if node.op_type == "Resize" and len(node.input) > 1 and not node.input[1]:
+            node.input[1] = roi
+            if not any(init.name == roi for init in graph.initializer):
+                graph.initializer.append(onnx.numpy_helper.from_array(np.zeros(0, np.float32), roi))
 
 
 def export_fp32(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta) -> Path:
@@ -91,12 +150,130 @@ def export_int8(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: Expor
         extra_options={"CalibPercentile": CALIBRATION_PERCENTILE},
     )
     model_proto = onnx.load(str(quantized))
+    residual_reads_float_face(model_proto.graph)
+    depth_to_space_in_uint8(model_proto.graph)
+    share_concat_scales(model_proto.graph)
+    requantize_conv_biases(model_proto.graph)
     compact(model_proto, meta)
     onnx.checker.check_model(model_proto, full_check=True)
     onnx.save(model_proto, str(path))
     for leftover in (fp32, quantized):
         leftover.unlink()
     return path
+
+
+def residual_reads_float_face(graph: onnx.GraphProto) -> None:
+    """The residual Add reads the float input face, not DequantizeLinear(QuantizeLinear(face)): the
+    quantizer hands the Add the copy it made for the stem conv, which rounds untouched pixels."""
+    producers = _producers(graph)
+    for node in graph.node:
+        if node.op_type != "Add":
+            continue
+        for k, name in enumerate(node.input):
+            dequantize = producers.get(name)
+            quantize = producers.get(dequantize.input[0]) if dequantize is not None else None
+            if (dequantize is not None and dequantize.op_type == "DequantizeLinear" and quantize is not None
+                    and quantize.op_type == "QuantizeLinear" and quantize.input[0] == INPUT_NAME):
+                node.input[k] = INPUT_NAME
+
+
+def depth_to_space_in_uint8(graph: onnx.GraphProto) -> None:
+    """QuantizeLinear + DequantizeLinear after each DepthToSpace that reads a DequantizeLinear, with the
+    same scale and zero point: DepthToSpace only moves values, so nothing changes numerically, and
+    onnxruntime (and NNAPI) drop the pair and run it on the uint8 tensor, a quarter of the bytes."""
+    producers = _producers(graph)
+    for index in reversed(range(len(graph.node))):
+        node = graph.node[index]
+        dequantize = producers.get(node.input[0]) if node.op_type == "DepthToSpace" else None
+        if dequantize is None or dequantize.op_type != "DequantizeLinear":
+            continue
+        output, params = node.output[0], list(dequantize.input[1:])
+        node.output[0] = f"{output}.float"
+        graph.node.insert(index + 1, onnx.helper.make_node("DequantizeLinear", [f"{output}.uint8", *params], [output]))
+        graph.node.insert(index + 1, onnx.helper.make_node("QuantizeLinear", [f"{output}.float", *params],
+                                                           [f"{output}.uint8"]))
+
+
+def _quantized_neighbours(graph: onnx.GraphProto) -> list[list[str]]:
+    """For each value-moving node reading a DequantizeLinear, the uint8 tensors its inputs are
+    dequantized from and its outputs quantized to: the tensors that must share a scale."""
+    producers = _producers(graph)
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    linked = []
+    for node in graph.node:
+        if node.op_type not in SAME_SCALE_OPS:
+            continue
+        inputs = [producers.get(name) for name in (node.input if node.op_type == "Concat" else node.input[:1])]
+        tensors = [dq.input[0] for dq in inputs if dq is not None and dq.op_type == "DequantizeLinear"]
+        tensors += [q.output[0] for q in readers.get(node.output[0], []) if q.op_type == "QuantizeLinear"]
+        linked.append(tensors)
+    return linked
+
+
+def _span(graph: onnx.GraphProto, scale: str, zero_point: str) -> tuple[float, float]:
+    s = float(onnx.numpy_helper.to_array(_initializer(graph, scale)))
+    z = int(onnx.numpy_helper.to_array(_initializer(graph, zero_point)))
+    return -z * s, (255 - z) * s
+
+
+def share_concat_scales(graph: onnx.GraphProto) -> None:
+    """One scale and zero point for every uint8 tensor joined by a Concat (its inputs, its output, and
+    through Resize, MaxPool and DepthToSpace the tensors on their other side): the widest range
+    among them, so nothing clips that did not. An int8 concatenation then copies bytes instead of
+    requantizing each input through a lookup table, and value-moving ops keep running on uint8. What
+    XNNPACK, QNNPACK and TFLite do for a concatenation anyway; export/rescale.py already gave each
+    skip its decoder partner's range, so the shared scale costs the skips next to nothing."""
+    groups: dict[str, str] = {}  # union-find over tensor names
+
+    def root(name: str) -> str:
+        while groups.setdefault(name, name) != name:
+            name = groups[name]
+        return name
+
+    for tensors in _quantized_neighbours(graph):
+        for a, b in zip(tensors, tensors[1:], strict=False):
+            groups[root(a)] = root(b)
+    members: dict[str, list[str]] = {}
+    for name in list(groups):
+        members.setdefault(root(name), []).append(name)
+    producers = _producers(graph)
+    for names in (names for names in members.values() if len(names) > 1):
+        params = [tuple(producers[name].input[1:3]) for name in names]
+        spans = [_span(graph, *p) for p in params]
+        low, high = min(lo for lo, _ in spans), max(hi for _, hi in spans)
+        widest = next((p for p, (lo, hi) in zip(params, spans, strict=True) if lo <= low and hi >= high), None)
+        if widest is None:
+            raise RuntimeError(f"no one quantization range covers the tensors {names}; cannot share a scale")
+        for node in graph.node:
+            if node.op_type in ("QuantizeLinear", "DequantizeLinear") and (
+                    node.output[0] in names or node.input[0] in names):
+                node.input[1:3] = widest
+
+
+def requantize_conv_biases(graph: onnx.GraphProto) -> None:
+    """Re-express each Conv's int32 bias in (input scale x weight scale), the scale an int8 conv
+    adds it in: after :func:`share_concat_scales` moved some inputs' scales, the bias would
+    otherwise be read at the wrong scale (onnxruntime's fused QLinearConv does) or refuse fusion."""
+    producers = _producers(graph)
+    constant = {init.name: init for init in graph.initializer}
+
+    def value(name: str) -> np.ndarray:
+        return onnx.numpy_helper.to_array(constant[name])
+
+    for conv in (n for n in graph.node if n.op_type == "Conv" and len(n.input) == 3):
+        x, w, b = (producers.get(name) for name in conv.input)
+        if not all(node is not None and node.op_type == "DequantizeLinear" for node in (x, w, b)):
+            continue
+        wanted = (value(x.input[1]) * value(w.input[1])).astype(np.float32)
+        if np.array_equal(value(b.input[1]), wanted):
+            continue
+        bias = value(b.input[0]).astype(np.float64) * value(b.input[1])
+        quantized = np.clip(np.round(bias / wanted), np.iinfo(np.int32).min, np.iinfo(np.int32).max).astype(np.int32)
+        for name, array in ((b.input[0], quantized), (b.input[1], wanted)):  # the quantizer's own, one per bias
+            constant[name].CopyFrom(onnx.numpy_helper.from_array(array, name))
 
 
 def compact(model_proto: onnx.ModelProto, meta: ExportMeta) -> None:

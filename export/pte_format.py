@@ -8,8 +8,9 @@ it; ``to_edge_transform_and_lower`` hands the graph to the XNNPACK partitioner a
 (``executorch.runtime``), which is what an app links (XNNPACK kernels).
 
 The XNNPACK quantizer gives a concatenation and its producers one shared observer: the skip
-rescaling of ``export/rescale.py`` (applied by the export to every format) is what keeps the
-skips' precision. Provenance: a constant method ``tinybeauty_metadata`` returns the JSON of
+rescaling of ``export/rescale.py`` (applied by the export to every format with int8
+activations: ``int8_activations`` in export/formats.py) is what keeps the skips' precision.
+Provenance: a constant method ``tinybeauty_metadata`` returns the JSON of
 :meth:`ExportMeta.as_strings` as a uint8 tensor (``read_metadata``).
 
 Input ``face``: float32 NCHW [1, 3, S, S] in [0, 1]; output: the made-up face, same layout.
@@ -18,7 +19,6 @@ Input ``face``: float32 NCHW [1, 3, S, S] in [0, 1]; output: the made-up face, s
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -52,14 +52,12 @@ def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torchao / export deprecation chatter
-        wrapped = FloatResidualAdd(quantize_residual(model, inputs))  # no .eval(): exported graphs refuse it
-        program = torch.export.export(wrapped, (inputs.example,), strict=False)
-        metadata = torch.tensor(list(json.dumps(meta.as_strings(), sort_keys=True).encode()), dtype=torch.uint8)
-        edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()],
-                                           constant_methods={METADATA_METHOD: metadata})
-        path.write_bytes(edge.to_executorch().buffer)
+    wrapped = FloatResidualAdd(quantize_residual(model, inputs))  # no .eval(): exported graphs refuse it
+    program = torch.export.export(wrapped, (inputs.example,), strict=False)
+    metadata = torch.tensor(list(json.dumps(meta.as_strings(), sort_keys=True).encode()), dtype=torch.uint8)
+    edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()],
+                                       constant_methods={METADATA_METHOD: metadata})
+    path.write_bytes(edge.to_executorch().buffer)
     return path
 
 
@@ -67,7 +65,8 @@ def _runtime():
     try:
         from executorch.runtime import Runtime
     except ImportError as error:
-        raise RuntimeUnavailable(f"ExecuTorch is not installed ({error}); pip install -e '.[mobile]' (make setup does)") from error
+        raise RuntimeUnavailable(f"ExecuTorch is not installed ({error}); pip install -e '.[mobile]' "
+                                 "(make setup does)") from error
     return Runtime.get()
 
 

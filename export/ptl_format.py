@@ -2,12 +2,13 @@
 
 The residual network is quantized with the FX flow of ``torch.ao.quantization`` (a PT2E-quantized
 model traces but does not load in the lite interpreter with torch 2.13). Only the residual U-Net
-is int8 (skip concatenations included, see export/rescale.py); the ``face + residual`` add and the clamp stay in float, so the output keeps full
-precision where the image is untouched. ``optimize_for_mobile`` needs an XNNPACK build of torch;
-on builds without it (the CPU wheel used here) ``torch.jit.freeze`` does the folding instead.
+is int8 (skip concatenations included, see export/rescale.py); the ``face + residual`` add and
+the clamp stay in float, so the output keeps full precision where the image is untouched.
+``optimize_for_mobile`` needs an XNNPACK build of torch; on builds without it (the CPU wheel used
+here) ``torch.jit.freeze`` does the folding instead, and the export log says so in one line.
 
-Note: torch 2.13 marks the lite interpreter deprecated in favour of ExecuTorch (``.pte``); a
-``.pte`` exporter is one more module and one more row in ``export.formats``.
+torch 2.13 marks the lite interpreter deprecated in favour of ExecuTorch, whose ``.pte`` file
+(export/pte_format.py) is exported beside this one; ``.ptl`` stays for apps on PyTorch Mobile.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import contextlib
 import copy
 import json
 import logging
-import warnings
 import zipfile
 from pathlib import Path
 
@@ -58,8 +58,7 @@ def quantize_residual(model: TinyBeauty, inputs: ExportInputs) -> nn.Module:
     qconfig = QConfig(activation=HistogramObserver.with_args(reduce_range=False),
                       weight=default_per_channel_weight_observer)
     backend = get_qnnpack_backend_config()
-    with quantized_engine(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with quantized_engine():
         # Concatenations are int8 with one observer shared by their inputs and output; the
         # export's skip rescaling (export/rescale.py) makes their inputs' ranges fit that scale.
         # (Left in float, FX still fed the first cat quantized tensors of two scales, and
@@ -73,28 +72,36 @@ def quantize_residual(model: TinyBeauty, inputs: ExportInputs) -> nn.Module:
 
 
 def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta) -> Path:
-    with quantized_engine(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer and lite-interpreter deprecation chatter
+    with quantized_engine():
         wrapped = FloatResidualAdd(quantize_residual(model, inputs)).eval()
         traced = torch.jit.trace(wrapped, inputs.example)
-        try:
-            from torch.utils.mobile_optimizer import optimize_for_mobile
-
-            scripted = optimize_for_mobile(traced)
-        except (AssertionError, RuntimeError) as error:  # no XNNPACK in this torch build
-            log.info("optimize_for_mobile unavailable (%s); using torch.jit.freeze", str(error).splitlines()[0][:80])
-            scripted = torch.jit.freeze(traced.eval())
+        scripted = optimized_for_mobile(traced)
         extra = {METADATA_FILE: json.dumps(meta.as_strings(), sort_keys=True)}
         scripted._save_for_lite_interpreter(str(path), _extra_files=extra)
     strip_debug_records(path)
     return path
 
 
+def optimized_for_mobile(traced: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
+    """``optimize_for_mobile`` where torch has XNNPACK (it refuses to run without); else
+    ``torch.jit.freeze``, which inlines the weights as constants and folds what it can."""
+    import torch.backends.xnnpack
+
+    if not torch.backends.xnnpack.enabled:
+        log.info("optimize_for_mobile skipped: this torch build has no XNNPACK (the CPU wheel); "
+                 "folded with torch.jit.freeze instead")
+        return torch.jit.freeze(traced.eval())
+    from torch.utils.mobile_optimizer import optimize_for_mobile
+
+    return optimize_for_mobile(traced)
+
+
 def strip_debug_records(path: Path) -> int:
     """Drop the TorchScript source-range tables (``*.debug_pkl``): ~6 KB the lite interpreter
     never reads. Records stay uncompressed, as torch's reader expects. Returns bytes saved."""
     before = path.stat().st_size
-    with atomic_path(path) as tmp, zipfile.ZipFile(path) as source, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as target:
+    with (atomic_path(path) as tmp, zipfile.ZipFile(path) as source,
+          zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as target):
         for info in source.infolist():
             if not info.filename.endswith(".debug_pkl"):
                 target.writestr(info.filename, source.read(info.filename))

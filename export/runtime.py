@@ -131,21 +131,42 @@ def load_model(path: Path, threads: int | None = None) -> LoadedModel:
     return loaded
 
 
-# Messages understood and harmless here, kept out of the reports (each seen on this toolchain).
-# Each is matched by its message and category, so that any other warning still shows.
+# Warnings understood and harmless here, kept out of the reports: every one the export, the
+# benchmark and apply raise on the pinned toolchain (found with `python -W default -m export ...`).
+# Each is (message regex, category, module regex): matched at the start of its message, by its
+# category and the module it is raised from, so any other warning still shows.
 QUIET_WARNINGS = (
-    # torch's own exporter trips its pytree deprecation
-    (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning),
+    # torch.export's pytree code trips its own deprecation (torch 2.13), not anything of ours.
+    (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning, ""),
+    # TorchScript, deprecated in torch 2.13, is what the .ptl lite interpreter runs and what
+    # coremltools converts the .mlmodel/.mlpackage from; torch is pinned, so it keeps working.
+    (r"`torch\.jit\.(trace|trace_method|script_method|freeze)` is deprecated", DeprecationWarning, ""),
+    (r"Lite Interpreter is deprecated", DeprecationWarning, ""),  # the .ptl format itself (ptl_format.py)
+    # The .ptl's FX quantization: a PT2E-quantized model does not load in the lite interpreter.
+    (r"torch\.ao\.quantization is deprecated", DeprecationWarning, ""),
+    (r"torch\.quantize_per_tensor, torch\.quantize_per_channel and other quantized tensor", UserWarning,
+     r"torch\.ao\."),
+    # ExecuTorch reads its own bundled files with importlib.resources' legacy calls.
+    (r"(open_text|read_text|read_binary) is deprecated\. Use files\(\) instead", DeprecationWarning, ""),
+    # ExecuTorch's Python runtime (the .pte runner) is marked experimental on import.
+    (r"This API is experimental and subject to change without notice", Warning, r"executorch\."),
+    # The .mlpackage's k-means palettization of a layer with fewer distinct weights than
+    # look-up entries: every weight is then stored exactly.
+    (r"Number of distinct clusters \(\d+\) found smaller than n_clusters", Warning, r"sklearn\."),
+    # coremltools leaves an ML Program's weights folder to its finalizer, which removes it.
+    (r"Implicitly cleaning up <TemporaryDirectory", ResourceWarning, ""),
 )
-# coremltools announces at import that it has no macOS runtime and has not been tested with this
-# torch; torchao finds no CUDA kernels nor Triton on a CPU machine.
-QUIET_LOGGERS = ("coremltools", "torchao", "torch.utils._pytree")
+# Loggers above their own INFO chatter: coremltools announces at import that it has no macOS
+# runtime and has not been tested with this torch; torchao finds no CUDA kernels nor Triton on
+# a CPU machine; torch's ONNX exporter skips the torchvision ops it would register (no
+# torchvision installed, and the model uses none).
+QUIET_LOGGERS = ("coremltools", "torchao", "torch.utils._pytree", "torch.onnx._internal.exporter._registration")
 
 
 def silence_known_noise() -> None:
     """Call before the converters are imported. Only the messages above are silenced: any other
     warning still shows."""
-    for message, category in QUIET_WARNINGS:
-        warnings.filterwarnings("ignore", message=message, category=category)
+    for message, category, module in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category, module=module)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -73,18 +72,16 @@ def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta
 
     quantizer = _quantizer()
     litert_torch.progress.console.quiet = True  # its per-stage progress lines are not part of our report
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        graph = torch.export.export(FloatResidualAdd(model.residual).eval(), (inputs.example,)).module()
-        prepared = prepare_pt2e(graph, quantizer)
-        with torch.no_grad():
-            for face in inputs.calibration:
-                prepared(face[None])
-        quantized = move_exported_model_to_eval(convert_pt2e(prepared, fold_quantize=False))
-        channels_last = litert_torch.to_channel_last_io(quantized, args=[0], outputs=[0])
-        example = inputs.example.permute(0, 2, 3, 1).contiguous()
-        edge = litert_torch.convert(channels_last, (example,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
-        edge.export(str(path))
+    graph = torch.export.export(FloatResidualAdd(model.residual).eval(), (inputs.example,)).module()
+    prepared = prepare_pt2e(graph, quantizer)
+    with torch.no_grad():
+        for face in inputs.calibration:
+            prepared(face[None])
+    quantized = move_exported_model_to_eval(convert_pt2e(prepared, fold_quantize=False))
+    channels_last = litert_torch.to_channel_last_io(quantized, args=[0], outputs=[0])
+    example = inputs.example.permute(0, 2, 3, 1).contiguous()
+    edge = litert_torch.convert(channels_last, (example,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
+    edge.export(str(path))
     add_metadata(path, meta.as_strings())
     return path
 
@@ -122,7 +119,8 @@ def load(path: Path, threads: int | None = None) -> Runner:
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError as error:
-        raise RuntimeUnavailable(f"LiteRT is not installed ({error}); pip install -e '.[mobile]' (make setup does)") from error
+        raise RuntimeUnavailable(f"LiteRT is not installed ({error}); pip install -e '.[mobile]' "
+                                 "(make setup does)") from error
 
     interpreter = Interpreter(model_path=str(path), num_threads=threads or None)
     interpreter.allocate_tensors()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from faces.detection import Face
+from faces.mesh import LEFT_EYE, MOUTH_CORNERS, RIGHT_EYE
 
 
 @dataclass(frozen=True)
@@ -29,14 +30,47 @@ class Alignment:
 
     @classmethod
     def from_face(cls, face: Face, size: int) -> Alignment:
-        left, right = np.asarray(face.left_eye), np.asarray(face.right_eye)
-        eye_avg, mouth = (left + right) / 2, np.asarray(face.mouth)
+        """From the detector's keypoints (its mouth point is the mouth's centre)."""
+        return cls.from_points(face.left_eye, face.right_eye, face.mouth, size)
+
+    @classmethod
+    def from_mesh(cls, points: np.ndarray, size: int) -> Alignment:
+        """From the 468-point mesh, as FFHQ takes its 68 dlib points: each eye the mean of its
+        contour, the mouth the mean of its corners."""
+        points = np.asarray(points)[:, :2]
+        return cls.from_points(points[list(RIGHT_EYE)].mean(0), points[list(LEFT_EYE)].mean(0),
+                               points[list(MOUTH_CORNERS)].mean(0), size)
+
+    @classmethod
+    def from_points(cls, left_eye, right_eye, mouth, size: int) -> Alignment:
+        """FFHQ's formula from the eye on the image's left, the one on its right and the mouth."""
+        left, right = np.asarray(left_eye, np.float64), np.asarray(right_eye, np.float64)
+        eye_avg, mouth = (left + right) / 2, np.asarray(mouth, np.float64)
         eye_to_eye, eye_to_mouth = right - left, mouth - eye_avg
         x = eye_to_eye - np.flipud(eye_to_mouth) * [-1, 1]
         x = x / np.hypot(*x) * max(np.hypot(*eye_to_eye) * 2.0, np.hypot(*eye_to_mouth) * 1.8)
         y = np.flipud(x) * [1, -1] * -1
         centre = eye_avg + eye_to_mouth * 0.1
         return cls(centre - x - y, 2 * x, 2 * y, size)
+
+    @classmethod
+    def from_params(cls, centre, side: float, angle: float, size: int) -> Alignment:
+        """From the square's centre (image pixels), side (pixels) and angle (radians, of its x axis)."""
+        x = np.array([np.cos(angle), np.sin(angle)]) * (side / 2)
+        y = np.array([-x[1], x[0]])
+        return cls(np.asarray(centre, np.float64) - x - y, 2 * x, 2 * y, size)
+
+    @property
+    def centre(self) -> np.ndarray:
+        return self.origin + (self.x_axis + self.y_axis) / 2
+
+    @property
+    def side(self) -> float:
+        return float(np.hypot(*self.x_axis))
+
+    @property
+    def angle(self) -> float:
+        return float(np.arctan2(self.x_axis[1], self.x_axis[0]))
 
     def to_image(self, crop_xy: np.ndarray) -> np.ndarray:
         """Crop pixel coordinates (N x 2, pixel centres at +0.5) -> image coordinates."""

@@ -59,7 +59,8 @@ def _anchors(size: int = DETECTOR_SIZE, stride: int = 4) -> np.ndarray:
     return np.stack([xs.ravel(), ys.ravel()], axis=1)
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Intersection over union of one box (x0, y0, x1, y1) with each of N boxes."""
     x0, y0 = np.maximum(box[0], boxes[:, 0]), np.maximum(box[1], boxes[:, 1])
     x1, y1 = np.minimum(box[2], boxes[:, 2]), np.minimum(box[3], boxes[:, 3])
     inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
@@ -73,7 +74,7 @@ def _weighted_nms(boxes: np.ndarray, points: np.ndarray, scores: np.ndarray) -> 
     remaining = order.copy()
     kept = []
     while len(remaining):
-        overlap = _iou(boxes[remaining[0]], boxes[remaining]) > NMS_IOU
+        overlap = box_iou(boxes[remaining[0]], boxes[remaining]) > NMS_IOU
         group = remaining[overlap]
         weights = scores[group][:, None]
         kept.append(((boxes[group] * weights).sum(0) / weights.sum(), (points[group] * weights[:, :, None]).sum(0)

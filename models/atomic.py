@@ -3,18 +3,40 @@
 A kill at any moment leaves either the old file or the new one, never a torn file under the
 real name. Temp files are named ``.NAME.PID.tmp``: they never match a glob for the real
 files (``*.pt``, ``*.png``), and :func:`remove_leftovers` clears those a killed writer left.
-Every stage writes its outputs through :func:`atomic_path`.
+Every stage writes its outputs through :func:`atomic_path`; a write that runs out of space
+(disk full, quota, a file-size limit) is a :class:`DiskFullError` naming the file, and whatever
+was saved under that name before stays as it was. :func:`check_output_folder` is the one check
+every CLI makes of its ``--out`` before any work.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 TEMP_SUFFIX = ".tmp"
+# What a write raises when there is no room: a full disk, a full quota, a file-size limit (ulimit -f).
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+class DiskFullError(OSError):
+    """No room to write a file. The message names it; what was saved before under that name is kept."""
+
+
+class OutputFolderError(ValueError):
+    """An output folder that cannot be one (a file, or a place this process cannot write)."""
+
+
+def disk_full_error(path: Path, error: OSError) -> DiskFullError:
+    """The message for a write to ``path`` that ran out of room."""
+    return DiskFullError(f"no room to write {path}: the disk is full (or a quota or file-size limit was reached: "
+                         f"{error.strerror or error}); free some space and run again. Nothing was written under "
+                         "that name: what was saved there before is kept")
 
 
 def temp_path(path: Path) -> Path:
@@ -35,8 +57,36 @@ def atomic_path(path: Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as error:
+        if error.errno in NO_SPACE_ERRNOS and not isinstance(error, DiskFullError):
+            raise disk_full_error(path, error) from error
+        raise
     finally:
-        tmp.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)  # a torn temp file would only hold on to the space that ran out
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_output_folder(path: Path) -> Path:
+    """Refuse, before any work, an output folder that is an existing file (or lies under one),
+    or one this process cannot create files in (read-only, no permission). Creates nothing
+    that stays: writability is tried with a hidden folder, removed at once, in the folder or
+    in its nearest existing parent. Returns the path."""
+    path = Path(path)
+    existing = _nearest_existing(path.absolute())
+    if not existing.is_dir():
+        what = "is a file" if existing == path.absolute() else f"lies under {existing}, which is a file"
+        raise OutputFolderError(f"{path} {what}, not a folder; name a folder (it is created if missing)")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".tinybeauty-probe-", dir=existing))
+    except OSError as error:
+        raise OutputFolderError(f"cannot write in {existing} ({error.strerror or error}); name a folder you "
+                                "can write to") from error
+    return path
 
 
 def remove_leftovers(folder: Path) -> list[Path]:

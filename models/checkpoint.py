@@ -6,6 +6,12 @@ Layout: ``{"model": state_dict, "model_config": dict, "optimizer": state_dict | 
 "format": CHECKPOINT_FORMAT}``. ``split`` is the train / validation / test record of
 ``models.data.split_record`` (file names and content hashes) that resume, export and benchmark
 use as it is. Everything loads with ``torch.load(path, weights_only=True)``.
+
+:func:`load_checkpoint` is what export, benchmark and apply read a model through: it refuses,
+naming the file, weights that hold NaN or infinity (a diverged run) and a model whose output
+on a plain face is not finite, once, before any converter or runtime sees it.
+:func:`save_checkpoint` turns a write that runs out of room into a :class:`CheckpointDiskFull`
+naming the file; the checkpoints saved before are kept.
 """
 
 from __future__ import annotations
@@ -16,14 +22,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models.atomic import atomic_path
-from models.tinybeauty import TinyBeauty, build_model
+from models.atomic import DiskFullError, atomic_path
+from models.tinybeauty import INPUT_MULTIPLE, TinyBeauty, build_model
 
 CHECKPOINT_FORMAT = "tinybeauty-checkpoint-v2"  # v2: the data split is recorded
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot rebuild a TinyBeauty model. The message says why and what to do."""
+
+
+class CheckpointDiskFull(CheckpointError, DiskFullError):
+    """A checkpoint that could not be written for lack of room (caught as either parent)."""
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -38,9 +48,21 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
 
 def save_checkpoint(path: Path, payload: dict) -> Path:
-    """Write to a temp file in the same folder, then rename: a kill never leaves a torn file."""
-    with atomic_path(path) as tmp:
-        torch.save({"format": CHECKPOINT_FORMAT, **payload}, tmp)
+    """Write to a temp file in the same folder, then rename: a kill never leaves a torn file.
+
+    torch.save reports a failed write as ``RuntimeError: [enforce fail at inline_container.cc...]``;
+    written through a Python file, the OSError underneath (ENOSPC, EFBIG) is its context, so a
+    full disk is told apart from any other failure and said in words, naming the file."""
+    try:
+        with atomic_path(path) as tmp, tmp.open("wb") as handle:
+            try:
+                torch.save({"format": CHECKPOINT_FORMAT, **payload}, handle)
+            except RuntimeError as error:
+                if isinstance(error.__context__, OSError):
+                    raise error.__context__ from error
+                raise
+    except DiskFullError as error:  # atomic_path's, naming the file
+        raise CheckpointDiskFull(str(error)) from error
     return Path(path)
 
 
@@ -79,7 +101,25 @@ def load_checkpoint(path: Path) -> tuple[TinyBeauty, dict]:
     except RuntimeError as error:
         raise CheckpointError(f"{path}: weights do not fit the TinyBeauty architecture in its model_config "
                               f"(another network?): {str(error).splitlines()[0]}") from error
-    return model.eval(), payload
+    check_finite(model.eval(), path)
+    return model, payload
+
+
+def check_finite(model: TinyBeauty, path: Path) -> None:
+    """Refuse a model whose weights hold NaN or infinity, or whose output on a plain grey face
+    is not finite (weights so large they overflow), naming the checkpoint."""
+    bad = [name for name, tensor in model.state_dict().items()
+           if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    advice = "use an earlier checkpoint (the best ones are kept beside it) or retrain, e.g. with a lower --lr"
+    if bad:
+        raise CheckpointError(f"{path}: weights hold NaN or infinity in {len(bad)} tensor(s) ({', '.join(bad[:3])}"
+                              f"{', ...' if len(bad) > 3 else ''}): the training diverged; {advice}")
+    side = 4 * INPUT_MULTIPLE  # the smallest face every variant takes, to keep the check cheap
+    with torch.no_grad():
+        output = model(torch.full((1, 3, side, side), 0.5))
+    if not torch.isfinite(output).all():
+        raise CheckpointError(f"{path}: the model's output on a plain face holds NaN or infinity (its weights "
+                              f"overflow float32); {advice}")
 
 
 def checkpoint_split(payload: dict, path: Path) -> dict:

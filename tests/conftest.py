@@ -20,8 +20,8 @@ IMAGE_SIZE = 64
 
 def train_args(data: Path, out: Path, *extra: str) -> list[str]:
     return ["--data", str(data), "--out", str(out), "--variant", "nano", "--image-size", str(IMAGE_SIZE),
-            "--batch-size", "4", "--lr", "1e-3", "--sample-every", "1", "--val-fraction", "0.25", "--test-fraction", "0.1",
-            *extra]
+            "--batch-size", "4", "--lr", "1e-3", "--sample-every", "1", "--val-fraction", "0.25",
+            "--test-fraction", "0.1", *extra]
 
 
 @pytest.fixture(scope="session")
@@ -52,5 +52,6 @@ def artifacts(checkpoint, tmp_path_factory) -> Path:
     from export.__main__ import main
 
     out = tmp_path_factory.mktemp("artifacts")
-    assert main(["--checkpoint", str(checkpoint), "--out", str(out), "--calibration-images", "8", "--val-images", "4"]) == 0
+    assert main(["--checkpoint", str(checkpoint), "--out", str(out), "--calibration-images", "8",
+                 "--val-images", "4"]) == 0
     return out

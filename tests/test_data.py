@@ -40,15 +40,23 @@ def test_jpg_source_pairs_with_png_target_by_stem(tmp_path):
 
 
 def test_pairs_csv_manifest(tmp_path):
-    write_image(tmp_path / "x" / "one.png")
-    write_image(tmp_path / "y" / "one_made_up.jpg")
-    write_image(tmp_path / "x" / "two.png")
-    write_image(tmp_path / "y" / "two_made_up.jpg")
+    """pairs.csv pairs exactly the files it lists, in its order, whatever their names, and takes
+    precedence over folders that would pair differently."""
+    colours = {"x/one.png": (200, 40, 40), "y/one_made_up.png": (40, 200, 40),
+               "x/two.png": (40, 40, 200), "y/two_made_up.png": (200, 200, 40)}
+    for name, colour in colours.items():
+        write_image(tmp_path / name, color=colour)
+    make_layout(tmp_path)  # source/ + target/ as well: the manifest wins
+    rows = [["x/two.png", "y/one_made_up.png"], ["x/one.png", "y/two_made_up.png"]]  # crossed on purpose
     with (tmp_path / "pairs.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["source", "target"])
-        writer.writerows([["x/one.png", "y/one_made_up.jpg"], ["x/two.png", "y/two_made_up.jpg"]])
-    assert len(load_pairs(tmp_path, image_size=16)) == 2
+        writer.writerows(rows)
+    cache = load_pairs(tmp_path, image_size=16)
+    assert cache.names == ["x/two.png", "x/one.png"]
+    assert [(p.source, p.target) for p in cache.pairs] == [(tmp_path / s, tmp_path / t) for s, t in rows]
+    for i, (source, target) in enumerate(rows):
+        assert tuple(cache.sources[i, 8, 8]) == colours[source] and tuple(cache.targets[i, 8, 8]) == colours[target]
 
 
 def test_masks_give_eye_band_from_labels(tmp_path):
@@ -168,7 +176,7 @@ def test_synthetic_is_deterministic_subtle_and_labelled():
     baselines = [psnr_db(to_tensor(s), to_tensor(t)) for s, t, _ in (render_pair(i, 0, 128) for i in range(6))]
     assert 25 < np.mean(baselines) < 33, baselines
     present = set(np.unique(labels))
-    assert {LABELS["left_eye"], LABELS["right_eye"], LABELS["upper_lip"], LABELS["lower_lip"], LABELS["skin"]} <= present
+    assert {LABELS[part] for part in ("left_eye", "right_eye", "upper_lip", "lower_lip", "skin")} <= present
 
 
 def test_same_stem_twice_is_refused_naming_both(tmp_path):

@@ -1,5 +1,5 @@
 import json
-import pickle
+import pathlib
 import shutil
 
 import numpy as np
@@ -11,6 +11,7 @@ from export.formats import BY_NAME, FORMATS
 from export.runtime import RuntimeUnavailable
 from models.atomic import sha256_tree, tree_bytes
 from models.checkpoint import CheckpointError, load_checkpoint
+from models.gates import SIZE_BUDGET_BYTES
 
 SHIPPED = [f.name for f in FORMATS if f.shipped]
 
@@ -25,10 +26,11 @@ def test_each_format_round_trips(artifacts, checkpoint, name):
     record = next(r for r in manifest(artifacts)["artifacts"] if r["format"] == name)
     path = artifacts / fmt.filename
     assert tree_bytes(path) == record["bytes"] and sha256_tree(path) == record["sha256"]
-    assert record["checkpoint_sha256"] == manifest(artifacts)["checkpoint_sha256"] and record["input"].startswith("face")
+    assert record["checkpoint_sha256"] == manifest(artifacts)["checkpoint_sha256"]
+    assert record["input"].startswith("face")
     assert record["passed"] and not record["problems"]
     if fmt.shipped:
-        assert record["bytes"] < 100_000
+        assert record["bytes"] < SIZE_BUDGET_BYTES
     model, _ = load_checkpoint(checkpoint)
     faces = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
@@ -81,7 +83,8 @@ def test_size_gate_fails_and_keeps_previous_artifacts(artifacts, checkpoint, tmp
     for name in ("tinybeauty.onnx", "manifest.json"):
         (out / name).write_bytes((artifacts / name).read_bytes())
     before = (out / "tinybeauty.onnx").read_bytes()
-    code = export_main(["--checkpoint", str(checkpoint), "--out", str(out), "--formats", "onnx", "--budget-bytes", "1000",
+    code = export_main(["--checkpoint", str(checkpoint), "--out", str(out), "--formats", "onnx",
+                        "--budget-bytes", "1000",
                         "--calibration-images", "4", "--val-images", "2"])
     assert code == 1
     assert "over the 1,000-byte budget" in capsys.readouterr().out
@@ -134,17 +137,49 @@ def test_bad_checkpoints_are_rejected_clearly(kind, message, checkpoint, tmp_pat
     assert message in caplog.text
 
 
-def test_pickle_error_type_is_what_weights_only_raises(tmp_path):
-    path = tmp_path / "m.pt"
-    torch.save(torch.nn.Conv2d(1, 1, 1), path)
-    with pytest.raises(pickle.UnpicklingError):
-        torch.load(path, weights_only=True)
+class _RunsCodeWhenUnpickled:
+    """A pickle that creates a file when loaded: what a full unpickle of a hostile checkpoint does."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (self.marker,))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_unrun(tmp_path):
+    marker, path = tmp_path / "code_ran", tmp_path / "hostile.pt"
+    torch.save({"model": _RunsCodeWhenUnpickled(marker), "model_config": {}}, path)
+    with pytest.raises(CheckpointError, match="pickled Python objects"):
+        load_checkpoint(path)
+    assert not marker.exists()
+    assert export_main(["--checkpoint", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_real_warnings_still_show_after_the_known_noise_is_silenced():
+    import warnings
+
+    from export.runtime import silence_known_noise
+
+    real = [(category, f"a real {category.__name__} of this project")
+            for category in (UserWarning, DeprecationWarning, FutureWarning, RuntimeWarning)]
+    # ExecuTorch's message, raised from another module: only ExecuTorch's own is known noise.
+    real.append((UserWarning, "This API is experimental and subject to change without notice"))
+    known = [(DeprecationWarning, "`torch.jit.trace` is deprecated. Please switch to `torch.compile`"),
+             (ResourceWarning, "Implicitly cleaning up <TemporaryDirectory '/tmp/x'>")]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        silence_known_noise()
+        for category, message in known + real:
+            warnings.warn(message, category, stacklevel=1)
+    assert [(w.category, str(w.message)) for w in caught] == real
 
 
 def test_top_level_of_artifacts_is_exactly_what_ships(artifacts):
     top = sorted(p.name for p in artifacts.iterdir() if p.name != "reference")
     assert top == sorted([f.filename for f in FORMATS if f.shipped] + ["manifest.json"])
-    assert all(tree_bytes(artifacts / name) < 100_000 for name in top if name != "manifest.json")
+    assert all(tree_bytes(artifacts / name) < SIZE_BUDGET_BYTES for name in top if name != "manifest.json")
     assert (artifacts / "reference" / "tinybeauty_fp32.onnx").is_file()
 
 

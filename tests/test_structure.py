@@ -18,7 +18,7 @@ ALLOWED = {
     "faces": {"models"},
     "train": {"models", "faces"},
     "export": {"models"},
-    "benchmark": {"models", "export", "web"},
+    "benchmark": {"models", "export", "web", "faces", "apply"},  # the live section runs apply on video
     "apply": {"models", "faces", "export"},
     "web": {"models", "faces", "export"},
 }

@@ -9,6 +9,8 @@ import torch
 from conftest import ROOT, train_args
 
 from models.checkpoint import load_checkpoint
+from models.data import faces_as_tensors, load_split
+from models.metrics import mean_psnr_db
 from train.__main__ import main
 
 CHECKPOINTS = ("tinybeauty_best_loss.pt", "tinybeauty_best_psnr.pt", "tinybeauty_final.pt", "tinybeauty_last.pt")
@@ -27,8 +29,15 @@ def test_end_to_end_run_writes_loadable_checkpoints(trained_run):
         assert model(torch.rand(1, 3, 64, 64)).shape == (1, 3, 64, 64)
     rows = metric_rows(trained_run)
     assert [int(r["epoch"]) for r in rows] == [1, 2]
+    # The baseline the run reports is the untouched validation faces' PSNR against their targets.
+    last = torch.load(trained_run / "tinybeauty_last.pt", weights_only=True)
+    baseline = mean_psnr_db(*faces_as_tensors(load_split(last["split"], "val")))
     for row in rows:
-        assert float(row["val_psnr"]) > 10 and float(row["baseline_psnr"]) > 10
+        assert float(row["baseline_psnr"]) == pytest.approx(baseline, abs=1e-3)
+        # The head starts near zero: two epochs leave the faces close to the baseline, neither
+        # made up yet nor damaged.
+        assert abs(float(row["val_psnr"]) - baseline) < 1.0
+    assert last["best_val_psnr"] == pytest.approx(max(float(r["val_psnr"]) for r in rows))
     assert (trained_run / "samples_epoch_001.png").is_file() and (trained_run / "training_curves.png").is_file()
     assert (trained_run / "config.json").is_file()
     assert not list(trained_run.glob(".*tmp*"))  # atomic writes leave no temp files
@@ -70,12 +79,14 @@ def test_resume_refuses_contradicting_flags(trained_run, tmp_path, caplog, flag)
     assert (run / "tinybeauty_last.pt").read_bytes() == before
 
 
-def test_bad_data_fails_before_training(tmp_path, capsys):
+def test_bad_data_fails_before_training(tmp_path, caplog):
     (tmp_path / "source").mkdir()
     (tmp_path / "target").mkdir()
     out = tmp_path / "out"
     assert main(train_args(tmp_path, out, "--epochs", "1")) == 2
-    assert not (out / "tinybeauty_last.pt").exists()
+    # The message names the empty folder and what to put there; nothing was written.
+    assert str(tmp_path / "source") in caplog.text and "add the faces without makeup there" in caplog.text
+    assert not out.exists()
 
 
 @pytest.mark.slow
@@ -106,17 +117,22 @@ def test_existing_run_is_not_overwritten_by_accident(trained_run, tmp_path):
 # Runs training in a child process that writes half of the first epoch-3 checkpoint and then
 # SIGKILLs itself: a kill in the middle of a write, at the same point on every machine.
 KILL_MID_WRITE = textwrap.dedent("""
-    import os, signal, sys
+    import io, os, signal, sys
     from pathlib import Path
     import torch
     real_save = torch.save
-    def save(payload, path, *args, **kwargs):
+    def save(payload, target, *args, **kwargs):  # target: a path or an open file
         if isinstance(payload, dict) and payload.get("epoch") == 3:
-            real_save(payload, path, *args, **kwargs)
-            data = Path(path).read_bytes()
-            Path(path).write_bytes(data[: len(data) // 2])
+            buffer = io.BytesIO()
+            real_save(payload, buffer, *args, **kwargs)
+            half = buffer.getvalue()[: len(buffer.getvalue()) // 2]
+            if hasattr(target, "write"):
+                target.write(half)
+                target.flush()
+            else:
+                Path(target).write_bytes(half)
             os.kill(os.getpid(), signal.SIGKILL)
-        real_save(payload, path, *args, **kwargs)
+        real_save(payload, target, *args, **kwargs)
     torch.save = save
     from train.__main__ import main
     sys.exit(main(sys.argv[1:]))

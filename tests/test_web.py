@@ -27,7 +27,9 @@ from web.browser import (
     playwright,
     write_face_png,
 )
-from web.server import ORT_FILES, SetupError, check_runtime_installed, serve_in_thread
+from web.camera_clip import CODE_ROWS, Clip, portrait, read_code, write_clip
+from web.camera_clip import frame as clip_frame
+from web.server import DETECTOR, MESH, ORT_FILES, SetupError, check_runtime_installed, serve_in_thread
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +64,8 @@ def val_faces(checkpoint, tmp_path_factory):
     model, saved = load_checkpoint(checkpoint)
     source, _ = faces_as_tensors(load_split(checkpoint_split(saved, checkpoint), "val"))
     folder = tmp_path_factory.mktemp("web_faces")
-    return [(write_face_png(face.numpy(), folder / f"val_{i}.png"), face.numpy()[None]) for i, face in enumerate(source[:3])]
+    return [(write_face_png(face.numpy(), folder / f"val_{i}.png"), face.numpy()[None])
+            for i, face in enumerate(source[:3])]
 
 
 def _get(url: str):
@@ -83,9 +86,12 @@ def test_server_sends_isolation_headers_and_only_its_files(served, artifacts):
     assert _get(served + "app.mjs")[1]["Content-Type"] == "text/javascript"
     status, _, body = _get(served + "model/tinybeauty.onnx")
     assert status == 200 and body == (artifacts / "tinybeauty.onnx").read_bytes()
+    for network in (DETECTOR, MESH):  # the page's face networks, from make setup
+        status, _, body = _get(served + "detector/" + network.name)
+        assert status == 200 and body == network.read_bytes(), network
     for private in ("model/../manifest.json", "model/%2e%2e/tinybeauty.onnx", "model/reference/../../x.onnx",
                     "ort/ort.all.min.mjs", "model/tinybeauty.pte", "../web/server.py", "server.py", "..", "%2e%2e",
-                    "..%2fserver.py", "%2e%2e%2f__init__.py"):
+                    "..%2fserver.py", "%2e%2e%2f__init__.py", "detector/face_landmark.tflite", "detector/"):
         assert _get(served + private)[0] == 404, private
 
 
@@ -141,10 +147,12 @@ def strong_model(tmp_path_factory):
 
     shape = [1, 3, 256, 256]
     graph = helper.make_graph(
-        [helper.make_node("Mul", [INPUT_NAME, "gain"], ["scaled"]), helper.make_node("Add", ["scaled", "bias"], [OUTPUT_NAME])],
+        [helper.make_node("Mul", [INPUT_NAME, "gain"], ["scaled"]),
+         helper.make_node("Add", ["scaled", "bias"], [OUTPUT_NAME])],
         "contrast", [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, shape)],
         [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, shape)],
-        [helper.make_tensor("gain", TensorProto.FLOAT, [], [0.7]), helper.make_tensor("bias", TensorProto.FLOAT, [], [0.15])])
+        [helper.make_tensor("gain", TensorProto.FLOAT, [], [0.7]),
+         helper.make_tensor("bias", TensorProto.FLOAT, [], [0.15])])
     folder = tmp_path_factory.mktemp("strong_model")
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8  # onnxruntime-web 1.30 reads IR <= 13
@@ -238,16 +246,96 @@ def test_a_model_that_cannot_load_is_a_visible_error(artifacts, served, tmp_path
 
 
 def test_webcam_frames_are_made_up_until_stopped(artifacts, served):
+    """Chromium's own synthetic camera (a moving pattern, no face): frames go on, none is made up."""
     _need(find_chromium)
     with BrowserPage(artifacts, fake_webcam=True) as page:
-        page.page.click("#webcam")
-        page.page.wait_for_function("tinybeauty.state.frames >= 3", timeout=120_000)
-        width, height = page.page.evaluate("[tinybeauty.state.result.width, tinybeauty.state.result.height]")
-        assert width > 0 and height > 0 and page.page.locator("#webcam").inner_text() == "Stop the webcam"
+        page.start_camera(frames=3)
+        assert page.page.locator("#webcam").inner_text() == "Stop the webcam"
+        assert page.page.evaluate("tinybeauty.state.camera.regions.length") == 0
+        page.page.wait_for_function("/frames\\/s/.test(document.getElementById('fps').textContent)")
         assert "ms" in page.page.locator("#frame-ms").inner_text()
-        page.page.click("#webcam")
-        page.page.wait_for_function("tinybeauty.state.webcam === null")
+        page.stop_camera()
         assert page.page.locator("#webcam").inner_text() == "Use the webcam"
+        frames = page.page.evaluate("tinybeauty.state.frames")
+        page.page.wait_for_timeout(300)
+        assert page.page.evaluate("tinybeauty.state.frames") == frames  # stopped means stopped
+
+
+# 3 s, 31 MB: a face of ~90 px, moving up to 1.6 face sizes a second (a person turning to look)
+CLIP = Clip(640, 360, fps=30, frames=90, swing=(0.12, 0.04))
+
+
+@pytest.fixture(scope="module")
+def camera_clip(tmp_path_factory):
+    return write_clip(tmp_path_factory.mktemp("camera") / "astronaut.y4m", CLIP)
+
+
+def _centre(region: dict) -> np.ndarray:
+    return np.add(region["origin"], np.add(region["xAxis"], region["yAxis"]) / 2)
+
+
+def test_page_tracker_matches_python_on_the_same_frames(page):
+    """tracking.mjs and faces.tracking on the same frames and times: the same tracks, landmarks
+    and smoothed crops, up to the two resamplings of the mesh's 192 px crop (canvas vs PIL)."""
+    from faces.tracking import FaceTracker
+
+    face = portrait(CLIP.portrait_side)
+    indices = list(range(0, 12)) + list(range(40, 46))  # a jump: the track is lost and found again
+    frames = [np.asarray(clip_frame(CLIP, i, face)) for i in indices]
+    times = [i / CLIP.fps for i in indices]
+    tracker = FaceTracker(256)
+    by_python = [tracker.update(frame, time) for frame, time in zip(frames, times, strict=True)]
+    by_page = page.track_frames(frames, times)
+    for index, python_faces, page_faces in zip(indices, by_python, by_page, strict=True):
+        assert len(python_faces) == len(page_faces) == 1, index
+        want, got = python_faces[0], page_faces[0]
+        assert got["trackId"] == want.track_id
+        assert np.abs(np.asarray(got["landmarks"]) - want.landmarks).max() < 2.0, index  # pixels
+        side = want.alignment.side
+        assert np.abs(np.subtract(got["region"]["origin"], want.alignment.origin)).max() < 0.03 * side, index
+        assert np.abs(np.subtract(got["region"]["xAxis"], want.alignment.x_axis)).max() < 0.03 * side, index
+
+
+def test_camera_mode_follows_the_face_on_a_clip(served, strong_model, camera_clip):
+    """Chromium's fake camera plays a clip of a face on a known path: the page's crops follow
+    the path, the made-up face is written back only under its crop, and frames/s is shown."""
+    from faces import Alignment
+    from faces.tracking import align_still
+
+    _need(find_chromium)
+    first = align_still(np.asarray(clip_frame(CLIP, 0, portrait(CLIP.portrait_side))), 256)[0]
+    with BrowserPage(strong_model, camera_clip=camera_clip) as page:
+        page.start_camera(frames=3)
+        recorded = page.record_camera(12, code_rows=CODE_ROWS)
+        page.page.wait_for_function("/\\d frames\\/s/.test(document.getElementById('fps').textContent)")
+        page.stop_camera()
+        before, after = (page.shown_pixels(side) for side in ("before", "after"))
+        last = page.page.evaluate("tinybeauty.state.camera.regions")
+    indices = [read_code(frame["rows"], CLIP) % CLIP.frames for frame in recorded]
+    assert len(set(indices)) >= 6  # the face moved between the frames checked
+    for previous, index, frame in zip([indices[0], *indices], indices, recorded, strict=False):
+        (region,), (landmarks,) = frame["regions"], frame["landmarks"]
+        expected = first.centre + np.subtract(CLIP.offset(index), CLIP.offset(0))
+        # The mesh follows the path: its crop (before smoothing) within 10% of the side, plus most
+        # of the way the face went since the last frame the page made up (on a loaded machine the
+        # page skips frames, and the mesh, run on the last one's region, trails an off-centre face).
+        moved = np.hypot(*np.subtract(CLIP.offset(index), CLIP.offset(previous)))
+        measured = Alignment.from_mesh(np.asarray(landmarks), 256)
+        error = np.hypot(*(measured.centre - expected))
+        assert error < 0.1 * first.side + 0.75 * moved, (index, previous, error, first.side, frame["ms"], indices)
+        # The smoothed crop stays on the face. Its lag is checked against Python on the same
+        # frames and times (above): here the fake camera stamps frames when it sends them, and
+        # on a loaded machine that is not when their content was meant to be shown.
+        assert np.hypot(*(_centre(region) - measured.centre)) < 0.5 * first.side
+        assert abs(np.hypot(*region["xAxis"]) / first.side - 1) < 0.1
+    (region,) = last  # the last frame's crop: made up inside its footprint, untouched outside it
+    origin, x_axis, y_axis = (np.asarray(region[key]) for key in ("origin", "xAxis", "yAxis"))
+    corners = np.array([origin, origin + x_axis, origin + y_axis, origin + x_axis + y_axis])
+    (x0, y0), (x1, y1) = np.floor(corners.min(0)).astype(int) - 1, np.ceil(corners.max(0)).astype(int) + 1
+    changed = np.any(before != after, axis=-1)
+    outside = np.ones(changed.shape, bool)
+    outside[max(0, y0):y1, max(0, x0):x1] = False
+    assert changed.sum() > 1000 and not changed[outside].any()
 
 
 def test_a_dropped_photo_is_made_up(page, val_faces):
@@ -311,14 +399,34 @@ def test_exif_rotated_phone_photo_comes_back_upright(page, tmp_path):
 
 
 def test_page_constants_are_apply_and_detector_constants(page):
-    """The page mirrors Python: the same face mask, strength range and detector input as apply."""
+    """The page mirrors Python: the same face mask, strength range and detector input as apply,
+    and the same tracking and mesh constants as faces.tracking and faces.mesh."""
+    import inspect
+
     from apply.__main__ import FEATHER, MASK_CENTRE, MASK_RADII, MAX_STRENGTH
-    from faces import DETECTOR_SIZE
+    from faces import DETECTOR_SIZE, mesh, tracking
 
     mirrored = page.page.evaluate("""async () => {
         const makeup = await import('./makeup.mjs');
         const faces = await import('./faces.mjs');
-        return {mask: makeup.MASK, strength: makeup.MAX_STRENGTH, detector: faces.DETECTOR_SIZE};
+        const mesh = await import('./mesh.mjs');
+        const tracking = await import('./tracking.mjs');
+        return {mask: makeup.MASK, strength: makeup.MAX_STRENGTH, detector: faces.DETECTOR_SIZE,
+                mesh: {size: mesh.MESH_SIZE, scale: mesh.REGION_SCALE, presence: mesh.MIN_PRESENCE,
+                       eyes: [mesh.RIGHT_EYE, mesh.LEFT_EYE], mouth: mesh.MOUTH_CORNERS, line: mesh.EYE_LINE},
+                tracking: {smoothing: tracking.SMOOTHING, derivative: tracking.DERIVATIVE_CUTOFF,
+                           fallback: tracking.FALLBACK_DT, hold: tracking.REGION_HOLD, match: tracking.MATCH_IOU,
+                           duplicate: tracking.DUPLICATE_IOU, every: tracking.DETECT_EVERY,
+                           faces: tracking.MAX_FACES}};
     }""")
     assert mirrored["mask"] == {"centre": list(MASK_CENTRE), "radii": list(MASK_RADII), "feather": FEATHER}
     assert mirrored["strength"] == MAX_STRENGTH and mirrored["detector"] == DETECTOR_SIZE
+    assert mirrored["mesh"] == {"size": mesh.MESH_SIZE, "scale": mesh.REGION_SCALE, "presence": mesh.MIN_PRESENCE,
+                                "eyes": [list(mesh.RIGHT_EYE), list(mesh.LEFT_EYE)],
+                                "mouth": list(mesh.MOUTH_CORNERS), "line": list(mesh.EYE_LINE)}
+    defaults = inspect.signature(tracking.FaceTracker).parameters
+    assert mirrored["tracking"] == {
+        "smoothing": {key: list(value) for key, value in tracking.SMOOTHING.items()},
+        "derivative": tracking.DERIVATIVE_CUTOFF, "fallback": tracking.FALLBACK_DT, "hold": tracking.REGION_HOLD,
+        "match": tracking.MATCH_IOU, "duplicate": tracking.DUPLICATE_IOU,
+        "every": defaults["detect_every"].default, "faces": defaults["max_faces"].default}

@@ -32,19 +32,29 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from models.atomic import remove_leftovers
+from models.atomic import DiskFullError, OutputFolderError, check_output_folder, remove_leftovers
 from models.checkpoint import (
     CheckpointError,
     checkpoint_split,
     read_checkpoint,
     save_checkpoint,
     unwrap_model,
+)
+from models.cli import (
+    fraction_from_zero,
+    fraction_open,
+    non_negative_float,
+    non_negative_int,
+    output_folder_name,
+    positive_float,
+    positive_int,
+    seed_number,
 )
 from models.data import DataError, PairCache, split_record
 from models.tinybeauty import INPUT_MULTIPLE, VARIANTS, build_model, describe
@@ -97,7 +107,8 @@ PRESETS: dict[str, dict] = {
     "cpu": {"epochs": 120, "batch_size": 16, "crop": 128, "lr": 5e-4, "synthetic_pairs": 675},
 }
 # What a resumed run may change; everything else comes from the checkpoint's train_config.
-RESUME_MAY_CHANGE = {"epochs", "threads", "device", "sample_every", "wandb", "wandb_project", "resume", "overwrite", "out"}
+RESUME_MAY_CHANGE = {"epochs", "threads", "device", "sample_every", "wandb", "wandb_project", "resume", "overwrite",
+                     "out"}
 
 
 def parse_args(argv: list[str] | None) -> tuple[TrainConfig, set[str]]:
@@ -109,30 +120,37 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, set[str]]:
     # Options default to None so a preset can fill exactly the ones the user did not give.
     add("--data", help="folder of pairs (source/ + target/, non-makeup/ + makeup/, or pairs.csv); "
         f"default: render the built-in synthetic set into {DEFAULT_SYNTHETIC_DIR}")
-    add("--out", help=f"output folder (default {defaults.out})")
+    add("--out", type=output_folder_name, help=f"output folder (default {defaults.out})")
     add("--preset", choices=sorted(PRESETS), help="schedule preset (default: paper with --data, cpu without)")
     add("--variant", choices=sorted(VARIANTS), help=f"model size (default {defaults.variant})")
-    add("--epochs", type=int, help=f"epochs (paper {defaults.epochs})")
-    add("--batch-size", type=int, help=f"global batch size (paper {defaults.batch_size}; split across processes)")
-    add("--image-size", type=int, help=f"images are resized to this square size (default {defaults.image_size})")
-    add("--crop", type=int, help="train on random square crops of this size (default: whole images)")
-    add("--lr", type=float, help=f"Adam learning rate (paper {defaults.lr})")
-    add("--l1-weight", type=float, help=f"weight of the L1 loss (default {defaults.l1_weight})")
-    add("--eyeliner-weight", type=float, help=f"weight of the eyeliner loss (default {defaults.eyeliner_weight})")
-    add("--plateau-factor", type=float, help=f"ReduceLROnPlateau factor (default {defaults.plateau_factor})")
-    add("--plateau-patience", type=int, help=f"ReduceLROnPlateau patience in epochs, counted once validation PSNR "
+    add("--epochs", type=positive_int, help=f"epochs (paper {defaults.epochs})")
+    add("--batch-size", type=positive_int,
+        help=f"global batch size (paper {defaults.batch_size}; split across processes)")
+    add("--image-size", type=positive_int,
+        help=f"images are resized to this square size (default {defaults.image_size})")
+    add("--crop", type=positive_int, help="train on random square crops of this size (default: whole images)")
+    add("--lr", type=positive_float, help=f"Adam learning rate (paper {defaults.lr})")
+    add("--l1-weight", type=non_negative_float, help=f"weight of the L1 loss (default {defaults.l1_weight})")
+    add("--eyeliner-weight", type=non_negative_float,
+        help=f"weight of the eyeliner loss (default {defaults.eyeliner_weight})")
+    add("--plateau-factor", type=fraction_open, help=f"ReduceLROnPlateau factor (default {defaults.plateau_factor})")
+    add("--plateau-patience", type=non_negative_int,
+        help=f"ReduceLROnPlateau patience in epochs, counted once validation PSNR "
         f"is above the no-makeup baseline (default {defaults.plateau_patience})")
-    add("--val-fraction", type=float, help=f"validation share of all pairs (default {defaults.val_fraction})")
-    add("--test-fraction", type=float, help=f"held-out test share of all pairs, never used in training; 0 gives "
+    add("--val-fraction", type=fraction_open, help=f"validation share of all pairs (default {defaults.val_fraction})")
+    add("--test-fraction", type=fraction_from_zero,
+        help=f"held-out test share of all pairs, never used in training; 0 gives "
         f"the paper's 90/10 train/validation split (default {defaults.test_fraction})")
     add("--eye-mask", choices=EYE_MASK_SOURCES, help="where the eyeliner loss's eye mask comes from: auto (label "
         "maps if the data has them, else face landmarks, else the fixed band), labels, landmarks, band "
         f"(default {defaults.eye_mask})")
-    add("--seed", type=int, help=f"seed of the split, augmentation and init (default {defaults.seed})")
-    add("--sample-every", type=int, help=f"write a sample grid every N epochs (default {defaults.sample_every})")
-    add("--synthetic-pairs", type=int, help=f"pairs to render when --data is not given (default {defaults.synthetic_pairs})")
+    add("--seed", type=seed_number, help=f"seed of the split, augmentation and init (default {defaults.seed})")
+    add("--sample-every", type=positive_int,
+        help=f"write a sample grid every N epochs (default {defaults.sample_every})")
+    add("--synthetic-pairs", type=positive_int,
+        help=f"pairs to render when --data is not given (default {defaults.synthetic_pairs})")
     add("--device", help="auto, cpu, cuda or cuda:N (default auto: CUDA when present)")
-    add("--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's choice)")
+    add("--threads", type=positive_int, help="CPU threads for PyTorch (default: PyTorch's choice)")
     add("--resume", action="store_true", default=None, help="continue from OUT/tinybeauty_last.pt")
     add("--overwrite", action="store_true", default=None, help="start a new run in an OUT that already holds one")
     add("--wandb", action="store_true", default=None, help="log to Weights & Biases (offline unless configured)")
@@ -141,6 +159,14 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, set[str]]:
     preset = given.get("preset") or ("paper" if given.get("data") else "cpu")
     values = {**asdict(defaults), **PRESETS[preset], **given, "preset": preset}
     config = TrainConfig(**values)
+    problems = config_problems(config)
+    if problems:
+        parser.error("; ".join(problems))
+    return config, set(given)
+
+
+def config_problems(config: TrainConfig) -> list[str]:
+    """What is wrong with the resolved options together (presets included), one line each."""
     problems = [f"--{f.name.replace('_', '-')} must be positive" for f in fields(config)
                 if f.name in ("epochs", "batch_size", "image_size", "sample_every", "synthetic_pairs")
                 and getattr(config, f.name) <= 0]
@@ -148,13 +174,16 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, set[str]]:
         problems.append(f"--image-size {config.image_size} must be divisible by {INPUT_MULTIPLE}")
     if config.crop is not None and (config.crop % INPUT_MULTIPLE or not 0 < config.crop <= config.image_size):
         problems.append(f"--crop {config.crop} must be divisible by {INPUT_MULTIPLE} and at most --image-size")
-    if not (0 < config.val_fraction < 1 and 0 <= config.test_fraction < 1 and config.val_fraction + config.test_fraction < 1):
+    val, test = config.val_fraction, config.test_fraction
+    if not (0 < val < 1 and 0 <= test < 1 and val + test < 1):
         problems.append("--val-fraction must be in (0, 1), --test-fraction in [0, 1), and their sum under 1")
     if config.resume and config.overwrite:
         problems.append("--resume and --overwrite contradict each other; pick one")
-    if problems:
-        parser.error("; ".join(problems))
-    return config, set(given)
+    try:  # the default --out too: argparse checks only a value given on the command line
+        check_output_folder(Path(config.out))
+    except OutputFolderError as error:
+        problems.append(f"--out: {error}")
+    return problems
 
 
 def resumed_config(given: TrainConfig, given_names: set[str], stored: dict, path: Path) -> TrainConfig:
@@ -184,7 +213,8 @@ def start_wandb(config: TrainConfig):
     try:
         import wandb
     except ImportError as error:
-        raise SystemExit("--wandb needs the wandb package: pip install 'tinybeauty[wandb]' (or drop --wandb)") from error
+        raise SystemExit("--wandb needs the wandb package: pip install 'tinybeauty[wandb]' "
+                         "(or drop --wandb)") from error
     if not os.environ.get("WANDB_API_KEY") and not os.environ.get("WANDB_MODE"):
         os.environ["WANDB_MODE"] = "offline"  # never needs a network unless the user set it up
     return wandb.init(project=config.wandb_project, config=asdict(config), dir=config.out)
@@ -197,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         return run(config, given_names, dist_info)
-    except (DataError, CheckpointError) as error:
+    except (DataError, CheckpointError, DiskFullError) as error:  # each names its file
         log.error("%s", error)
         return 2
     finally:
@@ -234,7 +264,10 @@ def resume_data(split: dict) -> tuple[PairCache, dict[str, np.ndarray]]:
     return merged, {name: np.arange(offsets[i], offsets[i + 1]) for i, name in enumerate(names)}
 
 
-def run(config: TrainConfig, given_names: set[str], dist_info: trainer.Distributed) -> int:
+def open_run(config: TrainConfig, given_names: set[str], dist_info: trainer.Distributed
+             ) -> tuple[TrainConfig, dict | None]:
+    """The run's config and, with --resume, the checkpoint it continues. Refuses to start over an
+    earlier run unless --overwrite; removes temp files a killed earlier run left."""
     out = Path(config.out)
     last_path = out / trainer.CHECKPOINTS["last"]
     checkpoint = None
@@ -247,19 +280,38 @@ def run(config: TrainConfig, given_names: set[str], dist_info: trainer.Distribut
     if dist_info.is_main:
         for leftover in remove_leftovers(out):  # temp files of a killed earlier run
             log.info("removed %s (left by an interrupted write)", leftover)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    device = resolve_device(config.device, dist_info)
-    torch.manual_seed(config.seed)
+    return config, checkpoint
 
+
+def load_data(config: TrainConfig, checkpoint: dict | None, dist_info: trainer.Distributed
+              ) -> tuple[PairCache, dict[str, np.ndarray], dict]:
+    """The pairs, their split indices and the split record: a resumed run's recorded ones, else new."""
     if checkpoint:
-        split = checkpoint_split(checkpoint, last_path)
+        split = checkpoint_split(checkpoint, Path(config.out) / trainer.CHECKPOINTS["last"])
         cache, indices = resume_data(split)
     else:
         cache, indices, split = prepare_data(config, dist_info)
     log.info("%d train, %d validation, %d test pairs (seed %d)", len(split["train"]), len(split["val"]),
              len(split["test"]), config.seed)
+    return cache, indices, split
 
+
+@dataclass
+class Training:
+    """What the loop updates: the network, its optimizer and schedule, the best figures so far and
+    the metric rows written so far."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
+    state: dict
+    start_epoch: int = 1
+    rows: list[dict] = field(default_factory=list)
+
+
+def build_training(config: TrainConfig, checkpoint: dict | None, device: torch.device,
+                   dist_info: trainer.Distributed) -> Training:
+    """A new network, or a resumed one with its optimizer, schedule and rows; DDP-wrapped under torchrun."""
     # A resumed run rebuilds the network from the checkpoint's own config.
     model = build_model(checkpoint["model_config"] if checkpoint else config.variant).to(device)
     log.info("%s", describe(unwrap_model(model)))
@@ -267,24 +319,46 @@ def run(config: TrainConfig, given_names: set[str], dist_info: trainer.Distribut
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=config.plateau_factor,
                                                            patience=config.plateau_patience)
     state = {"best_val_psnr": -math.inf, "best_val_loss": math.inf, "val_psnr": math.nan, "baseline_psnr": math.nan}
-    start_epoch = 1
-    metrics_path = out / trainer.METRICS_FILE
-    rows: list[dict] = []
+    training = Training(model, optimizer, scheduler, state)
     if checkpoint:
         unwrap_model(model).load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         state.update({k: checkpoint[k] for k in state})
-        start_epoch = checkpoint["epoch"] + 1
-        rows = [r for r in trainer.read_metrics(metrics_path) if int(r["epoch"]) < start_epoch]
-        log.info("resuming from %s at epoch %d", last_path, start_epoch)
-
+        training.start_epoch = checkpoint["epoch"] + 1
+        metrics_path = Path(config.out) / trainer.METRICS_FILE
+        training.rows = [r for r in trainer.read_metrics(metrics_path) if int(r["epoch"]) < training.start_epoch]
+        log.info("resuming from %s at epoch %d", Path(config.out) / trainer.CHECKPOINTS["last"], training.start_epoch)
     if dist_info.enabled:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        device_ids = [device.index] if device.type == "cuda" else None
+        training.model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    return training
 
-    # Every random stream of an epoch (shuffle order, crops, flips) is seeded by (seed, epoch), so a
-    # resumed run continues exactly as the uninterrupted run would have.
-    train_set = PairDataset(cache, indices["train"], train=True, crop=config.crop, seed=config.seed * 1000 + dist_info.rank)
+
+@dataclass
+class Loaders:
+    train_set: PairDataset
+    sampler: torch.utils.data.Sampler
+    shuffle_generator: torch.Generator
+    train: torch.utils.data.DataLoader
+    val: torch.utils.data.DataLoader
+    sample_source: torch.Tensor  # the first four validation pairs, for the sample grids
+    sample_target: torch.Tensor
+
+    def set_epoch(self, epoch: int, seed: int, distributed: bool) -> None:
+        """Every random stream of an epoch (shuffle order, crops, flips) is seeded by (seed, epoch), so
+        a resumed run continues exactly as the uninterrupted run would have."""
+        self.train_set.set_epoch(epoch)
+        if distributed:
+            self.sampler.set_epoch(epoch)
+        else:
+            self.shuffle_generator.manual_seed(seed * 1_000_003 + epoch)
+
+
+def make_loaders(config: TrainConfig, cache: PairCache, indices: dict[str, np.ndarray],
+                 dist_info: trainer.Distributed) -> Loaders:
+    train_set = PairDataset(cache, indices["train"], train=True, crop=config.crop,
+                            seed=config.seed * 1000 + dist_info.rank)
     val_set = PairDataset(cache, indices["val"], train=False)
     shuffle_generator = torch.Generator()
     sampler = (torch.utils.data.DistributedSampler(train_set, seed=config.seed) if dist_info.enabled
@@ -294,61 +368,98 @@ def run(config: TrainConfig, given_names: set[str], dist_info: trainer.Distribut
                                                drop_last=len(train_set) >= per_process_batch)
     val_loader = torch.utils.data.DataLoader(val_set, batch_size=16)
     sample_source, sample_target, _ = next(iter(torch.utils.data.DataLoader(val_set, batch_size=4)))
+    return Loaders(train_set, sampler, shuffle_generator, train_loader, val_loader, sample_source, sample_target)
 
+
+def start_outputs(config: TrainConfig, device: torch.device, dist_info: trainer.Distributed):
+    """The output folder with the resolved config.json, and the W&B run (None without --wandb)."""
     wandb_run = start_wandb(config) if config.wandb and dist_info.is_main else None
     if dist_info.is_main:
+        out = Path(config.out)
         out.mkdir(parents=True, exist_ok=True)
-        trainer.write_json(asdict(config) | {"world_size": dist_info.world_size, "device": str(device)}, out / "config.json")
+        resolved = asdict(config) | {"world_size": dist_info.world_size, "device": str(device)}
+        trainer.write_json(resolved, out / "config.json")
         log.info("training %d epochs (preset %s), batch %d, lr %g, %s, on %s x%d", config.epochs, config.preset,
                  config.batch_size, config.lr, f"{config.crop}px crops" if config.crop else "whole images",
                  device, dist_info.world_size)
+    return wandb_run
 
+
+def train_and_evaluate(config: TrainConfig, training: Training, loaders: Loaders, device: torch.device,
+                       dist_info: trainer.Distributed, epoch: int) -> tuple[dict, dict[str, bool]]:
+    """One epoch of training, then validation and the schedule's step: (metrics, which bests improved)."""
+    loaders.set_epoch(epoch, config.seed, dist_info.enabled)
     loss_weights = {"l1_weight": config.l1_weight, "eyeliner_weight": config.eyeliner_weight}
-    run_start = time.perf_counter()
-    for epoch in range(start_epoch, config.epochs + 1):
-        train_set.set_epoch(epoch)
-        if dist_info.enabled:
-            sampler.set_epoch(epoch)
-        else:
-            shuffle_generator.manual_seed(config.seed * 1_000_003 + epoch)
-        epoch_start = time.perf_counter()
-        metrics = trainer.train_one_epoch(model, train_loader, optimizer, device, loss_weights, epoch,
-                                          show_progress=dist_info.is_main and sys.stderr.isatty())
-        metrics |= trainer.evaluate(model, val_loader, device, loss_weights)
-        metrics["images_per_s"] *= dist_info.world_size
-        trainer.step_plateau(scheduler, metrics)
-        metrics |= {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "epoch_s": time.perf_counter() - epoch_start}
-        improved = {"best_loss": metrics["val_loss"] < state["best_val_loss"],
-                    "best_psnr": metrics["val_psnr"] > state["best_val_psnr"]}
-        state["best_val_loss"] = min(state["best_val_loss"], metrics["val_loss"])
-        state["best_val_psnr"] = max(state["best_val_psnr"], metrics["val_psnr"])
-        state["val_psnr"], state["baseline_psnr"] = metrics["val_psnr"], metrics["baseline_psnr"]
-        if not dist_info.is_main:
-            continue
-        # Metrics first, checkpoints second: a kill in between leaves a row that --resume drops
-        # and redoes, never a checkpoint whose epoch has no row.
-        rows.append(metrics)
-        trainer.write_metrics(metrics_path, rows)
-        payload = trainer.checkpoint_payload(model, optimizer, scheduler, epoch, state, config, split)
-        trainer.save_epoch_checkpoints(out, payload, improved)
-        if epoch % config.sample_every == 0 or epoch == config.epochs:
-            grid = trainer.sample_grid(model, sample_source.to(device), sample_target.to(device))
-            trainer.write_png(grid, out / f"samples_epoch_{epoch:03d}.png")
-            trainer.plot_curves(metrics_path, out / "training_curves.png")
-        log.info("epoch %3d/%d  loss %.4f  val PSNR %.2f dB (no makeup %.2f dB, best %.2f)  lr %.1e  %.0f img/s  %.1fs",
-                 epoch, config.epochs, metrics["train_loss"], metrics["val_psnr"], metrics["baseline_psnr"],
-                 state["best_val_psnr"], metrics["lr"], metrics["images_per_s"], metrics["epoch_s"])
-        if wandb_run is not None:
-            wandb_run.log(metrics, step=epoch)
+    epoch_start = time.perf_counter()
+    metrics = trainer.train_one_epoch(training.model, loaders.train, training.optimizer, device, loss_weights, epoch,
+                                      show_progress=dist_info.is_main and sys.stderr.isatty())
+    metrics |= trainer.evaluate(training.model, loaders.val, device, loss_weights)
+    metrics["images_per_s"] *= dist_info.world_size
+    trainer.step_plateau(training.scheduler, metrics)
+    metrics |= {"epoch": epoch, "lr": training.optimizer.param_groups[0]["lr"],
+                "epoch_s": time.perf_counter() - epoch_start}
+    state = training.state
+    improved = {"best_loss": metrics["val_loss"] < state["best_val_loss"],
+                "best_psnr": metrics["val_psnr"] > state["best_val_psnr"]}
+    state["best_val_loss"] = min(state["best_val_loss"], metrics["val_loss"])
+    state["best_val_psnr"] = max(state["best_val_psnr"], metrics["val_psnr"])
+    state["val_psnr"], state["baseline_psnr"] = metrics["val_psnr"], metrics["baseline_psnr"]
+    return metrics, improved
 
+
+def record_epoch(config: TrainConfig, training: Training, loaders: Loaders, split: dict, device: torch.device,
+                 metrics: dict, improved: dict[str, bool], wandb_run) -> None:
+    """The epoch's metrics row, checkpoints, sample grid and curves, log line and W&B step."""
+    out, epoch = Path(config.out), metrics["epoch"]
+    metrics_path = out / trainer.METRICS_FILE
+    # Metrics first, checkpoints second: a kill in between leaves a row that --resume drops
+    # and redoes, never a checkpoint whose epoch has no row.
+    training.rows.append(metrics)
+    trainer.write_metrics(metrics_path, training.rows)
+    payload = trainer.checkpoint_payload(training.model, training.optimizer, training.scheduler, epoch,
+                                         training.state, config, split)
+    trainer.save_epoch_checkpoints(out, payload, improved)
+    if epoch % config.sample_every == 0 or epoch == config.epochs:
+        grid = trainer.sample_grid(training.model, loaders.sample_source.to(device), loaders.sample_target.to(device))
+        trainer.write_png(grid, out / f"samples_epoch_{epoch:03d}.png")
+        trainer.plot_curves(metrics_path, out / "training_curves.png")
+    log.info("epoch %3d/%d  loss %.4f  val PSNR %.2f dB (no makeup %.2f dB, best %.2f)  lr %.1e  %.0f img/s  %.1fs",
+             epoch, config.epochs, metrics["train_loss"], metrics["val_psnr"], metrics["baseline_psnr"],
+             training.state["best_val_psnr"], metrics["lr"], metrics["images_per_s"], metrics["epoch_s"])
+    if wandb_run is not None:
+        wandb_run.log(metrics, step=epoch)
+
+
+def finish_run(config: TrainConfig, training: Training, run_start: float, wandb_run) -> None:
+    """The final checkpoint (a copy of the last epoch's) and the summary line."""
+    out = Path(config.out)
+    last = out / trainer.CHECKPOINTS["last"]
+    if last.exists():
+        save_checkpoint(out / trainer.CHECKPOINTS["final"], read_checkpoint(last))
+    log.info("done in %.0fs: best validation PSNR %.2f dB (no-makeup baseline %.2f dB); checkpoints in %s",
+             time.perf_counter() - run_start, training.state["best_val_psnr"], training.state["baseline_psnr"], out)
+    if wandb_run is not None:
+        wandb_run.finish()
+
+
+def run(config: TrainConfig, given_names: set[str], dist_info: trainer.Distributed) -> int:
+    config, checkpoint = open_run(config, given_names, dist_info)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device, dist_info)
+    # The seed fixes the initial weights; the order of the steps below fixes every later draw.
+    torch.manual_seed(config.seed)
+    cache, indices, split = load_data(config, checkpoint, dist_info)
+    training = build_training(config, checkpoint, device, dist_info)
+    loaders = make_loaders(config, cache, indices, dist_info)
+    wandb_run = start_outputs(config, device, dist_info)
+    run_start = time.perf_counter()
+    for epoch in range(training.start_epoch, config.epochs + 1):
+        metrics, improved = train_and_evaluate(config, training, loaders, device, dist_info, epoch)
+        if dist_info.is_main:
+            record_epoch(config, training, loaders, split, device, metrics, improved, wandb_run)
     if dist_info.is_main:
-        last = out / trainer.CHECKPOINTS["last"]
-        if last.exists():
-            save_checkpoint(out / trainer.CHECKPOINTS["final"], read_checkpoint(last))
-        log.info("done in %.0fs: best validation PSNR %.2f dB (no-makeup baseline %.2f dB); checkpoints in %s",
-                 time.perf_counter() - run_start, state["best_val_psnr"], state["baseline_psnr"], out)
-        if wandb_run is not None:
-            wandb_run.finish()
+        finish_run(config, training, run_start, wandb_run)
     return 0
 
 

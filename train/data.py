@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
 
 from models.atomic import write_text
 from models.data import (
@@ -57,8 +57,12 @@ EYE_BAND = {"top": 0.30, "bottom": 0.56, "left": 0.18, "right": 0.82}
 # Where the eye mask comes from: face-parsing label maps, face landmarks (BlazeFace, detected once
 # per source image and cached in DIR/.tinybeauty_landmarks.json), or the fixed band. "auto":
 # labels when the dataset has them, else landmarks, else the band.
-EYE_MASK_SOURCES = ("auto", "labels", "landmarks", "band")
+EYE_MASK_SOURCES = ("auto", "labels", "landmarks", "mesh", "band")
 LANDMARK_CACHE = ".tinybeauty_landmarks.json"
+# "mesh": the eye contours of the 468-point face mesh (faces.mesh), filled and grown like the label
+# masks; the contours are cached in DIR/.tinybeauty_mesh.json (16 points per eye).
+MESH_CACHE = ".tinybeauty_mesh.json"
+MESH_RING_POINTS = 16
 # Eye region around a detected eye centre, in eye distances: wide enough for lids, liner and its
 # wing, as the grown label masks are (measured on the synthetic faces' labels).
 EYE_RADII = (0.42, 0.28)
@@ -137,16 +141,33 @@ def _pairs_from_manifest(root: Path, manifest: Path) -> list[Pair]:
         first_line[name] = line
         pairs.append(Pair(name, paths["source"], paths["target"], paths.get("mask")))
     if missing:
-        raise DataError(unmatched_message(f"files listed in {manifest} do not exist (fix the paths, relative to {root})", missing))
+        raise DataError(unmatched_message(
+            f"files listed in {manifest} do not exist (fix the paths, relative to {root})", missing))
     return pairs
 
 
 def eye_mask_from_labels(labels: np.ndarray, size: int) -> np.ndarray:
     """A soft band around the eyes, grown from the eye labels: uint8, 255 at the eyes."""
-    eyes = np.isin(labels, EYE_LABELS).astype(np.uint8) * 255
+    return _grown(np.isin(labels, EYE_LABELS).astype(np.uint8) * 255, size)
+
+
+def _grown(region: np.ndarray, size: int) -> np.ndarray:
+    """A uint8 region grown to cover lid and liner, then blurred: every eye mask's last step."""
     grow = max(3, int(round(size * 0.035)) | 1)  # odd window, ~9 px at 256: covers lid and liner
-    band = Image.fromarray(eyes).filter(ImageFilter.MaxFilter(grow)).filter(ImageFilter.GaussianBlur(size * 0.012))
+    band = Image.fromarray(region).filter(ImageFilter.MaxFilter(grow)).filter(ImageFilter.GaussianBlur(size * 0.012))
     return np.asarray(band, dtype=np.uint8)
+
+
+def mesh_region_mask(points: list[float], source_size: tuple[int, int], size: int) -> np.ndarray:
+    """Filled polygons (points: flat x, y of closed rings of MESH_RING_POINTS each, in source
+    pixels) at ``size`` x ``size``: uint8, 255 inside, grown and blurred like the label masks."""
+    scale = [size / source_size[0], size / source_size[1]]
+    rings = np.asarray(points, np.float64).reshape(-1, MESH_RING_POINTS, 2) * scale
+    canvas = Image.new("L", (size, size))
+    draw = ImageDraw.Draw(canvas)
+    for ring in rings:
+        draw.polygon([tuple(point) for point in ring], fill=255)
+    return _grown(np.asarray(canvas), size)
 
 
 def fixed_eye_band(size: int) -> np.ndarray:
@@ -174,7 +195,8 @@ def eye_mask_from_landmarks(points: list[float], source_size: tuple[int, int], s
     inside = np.zeros((size, size), bool)
     for centre in (left, right):
         offset = grid - centre
-        inside |= ((offset @ along) / (EYE_RADII[0] * distance)) ** 2 + ((offset @ across) / (EYE_RADII[1] * distance)) ** 2 <= 1
+        inside |= (((offset @ along) / (EYE_RADII[0] * distance)) ** 2
+                   + ((offset @ across) / (EYE_RADII[1] * distance)) ** 2 <= 1)
     mask = Image.fromarray(inside.astype(np.uint8) * 255).filter(ImageFilter.GaussianBlur(size * 0.012))
     return np.asarray(mask, dtype=np.uint8)
 
@@ -188,7 +210,8 @@ class LandmarkCache:
 
         self.path = Path(root) / LANDMARK_CACHE
         try:
-            self.points: dict[str, list[float] | None] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+            self.points: dict[str, list[float] | None] = (json.loads(self.path.read_text()) if self.path.is_file()
+                                                          else {})
         except (json.JSONDecodeError, OSError):
             self.points = {}  # a damaged cache is rebuilt
         self.detector = FaceDetector(threads=1)
@@ -199,11 +222,14 @@ class LandmarkCache:
         """Landmarks of the image whose file has sha256 ``key``: cached, or detected now."""
         with self.lock:
             if key not in self.points:
-                faces = self.detector(image)
-                best = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), default=None)
-                self.points[key] = None if best is None else [*best.left_eye, *best.right_eye, *best.mouth]
+                self.points[key] = self._locate(image)
                 self.changed = True
             return self.points[key]
+
+    def _locate(self, image: Image.Image) -> list[float] | None:
+        faces = self.detector(image)
+        best = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), default=None)
+        return None if best is None else [*best.left_eye, *best.right_eye, *best.mouth]
 
     def save(self) -> None:
         if not self.changed:
@@ -212,6 +238,34 @@ class LandmarkCache:
             write_text(self.path, json.dumps(self.points) + "\n")
         except OSError as error:  # a read-only data folder: the landmarks are detected again next run
             log.warning("could not cache landmarks in %s (%s); they will be detected again next time", self.path, error)
+
+
+class MeshCache(LandmarkCache):
+    """The face mesh's two eye contours per source image (the largest face), found once and kept
+    in DIR/.tinybeauty_mesh.json like LandmarkCache's points."""
+
+    def __init__(self, root: Path):
+        from faces import FaceTracker
+
+        self.path = Path(root) / MESH_CACHE
+        try:
+            self.points = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        except (json.JSONDecodeError, OSError):
+            self.points = {}  # a damaged cache is rebuilt
+        self.tracker = FaceTracker(256, threads=1, smoothing=False)
+        self.lock = threading.Lock()
+        self.changed = False
+
+    def _locate(self, image: Image.Image) -> list[float] | None:
+        from faces.mesh import LEFT_EYE, RIGHT_EYE
+
+        self.tracker.reset()
+        faces = self.tracker.update(np.asarray(image.convert("RGB")), 0.0)
+        if not faces:
+            return None
+        best = max(faces, key=lambda face: face.alignment.side)
+        rings = best.landmarks[list(RIGHT_EYE + LEFT_EYE)]
+        return [round(float(value), 2) for value in rings.ravel()]
 
 
 def _eye_mask_of(eye_mask: str, size: int, landmarks: LandmarkCache | None):
@@ -225,9 +279,12 @@ def _eye_mask_of(eye_mask: str, size: int, landmarks: LandmarkCache | None):
                                 f"{source.size[0]}x{source.size[1]}; label maps must match their image's size")
             resized = Image.fromarray(labels.astype(np.uint8 if labels.max() < 256 else np.int32))
             return eye_mask_from_labels(np.asarray(resized.resize((size, size), Image.NEAREST)), size)
-        if eye_mask == "landmarks":
+        if eye_mask in ("landmarks", "mesh"):
             points = landmarks.eye_points(file_shas[0], source)
-            return None if points is None else eye_mask_from_landmarks(points, source.size, size)
+            if points is None:
+                return None
+            draw = eye_mask_from_landmarks if eye_mask == "landmarks" else mesh_region_mask
+            return draw(points, source.size, size)
         return None
 
     return make
@@ -247,11 +304,11 @@ def load_pairs(root: Path, image_size: int = 256, workers: int = 4, eye_mask: st
     return decode_with_eye_masks(pairs, image_size, workers, eye_mask=source, root=root)
 
 
-def _landmark_cache(root: Path) -> LandmarkCache | None:
+def _landmark_cache(root: Path, eye_mask: str = "landmarks") -> LandmarkCache | None:
     from faces import DetectorUnavailable
 
     try:
-        return LandmarkCache(root)
+        return MeshCache(root) if eye_mask == "mesh" else LandmarkCache(root)
     except DetectorUnavailable as error:
         log.warning("eye mask: %s; using the fixed eye band", error)
         return None
@@ -262,8 +319,9 @@ def decode_with_eye_masks(pairs: list[Pair], image_size: int, workers: int = 4, 
                           origin: str = "") -> PairCache:
     """Decode ``pairs`` (``models.data.decode_pairs``) with the eye mask of each: from its label
     map, from landmarks (detected, cached in ``root``), or the fixed band."""
-    landmarks = _landmark_cache(root or pairs[0].source.parent) if eye_mask == "landmarks" else None
-    if eye_mask == "landmarks" and landmarks is None:
+    located = eye_mask in ("landmarks", "mesh")
+    landmarks = _landmark_cache(root or pairs[0].source.parent, eye_mask) if located else None
+    if located and landmarks is None:
         eye_mask = "band"  # no detector here: logged by _landmark_cache
     cache, masks = decode_pairs(pairs, image_size, workers, expected_hashes, origin,
                                 extra=_eye_mask_of(eye_mask, image_size, landmarks))
@@ -276,9 +334,10 @@ def decode_with_eye_masks(pairs: list[Pair], image_size: int, workers: int = 4, 
     on_band = [pair.name for pair, mask in zip(pairs, masks, strict=True) if mask is None]
     if eye_mask == "labels":
         log.info("eye mask: grown from the face-parsing labels %s", EYE_LABELS)
-    elif eye_mask == "landmarks":
-        log.info("eye mask: from face landmarks for %d of %d images (cached in %s)%s", len(pairs) - len(on_band),
-                 len(pairs), landmarks.path, f"; no face found in {len(on_band)}, which use the fixed band: "
+    elif located:
+        log.info("eye mask: from face %s for %d of %d images (cached in %s)%s",
+                 "mesh contours" if eye_mask == "mesh" else "landmarks", len(pairs) - len(on_band), len(pairs),
+                 landmarks.path, f"; no face found in {len(on_band)}, which use the fixed band: "
                  + ", ".join(on_band[:10]) + (" ..." if len(on_band) > 10 else "") if on_band else "")
     else:
         log.info("eye mask: the fixed eye band for aligned faces %s", EYE_BAND)
@@ -292,7 +351,8 @@ def load_split_for_training(split: dict, part: str, origin: str = "this run star
                                  root=Path(split["data"]), expected_hashes=hashes, origin=origin)
 
 
-def split_indices(n: int, val_fraction: float = 0.1, test_fraction: float = 0.0, seed: int = 0) -> dict[str, np.ndarray]:
+def split_indices(n: int, val_fraction: float = 0.1, test_fraction: float = 0.0,
+                  seed: int = 0) -> dict[str, np.ndarray]:
     """Deterministic train / val / test split by seed, as fractions of all ``n`` pairs.
 
     Validation takes the first ``ceil(n * val_fraction)`` of a seeded permutation (so
@@ -340,5 +400,6 @@ class PairDataset(torch.utils.data.Dataset):
                 arrays = [a[top:top + self.crop, left:left + self.crop] for a in arrays]
             if self.rng.random() < 0.5:
                 arrays = [a[:, ::-1] for a in arrays]
-        source, target, eye = (torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float() / 255.0 for a in arrays)
+        source, target, eye = (torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float() / 255.0
+                               for a in arrays)
         return source, target, eye

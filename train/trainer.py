@@ -144,7 +144,7 @@ def sample_grid(model: nn.Module, source: torch.Tensor, target: torch.Tensor) ->
     net = unwrap_model(model).eval()
     made_up = net(source)
     residual = (made_up - source) * 4 + 0.5
-    rows = [to_uint8_image(torch.stack([s, p, t, r])) for s, p, t, r in zip(source, made_up, target, residual, strict=True)]
+    rows = [to_uint8_image(torch.stack(images)) for images in zip(source, made_up, target, residual, strict=True)]
     return np.concatenate(rows, axis=0)
 
 

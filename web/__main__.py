@@ -5,7 +5,7 @@ Usage:
     python -m web --artifacts DIR --port 8080
     python -m web --bundle site/                   # copy the page + model for any static host
 
-The page (web/static) runs ``model/tinybeauty.onnx`` (the shipped int8 ONNX) with
+The page (web/static) runs the shipped int8 ONNX (the formats table's ``onnx`` file) with
 onnxruntime-web's wasm backend in the browser; ``?model=reference/tinybeauty_fp32.onnx`` picks
 another .onnx file of the set and ``?threads=N`` the wasm thread count. The server listens on
 127.0.0.1 only and sends the cross-origin isolation headers that multi-threaded wasm needs.
@@ -17,7 +17,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from web.server import DETECTOR, SetupError, bundle, make_server, url_of
+from models.atomic import DiskFullError
+from models.cli import output_folder, port_number
+from web.server import DEFAULT_MODEL, DETECTOR, SetupError, bundle, make_server, url_of
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,15 +27,17 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="exported set (default: %(default)s)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=8000, help="port, 0 for any free one (default: %(default)s)")
-    parser.add_argument("--bundle", type=Path, metavar="DIR",
+    parser.add_argument("--port", type=port_number, default=8000,
+                        help="port, 0 for any free one (default: %(default)s)")
+    parser.add_argument("--bundle", type=output_folder, metavar="DIR",
                         help="instead of serving, copy the page, onnxruntime-web's files, the detector and the model "
-                             "into DIR for a static host (which must send the COOP/COEP headers for threads)")
+                             "into DIR for a static host (which must send the COOP/COEP headers for threads); "
+                             "files of DIR with other names are left alone")
     args = parser.parse_args(argv)
     if args.bundle:
         try:
             files = bundle(args.artifacts, args.bundle)
-        except SetupError as error:
+        except (SetupError, DiskFullError) as error:
             print(error, file=sys.stderr)
             return 2
         print(f"wrote {len(files)} files ({sum(f.stat().st_size for f in files) / 1e6:.1f} MB) to {args.bundle}; "
@@ -47,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     if not DETECTOR.is_file():
         print(f"warning: {DETECTOR} does not exist: run `make setup`; until then faces are placed by hand",
               file=sys.stderr)
-    if not (args.artifacts / "tinybeauty.onnx").is_file():
-        print(f"warning: {args.artifacts / 'tinybeauty.onnx'} does not exist yet: run `make export`; the page "
+    if not (args.artifacts / DEFAULT_MODEL).is_file():
+        print(f"warning: {args.artifacts / DEFAULT_MODEL} does not exist yet: run `make export`; the page "
               "says so until then", file=sys.stderr)
     print(f"TinyBeauty page: {url_of(server)}  (Ctrl+C to stop)", flush=True)
     try:

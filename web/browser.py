@@ -1,24 +1,50 @@
 """Drive the page in a real Chromium with Playwright: what the tests and the benchmark share.
 
 Photos go in through the page's own file input, so every check runs the code a person runs:
-decode, face box, onnxruntime-web (wasm), residual onto the photo. Playwright's own browser
-download cannot work on machines without internet; the system's Chromium (Debian's package
-``chromium``) is launched instead, found at ``$TINYBEAUTY_CHROMIUM`` or the usual paths.
+decode, face box, onnxruntime-web (wasm), residual onto the photo. The browser is found by
+:func:`find_chromium`, first that exists: ``$TINYBEAUTY_CHROMIUM``; Playwright's own download
+(``playwright install chromium``: the full browser or its headless shell, where Playwright says
+or in its cache folder); the system's Chrome or Chromium (Debian's and Ubuntu's packages,
+Google Chrome, snap, macOS ``/Applications``, or on the PATH). ``python -m web.browser`` (run
+by ``make setup``) says which one, and where there is none tries ``playwright install chromium``;
+without internet that fails, and it says in one line what to install. It never fails the setup.
 """
 
 from __future__ import annotations
 
 import atexit
 import base64
+import io
 import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from web.server import SetupError, serve_in_thread
 
-CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
+CHROMIUM_ENV = "TINYBEAUTY_CHROMIUM"
+# Playwright's downloads inside its cache folder (chromium-REV/, chromium_headless_shell-REV/),
+# as its registry lays them out on Linux, macOS and Windows, in current and older releases.
+PLAYWRIGHT_BROWSERS = (
+    "chromium-*/chrome-linux*/chrome", "chromium-*/chrome-win*/chrome.exe",
+    "chromium-*/chrome-mac*/*.app/Contents/MacOS/*",
+    "chromium_headless_shell-*/chrome-headless-shell-*/chrome-headless-shell*",
+    "chromium_headless_shell-*/chrome-linux/headless_shell",
+)
+SYSTEM_CHROMIUM = (
+    "/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome", "/usr/bin/google-chrome-stable",
+    "/snap/bin/chromium", "/opt/google/chrome/chrome",
+    "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
+    "/Applications/Chromium.app/Contents/MacOS/Chromium",
+)
+CHROMIUM_COMMANDS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
+INSTALL_HINT = ("install Chromium or Chrome (Debian/Ubuntu: `apt-get install chromium`; macOS: Google Chrome), "
+                "or run `python -m playwright install chromium` with internet, or set TINYBEAUTY_CHROMIUM to a "
+                "Chromium/Chrome binary")
 # Headless on a machine with no display and no internet: no GPU, no sandbox (root), shared
 # memory in /tmp (containers often give /dev/shm only 64 MB), and none of the background
 # connections that a closed network refuses.
@@ -52,26 +78,88 @@ class PageError(RuntimeError):
     """The page showed an error message."""
 
 
+def _runnable(path: str | Path | None) -> bool:
+    return bool(path) and Path(path).is_file() and os.access(path, os.X_OK)
+
+
+def playwright_cache() -> Path:
+    """Where ``playwright install`` puts its browsers ($PLAYWRIGHT_BROWSERS_PATH, else per OS)."""
+    if os.environ.get("PLAYWRIGHT_BROWSERS_PATH"):
+        return Path(os.environ["PLAYWRIGHT_BROWSERS_PATH"])
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "ms-playwright"
+    if sys.platform == "win32":
+        return Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local")) / "ms-playwright"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ms-playwright"
+
+
+def playwright_chromium() -> list[Path]:
+    """Playwright's own Chromium: the path its driver names (when Playwright is installed), then
+    every download in its cache, newest revision first."""
+    named = []
+    try:
+        named.append(Path(playwright().chromium.executable_path))
+    except Exception:  # no Playwright, or a driver that cannot start: the cache is still searched
+        pass
+    cache = playwright_cache()
+    found = [path for pattern in PLAYWRIGHT_BROWSERS for path in cache.glob(pattern)] if cache.is_dir() else []
+    return named + sorted(found, key=lambda path: _revision(path.relative_to(cache).parts[0]), reverse=True)
+
+
+def _revision(folder: str) -> int:
+    """Playwright's revision number of a download folder (``chromium-1255``)."""
+    found = re.search(r"-(\d+)$", folder)
+    return int(found.group(1)) if found else 0
+
+
 def find_chromium() -> str:
-    candidates = [os.environ.get("TINYBEAUTY_CHROMIUM"), *CHROMIUM_PATHS, shutil.which("chromium")]
+    """The Chromium to drive: $TINYBEAUTY_CHROMIUM, Playwright's own, then the system's."""
+    chosen = os.environ.get(CHROMIUM_ENV)
+    if chosen:
+        if _runnable(chosen):
+            return chosen
+        raise BrowserUnavailable(f"{CHROMIUM_ENV}={chosen} is not an executable file; point it at a Chromium/Chrome "
+                                 "binary or unset it")
+    candidates = [*playwright_chromium(), *SYSTEM_CHROMIUM, *(shutil.which(name) for name in CHROMIUM_COMMANDS)]
     for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            return candidate
-    raise BrowserUnavailable("Chromium not found: install Debian's `chromium` package (`apt-get install chromium`) "
-                             "or point TINYBEAUTY_CHROMIUM at a Chromium/Chrome binary")
+        if _runnable(candidate):
+            return str(candidate)
+    raise BrowserUnavailable(f"Chromium not found: {INSTALL_HINT}")
+
+
+def ensure_chromium() -> str:
+    """A one-line report of the browser found, after trying ``playwright install chromium`` when
+    none is. Never raises: the page's tests skip and the benchmark's browser row says "not run"
+    without a browser, so the setup must not fail for it."""
+    try:
+        return f"browser for the page's tests: {find_chromium()}"
+    except BrowserUnavailable:
+        pass
+    try:  # Playwright's download needs the internet; its own output would be many lines of errors
+        subprocess.run([sys.executable, "-m", "playwright", "install", "chromium"], check=True,
+                       capture_output=True, timeout=900)
+        return f"browser for the page's tests: {find_chromium()} (downloaded by Playwright)"
+    except (subprocess.SubprocessError, OSError, BrowserUnavailable):
+        return f"no browser for the page's tests and the benchmark's browser row (they skip): {INSTALL_HINT}"
 
 
 class BrowserPage:
     """``with BrowserPage(artifacts) as page:`` the served page open in headless Chromium, model loaded.
 
-    ``model`` is an .onnx file of the artifacts folder; ``threads`` the wasm thread count (None:
-    onnxruntime-web's default). Raises BrowserUnavailable, or PageError if the model did not load."""
+    ``model`` is an .onnx file of the artifacts folder (None: the page's default, the shipped
+    ONNX the server names); ``threads`` the wasm thread count (None:
+    onnxruntime-web's default). ``fake_webcam``: Chromium's synthetic camera (a moving test
+    pattern); ``camera_clip``: a .y4m file as the camera instead (web/camera_clip.py makes one;
+    Chromium loops it). Raises BrowserUnavailable, or PageError if the model did not load."""
 
-    def __init__(self, artifacts: Path, model: str = "tinybeauty.onnx", threads: int | None = None,
-                 fake_webcam: bool = False):
+    def __init__(self, artifacts: Path, model: str | None = None, threads: int | None = None,
+                 fake_webcam: bool = False, camera_clip: Path | None = None):
         self.artifacts, self.model, self.threads = Path(artifacts), model, threads
-        # Chromium's synthetic camera (a moving test pattern), allowed without a prompt
-        self.extra_args = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"] if fake_webcam else []
+        # A fake camera, allowed without a prompt
+        fake = fake_webcam or camera_clip is not None
+        self.extra_args = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"] if fake else []
+        if camera_clip is not None:
+            self.extra_args.append(f"--use-file-for-fake-video-capture={Path(camera_clip).resolve()}")
         self.console: list[str] = []
         self._server = self._browser = None
 
@@ -86,8 +174,8 @@ class BrowserPage:
             self._browser = driver.chromium.launch(executable_path=executable, args=LAUNCH_ARGS + self.extra_args)
             self.page = self._browser.new_page(viewport={"width": 1200, "height": 900})
             self.page.on("console", lambda message: self.console.append(f"{message.type}: {message.text}"))
-            query = f"?model={self.model}" + (f"&threads={self.threads}" if self.threads else "")
-            self.page.goto(url + query)
+            query = {"model": self.model, "threads": self.threads}
+            self.page.goto(url + "?" + "&".join(f"{key}={value}" for key, value in query.items() if value))
             self.page.wait_for_function("document.body.dataset.state !== 'loading'", timeout=120_000)
             if self.state == "error":
                 raise PageError(self.message)
@@ -161,6 +249,113 @@ class BrowserPage:
                                    {"minRuns": min_runs, "minSeconds": min_seconds})
         return np.asarray(times, np.float64)
 
+    def track_frames(self, frames: list[np.ndarray], times: list[float], smoothing: bool = True) -> list[list[dict]]:
+        """The page's face tracker (tracking.mjs, a fresh one) on these frames (H x W x 3 uint8 RGB,
+        sent as PNG: the exact pixels) at these times (s): per frame, its faces {trackId, region,
+        landmarks, confidence}, oldest track first."""
+        from PIL import Image
+
+        encoded = []
+        for frame in frames:
+            buffer = io.BytesIO()
+            Image.fromarray(np.ascontiguousarray(frame)).save(buffer, format="PNG", compress_level=1)
+            encoded.append(base64.b64encode(buffer.getvalue()).decode())
+        return self.page.evaluate("""async ({encoded, times, smoothing}) => {
+            const {FaceTracker} = await import('./tracking.mjs');
+            const {detector, mesh} = tinybeauty.state;
+            const tracker = new FaceTracker({detector, mesh, smoothing});
+            const found = [];
+            for (const [k, png] of encoded.entries()) {
+                const bytes = Uint8Array.from(atob(png), (c) => c.charCodeAt(0));
+                const bitmap = await createImageBitmap(new Blob([bytes], {type: 'image/png'}),
+                                                       {colorSpaceConversion: 'none', premultiplyAlpha: 'none'});
+                const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+                canvas.getContext('2d').drawImage(bitmap, 0, 0);
+                found.push(await tracker.update(canvas, times[k]));
+            }
+            return found;
+        }""", {"encoded": encoded, "times": [float(t) for t in times], "smoothing": smoothing})
+
+    def start_camera(self, frames: int = 1, timeout_s: float = 120) -> None:
+        """Press "Use the webcam" and wait until the page has made up ``frames`` camera frames."""
+        self.page.click("#webcam")
+        self.page.wait_for_function(f"tinybeauty.state.frames >= {int(frames)} "
+                                    "|| document.body.dataset.state === 'error'",
+                                    timeout=timeout_s * 1000)
+        if self.state == "error":
+            raise PageError(self.message)
+
+    def stop_camera(self) -> None:
+        self.page.click("#webcam")
+        self.page.wait_for_function("tinybeauty.state.webcam === null && tinybeauty.state.loop === null")
+
+    def record_camera(self, frames: int, code_rows: int = 0, timeout_s: float = 120) -> list[dict]:
+        """The next ``frames`` camera frames as the page made them up: {index, time, regions (the
+        crops), landmarks (per tracked face, 468 [x, y]), ms, detected, fps} each, and with
+        ``code_rows`` the frame's top rows (RGB, rows x width x 3) as drawn, read by an observer
+        hook outside the page's timing."""
+        self.page.evaluate("""(codeRows) => {
+            window.recorded = [];
+            tinybeauty.state.onFrame = (frame, canvas) => {
+                const rows = codeRows ? canvas.getContext('2d').getImageData(0, 0, canvas.width, codeRows).data : null;
+                window.recorded.push({index: frame.index, time: frame.time, regions: frame.regions, ms: frame.ms,
+                                      landmarks: frame.faces.map((face) => face.landmarks),
+                                      detected: frame.detected, fps: tinybeauty.state.loop.rate.perSecond,
+                                      width: canvas.width, rows: rows && Array.from(rows)});
+            };
+        }""", int(code_rows))
+        try:
+            self.page.wait_for_function(f"window.recorded.length >= {int(frames)}", timeout=timeout_s * 1000)
+            recorded = self.page.evaluate(f"window.recorded.slice(0, {int(frames)})")
+        finally:
+            self.page.evaluate("tinybeauty.state.onFrame = null")
+        for frame in recorded:
+            if frame["rows"] is not None:
+                rgba = np.asarray(frame["rows"], np.uint8).reshape(int(code_rows), frame["width"], 4)
+                frame["rows"] = rgba[..., :3]
+        return recorded
+
+    def shown_pixels(self, side: str) -> np.ndarray:
+        """What the page shows on one side of its split, 'before' or 'after' (the after layer over
+        the frame), H x W x 3 uint8."""
+        width, height, data = self.page.evaluate("""(side) => {
+            const before = document.getElementById('before');
+            const canvas = new OffscreenCanvas(before.width, before.height);
+            const context = canvas.getContext('2d');
+            for (const id of side === 'after' ? ['before', 'after'] : ['before']) {
+                context.drawImage(document.getElementById(id), 0, 0);
+            }
+            const {data} = context.getImageData(0, 0, canvas.width, canvas.height);
+            let text = '';
+            for (let i = 0; i < data.length; i += 0x8000) text += String.fromCharCode(...data.subarray(i, i + 0x8000));
+            return [canvas.width, canvas.height, btoa(text)];
+        }""", side)
+        return np.frombuffer(base64.b64decode(data), np.uint8).reshape(height, width, 4)[..., :3].copy()
+
+    def camera_rate(self, seconds: float) -> dict:
+        """The page's own camera figures over ``seconds`` of wall time, camera running: frames made
+        up, frames per second (frames / the time between the first and last), the median ms per
+        stage as the page measured them, the 90th percentile of a whole frame's ms, and the median
+        ms of the frames that ran the detector."""
+        return self.page.evaluate("""async (seconds) => {
+            const frames = [];
+            tinybeauty.state.onFrame = (frame) => frames.push({at: performance.now(), ms: frame.ms,
+                                                                detected: frame.detected});
+            await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+            tinybeauty.state.onFrame = null;
+            const median = (values) => values.sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? null;
+            const span = frames.length > 1 ? frames[frames.length - 1].at - frames[0].at : 0;
+            const stages = Object.fromEntries(['draw', 'track', 'crop', 'model', 'compose', 'frame', 'wait'].map(
+                (stage) => [stage, median(frames.map((frame) => frame.ms[stage]))]));
+            const detected = frames.filter((frame) => frame.detected);
+            const whole = frames.map((frame) => frame.ms.frame).sort((a, b) => a - b);
+            return {frames: frames.length, fps: span ? 1000 * (frames.length - 1) / span : null,
+                    detections: detected.length, detection_frame_ms: median(detected.map((frame) => frame.ms.frame)),
+                    p90_frame_ms: whole[Math.floor(0.9 * whole.length)] ?? null, median_ms: stages,
+                    width: tinybeauty.state.photo.width, height: tinybeauty.state.photo.height,
+                    source: tinybeauty.state.loop.source};
+        }""", float(seconds))
+
     def screenshot(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.page.screenshot(path=str(path), full_page=True)
@@ -174,3 +369,7 @@ def write_face_png(face: np.ndarray, path: Path) -> Path:
     pixels = np.clip(np.round(np.asarray(face, np.float64) * 255), 0, 255).astype(np.uint8).transpose(1, 2, 0)
     Image.fromarray(pixels, "RGB").save(path, format="PNG")
     return path
+
+
+if __name__ == "__main__":
+    print(ensure_chromium())

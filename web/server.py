@@ -2,8 +2,8 @@
 
 Only four kinds of files are served, each from its own folder: the page (``web/static``),
 onnxruntime-web's wasm build (the three files the page loads, from ``web/node_modules``), the
-face detector (``web/build/face_detector.onnx``) and the exported model set (``.onnx`` files
-and ``manifest.json`` under the artifacts folder).
+face networks (``web/build/face_detector.onnx`` and ``face_mesh.onnx``) and the exported model
+set (``.onnx`` files and ``manifest.json`` under the artifacts folder).
 Every response carries ``Cross-Origin-Opener-Policy: same-origin`` and
 ``Cross-Origin-Embedder-Policy: require-corp``: without them the page is not cross-origin
 isolated, SharedArrayBuffer is missing, and onnxruntime-web silently runs on one thread.
@@ -12,6 +12,7 @@ isolated, SharedArrayBuffer is missing, and onnxruntime-web silently runs on one
 from __future__ import annotations
 
 import http.server
+import json
 import mimetypes
 import shutil
 import threading
@@ -19,13 +20,21 @@ from functools import partial
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from export.formats import BY_NAME
+from models.atomic import atomic_path, write_text
+
 WEB = Path(__file__).resolve().parent
 STATIC = WEB / "static"
 ORT_DIST = WEB / "node_modules" / "onnxruntime-web" / "dist"
 # The wasm-only ES module and its threaded SIMD runtime: all the page needs of the ~150 MB package.
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 DETECTOR = WEB / "build" / "face_detector.onnx"  # written by `python -m web.face_detector` (make setup)
+MESH = WEB / "build" / "face_mesh.onnx"  # `python -m web.face_detector --network mesh` (make setup)
 MODEL_SUFFIXES = {".onnx"}
+# The page's default model: the shipped int8 ONNX, named by the formats table. The page asks for
+# its name (PAGE_CONFIG) instead of spelling it.
+DEFAULT_MODEL = BY_NAME["onnx"].filename
+PAGE_CONFIG = "config.json"
 MODEL_FILES = {"manifest.json"}
 ISOLATION_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
@@ -49,13 +58,15 @@ def check_runtime_installed() -> None:
 def resolve(url_path: str, artifacts: Path) -> Path | None:
     """The file a URL path names, or None: nothing outside the four served places is reachable."""
     path = unquote(urlsplit(url_path).path)
+    if "\x00" in path:  # no file has a NUL in its name, and the OS calls would raise on it
+        return None
     if path in ("/", "/index.html"):
         return STATIC / "index.html"
     folder, _, rest = path.lstrip("/").partition("/")
     if folder == "ort":
         return ORT_DIST / rest if rest in ORT_FILES else None
     if folder == "detector":
-        return DETECTOR if rest == DETECTOR.name else None
+        return {path.name: path for path in (DETECTOR, MESH)}.get(rest)
     if folder == "model":
         candidate = (artifacts / rest).resolve()
         inside = candidate.is_relative_to(artifacts.resolve())
@@ -67,24 +78,31 @@ def resolve(url_path: str, artifacts: Path) -> Path | None:
     return None
 
 
-def bundle(artifacts: Path, out: Path, models: tuple[str, ...] = ("tinybeauty.onnx",)) -> list[Path]:
+def page_config() -> bytes:
+    """What the page reads at ``/config.json`` before loading a model: the default model's file."""
+    return json.dumps({"model": DEFAULT_MODEL}).encode()
+
+
+def bundle(artifacts: Path, out: Path, models: tuple[str, ...] = (DEFAULT_MODEL,)) -> list[Path]:
     """Copy what the page needs into ``out`` with the URL layout the server uses, for any static
-    host: the page's files, ort/ (three files), detector/ and model/. The host must send the two
+    host: the page's files and its config.json, ort/ (three files), detector/ and model/. The host must send the two
     cross-origin isolation headers for multi-threaded wasm; without them the page runs on one
     thread and says so."""
     check_runtime_installed()
     files = {STATIC / name: out / name for name in sorted(p.name for p in STATIC.iterdir() if p.is_file())}
     files |= {ORT_DIST / name: out / "ort" / name for name in ORT_FILES}
     files |= {Path(artifacts) / name: out / "model" / name for name in (*models, *sorted(MODEL_FILES))}
-    if DETECTOR.is_file():
-        files[DETECTOR] = out / "detector" / DETECTOR.name
+    for network in (DETECTOR, MESH):
+        if network.is_file():
+            files[network] = out / "detector" / network.name
     missing = [str(source) for source in files if not source.is_file()]
     if missing:
         raise SetupError(f"cannot bundle the page: {', '.join(missing)} missing (run `make export` / `make setup`)")
-    for source, target in files.items():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
-    return sorted(files.values())
+    for source, target in files.items():  # each renamed into place whole: a reader never gets a torn file
+        with atomic_path(target) as tmp:
+            shutil.copyfile(source, tmp)
+    config = write_text(out / PAGE_CONFIG, page_config().decode())
+    return sorted([*files.values(), config])
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -100,13 +118,27 @@ class Handler(http.server.BaseHTTPRequestHandler):
         super().end_headers()
 
     def _send(self, head_only: bool) -> None:
-        path = resolve(self.path, self.artifacts)
+        if urlsplit(self.path).path == "/" + PAGE_CONFIG:
+            self._reply(page_config(), "application/json", head_only)
+            return
+        try:
+            path = resolve(self.path, self.artifacts)
+        except ValueError:  # a path the OS cannot look up: an answer, never a dropped connection
+            self.send_error(400, "not a valid path")
+            return
         if path is None or not path.is_file():
             self.send_error(404, "not served here" if path is None else f"{path.name} does not exist")
             return
-        body = path.read_bytes()
+        try:
+            body = path.read_bytes()
+        except OSError:  # unreadable, or gone since the check
+            self.send_error(404, f"{path.name} cannot be read")
+            return
+        self._reply(body, mimetypes.guess_type(path.name)[0] or "application/octet-stream", head_only)
+
+    def _reply(self, body: bytes, content_type: str, head_only: bool) -> None:
         self.send_response(200)
-        self.send_header("Content-Type", mimetypes.guess_type(path.name)[0] or "application/octet-stream")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if not head_only:

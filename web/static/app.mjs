@@ -1,24 +1,30 @@
 // The page: wires makeup.mjs and faces.mjs to the controls. URL parameters: ?model=FILE (an .onnx file of the
-// exported set, default tinybeauty.onnx) and ?threads=N (wasm threads, default onnxruntime-web's).
+// exported set; default: the one config.json names, the shipped int8 ONNX) and ?threads=N (wasm threads,
+// default onnxruntime-web's).
 // `window.tinybeauty` exposes the state and a few calls for the tests and the benchmark, which
 // feed photos through the same file input a person uses.
+import {CameraLoop} from './camera.mjs';
 import {alignFace, boxRegion, detectFaces, loadDetector} from './faces.mjs';
 import {
-  InputError, MASK, MAX_STRENGTH, clampBox, compose, decodePhoto, defaultBox, drawnCanvas, faceTensor, loadModel,
+  InputError, MASK, MAX_STRENGTH, clampBox, compose, decodePhoto, defaultBox, faceTensor, loadModel,
   pixelsOf, runModel, timeModel, wholePhoto,
 } from './makeup.mjs';
+import {loadMesh} from './mesh.mjs';
+import {FaceTracker} from './tracking.mjs';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const modelFile = params.get('model') || 'tinybeauty.onnx';
+let modelFile = params.get('model');  // null: the default, asked of the server (defaultModelFile)
 const threads = Number(params.get('threads')) || 0;
 
 // mode: 'faces' (found by the detector, aligned as apply does), 'whole' (the photo is an aligned
 // face crop: apply --aligned) or 'box' (one square placed by hand). On "automatic" each photo
 // picks one; the "Faces" menu fixes one (state.choice).
-const state = {model: null, detector: null, photo: null, pixels: null, name: '', mode: null, choice: null,
-               box: null, regions: [], faces: [], result: null, strength: 1, modelMs: null, detectMs: null,
-               frameMs: null, webcam: null, frames: 0};
+// The camera (`webcam`: its stream) follows faces with `tracker` and counts its frames in `frames`;
+// `camera` holds the last frame's {index, faces, regions, ms, fps}, `onFrame` a test's observer.
+const state = {model: null, detector: null, mesh: null, tracker: null, photo: null, pixels: null, name: '', mode: null,
+               choice: null, box: null, regions: [], faces: [], result: null, strength: 1, modelMs: null,
+               detectMs: null, frameMs: null, webcam: null, loop: null, frames: 0, camera: null, onFrame: null};
 
 function setState(name) {
   document.body.dataset.state = name;
@@ -46,11 +52,20 @@ function formatBytes(bytes) {
   return `${bytes.toLocaleString()} bytes (${(bytes / 1000).toFixed(1)} KB)`;
 }
 
+// The server (web/server.py) names the default model from the formats table, so the page never
+// spells a file name of its own; a bundle for a static host carries the same config.json.
+async function defaultModelFile() {
+  const response = await fetch('config.json');
+  if (!response.ok) throw new Error(`config.json: HTTP ${response.status}`);
+  return (await response.json()).model;
+}
+
 async function init() {
   try {
+    modelFile ??= await defaultModelFile();
     state.model = await loadModel(`model/${modelFile}`, {threads});
   } catch (error) {
-    $('model-name').textContent = modelFile;
+    $('model-name').textContent = modelFile ?? 'config.json';
     showMessage(`The model could not be loaded: ${error.message}`);
     setState('error');
     setStatus('');
@@ -61,6 +76,12 @@ async function init() {
     state.detector = await loadDetector('detector/face_detector.onnx');
   } catch (error) {
     showMessage(`The face detector could not be loaded (${error.message}): place the face box by hand.`, 'info');
+  }
+  try {
+    state.mesh = await loadMesh('detector/face_mesh.onnx');
+    if (state.detector) state.tracker = new FaceTracker({detector: state.detector, mesh: state.mesh});
+  } catch (error) {
+    showMessage(`The face mesh could not be loaded (${error.message}): the camera uses a box placed by hand.`, 'info');
   }
   const model = state.model;
   $('model-name').textContent = `${modelFile} (${model.size}×${model.size} in, residual out)`;
@@ -76,7 +97,7 @@ const ready = init();
 
 // --- photo in -------------------------------------------------------------------------------
 async function openFile(file) {
-  stopWebcam();
+  await stopWebcam();
   setState('working');
   showMessage('');
   try {
@@ -162,18 +183,17 @@ function render() {
   state.result = compose(state.pixels, state.faces, state.model.size, state.strength);
   $('after').getContext('2d').putImageData(state.result, 0, 0);
   $('download').disabled = false;
-  drawOverlay();
+  drawOverlay(state.mode === 'faces' ? state.faces.map((face) => face.region) : []);
 }
 
 /** The found faces' crops and their mask ellipses, drawn over the photo. */
-function drawOverlay() {
+function drawOverlay(regions) {
   const canvas = $('overlay');
   const context = canvas.getContext('2d');
   context.setTransform(1, 0, 0, 1, 0, 0);
   context.clearRect(0, 0, canvas.width, canvas.height);
-  if (state.mode !== 'faces') return;
   const line = Math.max(1.5, canvas.width / 500);
-  for (const {region} of state.faces) {
+  for (const region of regions) {
     const {origin, xAxis, yAxis} = region;
     context.setTransform(xAxis[0], xAxis[1], yAxis[0], yAxis[1], origin[0], origin[1]);  // unit square -> crop
     const unit = 1 / Math.hypot(...xAxis);
@@ -269,9 +289,14 @@ $('mode').addEventListener('change', async (event) => {
   state.choice = event.target.value === 'auto' ? null : event.target.value;
   if (!state.photo) return;
   showMessage('');
+  if (state.webcam) {  // the next frame takes the new choice
+    state.mode = cameraMode();
+    syncBoxControls();
+    return;
+  }
   try {
     await findFaces();
-    if (!state.webcam) await process();
+    await process();
   } catch (error) {
     fail(error);
   }
@@ -295,54 +320,111 @@ $('box').addEventListener('pointerdown', (event) => {
   element.addEventListener('pointerup', () => element.removeEventListener('pointermove', move), {once: true});
 });
 
-$('download').addEventListener('click', () => {
+/** What the "after" side shows, as PNG: a photo's result (the after canvas, alpha and all), or a
+ *  camera frame's after layer (only the made-up faces) over the frame. */
+async function shownAfter() {
+  if (state.result) return new Promise((resolve) => $('after').toBlob(resolve, 'image/png'));
+  const {width, height} = $('before');
+  const canvas = new OffscreenCanvas(width, height);
+  const context = canvas.getContext('2d');
+  context.drawImage($('before'), 0, 0);
+  context.drawImage($('after'), 0, 0);
+  return canvas.convertToBlob({type: 'image/png'});
+}
+
+$('download').addEventListener('click', async () => {
   const stem = state.name.replace(/\.[^.]+$/, '') || 'photo';
-  $('after').toBlob((blob) => {
-    const link = document.createElement('a');
-    link.href = URL.createObjectURL(blob);
-    link.download = `${stem}_makeup.png`;
-    link.click();
-    setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
-  }, 'image/png');
+  const blob = await shownAfter();
+  const link = document.createElement('a');
+  link.href = URL.createObjectURL(blob);
+  link.download = `${stem}_makeup.png`;
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
 });
 
-// --- webcam ---------------------------------------------------------------------------------
-function stopWebcam() {
+// --- camera ---------------------------------------------------------------------------------
+const CAMERA_SIZE = {width: 1280, height: 720};  // asked of the camera; it may give another size
+const SHOW_EVERY_MS = 250;  // the figures under the picture change four times a second, not per frame
+
+/** Stops the camera; resolves once its last frame is on the canvases. */
+async function stopWebcam() {
   if (!state.webcam) return;
-  state.webcam.getTracks().forEach((track) => track.stop());
+  const stream = state.webcam;
   state.webcam = null;
   $('webcam').textContent = 'Use the webcam';
+  await state.loop?.stop();
+  stream.getTracks().forEach((track) => track.stop());
+  state.loop = null;
+  // The last frame stays as a photo to work on (the Faces menu, the box): its pixels, read once.
+  state.pixels = pixelsOf($('before'));
   setStatus('Webcam stopped.');
 }
 
-async function webcamLoop() {
+/** Where the model runs on camera frames: the tracked faces, unless a box or the whole frame is chosen
+ *  (or there is no tracker: a box by hand). */
+function cameraMode() {
+  if (state.choice === 'box' || state.choice === 'whole') return state.choice;
+  return state.tracker ? 'faces' : 'box';
+}
+
+function cameraSettings() {
+  const {width, height} = $('before');
+  state.mode = cameraMode();
+  const regions = {faces: null, whole: [wholePhoto(width, height)], box: [boxRegion(state.box)]}[state.mode];
+  return {strength: state.strength, regions};
+}
+
+let shownAt = 0;
+function showCameraFrame(frame) {
+  state.frames += 1;
+  state.camera = {...frame, fps: state.loop.rate.perSecond};
+  state.regions = frame.regions;
+  drawOverlay(state.mode === 'faces' ? frame.regions : []);
+  setState('done');
+  state.onFrame?.(frame, $('before'));
+  const now = performance.now();
+  if (now - shownAt < SHOW_EVERY_MS) return;
+  shownAt = now;
+  const {fps, ms} = state.camera;
+  $('fps').textContent = fps === null ? 'measuring…' : `${fps.toFixed(1)} frames/s (${$('before').width}×${$('before').height})`;
+  $('model-ms').textContent = `${ms.model.toFixed(1)} ms (${frame.regions.length} face(s) at ${state.model.size}×${state.model.size})`;
+  $('frame-ms').textContent = `${ms.frame.toFixed(1)} ms: draw ${ms.draw.toFixed(1)}, faces ${ms.track.toFixed(1)}` +
+    `${frame.detected ? ' (detector)' : ''}, model ${ms.model.toFixed(1)}, residual ${ms.compose.toFixed(1)}`;
+  $('faces-found').textContent = state.mode === 'faces' ? `${frame.faces.length} followed (mesh, One Euro smoothing)` :
+    state.mode === 'whole' ? 'the whole frame is the face crop' : 'the box placed by hand';
+}
+
+async function startWebcam() {
+  await ready;
+  if (!navigator.mediaDevices?.getUserMedia) throw new InputError('This browser gives this page no webcam access.');
+  state.frames = 0;
+  state.webcam = await navigator.mediaDevices.getUserMedia({video: CAMERA_SIZE});
   const video = $('video');
-  while (state.webcam) {
-    if (video.readyState >= 2) {
-      setPhoto(drawnCanvas(video, video.videoWidth, video.videoHeight), 'webcam');
-      await findFaces();
-      await process();
-      state.frames += 1;
-      setState('done');
-    }
-    await new Promise(requestAnimationFrame);
-  }
+  video.srcObject = state.webcam;
+  await video.play();
+  const {videoWidth: width, videoHeight: height} = video;
+  for (const id of ['before', 'after', 'overlay']) Object.assign($(id), {width, height});
+  Object.assign(state, {photo: $('before'), pixels: null, name: 'webcam', faces: [], result: null});
+  if (!state.box || state.box.size > Math.min(width, height)) state.box = defaultBox(width, height);
+  state.mode = cameraMode();
+  syncBoxControls();
+  $('viewer').classList.remove('empty');
+  $('photo-info').textContent = `webcam, ${width}×${height}`;
+  $('fps').textContent = 'measuring…';
+  state.loop = new CameraLoop({video, before: $('before'), after: $('after'), tracker: state.tracker ?? {reset() {}},
+                               model: state.model, settings: cameraSettings, onFrame: showCameraFrame});
+  state.loop.onError = (error) => { stopWebcam(); fail(error); };
+  state.loop.start();
+  $('webcam').textContent = 'Stop the webcam';
+  $('download').disabled = false;
+  setStatus('Webcam: live (times below are per frame).');
+  showMessage('');
 }
 
 $('webcam').addEventListener('click', async () => {
   if (state.webcam) return stopWebcam();
   try {
-    await ready;
-    if (!navigator.mediaDevices?.getUserMedia) throw new InputError('This browser gives this page no webcam access.');
-    state.frames = 0;
-    state.webcam = await navigator.mediaDevices.getUserMedia({video: {width: 1280, height: 720}});
-    const video = $('video');
-    video.srcObject = state.webcam;
-    await video.play();
-    $('webcam').textContent = 'Stop the webcam';
-    setStatus('Webcam: live (times below are per frame).');
-    showMessage('');
-    webcamLoop().catch(fail);
+    await startWebcam();
   } catch (error) {
     stopWebcam();
     fail(error instanceof InputError ? error : new InputError(`The webcam could not be opened: ${error.message}`));

@@ -1,4 +1,4 @@
-// Faces and their alignment in the browser: train/faces.py in JavaScript. BlazeFace full range
+// Faces and their alignment in the browser: faces/ in JavaScript. BlazeFace full range
 // (MediaPipe, Apache-2.0) as ONNX (web/face_detector.py), the same letterboxing, tiles, decoding,
 // weighted NMS and FFHQ-style alignment, so the page crops the faces `python -m apply` crops.
 import * as ort from './ort/ort.wasm.min.mjs';
@@ -55,7 +55,7 @@ async function detectIn(detector, canvas, [x0, y0, x1, y1]) {
   return found;
 }
 
-function iou(a, b) {
+export function boxIou(a, b) {
   const w = Math.max(0, Math.min(a[2], b[2]) - Math.max(a[0], b[0]));
   const h = Math.max(0, Math.min(a[3], b[3]) - Math.max(a[1], b[1]));
   const area = (box) => (box[2] - box[0]) * (box[3] - box[1]);
@@ -68,8 +68,8 @@ function weightedNms(detections) {
   const kept = [];
   while (remaining.length) {
     const best = remaining[0];
-    const group = remaining.filter((d) => iou(best.box, d.box) > NMS_IOU);
-    remaining = remaining.filter((d) => !(iou(best.box, d.box) > NMS_IOU));
+    const group = remaining.filter((d) => boxIou(best.box, d.box) > NMS_IOU);
+    remaining = remaining.filter((d) => !(boxIou(best.box, d.box) > NMS_IOU));
     const total = group.reduce((sum, d) => sum + d.score, 0);
     const mean = (pick) => pick(group[0]).map((_, k) => group.reduce((sum, d) => sum + pick(d)[k] * d.score, 0) / total);
     const points = best.points.map((_, k) => mean((d) => d.points[k]));

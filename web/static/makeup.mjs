@@ -193,6 +193,45 @@ export function compose(photo, faces, size, strength) {
   return out;
 }
 
+/** compose() for one made-up face {region, face, madeUp} of the frame on `source` (a 2D context),
+ *  written onto `target` (a transparent layer over it): only the pixels of the region's footprint
+ *  are read, changed and written, so a camera frame never goes through a full-frame getImageData.
+ *  `layered`: the target already holds a face of this frame there, which this one goes on top of.
+ *  Returns the footprint [x0, y0, x1, y1] (null: the region is outside the frame). */
+export function composeOnto(source, target, {region, face, madeUp}, size, strength, layered = false) {
+  const {width, height} = source.canvas;
+  const whole = region.origin[0] === 0 && region.origin[1] === 0 && region.xAxis[0] === width &&
+                region.yAxis[1] === height && region.xAxis[1] === 0 && region.yAxis[0] === 0;
+  const [x0, y0, x1, y1] = whole ? [0, 0, width, height] : footprint(region, width, height);
+  if (x1 <= x0 || y1 <= y0) return null;
+  const patch = source.getImageData(x0, y0, x1 - x0, y1 - y0);
+  if (layered) {  // the pixels an earlier face of this frame made up are where this one starts from
+    const earlier = target.getImageData(x0, y0, x1 - x0, y1 - y0).data;
+    for (let i = 0; i < earlier.length; i += 4) {
+      if (earlier[i + 3]) for (let c = 0; c < 4; c++) patch.data[i + c] = earlier[i + c];
+    }
+  }
+  const residual = residualOf(face, madeUp);
+  if (whole) {
+    upsampleOnto(patch.data, width, height, residual, size, strength);
+  } else {  // the same warp in the patch's own pixel grid (integer shift: the same pixel centres)
+    const shifted = {...region, origin: [region.origin[0] - x0, region.origin[1] - y0]};
+    warpOnto(patch.data, patch.width, patch.height, shifted, residual, size, strength);
+  }
+  target.putImageData(patch, x0, y0);
+  return [x0, y0, x1, y1];
+}
+
+/** The region's integer bounds [x0, y0, x1, y1] in the image, clipped to it. */
+function footprint(region, width, height) {
+  const corners = [[0, 0], [1, 0], [0, 1], [1, 1]].map(([s, t]) => [
+    region.origin[0] + s * region.xAxis[0] + t * region.yAxis[0], region.origin[1] + s * region.xAxis[1] + t * region.yAxis[1]]);
+  return [Math.max(0, Math.floor(Math.min(...corners.map((c) => c[0])))),
+          Math.max(0, Math.floor(Math.min(...corners.map((c) => c[1])))),
+          Math.min(width, Math.ceil(Math.max(...corners.map((c) => c[0])))),
+          Math.min(height, Math.ceil(Math.max(...corners.map((c) => c[1]))))];
+}
+
 function upsampleOnto(pixels, width, height, residual, size, strength) {
   const plane = size * size;
   const taps = (count) => {
@@ -225,12 +264,7 @@ function upsampleOnto(pixels, width, height, residual, size, strength) {
 function warpOnto(pixels, width, height, region, residual, size, strength) {
   const plane = size * size;
   const {m, e, f} = toCrop(region, size);
-  const corners = [[0, 0], [1, 0], [0, 1], [1, 1]].map(([s, t]) => [
-    region.origin[0] + s * region.xAxis[0] + t * region.yAxis[0], region.origin[1] + s * region.xAxis[1] + t * region.yAxis[1]]);
-  const x0 = Math.max(0, Math.floor(Math.min(...corners.map((c) => c[0]))));
-  const x1 = Math.min(width, Math.ceil(Math.max(...corners.map((c) => c[0]))));
-  const y0 = Math.max(0, Math.floor(Math.min(...corners.map((c) => c[1]))));
-  const y1 = Math.min(height, Math.ceil(Math.max(...corners.map((c) => c[1]))));
+  const [x0, y0, x1, y1] = footprint(region, width, height);
   const sample = (base, u, v) => {  // bilinear, zero outside the crop (grid_sample's zeros padding)
     const u0 = Math.floor(u), v0 = Math.floor(v), wu = u - u0, wv = v - v0;
     const at = (uu, vv) => (uu < 0 || vv < 0 || uu >= size || vv >= size ? 0 : residual[base + vv * size + uu]);

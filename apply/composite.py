@@ -1,0 +1,111 @@
+"""Putting the model's makeup on a face in a picture: crop, run, warp the residual back, blend.
+
+Shared by photos (``apply/__main__.py``: the whole photo as a tensor) and videos
+(``apply/video.py``: only each face's region of a uint8 frame is touched, so a 1280x720 frame
+costs what its faces cost). Both give the same pixels: the region is the crop's footprint plus
+the bilinear filter's reach, so every sample a face takes lies inside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from export.runtime import Runner
+from faces import Alignment
+
+# The feathered face mask, in fractions of the aligned crop: an ellipse over the face (FFHQ crops
+# put the eyes at ~0.45 and the mouth at ~0.7 of the height) that fades to zero over FEATHER.
+MASK_CENTRE, MASK_RADII, FEATHER = (0.5, 0.55), (0.36, 0.44), 0.12
+# Pixels around a face's footprint that its bilinear samples may still read.
+REGION_MARGIN = 2
+
+
+@functools.lru_cache(maxsize=4)
+def face_mask(size: int) -> torch.Tensor:
+    """1 x 1 x S x S feathered ellipse: 1 on the face, 0 from its edge outwards. Cached: read only."""
+    centres = (torch.arange(size, dtype=torch.float32) + 0.5) / size
+    v, u = torch.meshgrid(centres, centres, indexing="ij")
+    radius = torch.sqrt(((u - MASK_CENTRE[0]) / MASK_RADII[0]) ** 2 + ((v - MASK_CENTRE[1]) / MASK_RADII[1]) ** 2)
+    ramp = ((1 - radius) / FEATHER).clamp(0, 1)
+    return (ramp * ramp * (3 - 2 * ramp))[None, None]  # smoothstep
+
+
+def _sample_affine(image: torch.Tensor, linear: np.ndarray, offset: np.ndarray, out_hw: tuple[int, int]
+                   ) -> torch.Tensor:
+    """Bilinear samples of a 1 x C x H x W image (zeros outside) on an out_h x out_w grid whose pixel
+    centres q (in output pixels) lie at ``linear @ q + offset`` in the image's pixels. The grid is
+    one affine map, so torch builds it (no per-pixel coordinates in Python)."""
+    height, width = image.shape[-2:]
+    out_h, out_w = out_hw
+    # affine_grid works in [-1, 1] coordinates (align_corners=False): q = (base + 1) * out / 2 and
+    # image pixels p map to p / size * 2 - 1.
+    to_normal, from_normal = np.diag([2 / width, 2 / height]), np.diag([out_w / 2, out_h / 2])
+    theta_linear = to_normal @ linear @ from_normal
+    theta_offset = to_normal @ (linear @ from_normal @ np.ones(2) + offset) - 1
+    theta = np.concatenate([theta_linear, theta_offset[:, None]], axis=1).astype(np.float32)
+    base_x = (torch.arange(out_w, dtype=torch.float32) + 0.5) * (2 / out_w) - 1
+    base_y = (torch.arange(out_h, dtype=torch.float32) + 0.5) * (2 / out_h) - 1
+    # F.affine_grid's grid, built as two outer sums (a third of its time on a 256x256 crop).
+    grid = torch.stack([float(row[0]) * base_x[None, :] + (float(row[1]) * base_y[:, None] + float(row[2]))
+                        for row in theta], dim=-1)
+    return F.grid_sample(image, grid[None], mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def made_up_faces(runner: Runner, photo: torch.Tensor, alignments: list[Alignment], strength: float
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """photo: 1 x 3 x H x W in [0, 1]. Returns (made-up photo, mask coverage), same size."""
+    height, width = photo.shape[-2:]
+    result, coverage = photo.clone(), torch.zeros(1, 1, height, width)
+    mask = face_mask(alignments[0].size) if alignments else None
+    for alignment in alignments:
+        size = alignment.size
+        basis = np.stack([alignment.x_axis, alignment.y_axis], axis=1).astype(np.float64)  # crop -> image, columns
+        # Supersample the crop when the face is larger than the crop (no aliasing), then average.
+        factor = max(1, min(4, math.ceil(np.hypot(*alignment.x_axis) / size)))
+        crop = _sample_affine(result, basis / (size * factor), np.asarray(alignment.origin, np.float64),
+                              (size * factor, size * factor))
+        crop = (F.avg_pool2d(crop, factor) if factor > 1 else crop).clamp(0, 1)
+        residual = torch.from_numpy(np.asarray(runner(crop.numpy()), np.float32)) - crop
+        x0, y0, x1, y1 = alignment.image_bounds(width, height)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        # The footprint's pixels, read back in the crop: crop pixels = size x basis^-1 (image - origin).
+        to_crop = size * np.linalg.inv(basis)
+        back = _sample_affine(torch.cat([residual * mask, mask], dim=1), to_crop,
+                              to_crop @ (np.array([x0, y0], np.float64) - alignment.origin), (y1 - y0, x1 - x0))
+        result[..., y0:y1, x0:x1] = (result[..., y0:y1, x0:x1] + strength * back[:, :3]).clamp(0, 1)
+        coverage[..., y0:y1, x0:x1] = torch.maximum(coverage[..., y0:y1, x0:x1], back[:, 3:])
+    return result, coverage
+
+
+def face_region(alignment: Alignment, width: int, height: int) -> tuple[int, int, int, int]:
+    """The box of a frame that one face reads and writes: its footprint plus the filter's reach."""
+    x0, y0, x1, y1 = alignment.image_bounds(width, height)
+    return (max(0, x0 - REGION_MARGIN), max(0, y0 - REGION_MARGIN),
+            min(width, x1 + REGION_MARGIN), min(height, y1 + REGION_MARGIN))
+
+
+def make_up_frame(runner: Runner, frame: np.ndarray, alignments: list[Alignment], strength: float) -> int:
+    """Make up each face of an H x W x 3 uint8 RGB frame in place, touching only its region;
+    pixels the face mask does not reach keep their exact values. Returns the faces made up."""
+    height, width = frame.shape[:2]
+    done = 0
+    for alignment in alignments:
+        x0, y0, x1, y1 = face_region(alignment, width, height)
+        if x1 <= x0 or y1 <= y0:
+            continue  # wholly outside the frame
+        region = frame[y0:y1, x0:x1]
+        local = dataclasses.replace(alignment, origin=np.asarray(alignment.origin, np.float64) - (x0, y0))
+        pixels = torch.from_numpy(np.ascontiguousarray(region)).permute(2, 0, 1)[None].float() / 255
+        made_up, coverage = made_up_faces(runner, pixels, [local], strength)
+        reached = (coverage[0, 0] > 0).numpy()
+        made_up_pixels = (made_up[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+        region[reached] = made_up_pixels[reached]
+        done += 1
+    return done

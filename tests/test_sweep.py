@@ -1,0 +1,44 @@
+import json
+
+import pytest
+from conftest import IMAGE_SIZE
+
+from train.sweep import main as sweep_main
+
+
+def tiny_recipe(data) -> list[str]:
+    return ["--data", str(data), "--variant", "nano", "--image-size", str(IMAGE_SIZE), "--batch-size", "4",
+            "--lr", "1e-3", "--epochs", "2", "--val-fraction", "0.25", "--test-fraction", "0.1"]
+
+
+def test_sweep_reports_each_seed_and_the_spread(synthetic_data, tmp_path):
+    out = tmp_path / "sweep"
+    assert sweep_main(["--seeds", "0,1", "--out", str(out), "--", *tiny_recipe(synthetic_data)]) == 0
+    report = json.loads((out / "sweep.json").read_text())
+    rows, summary = report["seeds"], report["summary"]
+    assert [row["seed"] for row in rows] == [0, 1]
+    assert all((out / f"seed_{seed}" / "tinybeauty_best_psnr.pt").is_file() for seed in (0, 1))
+    tests = [row["test_psnr_db"] for row in rows]
+    assert tests[0] != tests[1]  # another seed: another split and start
+    assert abs(summary["test_psnr_db"]["mean"] - sum(tests) / 2) < 1e-9
+    assert summary["test_psnr_db"]["min"] == min(tests) and summary["test_psnr_db"]["max"] == max(tests)
+    assert all(0 <= row["epochs_at_baseline"] <= 2 for row in rows)
+    table = (out / "sweep.md").read_text()
+    assert "mean ± std" in table and table.count("\n| ") >= 3
+
+
+@pytest.mark.slow
+def test_sweep_export_gives_each_int8_files_loss(synthetic_data, tmp_path):
+    out = tmp_path / "sweep"
+    assert sweep_main(["--seeds", "0", "--out", str(out), "--export", "--", *tiny_recipe(synthetic_data)]) == 0
+    (row,) = json.loads((out / "sweep.json").read_text())["seeds"]
+    # every shipped int8 file's loss against PyTorch on the test faces, from its own runtime's report
+    assert {"onnx", "tflite", "pte", "ptl"} <= set(row["int8_loss_db"])
+    assert all(abs(loss) < 1.0 for loss in row["int8_loss_db"].values())
+    assert (out / "seed_0" / "bench" / "report.json").is_file()
+
+
+def test_sweep_refuses_options_it_sets_per_seed(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        sweep_main(["--out", str(tmp_path), "--", "--seed", "3"])
+    assert "set per seed" in capsys.readouterr().err

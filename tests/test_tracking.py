@@ -1,0 +1,148 @@
+"""Face tracking on synthetic clips made from a real portrait moving along known paths.
+
+The public-domain astronaut portrait's head (skimage) is pasted on a 640x360 canvas per frame,
+with sensor noise so that no two frames are identical; where the head is pasted is the truth.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ai_edge_litert")
+skimage_data = pytest.importorskip("skimage.data")
+
+from faces import Alignment, FaceDetector  # noqa: E402
+from faces.metrics import CLIP_FPS, SETTLE_FRAMES, alignment_jitter, paste_along_paths, path_error  # noqa: E402
+from faces.tracking import SMOOTHING, FaceTracker, OneEuroFilter, PerFrameDetector, align_still  # noqa: E402
+
+IMAGE_SIZE = 256
+FRAMES = 30
+
+
+@pytest.fixture(scope="module")
+def head() -> np.ndarray:
+    return skimage_data.astronaut()[20:240, 120:340]  # 220 x 220, the face ~105 px wide
+
+
+@pytest.fixture(scope="module")
+def face_in_head(head) -> np.ndarray:
+    """Where the tracker puts the crop's centre, relative to the pasted head's top-left corner."""
+    frame = paste_along_paths(head, [np.array([[210, 70]])], noise_std=0)[0]
+    (alignment,) = align_still(frame, IMAGE_SIZE)
+    return alignment.centre - [210, 70]
+
+
+def follow(tracker, frames) -> list[list]:
+    return [tracker.update(frame, index / CLIP_FPS) for index, frame in enumerate(frames)]
+
+
+def test_tracked_crop_follows_a_known_path(head, face_in_head):
+    time = np.arange(FRAMES) / CLIP_FPS
+    path = np.stack([150 + 240 * time, 60 + 40 * np.sin(np.pi * time)], axis=1)  # up to 240 px/s
+    found = follow(FaceTracker(IMAGE_SIZE), paste_along_paths(head, [path], noise_std=5, seed=3))
+    assert all(len(faces) == 1 for faces in found)
+    assert {faces[0].track_id for faces in found} == {0}
+    error = path_error([faces[0].alignment for faces in found], path + face_in_head)
+    assert error["mean_px"] < 2.5 and error["max_px"] < 5, error
+
+
+def test_still_face_is_much_steadier_than_per_frame_detection(head):
+    path = np.tile([[210, 70]], (FRAMES, 1))
+    frames = paste_along_paths(head, [path], noise_std=5, seed=4)
+    tracked = [faces[0].alignment for faces in follow(FaceTracker(IMAGE_SIZE), frames)]
+    detected = [faces[0].alignment for faces in follow(PerFrameDetector(IMAGE_SIZE), frames)]
+    steady, baseline = alignment_jitter(tracked[SETTLE_FRAMES:]), alignment_jitter(detected[SETTLE_FRAMES:])
+    for key in ("centre_px", "scale_pct", "angle_deg"):
+        assert steady[key] < 0.5 * baseline[key], (key, steady, baseline)
+
+
+def test_face_that_leaves_and_comes_back_is_picked_up_again(head, face_in_head):
+    path = np.array([[210, 70]] * 10 + [[700, 70]] * 10 + [[330, 90]] * 10)  # frames 10-19: off the canvas
+    found = follow(FaceTracker(IMAGE_SIZE), paste_along_paths(head, [path], noise_std=3, seed=5))
+    assert all(len(faces) == 1 for faces in found[:10])
+    assert all(faces == [] for faces in found[10:20])
+    assert all(len(faces) == 1 for faces in found[20:])
+    error = path_error([faces[0].alignment for faces in found[22:]], path[22:] + face_in_head)
+    assert error["max_px"] < 3, error
+
+
+def test_two_faces_get_two_tracks_with_stable_ids(head):
+    time = np.arange(FRAMES) / CLIP_FPS
+    left = np.stack([20 + 30 * time, 40 + 0 * time], axis=1)
+    right = np.stack([400 - 30 * time, 100 + 0 * time], axis=1)
+    found = follow(FaceTracker(IMAGE_SIZE, detect_every=10),
+                   paste_along_paths(head, [left, right], noise_std=3, seed=6))
+    assert all(len(faces) == 2 for faces in found)
+    ids_by_side = [{("left" if face.alignment.centre[0] < 320 else "right"): face.track_id for face in faces}
+                   for faces in found]
+    assert all(ids == ids_by_side[0] for ids in ids_by_side) and len(set(ids_by_side[0].values())) == 2
+
+
+def test_max_faces_caps_the_tracks(head):
+    paths = [np.array([[20, 40]] * 3), np.array([[400, 100]] * 3)]
+    found = follow(FaceTracker(IMAGE_SIZE, max_faces=1), paste_along_paths(head, paths, noise_std=3))
+    assert [len(faces) for faces in found] == [1, 1, 1]
+
+
+def test_no_face_gives_empty_lists():
+    empty = [np.random.default_rng(seed).integers(0, 255, (360, 640, 3), dtype=np.uint8) for seed in range(5)]
+    assert follow(FaceTracker(IMAGE_SIZE), empty) == [[]] * 5
+    assert follow(PerFrameDetector(IMAGE_SIZE), empty) == [[]] * 5
+
+
+def test_reset_forgets_the_tracks(head):
+    frames = paste_along_paths(head, [np.array([[210, 70]] * 2)], noise_std=3)
+    tracker = FaceTracker(IMAGE_SIZE)
+    follow(tracker, frames)
+    tracker.reset()
+    assert tracker.update(np.zeros((360, 640, 3), np.uint8), 1.0) == []
+
+
+def test_still_alignment_keeps_the_detector_crop_contract():
+    """align_still (mesh) gives the FFHQ crop Alignment.from_face (detector keypoints) gives, a
+    little steadier: same centre, scale and angle within a few percent, a degree."""
+    photo = skimage_data.astronaut()
+    (mesh,) = align_still(photo, IMAGE_SIZE)
+    from PIL import Image
+
+    detector = Alignment.from_face(FaceDetector()(Image.fromarray(photo))[0], IMAGE_SIZE)
+    assert np.hypot(*(mesh.centre - detector.centre)) < 0.03 * detector.side
+    assert abs(mesh.side / detector.side - 1) < 0.08
+    assert abs(np.degrees(mesh.angle - detector.angle)) < 2
+    assert np.allclose(Alignment.from_params(mesh.centre, mesh.side, mesh.angle, IMAGE_SIZE).origin, mesh.origin)
+
+
+def test_one_euro_filter_stills_noise_and_follows_motion():
+    """On a 170-px face: 0.2 px of noise more than halved; 2 face widths a second followed ~1 px behind."""
+    rng = np.random.default_rng(0)
+    times = np.arange(60) / CLIP_FPS
+    still, ramp = OneEuroFilter(*SMOOTHING["centre"]), OneEuroFilter(*SMOOTHING["centre"])
+    noisy = [still(np.array([100.0 + rng.normal(0, 0.2)]), t, speed_scale=170)[0] for t in times]
+    moving = [ramp(np.array([100.0 + 340 * t]), t, speed_scale=170)[0] for t in times]
+    assert np.std(noisy[SETTLE_FRAMES:]) < 0.5 * 0.2
+    assert abs(moving[-1] - (100 + 340 * times[-1])) < 2
+    unfiltered = OneEuroFilter(1e6, 0.0)  # a cutoff far above the frame rate passes everything
+    assert [unfiltered(np.array([v]), t)[0] for v, t in zip([1.0, 5.0], times, strict=False)][-1] > 4.99
+
+
+def test_mesh_eye_masks_cover_the_labelled_eyes_better_than_ellipses(tmp_path):
+    """train.data's --eye-mask mesh: the mesh's eye contours, filled and grown, against the masks
+    grown from the synthetic faces' label maps, and against today's ellipses."""
+    from models.data import read_label_map
+    from train.data import MESH_CACHE, discover_pairs, eye_mask_from_labels, load_pairs
+    from train.synthetic import write_dataset
+
+    root = write_dataset(tmp_path / "faces", n=4, size=256, seed=0, workers=1)
+    truth = [eye_mask_from_labels(read_label_map(pair.mask), 256) > 127 for pair in discover_pairs(root)]
+    for pair in discover_pairs(root):
+        pair.mask.unlink()  # a dataset without label maps
+    (root / "mask").rmdir()
+
+    def iou(masks) -> float:
+        return float(np.mean([(m > 127)[t].sum() / ((m > 127) | t).sum() for m, t in zip(masks, truth, strict=True)]))
+
+    mesh = load_pairs(root, 256, workers=1, eye_mask="mesh")
+    assert mesh.eye_mask == "mesh" and (root / MESH_CACHE).is_file()
+    ellipses = load_pairs(root, 256, workers=1, eye_mask="landmarks")
+    assert iou(mesh.eye_masks) > 0.6 and iou(mesh.eye_masks) > iou(ellipses.eye_masks) + 0.1

@@ -1,0 +1,97 @@
+// The 468-point face mesh on a square of the frame: faces/mesh.py in JavaScript. MediaPipe's
+// face_landmark.tflite (Apache-2.0) as ONNX (web/face_detector.py --network mesh), the same
+// regions (a square 1.5x the face's box, eyes level) and the same crop, warped straight from
+// the frame on a canvas: only the 192 x 192 crop's pixels are read back.
+import * as ort from './ort/ort.wasm.min.mjs';
+
+export const MESH_SIZE = 192;
+export const REGION_SCALE = 1.5;   // MediaPipe's RectTransformationCalculator: scale 1.5, square_long
+export const MIN_PRESENCE = 0.5;   // on the sigmoid of the face flag (face_landmark_cpu.pbtxt)
+// Canonical mesh indices (MediaPipe's face_mesh_connections.py). "Right" is the subject's right:
+// the image's left eye.
+export const RIGHT_EYE = [33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246];
+export const LEFT_EYE = [263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466];
+export const MOUTH_CORNERS = [61, 291];
+export const EYE_LINE = [33, 263];  // the outer eye corners: the next region is levelled on them
+const POINTS = 468;
+
+export async function loadMesh(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`the face mesh ${url} could not be fetched (HTTP ${response.status}); run \`make setup\``);
+  const session = await ort.InferenceSession.create(new Uint8Array(await response.arrayBuffer()),
+                                                    {executionProviders: ['wasm'], graphOptimizationLevel: 'all'});
+  const crop = new OffscreenCanvas(MESH_SIZE, MESH_SIZE);
+  return {session, input: session.inputNames[0], outputs: session.outputNames,
+          context: crop.getContext('2d', {willReadFrequently: true}), tensor: new Float32Array(MESH_SIZE * MESH_SIZE * 3)};
+}
+
+const eyeAngle = ([lx, ly], [rx, ry]) => Math.atan2(ry - ly, rx - lx);
+
+/** The first mesh region of a detection {box, leftEye, rightEye}: its box's long side x 1.5, eyes level. */
+export function regionFromFace(face) {
+  const [x0, y0, x1, y1] = face.box;
+  return {centre: [(x0 + x1) / 2, (y0 + y1) / 2], side: REGION_SCALE * Math.max(x1 - x0, y1 - y0),
+          angle: eyeAngle(face.leftEye, face.rightEye)};
+}
+
+/** The next region from a mesh (468 [x, y] in image pixels): the points' box turned by the eye
+ *  line, its long side x 1.5. */
+export function regionFromLandmarks(points) {
+  const angle = eyeAngle(points[EYE_LINE[0]], points[EYE_LINE[1]]);
+  const cos = Math.cos(angle), sin = Math.sin(angle);
+  let alongMin = Infinity, alongMax = -Infinity, acrossMin = Infinity, acrossMax = -Infinity;
+  for (const [x, y] of points) {
+    const along = x * cos + y * sin, across = y * cos - x * sin;
+    alongMin = Math.min(alongMin, along); alongMax = Math.max(alongMax, along);
+    acrossMin = Math.min(acrossMin, across); acrossMax = Math.max(acrossMax, across);
+  }
+  const u = (alongMin + alongMax) / 2, v = (acrossMin + acrossMax) / 2;
+  return {centre: [u * cos - v * sin, u * sin + v * cos],
+          side: REGION_SCALE * Math.max(alongMax - alongMin, acrossMax - acrossMin), angle};
+}
+
+/** Crop -> image: image = linear x crop + offset (continuous pixel coordinates, as faces/mesh.py). */
+function cropToImage({centre, side, angle}) {
+  const k = side / MESH_SIZE, cos = Math.cos(angle) * k, sin = Math.sin(angle) * k;
+  const half = MESH_SIZE / 2;
+  return {linear: [cos, -sin, sin, cos], offset: [centre[0] - (cos - sin) * half, centre[1] - (sin + cos) * half]};
+}
+
+/** The mesh on one region of the canvas: {points: 468 [x, y] in image pixels, presence in [0, 1]}. */
+export async function runMesh(mesh, canvas, region) {
+  const {linear: [a, b, c, d], offset: [e, f]} = cropToImage(region);
+  const det = a * d - b * c;  // the inverse maps the frame onto the crop
+  const [ia, ib, ic, id] = [d / det, -b / det, -c / det, a / det];
+  const context = mesh.context;
+  context.setTransform(1, 0, 0, 1, 0, 0);
+  context.fillStyle = '#000';
+  context.fillRect(0, 0, MESH_SIZE, MESH_SIZE);
+  context.imageSmoothingEnabled = true;
+  context.imageSmoothingQuality = 'low';  // bilinear, as PIL's affine transform in faces/mesh.py
+  context.setTransform(ia, ic, ib, id, -(ia * e + ib * f), -(ic * e + id * f));
+  context.drawImage(canvas, 0, 0);
+  context.setTransform(1, 0, 0, 1, 0, 0);
+  const pixels = context.getImageData(0, 0, MESH_SIZE, MESH_SIZE).data;
+  const image = mesh.tensor;
+  for (let i = 0, j = 0; i < pixels.length; i += 4) {
+    image[j++] = pixels[i] / 255;
+    image[j++] = pixels[i + 1] / 255;
+    image[j++] = pixels[i + 2] / 255;
+  }
+  const results = await mesh.session.run({[mesh.input]: new ort.Tensor('float32', image, [1, MESH_SIZE, MESH_SIZE, 3])});
+  const [raw, flag] = mesh.outputs.map((name) => results[name].data);
+  const points = new Array(POINTS);
+  for (let i = 0; i < POINTS; i++) {
+    const x = raw[3 * i], y = raw[3 * i + 1];
+    points[i] = [a * x + b * y + e, c * x + d * y + f];
+  }
+  const logit = Math.min(80, Math.max(-80, flag[0]));
+  return {points, presence: 1 / (1 + Math.exp(-logit))};
+}
+
+/** The FFHQ crop's three points from a mesh, as Alignment.from_mesh takes them: each eye the mean
+ *  of its contour, the mouth the mean of its corners. */
+export function meshKeypoints(points) {
+  const mean = (indices) => [0, 1].map((axis) => indices.reduce((sum, i) => sum + points[i][axis], 0) / indices.length);
+  return {leftEye: mean(RIGHT_EYE), rightEye: mean(LEFT_EYE), mouth: mean(MOUTH_CORNERS)};
+}

@@ -1,0 +1,168 @@
+// Follow faces through the camera's frames: faces/tracking.py in JavaScript, the same chain and
+// constants. BlazeFace finds a face; the mesh runs on a square around it, then, frame after
+// frame, on the square its own previous landmarks give; the detector runs again only when a
+// track's face flag drops, when there is no track, or every `detectEvery` frames to pick up new
+// faces. Each track's crop is the FFHQ alignment of its mesh, smoothed by a One Euro filter
+// (Casiez, Roussel and Vogel, CHI 2012) on its centre, log-size and angle.
+import {alignFace, boxIou, detectFaces} from './faces.mjs';
+import {MIN_PRESENCE, meshKeypoints, regionFromFace, regionFromLandmarks, runMesh} from './mesh.mjs';
+
+// (min_cutoff Hz, beta) per alignment parameter; speeds in face sizes per second (centre),
+// log-size per second and radians per second.
+export const SMOOTHING = {centre: [0.5, 20.0], size: [0.5, 20.0], angle: [0.5, 20.0]};
+export const DERIVATIVE_CUTOFF = 2.0;  // Hz, for the speed estimate
+export const FALLBACK_DT = 1 / 30;     // a frame whose timestamp does not advance
+// The mesh's next region stays put until the face leaves it by this much (a fraction of the side,
+// a log-size change, degrees): a still face's mesh sees the same crop every frame.
+export const REGION_HOLD = {shift: 0.03, scale: 0.05, degrees: 3.0};
+export const MATCH_IOU = 0.3;          // a detection overlapping a track this much is that track's face
+export const DUPLICATE_IOU = 0.5;      // two tracks on one face: the younger goes
+export const DETECT_EVERY = 30;
+export const MAX_FACES = 4;
+
+const alpha = (dt, cutoff) => 1 / (1 + 1 / (2 * Math.PI * cutoff * dt));
+// An angle difference into [-pi, pi) (Python's % is never negative; JavaScript's can be).
+const wrapAngle = (angle) => ((((angle + Math.PI) % (2 * Math.PI)) + 2 * Math.PI) % (2 * Math.PI)) - Math.PI;
+
+/** Casiez et al.'s One Euro filter for a vector: a low-pass whose cutoff rises with speed. */
+export class OneEuroFilter {
+  constructor(minCutoff, beta, derivativeCutoff = DERIVATIVE_CUTOFF) {
+    Object.assign(this, {minCutoff, beta, derivativeCutoff, value: null, speed: 0, time: 0});
+  }
+
+  filter(value, time, speedScale = 1) {
+    if (this.value === null) {
+      Object.assign(this, {value: [...value], time});
+      return this.value;
+    }
+    const dt = time > this.time ? time - this.time : FALLBACK_DT;
+    const speed = Math.hypot(...value.map((v, k) => v - this.value[k])) / dt / speedScale;
+    this.speed += alpha(dt, this.derivativeCutoff) * (speed - this.speed);
+    const weight = alpha(dt, this.minCutoff + this.beta * this.speed);
+    this.value = this.value.map((v, k) => v + weight * (value[k] - v));
+    this.time = time;
+    return this.value;
+  }
+}
+
+// A region {origin, xAxis, yAxis} (the page's crops, faces.Alignment's fields) from centre, side, angle.
+export function regionFromParams([cx, cy], side, angle) {
+  const x = [Math.cos(angle) * side / 2, Math.sin(angle) * side / 2], y = [-x[1], x[0]];
+  return {origin: [cx - x[0] - y[0], cy - x[1] - y[1]], xAxis: [2 * x[0], 2 * x[1]], yAxis: [2 * y[0], 2 * y[1]]};
+}
+
+export function regionParams({origin, xAxis, yAxis}) {
+  return {centre: [origin[0] + (xAxis[0] + yAxis[0]) / 2, origin[1] + (xAxis[1] + yAxis[1]) / 2],
+          side: Math.hypot(...xAxis), angle: Math.atan2(xAxis[1], xAxis[0])};
+}
+
+/** One Euro filters on a crop's centre, log-size and angle. */
+class AlignmentFilter {
+  constructor(constants = SMOOTHING) {
+    [this.centre, this.size, this.angle] = ['centre', 'size', 'angle'].map((key) => new OneEuroFilter(...constants[key]));
+  }
+
+  filter(region, time) {
+    const {centre, side, angle} = regionParams(region);
+    const smoothCentre = this.centre.filter(centre, time, side);
+    const [logSide] = this.size.filter([Math.log(side)], time);
+    const unwrapped = this.angle.value === null ? angle : this.angle.value[0] + wrapAngle(angle - this.angle.value[0]);
+    const [smoothAngle] = this.angle.filter([unwrapped], time);
+    return regionFromParams(smoothCentre, Math.exp(logSide), smoothAngle);
+  }
+}
+
+/** One followed face: its last mesh, the region the next frame's mesh runs on, its filter. */
+class Track {
+  constructor(trackId, smoothing) {
+    Object.assign(this, {trackId, filter: smoothing ? new AlignmentFilter() : null, face: null, region: null});
+  }
+
+  follow(points, presence, time) {
+    let region = alignFace(meshKeypoints(points));
+    if (this.filter) region = this.filter.filter(region, time);
+    this.face = {trackId: this.trackId, region, landmarks: points, confidence: presence};
+    const next = regionFromLandmarks(points);
+    if (this.region === null || moved(this.region, next)) this.region = next;
+  }
+
+  box() {
+    const xs = this.face.landmarks.map((p) => p[0]), ys = this.face.landmarks.map((p) => p[1]);
+    return [Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys)];
+  }
+}
+
+/** Whether the face has left the old region by more than REGION_HOLD allows. */
+function moved(old, next) {
+  const shift = Math.hypot(next.centre[0] - old.centre[0], next.centre[1] - old.centre[1]) / old.side;
+  const turn = Math.abs(wrapAngle(next.angle - old.angle));
+  return shift > REGION_HOLD.shift || Math.abs(Math.log(next.side / old.side)) > REGION_HOLD.scale ||
+         turn > (REGION_HOLD.degrees * Math.PI) / 180;
+}
+
+const maxIou = (box, tracks) => Math.max(0, ...tracks.map((track) => boxIou(box, track.box())));
+
+/** Detect once, then follow each face frame to frame; `update(canvas, seconds)` -> faces, oldest track first:
+ *  {trackId, region (the model's crop, smoothed), landmarks (468 [x, y]), confidence}. */
+export class FaceTracker {
+  constructor({detector, mesh, detectEvery = DETECT_EVERY, maxFaces = MAX_FACES, smoothing = true}) {
+    Object.assign(this, {detector, mesh, detectEvery, maxFaces, smoothing});
+    this.reset();
+  }
+
+  reset() {
+    Object.assign(this, {tracks: [], frameIndex: -1, nextId: 0, detected: false});
+  }
+
+  async update(canvas, time) {
+    this.frameIndex += 1;
+    const lost = [];
+    for (const track of this.tracks) if (!await this.follow(track, canvas, time)) lost.push(track);
+    this.tracks = this.withoutDuplicates(this.tracks.filter((track) => !lost.includes(track)));
+    const due = this.frameIndex % this.detectEvery === 0 && this.tracks.length < this.maxFaces;
+    this.detected = Boolean(lost.length || !this.tracks.length || due);  // for the page's timing line
+    if (this.detected) await this.detect(canvas, time, lost);
+    return this.tracks.map((track) => track.face);
+  }
+
+  async follow(track, canvas, time) {
+    const [x, y] = track.region.centre;
+    if (!(x >= 0 && x < canvas.width && y >= 0 && y < canvas.height)) return false;
+    const {points, presence} = await runMesh(this.mesh, canvas, track.region);
+    if (presence < MIN_PRESENCE) return false;
+    track.follow(points, presence, time);
+    return true;
+  }
+
+  withoutDuplicates(tracks) {
+    const kept = [];
+    for (const track of tracks) if (!kept.length || maxIou(track.box(), kept) <= DUPLICATE_IOU) kept.push(track);
+    return kept;
+  }
+
+  async detect(canvas, time, lost) {
+    for (const face of await detectFaces(this.detector, canvas)) {
+      if (this.tracks.length >= this.maxFaces) return;
+      if (this.tracks.length && maxIou(face.box, this.tracks) > MATCH_IOU) continue;
+      let {points, presence} = await runMesh(this.mesh, canvas, regionFromFace(face));
+      if (presence < MIN_PRESENCE) continue;
+      // The second pass, on the square of the first mesh, halves the landmark error.
+      ({points, presence} = await runMesh(this.mesh, canvas, regionFromLandmarks(points)));
+      if (presence < MIN_PRESENCE) continue;
+      const track = this.trackFor(face.box, lost);
+      track.follow(points, presence, time);
+      this.tracks.push(track);
+    }
+  }
+
+  /** The lost track this detection finds again (same id, fresh filter), or a new one. */
+  trackFor(box, lost) {
+    const old = lost.find((track) => boxIou(box, track.box()) > MATCH_IOU);
+    if (old) {
+      lost.splice(lost.indexOf(old), 1);
+      return new Track(old.trackId, this.smoothing);
+    }
+    this.nextId += 1;
+    return new Track(this.nextId - 1, this.smoothing);
+  }
+}
