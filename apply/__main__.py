@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         except (DataError, NoFaceFound, OSError) as error:
             failed += 1
             log.error("[%d/%d] skipped %s: %s", index, len(args.images), path, error)
-    log.info("%d of %d photos done with %s (%s)", len(args.images) - failed, len(args.images), args.model,
+    log.info("%d of %d inputs done with %s (%s)", len(args.images) - failed, len(args.images), args.model,
              model.runtime)
     return 1 if failed else 0
 
