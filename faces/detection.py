@@ -83,14 +83,21 @@ def _weighted_nms(boxes: np.ndarray, points: np.ndarray, scores: np.ndarray) -> 
     return kept
 
 
+def litert_interpreter(path: Path, threads: int | None, what: str):
+    """LiteRT's interpreter on a bundled face network, tensors allocated; DetectorUnavailable
+    (saying what needs it) where LiteRT is not installed."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError as error:
+        raise DetectorUnavailable(f"{what} needs LiteRT ({error}): pip install -e '.[mobile]'") from error
+    interpreter = Interpreter(model_path=str(path), num_threads=threads or None)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
 class FaceDetector:
     def __init__(self, threads: int | None = None):
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError as error:
-            raise DetectorUnavailable(f"face detection needs LiteRT ({error}): pip install -e '.[mobile]'") from error
-        self.interpreter = Interpreter(model_path=str(detector_path()), num_threads=threads or None)
-        self.interpreter.allocate_tensors()
+        self.interpreter = litert_interpreter(detector_path(), threads, "face detection")
         self.input = self.interpreter.get_input_details()[0]["index"]
         outputs = {tuple(d["shape"])[-1]: d["index"] for d in self.interpreter.get_output_details()}
         self.regressors, self.classificators = outputs[16], outputs[1]

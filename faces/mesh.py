@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from faces.detection import DetectorUnavailable, Face, detector_path
+from faces.detection import DetectorUnavailable, Face, detector_path, litert_interpreter
 
 MESH_FILE = "face_landmark.tflite"
 MESH_SIZE = 192
@@ -101,12 +101,7 @@ class FaceMesh:
     """The landmark network: ``mesh(image, region) -> (points 468 x 3 in image pixels, presence)``."""
 
     def __init__(self, threads: int | None = None):
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError as error:
-            raise DetectorUnavailable(f"the face mesh needs LiteRT ({error}): pip install -e '.[mobile]'") from error
-        self.interpreter = Interpreter(model_path=str(mesh_path()), num_threads=threads or None)
-        self.interpreter.allocate_tensors()
+        self.interpreter = litert_interpreter(mesh_path(), threads, "the face mesh")
         self.input = self.interpreter.get_input_details()[0]["index"]
         outputs = {int(np.prod(d["shape"])): d["index"] for d in self.interpreter.get_output_details()}
         self.landmarks, self.presence = outputs[468 * 3], outputs[1]
