@@ -6,15 +6,18 @@ Usage:
     python -m apply --model tinybeauty_model/tinybeauty_best_psnr.pt crops/*.png --out out/ --aligned
     python -m apply --model artifacts/tinybeauty.onnx clip.mp4 --out out/   # video: apply/video.py
 
-For each photo (turned upright by its EXIF orientation): every face is detected with its
-landmarks (BlazeFace, faces/), aligned to the FFHQ-style crop the model was trained on
-(a similarity transform from the eyes and the mouth), and run through the model at the size
-the file records (256x256 for the shipped files). The residual it adds is warped back with the
-inverse transform and blended through a feathered face mask: ``photo + strength x mask x
-residual``. Pixels outside the faces keep their exact values; the photo keeps its size, and its
-mode (RGBA keeps its alpha; greyscale becomes RGB, since makeup adds colour). ``--aligned``
-skips detection for photos that already are aligned face crops: the model runs on the whole
-photo resized, and the residual is upsampled onto it, so a 1024x1024 crop keeps its detail.
+For each photo (turned upright by its EXIF orientation): every face is detected (BlazeFace,
+faces/), landmarked by the 468-point face mesh and aligned from the mesh to the FFHQ-style crop
+the model was trained on (a similarity transform; the code a video's frames go through), and run
+through the model at the size the file records (256x256 for the shipped files). The residual it
+adds is warped back with the inverse transform and blended through a feathered face mask:
+``photo + strength x mask x residual``. A face the detector finds but the mesh rejects (its face
+flag low) is aligned from the detector's eyes and mouth instead, and the summary line says so
+("2 faces: 1 mesh, 1 detector keypoints where the mesh found no face"). Pixels outside the faces
+keep their exact values; the photo keeps its size, and its mode (RGBA keeps its alpha; greyscale
+becomes RGB, since makeup adds colour). ``--aligned`` skips detection for photos that already
+are aligned face crops: the model runs on the whole photo resized, and the residual is
+upsampled onto it, so a 1024x1024 crop keeps its detail.
 
 Writes OUT/NAME_makeup.png and, with --side-by-side, OUT/NAME_before_after.png. A photo with
 no face, or one that cannot be read, is reported and nothing is written for it; the others go
@@ -49,7 +52,8 @@ from export.runtime import (
     load_model,
     silence_known_noise,
 )
-from faces import Alignment, DetectorUnavailable, FaceDetector
+from faces import DetectorUnavailable, FaceTracker, still_faces
+from faces.tracking import STILL_MAX_FACES
 from models.atomic import atomic_path
 from models.checkpoint import CheckpointError
 from models.cli import number_in, output_folder
@@ -73,24 +77,24 @@ def made_up_aligned(runner: Runner, photo: torch.Tensor, model_size: int, streng
     return (photo + strength * residual).clamp(0, 1)
 
 
-def apply_to_file(runner: Runner, detector: FaceDetector | None, path: Path, out_dir: Path, model_size: int,
-                  strength: float, side_by_side: bool) -> tuple[list[Path], int]:
-    """Returns (files written, faces made up). Raises DataError / NoFaceFound before writing anything."""
+def apply_to_file(runner: Runner, tracker: FaceTracker | None, path: Path, out_dir: Path, model_size: int,
+                  strength: float, side_by_side: bool) -> tuple[list[Path], list[str]]:
+    """Returns (files written, how each face made up was aligned: "mesh" or "detector"; ["aligned"]
+    for an aligned crop, tracker None). Raises DataError / NoFaceFound before writing anything."""
     image = open_photo(path)  # upright by EXIF, 8 bits per channel, RGB or RGBA
     alpha = image.getchannel("A") if image.mode == "RGBA" else None
     rgb = image.convert("RGB")
     original = np.asarray(rgb)
     photo = torch.from_numpy(original.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
-    if detector is None:
-        made_up, outside, faces = made_up_aligned(runner, photo, model_size, strength), None, 1
+    if tracker is None:
+        made_up, outside, faces = made_up_aligned(runner, photo, model_size, strength), None, ["aligned"]
     else:
-        faces_found = detector(rgb)
-        if not faces_found:
+        found = still_faces(original, model_size, tracker)
+        if not found:
             raise NoFaceFound(f"no face found in {path}; nothing written for it (if it is already an aligned "
                               "face crop, pass --aligned)")
-        alignments = [Alignment.from_face(face, model_size) for face in faces_found]
-        made_up, coverage = made_up_faces(runner, photo, alignments, strength)
-        outside, faces = (coverage[0, 0] <= 0).numpy(), len(faces_found)
+        made_up, coverage = made_up_faces(runner, photo, [face.alignment for face in found], strength)
+        outside, faces = (coverage[0, 0] <= 0).numpy(), [face.by for face in found]
     pixels = (made_up[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     if outside is not None:
         pixels[outside] = original[outside]  # exactly the photo wherever no face mask reaches
@@ -149,6 +153,20 @@ def _save(image: Image.Image, path: Path) -> Path:
 strength_value = number_in(float, 0, MAX_STRENGTH)
 
 
+def _count(faces: int) -> str:
+    return f"{faces} face{'s' if faces != 1 else ''}"
+
+
+def _aligned_by(faces: list[str]) -> str:
+    """The summary's faces: "1 face: mesh", "3 faces: 2 mesh, 1 detector keypoints where the mesh
+    found no face" (aligned from the detector's eyes and mouth instead)."""
+    meshed, fallback = faces.count("mesh"), faces.count("detector")
+    if not fallback:
+        return f"{_count(len(faces))}: mesh"
+    return (f"{_count(len(faces))}: " + (f"{meshed} mesh, " if meshed else "")
+            + f"{fallback} detector keypoints where the mesh found no face")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m apply", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -175,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         model = load_model(args.model)
-        detector = None if args.aligned else FaceDetector()
+        # Photos: one frame of the video's chain each, unsmoothed (faces.tracking.still_faces).
+        stills = None if args.aligned else FaceTracker(model.image_size, threads=None, smoothing=False,
+                                                        max_faces=STILL_MAX_FACES)
         tracker = make_tracker(model.image_size) if any(map(is_video, args.images)) else None
     except (RuntimeUnavailable, CheckpointError, ModelFileError, DetectorUnavailable, FileNotFoundError) as error:
         log.error("cannot use %s: %s", args.model, error)
@@ -186,11 +206,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if is_video(path):  # apply/video.py: faces tracked frame to frame
                 video = apply_to_video(model.runner, tracker, path, args.out, args.strength)
-                written, faces = [video.path], video.most_faces
+                written, what = [video.path], _count(video.most_faces)
             else:
-                written, faces = apply_to_file(model.runner, detector, path, args.out, model.image_size,
+                written, faces = apply_to_file(model.runner, stills, path, args.out, model.image_size,
                                                args.strength, args.side_by_side)
-            what = "aligned crop" if args.aligned else f"{faces} face{'s' if faces != 1 else ''}"
+                what = "aligned crop" if args.aligned else _aligned_by(faces)
             log.info("[%d/%d] %s (%s) -> %s", index, len(args.images), path, what, ", ".join(map(str, written)))
         except (DataError, NoFaceFound, OSError) as error:
             failed += 1

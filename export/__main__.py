@@ -42,7 +42,6 @@ import torch
 from export.common import ExportInputs, ExportMeta, git_commit, parity, staging_dir
 from export.formats import BY_NAME, FORMATS, ExportFormat
 from export.manifest import MANIFEST
-from export.rescale import equalize_skips
 from export.runtime import RuntimeUnavailable, run_in_batches_of_one, silence_known_noise
 from models.atomic import (
     OutputFolderError,
@@ -58,6 +57,7 @@ from models.cli import finite_float, output_folder, positive_int
 from models.data import DataError, faces_as_tensors, load_split
 from models.gates import MAX_PSNR_DROP_DB, SIZE_BUDGET_BYTES
 from models.metrics import psnr_db
+from models.rescale import equalize_skips
 from models.tinybeauty import TinyBeauty
 
 log = logging.getLogger("export")
@@ -215,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     # range (float-exact; ranges from the calibration faces). Parity is always against the model as trained.
     rescaled, factors = model, {}
     if not args.no_equalize:
-        rescaled, factors = equalize_skips(model, inputs.calibration)
+        # A quantization-aware fine-tune trained with fixed factors: use them, so the int8 files
+        # round the very tensors it trained (models/rescale.py, train/qat.py).
+        rescaled, factors = equalize_skips(model, inputs.calibration, checkpoint.get("skip_factors"))
         log.info("skip connections rescaled for int8 concatenation: %s",
                  ", ".join(f"{name} x{k:.3g}" for name, k in factors.items()))
     records = []
@@ -237,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     manifest = {"checkpoint": str(args.checkpoint), "checkpoint_sha256": meta.checkpoint_sha256,
                 "checkpoint_epoch": checkpoint.get("epoch"), "val_psnr_db": meta.val_psnr_db,
-                "model_config": checkpoint["model_config"], "train_config": checkpoint.get("train_config", {}),
+                "model_config": model.config.to_dict(), "train_config": checkpoint.get("train_config", {}),
                 "split": {key: split[key] for key in ("data", "seed", "val_fraction", "test_fraction", "image_size")}
                 | {f"{part}_pairs": len(split[part]) for part in ("train", "val", "test")},
                 "git_commit": meta.git_commit, "image_size": inputs.image_size, "budget_bytes": args.budget_bytes,

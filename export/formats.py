@@ -41,7 +41,7 @@ class ExportFormat:
     load: Callable[..., Runner]
     read_metadata: Callable[[Path], dict]
     layout: str = "NCHW"  # the file's own input/output layout: NCHW, NHWC or image
-    # int8 activations: export the skip-rescaled weights (export/rescale.py). Weight-only
+    # int8 activations: export the skip-rescaled weights (models/rescale.py). Weight-only
     # quantization gains nothing from it and loses a little (per-channel weight ranges widen).
     int8_activations: bool = True
     stand_in: Callable | None = None  # (path, model, faces) -> (outputs, checks) when load() cannot run here

@@ -224,7 +224,7 @@ def share_concat_scales(graph: onnx.GraphProto) -> None:
     through Resize, MaxPool and DepthToSpace the tensors on their other side): the widest range
     among them, so nothing clips that did not. An int8 concatenation then copies bytes instead of
     requantizing each input through a lookup table, and value-moving ops keep running on uint8. What
-    XNNPACK, QNNPACK and TFLite do for a concatenation anyway; export/rescale.py already gave each
+    XNNPACK, QNNPACK and TFLite do for a concatenation anyway; models/rescale.py already gave each
     skip its decoder partner's range, so the shared scale costs the skips next to nothing."""
     groups: dict[str, str] = {}  # union-find over tensor names
 

@@ -8,7 +8,7 @@ it; ``to_edge_transform_and_lower`` hands the graph to the XNNPACK partitioner a
 (``executorch.runtime``), which is what an app links (XNNPACK kernels).
 
 The XNNPACK quantizer gives a concatenation and its producers one shared observer: the skip
-rescaling of ``export/rescale.py`` (applied by the export to every format with int8
+rescaling of ``models/rescale.py`` (applied by the export to every format with int8
 activations: ``int8_activations`` in export/formats.py) is what keeps the skips' precision.
 Provenance: a constant method ``tinybeauty_metadata`` returns the JSON of
 :meth:`ExportMeta.as_strings` as a uint8 tensor (``read_metadata``).

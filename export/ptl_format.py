@@ -2,7 +2,7 @@
 
 The residual network is quantized with the FX flow of ``torch.ao.quantization`` (a PT2E-quantized
 model traces but does not load in the lite interpreter with torch 2.13). Only the residual U-Net
-is int8 (skip concatenations included, see export/rescale.py); the ``face + residual`` add and
+is int8 (skip concatenations included, see models/rescale.py); the ``face + residual`` add and
 the clamp stay in float, so the output keeps full precision where the image is untouched.
 ``optimize_for_mobile`` needs an XNNPACK build of torch; on builds without it (the CPU wheel used
 here) ``torch.jit.freeze`` does the folding instead, and the export log says so in one line.
@@ -60,7 +60,7 @@ def quantize_residual(model: TinyBeauty, inputs: ExportInputs) -> nn.Module:
     backend = get_qnnpack_backend_config()
     with quantized_engine():
         # Concatenations are int8 with one observer shared by their inputs and output; the
-        # export's skip rescaling (export/rescale.py) makes their inputs' ranges fit that scale.
+        # export's skip rescaling (models/rescale.py) makes their inputs' ranges fit that scale.
         # (Left in float, FX still fed the first cat quantized tensors of two scales, and
         # quantized cat then reads both with the first one's scale.)
         mapping = QConfigMapping().set_global(qconfig)

@@ -8,7 +8,9 @@ up new faces (matched to the tracks by box overlap). Each track's crop is the FF
 its mesh (:meth:`Alignment.from_mesh`), smoothed by a One Euro filter (Casiez, Roussel and Vogel,
 "1 Euro Filter", CHI 2012) on its centre, size and angle: steady when still, quick when moving.
 
-A still photo is one frame of the same chain (:func:`align_still`). :class:`PerFrameDetector`
+A still photo is one frame of the same chain (:func:`still_faces`, :func:`align_still`); a face
+the detector finds but the mesh rejects keeps the detector keypoints' crop, and says so.
+:class:`PerFrameDetector`
 is the baseline: a fresh detection per frame, as a photo is handled, no tracking, no smoothing.
 """
 
@@ -21,14 +23,20 @@ import numpy as np
 from PIL import Image
 
 from faces.alignment import Alignment
-from faces.detection import FaceDetector, box_iou
+from faces.detection import Face, FaceDetector, box_iou
 from faces.mesh import MIN_PRESENCE, FaceMesh, Region, region_from_face, region_from_landmarks
 
 # One Euro filter constants per alignment parameter: (min_cutoff Hz, beta). Speeds are taken in
 # face sizes per second (centre), log-size per second and radians per second, so one face's
 # constants fit every resolution. Tuned on the still and moving astronaut clips (docs/faces.md):
-# min_cutoff for jitter, then beta for lag.
-SMOOTHING = {"centre": (0.5, 20.0), "size": (0.5, 20.0), "angle": (0.5, 20.0)}
+# min_cutoff for jitter, then beta for lag (the centre's 30: the moving clips' mean lag a quarter
+# less than at 20, the still clips' jitter the same within 0.003 px).
+SMOOTHING = {"centre": (0.5, 30.0), "size": (0.5, 20.0), "angle": (0.5, 20.0)}
+# A new face is meshed 3 times: on the detection's square, then on the square of the mesh before.
+# The second pass halves the landmark error (docs/faces.md); the third runs on the region the track
+# then holds, so the first frame's crop is measured as the next frames' are (with two, on a still
+# face the first crop was 1.4-1.9% smaller than the rest: a step the filter spread over ~10 frames).
+MESH_PASSES = 3
 # Hz, for the speed estimate: Casiez et al. use 1; 2 halves the lag when a still face starts moving.
 DERIVATIVE_CUTOFF = 2.0
 FALLBACK_DT = 1 / 30  # a frame whose timestamp does not advance counts as one at 30 frames/s
@@ -41,6 +49,8 @@ REGION_HOLD = {"shift": 0.03, "scale": 0.05, "degrees": 3.0}
 MATCH_IOU = 0.3
 # Two tracks that end up on one face: the younger is dropped.
 DUPLICATE_IOU = 0.5
+# A photo: every face the detector finds (a group photo), not the few a live view follows.
+STILL_MAX_FACES = 100
 
 
 class OneEuroFilter:
@@ -149,10 +159,12 @@ class FaceTracker:
         self.tracks: list[_Track] = []
         self.frame_index = -1
         self.next_id = 0
+        self.rejected: list[Face] = []  # the last update's detections the mesh found no face in
 
     def update(self, frame: np.ndarray, timestamp_s: float) -> list[TrackedFace]:
         """The faces in this frame (H x W x 3 uint8 RGB), oldest track first."""
         self.frame_index += 1
+        self.rejected = []
         lost = [track for track in self.tracks if not self._follow(track, frame, timestamp_s)]
         self.tracks = self._without_duplicates([track for track in self.tracks if track not in lost])
         due = self.frame_index % self.detect_every == 0 and len(self.tracks) < self.max_faces
@@ -185,16 +197,26 @@ class FaceTracker:
             box = np.array(face.box)
             if self.tracks and box_iou(box, np.array([t.box() for t in self.tracks])).max() > MATCH_IOU:
                 continue
-            points, presence = self.mesh(frame, region_from_face(face))
+            points, presence, region = self._first_mesh(frame, face)
             if presence < MIN_PRESENCE:
-                continue
-            # The second pass, on the square of the first mesh, halves the landmark error.
-            points, presence = self.mesh(frame, region_from_landmarks(points))
-            if presence < MIN_PRESENCE:
+                self.rejected.append(face)
                 continue
             track = self._track_for(box, lost)
+            track.region = region
             track.follow(points, presence, time)
             self.tracks.append(track)
+
+    def _first_mesh(self, frame: np.ndarray, face: Face) -> tuple[np.ndarray, float, Region]:
+        """A new face's mesh: on the detection's square, then MESH_PASSES - 1 times on the square of
+        the mesh before. (points, presence, the region of the last pass)."""
+        region = region_from_face(face)
+        points, presence = self.mesh(frame, region)
+        for _ in range(MESH_PASSES - 1):
+            if presence < MIN_PRESENCE:
+                break
+            region = region_from_landmarks(points)
+            points, presence = self.mesh(frame, region)
+        return points, presence, region
 
     def _track_for(self, box: np.ndarray, lost: list[_Track]) -> _Track:
         """The lost track this detection finds again (same id, fresh filter), or a new one."""
@@ -223,9 +245,25 @@ class PerFrameDetector:
                 for index, face in enumerate(faces)]
 
 
-def align_still(image: np.ndarray | Image.Image, image_size: int) -> list[Alignment]:
-    """A still photo: one frame through the same code (detect, mesh, align from the mesh)."""
+@dataclass(frozen=True)
+class StillFace:
+    alignment: Alignment  # the model's crop of this face
+    by: str  # "mesh", or "detector": the mesh found no face where the detector did, its keypoints' crop
+
+
+def still_faces(image: np.ndarray | Image.Image, image_size: int,
+                tracker: FaceTracker | None = None) -> list[StillFace]:
+    """A still photo: one frame through the video's code (detect, mesh MESH_PASSES times, align from the mesh),
+    unsmoothed; faces the mesh rejects follow, aligned from the detector's keypoints. ``tracker``:
+    an unsmoothed FaceTracker to reuse across photos (reset here)."""
     if isinstance(image, Image.Image):
         image = np.asarray(image.convert("RGB"))
-    tracker = FaceTracker(image_size, threads=None, smoothing=False)
-    return [face.alignment for face in tracker.update(np.ascontiguousarray(image), 0.0)]
+    tracker = tracker or FaceTracker(image_size, threads=None, smoothing=False, max_faces=STILL_MAX_FACES)
+    tracker.reset()
+    meshed = [StillFace(face.alignment, "mesh") for face in tracker.update(np.ascontiguousarray(image), 0.0)]
+    return meshed + [StillFace(Alignment.from_face(face, image_size), "detector") for face in tracker.rejected]
+
+
+def align_still(image: np.ndarray | Image.Image, image_size: int) -> list[Alignment]:
+    """The crops of a still photo's faces (:func:`still_faces`)."""
+    return [face.alignment for face in still_faces(image, image_size)]

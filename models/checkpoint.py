@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from models.atomic import DiskFullError, atomic_path
-from models.tinybeauty import INPUT_MULTIPLE, TinyBeauty, build_model
+from models.tinybeauty import INPUT_MULTIPLE, TinyBeauty, build_model, merge
 
 CHECKPOINT_FORMAT = "tinybeauty-checkpoint-v2"  # v2: the data split is recorded
 
@@ -89,7 +89,11 @@ def read_checkpoint(path: Path) -> dict:
 
 
 def load_checkpoint(path: Path) -> tuple[TinyBeauty, dict]:
-    """Rebuild the model from a checkpoint alone. Returns (model in eval mode, raw checkpoint)."""
+    """Rebuild the model from a checkpoint alone. Returns (model in eval mode, raw checkpoint).
+
+    A model trained with re-parameterised branches (``model_config["reparam"]``) comes back merged
+    into the plain network, so everything downstream sees exactly the ops, parameters and sizes
+    of a plain one; resuming training reads the raw branches with :func:`read_checkpoint`."""
     payload = read_checkpoint(path)
     try:
         model = build_model(dict(payload["model_config"]))
@@ -101,7 +105,8 @@ def load_checkpoint(path: Path) -> tuple[TinyBeauty, dict]:
     except RuntimeError as error:
         raise CheckpointError(f"{path}: weights do not fit the TinyBeauty architecture in its model_config "
                               f"(another network?): {str(error).splitlines()[0]}") from error
-    check_finite(model.eval(), path)
+    model = merge(model.eval())
+    check_finite(model, path)
     return model, payload
 
 

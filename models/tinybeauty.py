@@ -25,11 +25,20 @@ Layout (resolutions for a 256x256 input):
 
 Only quantization-friendly ops: conv, ReLU (fused into the conv at int8), max-pool, nearest
 upsampling, concat, pixel shuffle. No normalisation layers, so nothing has to be folded at export.
+
+Train-time re-parameterisation (``reparam=True``; RepVGG, Ding et al. CVPR 2021; ECBSR, Zhang et
+al. ACM MM 2021; OREPA, Hu et al. CVPR 2022): every 3x3 conv of the residual network trains as
+parallel 3x3, 1x1 and (where input and output have the same shape) identity branches, each with a
+learnable per-channel scale, and :func:`merge` sums them into one plain 3x3 conv, exactly, before
+anything ships. Without the scales (or BatchNorm) the branches would be one linear function of one
+kernel, and only the centre tap's step size would change; with them the merged kernel is a
+product of parameters, so training follows another path to weights of the same shape.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+import math
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +59,8 @@ class TinyBeautyConfig:
     # PyTorch where the same weights with ReLU scored 62 dB (docs/design.md).
     activation: str = "relu"
     in_channels: int = 3
+    # Train with parallel branches (ReparamConv) that `merge` folds into the plain convs before export.
+    reparam: bool = False
 
     def __post_init__(self) -> None:
         if len(self.widths) != 3 or min(self.widths) < 1:
@@ -87,11 +98,53 @@ VARIANTS: dict[str, TinyBeautyConfig] = {
 }
 
 
-def conv_act(in_ch: int, out_ch: int, activation: str, stride: int = 1, dilation: int = 1) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=dilation, dilation=dilation),
-        ACTIVATIONS[activation](),
-    )
+class ReparamConv(nn.Module):
+    """A 3x3 conv trained as parallel branches: ``s3 * conv3x3 + s1 * conv1x1 (+ s_id * input)``.
+
+    The identity branch exists where input and output have the same shape (same channels,
+    stride 1). A 1x1 conv is the centre tap of a 3x3 kernel at any stride and dilation (a
+    stride-2 1x1 samples the pixels a stride-2, padding-1 3x3 centres on; a dilated 3x3's centre
+    tap is undilated), so :meth:`merged` is exact. ``forward`` convolves once with the merged
+    kernel (OREPA's online form: the same function and gradients as summing the branches, at
+    the cost of one conv); :meth:`forward_branches` sums the branches themselves, for checking.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, dilation: int = 1):
+        super().__init__()
+        self.stride, self.dilation = stride, dilation
+        self.conv3 = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=dilation, dilation=dilation)
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False)  # one bias is enough: conv3's
+        self.identity = in_ch == out_ch and stride == 1
+        # Both conv branches start Kaiming-initialised (ResidualUNet), scaled by 1/sqrt(2) so their sum
+        # starts with the plain conv's output variance; the identity starts at 0 and is learnt.
+        conv_scale = torch.full((out_ch,), 1 / math.sqrt(2))
+        self.scale3, self.scale1 = nn.Parameter(conv_scale.clone()), nn.Parameter(conv_scale.clone())
+        self.scale_identity = nn.Parameter(torch.zeros(out_ch)) if self.identity else None
+
+    def merged(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(3x3 kernel, bias) of the one plain conv equal to the sum of the branches."""
+        kernel = self.scale3[:, None, None, None] * self.conv3.weight
+        kernel = kernel + F.pad(self.scale1[:, None, None, None] * self.conv1.weight, [1, 1, 1, 1])
+        if self.identity:
+            eye = torch.eye(kernel.shape[0], dtype=kernel.dtype, device=kernel.device)
+            kernel = kernel + F.pad((self.scale_identity[:, None] * eye)[:, :, None, None], [1, 1, 1, 1])
+        return kernel, self.scale3 * self.conv3.bias
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        kernel, bias = self.merged()
+        return F.conv2d(features, kernel, bias, stride=self.stride, padding=self.dilation, dilation=self.dilation)
+
+    def forward_branches(self, features: torch.Tensor) -> torch.Tensor:
+        summed = (self.scale3[:, None, None] * self.conv3(features)
+                  + self.scale1[:, None, None] * self.conv1(features))
+        return summed + self.scale_identity[:, None, None] * features if self.identity else summed
+
+
+def conv_act(in_ch: int, out_ch: int, activation: str, stride: int = 1, dilation: int = 1,
+             reparam: bool = False) -> nn.Sequential:
+    conv = (ReparamConv(in_ch, out_ch, stride, dilation) if reparam
+            else nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=dilation, dilation=dilation))
+    return nn.Sequential(conv, ACTIVATIONS[activation]())
 
 
 class ResidualUNet(nn.Module):
@@ -100,27 +153,28 @@ class ResidualUNet(nn.Module):
     def __init__(self, config: TinyBeautyConfig):
         super().__init__()
         c1, c2, c3 = config.widths
-        cb, act = config.bottleneck_width, config.activation
-        self.stem = conv_act(config.in_channels, c1, act, stride=2)
-        self.enc1 = conv_act(c1, c1, act)
-        self.enc2 = conv_act(c1, c2, act)
-        self.enc3 = conv_act(c2, c3, act)
-        bottleneck = [conv_act(c3, cb, act, dilation=config.bottleneck_dilation)]
+        cb, act, rep = config.bottleneck_width, config.activation, config.reparam
+        self.stem = conv_act(config.in_channels, c1, act, stride=2, reparam=rep)
+        self.enc1 = conv_act(c1, c1, act, reparam=rep)
+        self.enc2 = conv_act(c1, c2, act, reparam=rep)
+        self.enc3 = conv_act(c2, c3, act, reparam=rep)
+        bottleneck = [conv_act(c3, cb, act, dilation=config.bottleneck_dilation, reparam=rep)]
         bottleneck += [
-            conv_act(cb, cb, act, dilation=config.bottleneck_dilation)
+            conv_act(cb, cb, act, dilation=config.bottleneck_dilation, reparam=rep)
             for _ in range(config.bottleneck_convs - 1)
         ]
         self.bottleneck = nn.Sequential(*bottleneck)
-        self.dec3 = conv_act(cb + c3, c2, act)
-        self.dec2 = conv_act(c2 + c2, c1, act)
-        self.dec1 = conv_act(c1 + c1, c1, act)
+        self.dec3 = conv_act(cb + c3, c2, act, reparam=rep)
+        self.dec2 = conv_act(c2 + c2, c1, act, reparam=rep)
+        self.dec1 = conv_act(c1 + c1, c1, act, reparam=rep)
         self.head = nn.Conv2d(c1, config.in_channels * 4, 1)
         self.pool = nn.MaxPool2d(2)
         self.up = nn.Upsample(scale_factor=2, mode="nearest")
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:  # a ReparamConv's 1x1 branch has none
+                    nn.init.zeros_(module.bias)
         # Start near the identity mapping (a small residual is the no-makeup baseline) without
         # zeroing the head: a zero head gives the backbone no gradient and it dies.
         nn.init.normal_(self.head.weight, std=1e-3)
@@ -155,8 +209,9 @@ class TinyBeauty(nn.Module):
         return torch.clamp(made_up, 0.0, 1.0) if clamp else made_up
 
 
-def build_model(variant: str | TinyBeautyConfig | dict = "tiny") -> TinyBeauty:
-    """The one factory: a variant name, a config, or a config dict from a checkpoint."""
+def build_model(variant: str | TinyBeautyConfig | dict = "tiny", reparam: bool | None = None) -> TinyBeauty:
+    """The one factory: a variant name, a config, or a config dict from a checkpoint;
+    ``reparam`` (when given) overrides the config's."""
     if isinstance(variant, str):
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; choose from {sorted(VARIANTS)}")
@@ -165,7 +220,24 @@ def build_model(variant: str | TinyBeautyConfig | dict = "tiny") -> TinyBeauty:
         config = TinyBeautyConfig.from_dict(variant)
     else:
         config = variant
-    return TinyBeauty(config)
+    return TinyBeauty(config if reparam is None else replace(config, reparam=reparam))
+
+
+@torch.no_grad()
+def merge(model: TinyBeauty) -> TinyBeauty:
+    """The plain TinyBeauty (``reparam=False``, same widths) equal to ``model``: each ReparamConv's
+    branches summed into one 3x3 conv. A plain model is returned as it is. The result has
+    exactly the plain network's modules, parameter count and state-dict keys (loaded strictly)."""
+    if not model.config.reparam:
+        return model
+    plain = TinyBeauty(replace(model.config, reparam=False)).to(next(model.parameters()).device)
+    branched = {name for name, module in model.named_modules() if isinstance(module, ReparamConv)}
+    state = {key: value for key, value in model.state_dict().items()
+             if not any(key.startswith(name + ".") for name in branched)}
+    for name in branched:
+        state[f"{name}.weight"], state[f"{name}.bias"] = model.get_submodule(name).merged()
+    plain.load_state_dict(state)
+    return plain.train(model.training)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -192,10 +264,14 @@ def count_macs(model: nn.Module, height: int = 256, width: int = 256) -> int:
 
 
 def describe(model: TinyBeauty, height: int = 256, width: int = 256) -> str:
-    params = count_parameters(model)
-    macs = count_macs(model, height, width)
+    """What ships: a branched (reparam) model is described as its merged plain network."""
+    shipped = merge(model)
+    params = count_parameters(shipped)
+    macs = count_macs(shipped, height, width)
+    branches = (f" (trains with re-parameterised branches: {count_parameters(model):,} parameters, merged "
+                "before export)" if model.config.reparam else "")
     return (
         f"TinyBeauty {model.config.widths}/{model.config.bottleneck_width}: "
         f"{params:,} parameters, {macs / 1e9:.3f} GMAC at {height}x{width}, "
-        f"fp32 {params * 4 / 1000:.1f} KB, int8 weights {params / 1000:.1f} KB"
+        f"fp32 {params * 4 / 1000:.1f} KB, int8 weights {params / 1000:.1f} KB{branches}"
     )

@@ -31,7 +31,7 @@ def test_real_face_changes_and_background_stays_bit_identical(artifacts, astrona
     photo = tmp_path / "astronaut.png"
     astronaut.save(photo)
     assert run_apply(artifacts / "tinybeauty.onnx", [photo], tmp_path / "out", "--strength", "2") == 0
-    assert "1 face" in caplog.text
+    assert "1 face: mesh" in caplog.text  # aligned from the face mesh, as a video's frames are
     before, after = np.asarray(astronaut), np.asarray(Image.open(tmp_path / "out" / "astronaut_makeup.png"))
     assert after.shape == before.shape
     changed = np.argwhere((after != before).any(axis=2))
@@ -51,13 +51,26 @@ def test_rotated_off_centre_faces_in_a_larger_scene(artifacts, astronaut, tmp_pa
     photo = tmp_path / "scene.jpg"
     scene.save(photo, quality=95)
     assert run_apply(artifacts / "tinybeauty.onnx", [photo], tmp_path / "out", "--strength", "2") == 0
-    assert "2 faces" in caplog.text
+    assert "2 faces: mesh" in caplog.text
     before = np.asarray(Image.open(photo).convert("RGB"))
     after = np.asarray(Image.open(tmp_path / "out" / "scene_makeup.png"))
     assert after.shape == before.shape
     changed = (after != before).any(axis=2)
     assert changed[:450, :450].any() and changed[400:, 700:].any()  # both faces
     assert not changed[:, 450:650].any() and not changed[:300, 700:].any()  # between and above them: untouched
+
+
+def test_a_face_the_mesh_rejects_is_aligned_from_the_detector_and_says_so(artifacts, astronaut, tmp_path, caplog):
+    """The portrait's edges only (PIL's FIND_EDGES): BlazeFace still finds the face, the mesh's face
+    flag does not; the face is made up all the same, from the detector's keypoints."""
+    from PIL import ImageFilter
+
+    photo = tmp_path / "edges.png"
+    astronaut.filter(ImageFilter.FIND_EDGES).save(photo)
+    assert run_apply(artifacts / "tinybeauty.onnx", [photo], tmp_path / "out", "--strength", "2") == 0
+    assert "(1 face: 1 detector keypoints where the mesh found no face)" in caplog.text
+    after = np.asarray(Image.open(tmp_path / "out" / "edges_makeup.png"))
+    assert (after != np.asarray(Image.open(photo))).any()
 
 
 def test_strength_zero_changes_nothing(artifacts, astronaut, tmp_path):

@@ -265,3 +265,110 @@ def test_eye_masks_from_landmarks_match_the_labels(tmp_path):
     assert not np.array_equal(band, cache.eye_masks[0])
     with pytest.raises(DataError, match="no mask/ label maps"):
         load_pairs(tmp_path, 256, eye_mask="labels")
+
+
+def pair_cache(sources, targets, eye_masks):
+    pairs = [models_data.Pair(f"p{i}", None, None) for i in range(len(sources))]
+    return models_data.PairCache(pairs, [""] * len(pairs), sources, targets, eye_masks, "band")
+
+
+def random_cache(n=3, size=32, seed=0):
+    rng = np.random.default_rng(seed)
+    sources = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    targets = np.clip(sources.astype(int) + rng.integers(-20, 21, sources.shape), 0, 255).astype(np.uint8)
+    return pair_cache(sources, targets, rng.integers(0, 256, (n, size, size), dtype=np.uint8))
+
+
+def items(dataset, epoch):
+    dataset.set_epoch(epoch)
+    return [dataset[i] for i in range(len(dataset))]
+
+
+@pytest.mark.parametrize("crop", [None, 16])
+def test_augment_none_is_the_plain_crop_and_flip_stream(crop):
+    """The default draws exactly what training drew before --augment existed: per pair a crop
+    offset (when cropping), then a flip, from the (seed, epoch) stream."""
+    cache = random_cache()
+    dataset = PairDataset(cache, train=True, crop=crop, seed=7)
+    rng = np.random.default_rng([7, 3])
+    for index, got in enumerate(items(dataset, 3)):
+        arrays = [cache.sources[index], cache.targets[index], cache.eye_masks[index][..., None]]
+        if crop:
+            top, left = rng.integers(0, 32 - crop + 1, size=2)
+            arrays = [a[top:top + crop, left:left + crop] for a in arrays]
+        if rng.random() < 0.5:
+            arrays = [a[:, ::-1] for a in arrays]
+        expected = [torch.from_numpy(a.copy()).permute(2, 0, 1).float() / 255.0 for a in arrays]
+        assert all(torch.equal(g, e) for g, e in zip(got, expected, strict=True))
+
+
+@pytest.mark.parametrize("augment", ["photometric", "geometric", "both"])
+def test_augment_transforms_both_images_of_a_pair_identically(augment):
+    cache = random_cache()
+    cache.targets = cache.sources.copy()  # a pair without makeup stays one without makeup
+    plain = items(PairDataset(cache, train=True, crop=16, seed=1), 0)
+    augmented = items(PairDataset(cache, train=True, crop=16, seed=1, augment=augment), 0)
+    for (source, target, eye), (plain_source, _, plain_eye) in zip(augmented, plain, strict=True):
+        assert torch.equal(source, target)
+        assert source.shape == plain_source.shape and eye.shape == plain_eye.shape
+        assert 0 <= source.min() and source.max() <= 1
+        assert (source - plain_source).abs().mean() > 1e-3  # it did change the images
+        assert torch.equal(eye, plain_eye) == (augment == "photometric")  # colour leaves the mask alone
+
+
+@pytest.mark.parametrize("augment", ["photometric", "geometric", "both"])
+def test_augment_is_fixed_by_seed_and_epoch(augment):
+    cache = random_cache()
+    first, again = (PairDataset(cache, train=True, crop=16, seed=2, augment=augment) for _ in range(2))
+    same = lambda a, b: all(torch.equal(x, y) for pa, pb in zip(a, b, strict=True)  # noqa: E731
+                            for x, y in zip(pa, pb, strict=True))
+    assert same(items(first, 4), items(again, 4))  # a resumed run sees the same epoch 4
+    assert not same(items(first, 4), items(again, 5))
+
+
+def test_geometric_augment_moves_the_eye_mask_with_the_face():
+    """A face whose red channel is its eye mask keeps them together through zoom, rotation and shift."""
+    size = 48
+    ys, xs = np.mgrid[0:size, 0:size]
+    eye = (255 * np.exp(-((xs - 30) ** 2 + (ys - 18) ** 2) / 40.0)).astype(np.uint8)
+    sources = np.zeros((4, size, size, 3), np.uint8)
+    sources[..., 0] = eye
+    cache = pair_cache(sources, sources.copy(), np.stack([eye] * 4))
+    plain = items(PairDataset(cache, train=True, seed=3), 0)
+    moved = 0
+    for (source, _, mask), (_, _, plain_mask) in zip(items(PairDataset(cache, train=True, seed=3,
+                                                                       augment="geometric"), 0), plain, strict=True):
+        assert torch.allclose(source[0], mask[0], atol=1e-6)
+        moved += float((mask - plain_mask).abs().max()) > 0.1
+    assert moved == 4
+
+
+def test_geometric_augment_with_neutral_values_is_the_plain_crop():
+    from train.data import warp_window
+
+    cache = random_cache(n=1)
+    arrays = [cache.sources[0], cache.targets[0], cache.eye_masks[0][..., None]]
+    image = torch.from_numpy(np.concatenate(arrays, axis=2)).permute(2, 0, 1).float() / 255.0
+    neutral = {"scale": 1.0, "rotation_degrees": 0.0, "shift_x": 0.0, "shift_y": 0.0}
+    for flip in (False, True):
+        warped = warp_window(arrays, (5, 9, 16), neutral, flip)
+        crop = image[:, 5:21, 9:25]
+        assert torch.allclose(warped, crop.flip(2) if flip else crop, atol=1e-5)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_the_fast_grid_is_torchs_affine_grid(flip):
+    from train.data import affine_grid
+
+    angle, scale, side, size, centre = 0.15, 1.07, 16, (40, 30), (18.0, 13.5)
+    cos, sin, mirror = np.cos(angle), np.sin(angle), -1.0 if flip else 1.0
+    fx, fy = side / size[0] / scale, side / size[1] / scale
+    theta = torch.tensor([[[mirror * fx * cos, -fx * sin, 2 * centre[0] / size[0] - 1],
+                           [mirror * fy * sin, fy * cos, 2 * centre[1] / size[1] - 1]]], dtype=torch.float32)
+    expected = torch.nn.functional.affine_grid(theta, [1, 1, side, side], align_corners=False)
+    assert torch.allclose(affine_grid(side, size, centre, angle, scale, flip), expected, atol=1e-5)
+
+
+def test_unknown_augment_is_refused():
+    with pytest.raises(ValueError, match="augment must be one of"):
+        PairDataset(random_cache(), train=True, augment="mixup")

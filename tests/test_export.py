@@ -237,7 +237,7 @@ def test_replace_directory_swaps_in_one_step(tmp_path):
 
 
 def test_skip_rescaling_is_float_exact(checkpoint):
-    from export.rescale import equalize_skips
+    from models.rescale import equalize_skips
 
     model, _ = load_checkpoint(checkpoint)
     faces = torch.rand(3, 3, 64, 64)
@@ -280,3 +280,71 @@ def test_altered_package_file_changes_its_digest(artifacts, tmp_path):
     before = sha256_tree(package)
     (package / "extra.txt").write_text("x")
     assert sha256_tree(package) != before
+
+
+def mlprogram_block(spec):
+    (function,) = spec.mlProgram.functions.values()
+    return function.block_specializations[function.opset]
+
+
+def test_mlpackage_program_has_short_names_and_no_repeated_constants(artifacts):
+    import coremltools as ct
+
+    spec = ct.utils.load_spec(str(artifacts / "tinybeauty.mlpackage"))
+    operations = mlprogram_block(spec).operations
+    names = {out.name for op in operations for out in op.outputs}
+    names |= {op.attributes["name"].immediateValue.tensor.strings.values[0] for op in operations}
+    names -= {"face", "made_up"}  # the app's input and output keep their names
+    assert names and max(map(len, names)) <= 4, sorted(names, key=len)[-3:]  # coremltools' own reach 60
+    constants = [op.outputs[0].type.SerializeToString() + op.attributes["val"].SerializeToString()
+                 for op in operations if op.type == "const" and op.attributes["val"].HasField("immediateValue")]
+    assert len(constants) == len(set(constants))  # one const per value, not five per convolution
+
+
+def test_mlpackage_interface_and_metadata_match_the_mlmodel(artifacts):
+    import coremltools as ct
+
+    package = ct.utils.load_spec(str(artifacts / "tinybeauty.mlpackage")).description
+    neural_network = ct.utils.load_spec(str(artifacts / "tinybeauty.mlmodel")).description
+    assert [f.name for f in package.input] == ["face"] and [f.name for f in package.output] == ["made_up"]
+    assert list(package.input) == list(neural_network.input) and list(package.output) == list(neural_network.output)
+    for field in ("author", "license", "versionString", "shortDescription"):
+        assert getattr(package.metadata, field) == getattr(neural_network.metadata, field) != ""
+    provenance = {k: v for k, v in neural_network.metadata.userDefined.items() if k.startswith("tinybeauty.")}
+    assert provenance and provenance.items() <= dict(package.metadata.userDefined).items()
+
+
+def test_compacting_an_ml_program_keeps_what_it_computes(checkpoint, tmp_path):
+    import copy
+
+    from coremltools.optimize.coreml import OpPalettizerConfig, OptimizationConfig, palettize_weights
+
+    from export import coreml_format, mlpackage_format
+    from export.common import ExportInputs
+
+    ct = coreml_format._quiet_coremltools()
+    model, _ = load_checkpoint(checkpoint)
+    faces = torch.rand(2, 3, 64, 64)
+    inputs = ExportInputs(example=faces[:1], calibration=faces, val_source=faces, val_target=faces)
+    float_model = coreml_format.convert(model, inputs, "mlprogram", ct.target.iOS16)
+    palettized = palettize_weights(float_model, OptimizationConfig(
+        global_config=OpPalettizerConfig(mode="kmeans", nbits=6, weight_threshold=0)))
+    compacted = mlpackage_format.compact(palettized)
+    for mlmodel, name in ((palettized, "long"), (compacted, "short")):
+        mlmodel.save(str(tmp_path / f"{name}.mlpackage"))
+    long_spec, short_spec = palettized.get_spec(), compacted.get_spec()
+    assert mlpackage_format.program_signature(short_spec) == mlpackage_format.program_signature(long_spec)
+    assert short_spec.ByteSize() < 0.6 * long_spec.ByteSize()
+    assert short_spec.description == long_spec.description
+    weights = "Data/com.apple.CoreML/weights/weight.bin"
+    assert (tmp_path / "short.mlpackage" / weights).read_bytes() == (tmp_path / "long.mlpackage" / weights).read_bytes()
+    with torch.no_grad():  # the stand-in reads the same weights back, by position, and still matches PyTorch
+        outputs = {name: mlpackage_format.stored_model(tmp_path / f"{name}.mlpackage", model)[0](faces)
+                   for name in ("long", "short")}
+        assert torch.equal(outputs["long"], outputs["short"])
+        assert (outputs["short"] - model(faces)).abs().max() < 0.1
+    altered = copy.deepcopy(short_spec)  # the signature sees a changed constant: the check can fail
+    next(op for op in mlprogram_block(altered).operations if op.type == "const"
+         and op.attributes["val"].immediateValue.tensor.WhichOneof("value") == "ints"
+         ).attributes["val"].immediateValue.tensor.ints.values[0] += 1
+    assert mlpackage_format.program_signature(altered) != mlpackage_format.program_signature(short_spec)

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("ai_edge_litert")
 skimage_data = pytest.importorskip("skimage.data")
 
-from faces import Alignment, FaceDetector  # noqa: E402
+from faces import Alignment  # noqa: E402
 from faces.metrics import CLIP_FPS, SETTLE_FRAMES, alignment_jitter, paste_along_paths, path_error  # noqa: E402
 from faces.tracking import SMOOTHING, FaceTracker, OneEuroFilter, PerFrameDetector, align_still  # noqa: E402
 
@@ -48,13 +48,15 @@ def test_tracked_crop_follows_a_known_path(head, face_in_head):
 
 
 def test_still_face_is_much_steadier_than_per_frame_detection(head):
+    """Over every frame, the track's first included (as the live benchmark counts them): measured
+    0.18 / 0.24 / 0.23 of per-frame detection's centre / scale / angle jitter here."""
     path = np.tile([[210, 70]], (FRAMES, 1))
     frames = paste_along_paths(head, [path], noise_std=5, seed=4)
     tracked = [faces[0].alignment for faces in follow(FaceTracker(IMAGE_SIZE), frames)]
     detected = [faces[0].alignment for faces in follow(PerFrameDetector(IMAGE_SIZE), frames)]
-    steady, baseline = alignment_jitter(tracked[SETTLE_FRAMES:]), alignment_jitter(detected[SETTLE_FRAMES:])
+    steady, baseline = alignment_jitter(tracked), alignment_jitter(detected)
     for key in ("centre_px", "scale_pct", "angle_deg"):
-        assert steady[key] < 0.5 * baseline[key], (key, steady, baseline)
+        assert steady[key] < 0.35 * baseline[key], (key, steady, baseline)
 
 
 def test_face_that_leaves_and_comes_back_is_picked_up_again(head, face_in_head):
@@ -99,18 +101,67 @@ def test_reset_forgets_the_tracks(head):
     assert tracker.update(np.zeros((360, 640, 3), np.uint8), 1.0) == []
 
 
-def test_still_alignment_keeps_the_detector_crop_contract():
-    """align_still (mesh) gives the FFHQ crop Alignment.from_face (detector keypoints) gives, a
-    little steadier: same centre, scale and angle within a few percent, a degree."""
-    photo = skimage_data.astronaut()
-    (mesh,) = align_still(photo, IMAGE_SIZE)
-    from PIL import Image
+def test_mesh_crop_is_the_detector_crop_without_its_noise():
+    """Alignment.from_mesh (MESH_TEMPLATE) gives the crop Alignment.from_face gives, on average
+    over views of the astronaut (3 scales x 3 turns, mapped back onto the photo): within 2% in
+    size, 2% of the side in centre and 3 degrees (measured: +0.6%, 0.8%, -2.1 deg over 25 views;
+    docs/faces.md). From view to view the detector's crop varies far more than the mesh's."""
+    from faces.metrics import mean_alignment, view_alignments
 
-    detector = Alignment.from_face(FaceDetector()(Image.fromarray(photo))[0], IMAGE_SIZE)
-    assert np.hypot(*(mesh.centre - detector.centre)) < 0.03 * detector.side
-    assert abs(mesh.side / detector.side - 1) < 0.08
-    assert abs(np.degrees(mesh.angle - detector.angle)) < 2
+    views = view_alignments(skimage_data.astronaut(), IMAGE_SIZE, scales=(0.6, 1.0, 1.5), turns=(-20, 0, 20))
+    assert len(views) == 9
+    detector, mesh = (mean_alignment([view[k] for view in views]) for k in (0, 2))
+    assert abs(mesh.side / detector.side - 1) < 0.02
+    assert np.hypot(*(mesh.centre - detector.centre)) < 0.02 * detector.side
+    assert abs(np.degrees(mesh.angle - detector.angle)) < 3
+    for spread in (lambda a: np.log(a.side), lambda a: a.angle):
+        by_detector, by_mesh = (np.std([spread(view[k]) for view in views]) for k in (0, 2))
+        assert by_mesh < 0.25 * by_detector
     assert np.allclose(Alignment.from_params(mesh.centre, mesh.side, mesh.angle, IMAGE_SIZE).origin, mesh.origin)
+
+
+def test_mesh_crop_of_a_turned_face_keeps_ffhq_minimum_size():
+    """A three-quarter view foreshortens the eyes: the template's fit alone shrinks the crop, and
+    FFHQ's eye-to-mouth minimum (as from_points has it) keeps it the detector crop's size."""
+    from faces.alignment import MESH_TEMPLATE, MOUTH_HALF_SIDE
+
+    points = np.zeros((468, 2))
+    for index, (x, y) in MESH_TEMPLATE.items():
+        points[index] = (100 + 200 * x * 0.6, 50 + 200 * y)  # squeezed to 60% across, as by a turn
+    alignment = Alignment.from_mesh(points, IMAGE_SIZE)
+    eyes = points[[33, 133, 362, 263]].mean(0)
+    mouth = points[[61, 291]].mean(0)
+    assert np.isclose(alignment.side, 2 * MOUTH_HALF_SIDE * np.hypot(*(mouth - eyes)))
+    by_keypoints = Alignment.from_points(points[[33, 133]].mean(0), points[[362, 263]].mean(0), mouth, IMAGE_SIZE)
+    assert np.isclose(alignment.side, by_keypoints.side)  # the detector's rule, on the same eyes and mouth
+    upright = {index: (100 + 200 * x, 50 + 200 * y) for index, (x, y) in MESH_TEMPLATE.items()}
+    points[list(upright)] = list(upright.values())
+    assert np.allclose(Alignment.from_mesh(points, IMAGE_SIZE).origin, (100, 50))  # the template itself: exact
+    assert np.isclose(Alignment.from_mesh(points, IMAGE_SIZE).side, 200)
+
+
+def test_a_new_track_starts_where_it_stays(head):
+    """The first frame's crop is measured on the region the next frames' mesh runs on (the third
+    pass): on a still face it is the rest's, not a step the filter would smear over frames."""
+    frames = paste_along_paths(head, [np.tile([[210, 70]], (6, 1))], noise_std=2, seed=7)
+    sides = [faces[0].alignment.side for faces in follow(FaceTracker(IMAGE_SIZE, smoothing=False), frames)]
+    assert abs(sides[0] / np.mean(sides[1:]) - 1) < 0.003, sides
+
+
+def test_still_faces_align_from_the_mesh_else_from_the_detector():
+    """A photo: the mesh's crop; where the mesh rejects a face the detector found (the portrait's
+    edges only), the detector keypoints' crop, marked as such."""
+    from PIL import Image, ImageFilter
+
+    from faces import FaceDetector
+    from faces.tracking import still_faces
+
+    (face,) = still_faces(skimage_data.astronaut(), IMAGE_SIZE)
+    assert face.by == "mesh"
+    edges = Image.fromarray(skimage_data.astronaut()).filter(ImageFilter.FIND_EDGES)
+    (fallback,) = still_faces(edges, IMAGE_SIZE)
+    expected = Alignment.from_face(FaceDetector()(edges)[0], IMAGE_SIZE)
+    assert fallback.by == "detector" and np.allclose(fallback.alignment.origin, expected.origin)
 
 
 def test_one_euro_filter_stills_noise_and_follows_motion():

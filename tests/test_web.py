@@ -162,23 +162,33 @@ def strong_model(tmp_path_factory):
 
 def test_page_finds_and_makes_up_faces_as_apply_does(served, strong_model, scene, tmp_path):
     from apply.__main__ import main as apply_main
-    from faces import Alignment, FaceDetector
+    from faces import Alignment
+    from faces.tracking import FaceTracker, still_faces
 
     _need(find_chromium)
     photo = np.asarray(Image.open(scene).convert("RGB"))
+    tracker = FaceTracker(256, smoothing=False)
+    tracker.update(photo, 0.0)
+    landmarks = tracker.tracks[0].face.landmarks
     with BrowserPage(strong_model) as page:
         shown = page.make_up(scene, pixels=True)["pixels"][..., :3]
         assert page.page.evaluate("tinybeauty.state.mode") == "faces" and shown.shape == photo.shape
+        assert page.page.evaluate("tinybeauty.state.alignedBy") == ["mesh"]  # stills align from the mesh
         regions = page.regions
-    expected = [Alignment.from_face(face, 256) for face in FaceDetector()(Image.open(scene).convert("RGB"))]
+        # mesh.mjs's alignMesh is Alignment.from_mesh, template and all: the same crop from the same points
+        by_page = page.page.evaluate("async (points) => (await import('./mesh.mjs')).alignMesh(points)",
+                                     landmarks.tolist())
+    by_python = Alignment.from_mesh(landmarks, 256)
+    for key, want in (("origin", by_python.origin), ("xAxis", by_python.x_axis), ("yAxis", by_python.y_axis)):
+        assert np.allclose(by_page[key], want, atol=1e-9), key
+    expected = [face.alignment for face in still_faces(photo, 256)]
     assert len(regions) == len(expected) == 1
     side = np.hypot(*expected[0].x_axis)
-    # The same crop up to landmark noise: Python's own detector moves this face's crop by up to 7% of
-    # its side when only the resampling filter of its 192 px input changes (bilinear, bicubic, box,
-    # Lanczos), and the browser resamples with its own filter.
+    # The same chain (detector, mesh three times, the template's crop) as apply's: the same crop up
+    # to the two resamplings of the mesh's 192 px input (canvas vs PIL), as the tracker test allows.
     for got, want in zip(regions, expected, strict=True):
-        assert np.abs(np.subtract(got["origin"], want.origin)).max() < 0.08 * side
-        assert np.abs(np.subtract(got["xAxis"], want.x_axis)).max() < 0.08 * side
+        assert np.abs(np.subtract(got["origin"], want.origin)).max() < 0.03 * side
+        assert np.abs(np.subtract(got["xAxis"], want.x_axis)).max() < 0.03 * side
     # The page's photo is apply's photo up to that noise and resampling: far closer to it than the
     # untouched photo is, and bit-identical away from the face.
     assert apply_main(["--model", str(strong_model / "tinybeauty.onnx"), str(scene), "--out", str(tmp_path)]) == 0
@@ -296,21 +306,36 @@ def test_page_tracker_matches_python_on_the_same_frames(page):
         assert np.abs(np.subtract(got["region"]["xAxis"], want.alignment.x_axis)).max() < 0.03 * side, index
 
 
+FACE_FOLLOWED = "tinybeauty.state.camera?.faces.length > 0"
+MODEL_WORKER = {"modelWorker": "1"}  # the model stage in its worker, whatever the cores (the page's default on 4+)
+# Where the camera's jobs ran, as the page reports them: the model stage, the detector worker's runs,
+# the tracker's detector runs handed off the frame loop, the page's message.
+CAMERA_JOBS = """({where: tinybeauty.state.camera.where, detectorRuns: tinybeauty.state.workers.detect.runs,
+                   searches: tinybeauty.state.tracker.searches, frames: tinybeauty.state.frames,
+                   message: document.getElementById('message').hidden ? '' :
+                            document.getElementById('message').textContent})"""
+
+
 def test_camera_mode_follows_the_face_on_a_clip(served, strong_model, camera_clip):
     """Chromium's fake camera plays a clip of a face on a known path: the page's crops follow
-    the path, the made-up face is written back only under its crop, and frames/s is shown."""
+    the path, the made-up face is written back only under its crop, frames/s is shown, and the
+    detector and the model ran in their workers, never in the frame loop."""
     from faces import Alignment
     from faces.tracking import align_still
 
     _need(find_chromium)
     first = align_still(np.asarray(clip_frame(CLIP, 0, portrait(CLIP.portrait_side))), 256)[0]
-    with BrowserPage(strong_model, camera_clip=camera_clip) as page:
+    with BrowserPage(strong_model, camera_clip=camera_clip, query=MODEL_WORKER) as page:
         page.start_camera(frames=3)
+        page.page.wait_for_function(FACE_FOLLOWED, timeout=60_000)  # the detector worker's first answer
         recorded = page.record_camera(12, code_rows=CODE_ROWS)
         page.page.wait_for_function("/\\d frames\\/s/.test(document.getElementById('fps').textContent)")
+        jobs = page.page.evaluate(CAMERA_JOBS)
         page.stop_camera()
         before, after = (page.shown_pixels(side) for side in ("before", "after"))
         last = page.page.evaluate("tinybeauty.state.camera.regions")
+    assert jobs["where"] == "worker" and jobs["detectorRuns"] >= 1 and jobs["searches"] >= jobs["detectorRuns"], jobs
+    assert not any(frame["detected"] for frame in recorded) and jobs["message"] == "", jobs
     indices = [read_code(frame["rows"], CLIP) % CLIP.frames for frame in recorded]
     assert len(set(indices)) >= 6  # the face moved between the frames checked
     for previous, index, frame in zip([indices[0], *indices], indices, recorded, strict=False):
@@ -336,6 +361,24 @@ def test_camera_mode_follows_the_face_on_a_clip(served, strong_model, camera_cli
     outside = np.ones(changed.shape, bool)
     outside[max(0, y0):y1, max(0, x0):x1] = False
     assert changed.sum() > 1000 and not changed[outside].any()
+
+
+def test_a_worker_that_fails_is_reported_and_the_camera_goes_on(served, strong_model, camera_clip):
+    """The workers' script cannot be fetched (a static host without it): the page says so, and
+    does the detector's and the model's work itself: the face is still found, followed and made up."""
+    _need(find_chromium)
+    with BrowserPage(strong_model, camera_clip=camera_clip, query=MODEL_WORKER) as page:
+        page.page.route("**/worker.mjs", lambda route: route.fulfill(status=404, body="not here"))
+        page.start_camera(frames=3)
+        page.page.wait_for_function("!document.getElementById('message').hidden", timeout=60_000)
+        page.page.wait_for_function(FACE_FOLLOWED, timeout=60_000)
+        jobs = page.page.evaluate(CAMERA_JOBS)
+        page.page.wait_for_function(f"tinybeauty.state.frames >= {jobs['frames'] + 5}", timeout=60_000)
+        (frame,) = page.record_camera(1)
+        page.stop_camera()
+    assert "worker failed" in jobs["message"] and "does that job itself" in jobs["message"], jobs
+    assert jobs["where"] == "page" and jobs["detectorRuns"] == 0, jobs
+    assert len(frame["regions"]) == 1 and np.isfinite(frame["ms"]["model"])
 
 
 def test_a_dropped_photo_is_made_up(page, val_faces):

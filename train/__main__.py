@@ -57,15 +57,18 @@ from models.cli import (
     seed_number,
 )
 from models.data import DataError, PairCache, split_record
-from models.tinybeauty import INPUT_MULTIPLE, VARIANTS, build_model, describe
+from models.tinybeauty import INPUT_MULTIPLE, VARIANTS, build_model, describe, merge
 from train import trainer
 from train.data import (
+    AUGMENTATIONS,
     EYE_MASK_SOURCES,
     PairDataset,
     load_pairs,
     load_split_for_training,
     split_indices,
 )
+from train.losses import PIXEL_LOSSES
+from train.qat import QuantAware
 from train.synthetic import write_dataset
 
 log = logging.getLogger("train")
@@ -86,11 +89,18 @@ class TrainConfig:
     lr: float = 2e-4
     l1_weight: float = 1.0
     eyeliner_weight: float = 0.5
+    pixel_loss: str = "charbonnier"  # the paper's l1 sat at the baseline for 7-25+ epochs by seed (train/losses.py)
+    charbonnier_eps: float = 1e-2
+    qat_epochs: int | None = None  # None: the last twelfth of --epochs (QAT_SHARE)
+    precision: str = "fp32"
+    palette_bits: int = 0  # 4-bit tables cost 0.36 dB of test PSNR on seed 1 (docs/training.md)
     plateau_factor: float = 0.5
     plateau_patience: int = 5
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     eye_mask: str = "auto"
+    augment: str = "none"
+    reparam: bool = False
     seed: int = 0
     sample_every: int = 5
     synthetic_pairs: int = 675
@@ -102,6 +112,10 @@ class TrainConfig:
     wandb_project: str = "tinybeauty"
 
 
+PRECISIONS = ("fp32", "bf16")
+# Quantization-aware fine-tuning takes the last twelfth of the epochs unless --qat-epochs says:
+# 10 of the CPU preset's 120, 4 of the paper's 50, none in runs of a few epochs.
+QAT_SHARE = 1 / 12
 PRESETS: dict[str, dict] = {
     "paper": {},
     "cpu": {"epochs": 120, "batch_size": 16, "crop": 128, "lr": 5e-4, "synthetic_pairs": 675},
@@ -133,6 +147,16 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, set[str]]:
     add("--l1-weight", type=non_negative_float, help=f"weight of the L1 loss (default {defaults.l1_weight})")
     add("--eyeliner-weight", type=non_negative_float,
         help=f"weight of the eyeliner loss (default {defaults.eyeliner_weight})")
+    add("--pixel-loss", choices=PIXEL_LOSSES, help="pixel term: the paper's l1, or charbonnier (L1 for large "
+        f"errors, quadratic below --charbonnier-eps; see train/losses.py) (default {defaults.pixel_loss})")
+    add("--charbonnier-eps", type=positive_float, help=f"Charbonnier's eps (default {defaults.charbonnier_eps})")
+    add("--qat-epochs", type=non_negative_int, help="the last N of --epochs are quantization-aware fine-tuning: "
+        "int8 rounding (and --palette-bits tables) in the forward pass (train/qat.py); 0 turns it off "
+        f"(default: a twelfth of --epochs, rounded: {round(120 * QAT_SHARE)} of the CPU preset's 120)")
+    add("--precision", choices=PRECISIONS, help="float32, or bfloat16 autocast for the float phase's forward "
+        f"and backward (weights, loss and the fine-tuning phase stay float32) (default {defaults.precision})")
+    add("--palette-bits", type=non_negative_int, help="bits of the look-up tables the large convolutions' weights "
+        f"become during quantization-aware fine-tuning; 0 keeps them free (default {defaults.palette_bits})")
     add("--plateau-factor", type=fraction_open, help=f"ReduceLROnPlateau factor (default {defaults.plateau_factor})")
     add("--plateau-patience", type=non_negative_int,
         help=f"ReduceLROnPlateau patience in epochs, counted once validation PSNR "
@@ -144,6 +168,11 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, set[str]]:
     add("--eye-mask", choices=EYE_MASK_SOURCES, help="where the eyeliner loss's eye mask comes from: auto (label "
         "maps if the data has them, else face landmarks, else the fixed band), labels, landmarks, band "
         f"(default {defaults.eye_mask})")
+    add("--augment", choices=AUGMENTATIONS, help="changes applied identically to both images of a training pair: "
+        "photometric (colour), geometric (zoom, rotation, shift; the eye mask too), both, or none "
+        f"(default {defaults.augment}; docs/training.md)")
+    add("--reparam", action="store_true", default=None, help="train each 3x3 conv as parallel 3x3, 1x1 and identity "
+        "branches, merged into the plain network before export (docs/training.md)")
     add("--seed", type=seed_number, help=f"seed of the split, augmentation and init (default {defaults.seed})")
     add("--sample-every", type=positive_int,
         help=f"write a sample grid every N epochs (default {defaults.sample_every})")
@@ -158,6 +187,8 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, set[str]]:
     given = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
     preset = given.get("preset") or ("paper" if given.get("data") else "cpu")
     values = {**asdict(defaults), **PRESETS[preset], **given, "preset": preset}
+    if values["qat_epochs"] is None:
+        values["qat_epochs"] = round(values["epochs"] * QAT_SHARE)
     config = TrainConfig(**values)
     problems = config_problems(config)
     if problems:
@@ -177,6 +208,10 @@ def config_problems(config: TrainConfig) -> list[str]:
     val, test = config.val_fraction, config.test_fraction
     if not (0 < val < 1 and 0 <= test < 1 and val + test < 1):
         problems.append("--val-fraction must be in (0, 1), --test-fraction in [0, 1), and their sum under 1")
+    if config.qat_epochs > config.epochs:
+        problems.append(f"--qat-epochs {config.qat_epochs} must be at most --epochs {config.epochs}")
+    if config.palette_bits > 8:
+        problems.append(f"--palette-bits {config.palette_bits} must be at most 8 (0 turns palettization off)")
     if config.resume and config.overwrite:
         problems.append("--resume and --overwrite contradict each other; pick one")
     try:  # the default --out too: argparse checks only a value given on the command line
@@ -313,7 +348,8 @@ def build_training(config: TrainConfig, checkpoint: dict | None, device: torch.d
                    dist_info: trainer.Distributed) -> Training:
     """A new network, or a resumed one with its optimizer, schedule and rows; DDP-wrapped under torchrun."""
     # A resumed run rebuilds the network from the checkpoint's own config.
-    model = build_model(checkpoint["model_config"] if checkpoint else config.variant).to(device)
+    model = build_model(checkpoint["model_config"] if checkpoint else config.variant,
+                        reparam=None if checkpoint else config.reparam).to(device)
     log.info("%s", describe(unwrap_model(model)))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=config.plateau_factor,
@@ -322,8 +358,9 @@ def build_training(config: TrainConfig, checkpoint: dict | None, device: torch.d
     training = Training(model, optimizer, scheduler, state)
     if checkpoint:
         unwrap_model(model).load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
+        if checkpoint.get("phase", "float") == "float":  # a fine-tuning phase's own are loaded by enter_qat
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            scheduler.load_state_dict(checkpoint["scheduler"])
         state.update({k: checkpoint[k] for k in state})
         training.start_epoch = checkpoint["epoch"] + 1
         metrics_path = Path(config.out) / trainer.METRICS_FILE
@@ -358,7 +395,7 @@ class Loaders:
 def make_loaders(config: TrainConfig, cache: PairCache, indices: dict[str, np.ndarray],
                  dist_info: trainer.Distributed) -> Loaders:
     train_set = PairDataset(cache, indices["train"], train=True, crop=config.crop,
-                            seed=config.seed * 1000 + dist_info.rank)
+                            seed=config.seed * 1000 + dist_info.rank, augment=config.augment)
     val_set = PairDataset(cache, indices["val"], train=False)
     shuffle_generator = torch.Generator()
     sampler = (torch.utils.data.DistributedSampler(train_set, seed=config.seed) if dist_info.enabled
@@ -389,10 +426,12 @@ def train_and_evaluate(config: TrainConfig, training: Training, loaders: Loaders
                        dist_info: trainer.Distributed, epoch: int) -> tuple[dict, dict[str, bool]]:
     """One epoch of training, then validation and the schedule's step: (metrics, which bests improved)."""
     loaders.set_epoch(epoch, config.seed, dist_info.enabled)
-    loss_weights = {"l1_weight": config.l1_weight, "eyeliner_weight": config.eyeliner_weight}
+    loss_weights = {"l1_weight": config.l1_weight, "eyeliner_weight": config.eyeliner_weight,
+                    "pixel_loss": config.pixel_loss, "charbonnier_eps": config.charbonnier_eps}
     epoch_start = time.perf_counter()
+    bf16 = config.precision == "bf16" and not isinstance(unwrap_model(training.model), QuantAware)
     metrics = trainer.train_one_epoch(training.model, loaders.train, training.optimizer, device, loss_weights, epoch,
-                                      show_progress=dist_info.is_main and sys.stderr.isatty())
+                                      show_progress=dist_info.is_main and sys.stderr.isatty(), bf16=bf16)
     metrics |= trainer.evaluate(training.model, loaders.val, device, loss_weights)
     metrics["images_per_s"] *= dist_info.world_size
     trainer.step_plateau(training.scheduler, metrics)
@@ -442,6 +481,41 @@ def finish_run(config: TrainConfig, training: Training, run_start: float, wandb_
         wandb_run.finish()
 
 
+QAT_CALIBRATION_FACES = 32  # training faces that set the activation ranges the phase starts from
+QAT_LR_SCALE = 0.1  # the phase fine-tunes: a tenth of the lr the float schedule reached
+
+
+def enter_qat(config: TrainConfig, training: Training, cache: PairCache, indices: dict[str, np.ndarray],
+              device: torch.device, dist_info: trainer.Distributed, checkpoint: dict | None) -> None:
+    """Switch to quantization-aware fine-tuning (train/qat.py) for the remaining epochs: a new Adam
+    at a tenth of the schedule's current lr over what the phase trains, and the best-so-far figures reset so
+    the best checkpoints hold this phase's weights (what the int8 files are made from). Resuming
+    inside the phase restores its tables, ranges, optimizer and schedule exactly."""
+    net = merge(unwrap_model(training.model))  # --reparam's branches first: int8 rounds the shipped convs
+    faces = cache.sources[indices["train"][:QAT_CALIBRATION_FACES]]
+    calibration = torch.from_numpy(faces).permute(0, 3, 1, 2).float().div(255).to(device)
+    resuming = bool(checkpoint) and checkpoint.get("phase") == "qat"
+    wrapper = QuantAware(net, config.palette_bits, calibration,
+                         checkpoint["skip_factors"] if resuming else None).to(device)
+    optimizer = torch.optim.Adam([p for p in wrapper.parameters() if p.requires_grad],
+                                 lr=training.optimizer.param_groups[0]["lr"] * QAT_LR_SCALE)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=config.plateau_factor,
+                                                           patience=config.plateau_patience)
+    if resuming:
+        wrapper.load_state_dict(checkpoint["qat_state"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+    else:
+        training.state.update(best_val_psnr=-math.inf, best_val_loss=math.inf)
+        log.info("quantization-aware fine-tuning for the last %d epochs (int8 rounding%s); validation PSNR is now "
+                 "the int8 estimate and the best checkpoints restart", config.qat_epochs,
+                 f", {config.palette_bits}-bit palettes" if config.palette_bits else "")
+    if dist_info.enabled:
+        device_ids = [device.index] if device.type == "cuda" else None
+        wrapper = torch.nn.parallel.DistributedDataParallel(wrapper, device_ids=device_ids)
+    training.model, training.optimizer, training.scheduler = wrapper, optimizer, scheduler
+
+
 def run(config: TrainConfig, given_names: set[str], dist_info: trainer.Distributed) -> int:
     config, checkpoint = open_run(config, given_names, dist_info)
     if config.threads:
@@ -454,7 +528,10 @@ def run(config: TrainConfig, given_names: set[str], dist_info: trainer.Distribut
     loaders = make_loaders(config, cache, indices, dist_info)
     wandb_run = start_outputs(config, device, dist_info)
     run_start = time.perf_counter()
+    qat_start = config.epochs - config.qat_epochs + 1 if config.qat_epochs else None
     for epoch in range(training.start_epoch, config.epochs + 1):
+        if qat_start is not None and epoch >= qat_start and not isinstance(unwrap_model(training.model), QuantAware):
+            enter_qat(config, training, cache, indices, device, dist_info, checkpoint)
         metrics, improved = train_and_evaluate(config, training, loaders, device, dist_info, epoch)
         if dist_info.is_main:
             record_epoch(config, training, loaders, split, device, metrics, improved, wandb_run)

@@ -124,17 +124,16 @@ def markdown(rows: list[dict], summary: dict, train_args: list[str]) -> str:
     lines = [f"Recipe: `python -m train {' '.join(train_args)}` (CPU preset unless options say otherwise)", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        losses = [f"{row['int8_loss_db'][name]:.3f} dB" for name in formats]
-        lines.append(f"| {row['seed']} | {row.get('test_psnr_db', float('nan')):.2f} dB | "
-                     f"{row['val_psnr_db']:.2f} dB | "
-                     f"{row.get('test_baseline_db', float('nan')):.2f} dB | {row['epochs_at_baseline']} | "
-                     f"{row['train_minutes']:.1f} | " + " | ".join(losses) + (" |" if losses else "|"))
+        cells = [str(row["seed"]), f"{row.get('test_psnr_db', float('nan')):.2f} dB", f"{row['val_psnr_db']:.2f} dB",
+                 f"{row.get('test_baseline_db', float('nan')):.2f} dB", str(row["epochs_at_baseline"]),
+                 f"{row['train_minutes']:.1f}", *[f"{row['int8_loss_db'][name]:.3f} dB" for name in formats]]
+        lines.append("| " + " | ".join(cells) + " |")
     cell = lambda key, unit="dB": (f"{summary[key]['mean']:.2f} ± {summary[key]['std']:.2f} {unit} "  # noqa: E731
                                    f"({summary[key]['min']:.2f}-{summary[key]['max']:.2f})") if key in summary else "-"
-    losses = [f"max {summary[f'int8_loss_db.{name}']['max']:.3f} dB" for name in formats]
-    lines.append(f"| mean ± std (min-max) | {cell('test_psnr_db')} | {cell('val_psnr_db')} | "
-                 f"{cell('test_baseline_db')} | {cell('epochs_at_baseline', '')} | {cell('train_minutes', '')} | "
-                 + " | ".join(losses) + (" |" if losses else "|"))
+    cells = ["mean ± std (min-max)", cell("test_psnr_db"), cell("val_psnr_db"), cell("test_baseline_db"),
+             cell("epochs_at_baseline", ""), cell("train_minutes", ""),
+             *[f"max {summary[f'int8_loss_db.{name}']['max']:.3f} dB" for name in formats]]
+    lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -22,6 +22,7 @@ from models.checkpoint import save_checkpoint, unwrap_model
 from models.gates import QUALITY_BAR_DB
 from models.metrics import mean_psnr_db, psnr_db
 from train.losses import makeup_loss
+from train.qat import QuantAware
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,9 @@ def setup_distributed() -> Distributed:
 
 
 def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, device: torch.device,
-                    loss_weights: dict, epoch: int, show_progress: bool) -> dict:
+                    loss_weights: dict, epoch: int, show_progress: bool, bf16: bool = False) -> dict:
+    """One pass over ``loader``. ``bf16``: the network's forward (and so its backward) under bfloat16
+    autocast; the loss, the weights and the optimizer stay float32."""
     model.train()
     totals = {"loss": 0.0, "l1": 0.0, "eyeliner": 0.0}
     seen, start = 0, time.perf_counter()
@@ -73,8 +76,9 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
     for source, target, eye_mask in bar:
         source, target, eye_mask = source.to(device), target.to(device), eye_mask.to(device)
         # Loss on the unclamped face + residual: the clamp would cut gradients at saturated pixels.
-        made_up = model(source, clamp=False)
-        parts = makeup_loss(made_up, target, eye_mask, **loss_weights)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            made_up = model(source, clamp=False)
+        parts = makeup_loss(made_up.float(), target, eye_mask, **loss_weights)
         optimizer.zero_grad(set_to_none=True)
         parts["loss"].backward()
         optimizer.step()
@@ -192,8 +196,17 @@ def write_json(payload: dict, path: Path) -> Path:
 
 
 def checkpoint_payload(model, optimizer, scheduler, epoch: int, state: dict, train_config, split: dict) -> dict:
+    """What every checkpoint holds. ``phase`` says which training phase made the weights: ``float``,
+    or ``qat`` (quantization-aware fine-tuning: ``model`` holds the plain weights it trained,
+    ``skip_factors`` the skip rescaling it trained with, which the export then uses, and
+    ``qat_state`` its tables and ranges, for --resume)."""
     net = unwrap_model(model)
-    return {
+    phase = {"phase": "float"}
+    if isinstance(net, QuantAware):
+        phase = {"phase": "qat", "palette_bits": net.palette_bits, "skip_factors": dict(net.skip_factors),
+                 "qat_state": {k: v.detach().cpu() for k, v in net.state_dict().items()}}
+        net = net.exported_model()
+    return phase | {
         "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
         "model_config": net.config.to_dict(),
         "optimizer": optimizer.state_dict(),

@@ -150,11 +150,12 @@ class BrowserPage:
     ONNX the server names); ``threads`` the wasm thread count (None:
     onnxruntime-web's default). ``fake_webcam``: Chromium's synthetic camera (a moving test
     pattern); ``camera_clip``: a .y4m file as the camera instead (web/camera_clip.py makes one;
-    Chromium loops it). Raises BrowserUnavailable, or PageError if the model did not load."""
+    Chromium loops it). ``query``: more URL parameters (app.mjs lists them). Raises
+    BrowserUnavailable, or PageError if the model did not load."""
 
     def __init__(self, artifacts: Path, model: str | None = None, threads: int | None = None,
-                 fake_webcam: bool = False, camera_clip: Path | None = None):
-        self.artifacts, self.model, self.threads = Path(artifacts), model, threads
+                 fake_webcam: bool = False, camera_clip: Path | None = None, query: dict | None = None):
+        self.artifacts, self.model, self.threads, self.query = Path(artifacts), model, threads, query or {}
         # A fake camera, allowed without a prompt
         fake = fake_webcam or camera_clip is not None
         self.extra_args = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"] if fake else []
@@ -174,7 +175,7 @@ class BrowserPage:
             self._browser = driver.chromium.launch(executable_path=executable, args=LAUNCH_ARGS + self.extra_args)
             self.page = self._browser.new_page(viewport={"width": 1200, "height": 900})
             self.page.on("console", lambda message: self.console.append(f"{message.type}: {message.text}"))
-            query = {"model": self.model, "threads": self.threads}
+            query = {"model": self.model, "threads": self.threads, **self.query}
             self.page.goto(url + "?" + "&".join(f"{key}={value}" for key, value in query.items() if value))
             self.page.wait_for_function("document.body.dataset.state !== 'loading'", timeout=120_000)
             if self.state == "error":
@@ -335,23 +336,34 @@ class BrowserPage:
     def camera_rate(self, seconds: float) -> dict:
         """The page's own camera figures over ``seconds`` of wall time, camera running: frames made
         up, frames per second (frames / the time between the first and last), the median ms per
-        stage as the page measured them, the 90th percentile of a whole frame's ms, and the median
-        ms of the frames that ran the detector."""
+        stage as the page measured them, the 90th percentile of a whole frame's ms, the median
+        ms of the frames that ran the detector in the frame loop, and the camera's frames the page
+        never took (``dropped``, from the frames' timestamps)."""
         return self.page.evaluate("""async (seconds) => {
             const frames = [];
+            const droppedBefore = tinybeauty.state.loop.dropped ?? null;
             tinybeauty.state.onFrame = (frame) => frames.push({at: performance.now(), ms: frame.ms,
-                                                                detected: frame.detected});
+                                                                detected: frame.detected, searches: frame.searches,
+                                                                faces: frame.regions.length});
             await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
             tinybeauty.state.onFrame = null;
             const median = (values) => values.sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? null;
             const span = frames.length > 1 ? frames[frames.length - 1].at - frames[0].at : 0;
-            const stages = Object.fromEntries(['draw', 'track', 'crop', 'model', 'compose', 'frame', 'wait'].map(
-                (stage) => [stage, median(frames.map((frame) => frame.ms[stage]))]));
+            const stages = Object.fromEntries(['draw', 'track', 'queue', 'crop', 'model', 'compose', 'show', 'main',
+                                               'frame', 'wait'].map(
+                (stage) => [stage, median(frames.map((frame) => frame.ms[stage]).filter((ms) => ms !== undefined))]));
+            const dropped = droppedBefore === null ? null : tinybeauty.state.loop.dropped - droppedBefore;
             const detected = frames.filter((frame) => frame.detected);
             const whole = frames.map((frame) => frame.ms.frame).sort((a, b) => a - b);
+            const main = frames.map((frame) => frame.ms.main).filter((ms) => ms !== undefined).sort((a, b) => a - b);
+            const searches = frames.length && frames[0].searches !== undefined ?
+                frames[frames.length - 1].searches - frames[0].searches : null;
             return {frames: frames.length, fps: span ? 1000 * (frames.length - 1) / span : null,
                     detections: detected.length, detection_frame_ms: median(detected.map((frame) => frame.ms.frame)),
                     p90_frame_ms: whole[Math.floor(0.9 * whole.length)] ?? null, median_ms: stages,
+                    p90_main_ms: main[Math.floor(0.9 * main.length)] ?? null, searches,
+                    with_face: frames.length ? frames.filter((frame) => frame.faces > 0).length / frames.length : null,
+                    dropped, where: tinybeauty.state.camera?.where ?? null,
                     width: tinybeauty.state.photo.width, height: tinybeauty.state.photo.height,
                     source: tinybeauty.state.loop.source};
         }""", float(seconds))

@@ -1,6 +1,7 @@
 // The page: wires makeup.mjs and faces.mjs to the controls. URL parameters: ?model=FILE (an .onnx file of the
-// exported set; default: the one config.json names, the shipped int8 ONNX) and ?threads=N (wasm threads,
-// default onnxruntime-web's).
+// exported set; default: the one config.json names, the shipped int8 ONNX), ?threads=N (wasm threads,
+// default onnxruntime-web's) and ?modelWorker=1 or 0 (the camera's model stage in its own worker, or in the
+// page's frame loop; default: the worker where the browser reports 4 cores or more, see MODEL_WORKER_CORES).
 // `window.tinybeauty` exposes the state and a few calls for the tests and the benchmark, which
 // feed photos through the same file input a person uses.
 import {CameraLoop} from './camera.mjs';
@@ -10,21 +11,30 @@ import {
   pixelsOf, runModel, timeModel, wholePhoto,
 } from './makeup.mjs';
 import {loadMesh} from './mesh.mjs';
-import {FaceTracker} from './tracking.mjs';
+import {FaceTracker, STILL_MAX_FACES, stillFaces} from './tracking.mjs';
+import {ModelStage, PageWorker, searchFor} from './workers.mjs';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 let modelFile = params.get('model');  // null: the default, asked of the server (defaultModelFile)
 const threads = Number(params.get('threads')) || 0;
+// On 2 cores the model's worker measured slower than the frame loop doing it (docs/web.md): the page, that
+// worker, the detector's worker and the browser's own compositing and capture then share two cores.
+const MODEL_WORKER_CORES = 4;
+const modelWorker = params.has('modelWorker') ? params.get('modelWorker') === '1' :
+  (navigator.hardwareConcurrency ?? 1) >= MODEL_WORKER_CORES;
 
 // mode: 'faces' (found by the detector, aligned as apply does), 'whole' (the photo is an aligned
 // face crop: apply --aligned) or 'box' (one square placed by hand). On "automatic" each photo
 // picks one; the "Faces" menu fixes one (state.choice).
 // The camera (`webcam`: its stream) follows faces with `tracker` and counts its frames in `frames`;
-// `camera` holds the last frame's {index, faces, regions, ms, fps}, `onFrame` a test's observer.
+// `camera` holds the last frame's {index, faces, regions, ms, fps, ...}, `onFrame` a test's observer;
+// `workers` the camera's detector and model workers (workers.mjs), started with the first camera.
 const state = {model: null, detector: null, mesh: null, tracker: null, photo: null, pixels: null, name: '', mode: null,
                choice: null, box: null, regions: [], faces: [], result: null, strength: 1, modelMs: null,
-               detectMs: null, frameMs: null, webcam: null, loop: null, frames: 0, camera: null, onFrame: null};
+               stills: null, alignedBy: [],  // the photos' face tracker (unsmoothed), how each face was aligned
+               detectMs: null, frameMs: null, webcam: null, loop: null, frames: 0, camera: null, onFrame: null,
+               workers: {detect: null, makeUp: null}};
 
 function setState(name) {
   document.body.dataset.state = name;
@@ -80,6 +90,9 @@ async function init() {
   try {
     state.mesh = await loadMesh('detector/face_mesh.onnx');
     if (state.detector) state.tracker = new FaceTracker({detector: state.detector, mesh: state.mesh});
+    // Photos: one frame of the same chain, unsmoothed (faces.tracking.still_faces).
+    if (state.detector) state.stills = new FaceTracker({detector: state.detector, mesh: state.mesh, smoothing: false,
+                                                        maxFaces: STILL_MAX_FACES});
   } catch (error) {
     showMessage(`The face mesh could not be loaded (${error.message}): the camera uses a box placed by hand.`, 'info');
   }
@@ -133,6 +146,14 @@ function setPhoto(canvas, name) {
 
 const isSquare = (width, height) => Math.abs(width - height) <= 0.02 * Math.max(width, height);
 
+/** How the found faces were aligned, for the faces line: ", by the mesh", or the count of each. */
+function alignedBy() {
+  const mesh = state.alignedBy.filter((by) => by === 'mesh').length, detector = state.alignedBy.length - mesh;
+  if (!state.alignedBy.length) return '';
+  if (!detector) return ', aligned by the mesh';
+  return `, aligned by the mesh: ${mesh}, by the detector's keypoints (the mesh rejected them): ${detector}`;
+}
+
 /** Where the model runs on this photo: the user's choice, else faces found, else (a square photo
  *  whose face fills it, or no face at all) the whole photo or a box placed by hand. */
 async function findFaces() {
@@ -140,10 +161,13 @@ async function findFaces() {
   let found = [];
   if (state.choice !== 'whole' && state.choice !== 'box' && state.detector) {
     const started = performance.now();
-    found = await detectFaces(state.detector, state.photo);
+    // Without the mesh, the detector's keypoints place each crop.
+    found = state.stills ? await stillFaces(state.stills, state.photo) :
+      (await detectFaces(state.detector, state.photo)).map((face) => ({region: alignFace(face), by: 'detector'}));
     state.detectMs = performance.now() - started;
   }
-  const regions = found.map(alignFace);
+  state.alignedBy = found.map((face) => face.by);  // 'mesh', or 'detector' where the mesh rejected a face
+  const regions = found.map((face) => face.region);
   const fills = regions.length && Math.hypot(...regions[0].xAxis) >= 0.7 * width;
   let mode = state.choice;
   if (!mode) mode = isSquare(width, height) && (!regions.length || fills) ? 'whole' : (regions.length ? 'faces' : 'box');
@@ -155,7 +179,7 @@ async function findFaces() {
   state.regions = mode === 'faces' ? regions : mode === 'whole' ? [wholePhoto(width, height)] : [boxRegion(state.box)];
   const searched = state.choice !== 'whole' && state.choice !== 'box' && state.detector;
   const what = {faces: 'made up where found', whole: 'the whole photo is the face crop', box: 'the box placed by hand'};
-  $('faces-found').textContent = (searched ? `${found.length} found in ${state.detectMs.toFixed(0)} ms; ` :
+  $('faces-found').textContent = (searched ? `${found.length} found in ${state.detectMs.toFixed(0)} ms${alignedBy()}; ` :
                                   state.detector ? '' : 'detector not loaded; ') + what[mode];
   syncBoxControls();
 }
@@ -360,6 +384,28 @@ async function stopWebcam() {
   setStatus('Webcam stopped.');
 }
 
+/** The camera's workers, started once (again after a failure); a failure is shown, and that job goes on in
+ *  the page. Returns the model stage for the frame loop. */
+function cameraWorkers() {
+  const {workers} = state;
+  const start = (job, url, options, onFailure = () => {}) => {
+    if (workers[job] && !workers[job].failure) return workers[job];
+    const worker = new PageWorker(job, url, options);
+    worker.onFailure = (error) => {
+      onFailure();
+      showMessage(`${error.message}: the page does that job itself now, in its frame loop (slower; the next ` +
+                  'camera start tries the worker again).', 'info');
+    };
+    return worker;
+  };
+  if (state.tracker) {  // a failed detector worker: the detector back in the frame that needs it
+    workers.detect = start('detect', 'detector/face_detector.onnx', {}, () => { state.tracker.search = null; });
+    state.tracker.search = searchFor(workers.detect);
+  }
+  if (modelWorker) workers.makeUp = start('makeUp', `model/${modelFile}`, {threads});
+  return new ModelStage(state.model, modelWorker ? workers.makeUp : null);
+}
+
 /** Where the model runs on camera frames: the tracked faces, unless a box or the whole frame is chosen
  *  (or there is no tracker: a box by hand). */
 function cameraMode() {
@@ -388,9 +434,13 @@ function showCameraFrame(frame) {
   const {fps, ms} = state.camera;
   $('fps').textContent = fps === null ? 'measuring…' : `${fps.toFixed(1)} frames/s (${$('before').width}×${$('before').height})`;
   $('model-ms').textContent = `${ms.model.toFixed(1)} ms (${frame.regions.length} face(s) at ${state.model.size}×${state.model.size})`;
-  $('frame-ms').textContent = `${ms.frame.toFixed(1)} ms: draw ${ms.draw.toFixed(1)}, faces ${ms.track.toFixed(1)}` +
-    `${frame.detected ? ' (detector)' : ''}, model ${ms.model.toFixed(1)}, residual ${ms.compose.toFixed(1)}`;
-  $('faces-found').textContent = state.mode === 'faces' ? `${frame.faces.length} followed (mesh, One Euro smoothing)` :
+  const where = frame.where === 'worker' ? ' in a worker' : '';
+  $('frame-ms').textContent = `${ms.frame.toFixed(1)} ms from camera to screen; the page's own ${ms.main.toFixed(1)}: ` +
+    `draw ${ms.draw.toFixed(1)}, faces ${ms.track.toFixed(1)}${frame.detected ? ' (detector)' : ''}, ` +
+    `show ${ms.show.toFixed(1)}; crop, model, residual ${(ms.crop + ms.model + ms.compose).toFixed(1)}${where}` +
+    (state.loop.dropped ? `; ${state.loop.dropped} camera frame(s) dropped` : '');
+  const search = state.tracker?.search ? `; detector in a worker, ${frame.searches} run(s)` : '';
+  $('faces-found').textContent = state.mode === 'faces' ? `${frame.faces.length} followed (mesh, One Euro smoothing${search})` :
     state.mode === 'whole' ? 'the whole frame is the face crop' : 'the box placed by hand';
 }
 
@@ -412,7 +462,7 @@ async function startWebcam() {
   $('photo-info').textContent = `webcam, ${width}×${height}`;
   $('fps').textContent = 'measuring…';
   state.loop = new CameraLoop({video, before: $('before'), after: $('after'), tracker: state.tracker ?? {reset() {}},
-                               model: state.model, settings: cameraSettings, onFrame: showCameraFrame});
+                               maker: cameraWorkers(), settings: cameraSettings, onFrame: showCameraFrame});
   state.loop.onError = (error) => { stopWebcam(); fail(error); };
   state.loop.start();
   $('webcam').textContent = 'Stop the webcam';

@@ -1,13 +1,14 @@
-// The camera, live: each new camera frame is drawn once, onto an offscreen frame canvas; the
-// faces are followed (tracking.mjs), each face's crop is warped out on a canvas (only its
-// 256 x 256 pixels are read), run through the model, and the made-up face written onto an
-// offscreen layer, only over its footprint. Then, in one step the browser cannot paint in the
-// middle of (so the makeup never flickers off or lags its face), the frame goes onto the
-// "before" canvas and the footprints onto the "after" one, a transparent layer over it. No
-// full-frame getImageData, no full-frame loop in JavaScript. Frames come from the track itself where the
-// browser can (MediaStreamTrackProcessor: each camera frame once, as soon as it is there, none
-// twice), else from the video element (requestVideoFrameCallback, at the display's next frame).
-import {composeOnto, faceTensor, runModel} from './makeup.mjs';
+// The camera, live: each new camera frame is drawn once, onto one of two offscreen frame buffers; the
+// faces are followed on it (tracking.mjs: the mesh in the page, the detector in a worker), then the
+// model stage (workers.mjs ModelStage: crop, model, residual, in a worker) makes up its faces while the
+// page already takes and tracks the next frame on the other buffer. A frame is shown once its own faces
+// are made up, frames in order, in one step the browser cannot paint in the middle of (so the makeup
+// never flickers off or lags its face): the frame onto the "before" canvas, the made-up footprints onto
+// the "after" one, a transparent layer over it. At most one model job is out at a time, so a frame
+// waits at most for the one before it. No full-frame getImageData, no full-frame loop in JavaScript.
+// Frames come from the track itself where the browser can (MediaStreamTrackProcessor: each camera frame
+// once, as soon as it is there, the newest when the page falls behind), else from the video element
+// (requestVideoFrameCallback, at the display's next frame).
 
 const RATE_WINDOW_MS = 2000;  // frames per second over the last two seconds
 
@@ -29,18 +30,21 @@ export class FrameRate {
   }
 }
 
-/** ``new CameraLoop({video, before, after, tracker, model, settings, onFrame}).start()``: makes up
- *  every frame it can until stop(); ``video`` plays the camera's stream. ``settings()`` gives
- *  {strength, regions} (regions: null for the tracked faces, or fixed ones, e.g. a box placed by
- *  hand); ``onFrame(frame)`` gets each frame's
- *  {index, time, faces, regions, ms: {draw, track, crop, model, compose, frame, wait}, detected}. */
+/** ``new CameraLoop({video, before, after, tracker, maker, settings, onFrame}).start()``: makes up every
+ *  frame it can until stop(); ``video`` plays the camera's stream, ``maker`` is a ModelStage (workers.mjs).
+ *  ``settings()`` gives {strength, regions} (regions: null for the tracked faces, or fixed ones, e.g. a box
+ *  placed by hand); ``onFrame(frame)`` gets each frame as it is shown: {index, time, faces, regions,
+ *  detected, searches, merged, where, dropped, ms}; ms: draw, track, send (the snapshot for the model
+ *  stage), queue (waiting for the frame before), copy, crop, model, compose (the model stage's own),
+ *  show, main (the page's own work on it), frame (taken to shown) and wait (the loop idle before it). */
 export class CameraLoop {
-  constructor({video, before, after, tracker, model, settings, onFrame}) {
-    Object.assign(this, {video, tracker, model, settings, onFrame, running: false, index: 0, rate: new FrameRate()});
+  constructor({video, before, after, tracker, maker, settings, onFrame}) {
+    Object.assign(this, {video, tracker, maker, settings, onFrame, running: false, index: 0, taken: 0,
+                         rate: new FrameRate(), dropped: 0, shown: Promise.resolve()});
     this.before = before.getContext('2d');
     this.after = after.getContext('2d');
-    this.frame = new OffscreenCanvas(1, 1).getContext('2d', {willReadFrequently: true});
-    this.layer = new OffscreenCanvas(1, 1).getContext('2d', {willReadFrequently: true});
+    // Two frame buffers: the model stage reads one while the next frame is drawn and tracked on the other.
+    this.buffers = [0, 1].map(() => new OffscreenCanvas(1, 1).getContext('2d', {willReadFrequently: true}));
     this.onVideoFrame = this.onVideoFrame.bind(this);
   }
 
@@ -48,6 +52,7 @@ export class CameraLoop {
     this.running = true;
     this.tracker.reset();
     const [track] = this.video.srcObject?.getVideoTracks?.() ?? [];
+    this.cameraFps = track?.getSettings?.().frameRate ?? null;  // for the frames the page never took
     this.source = track && typeof MediaStreamTrackProcessor === 'function' ? 'track' : 'video';
     if (this.source === 'track') {
       this.readFrames(new MediaStreamTrackProcessor({track, maxBufferSize: 1}).readable.getReader());
@@ -60,7 +65,7 @@ export class CameraLoop {
   stop() {
     this.running = false;
     this.reader?.cancel().catch(() => {});
-    return this.current ?? Promise.resolve();
+    return (this.current ?? Promise.resolve()).then(() => this.shown);
   }
 
   /** Each frame of the track, the newest one when the page falls behind (a buffer of one). */
@@ -73,12 +78,11 @@ export class CameraLoop {
         try {
           if (this.running) await this.keep(this.makeUp(frame, frame.displayWidth, frame.displayHeight, frame.timestamp / 1e6));
         } finally {
-          frame.close();
+          frame.close();  // drawn onto a buffer: the camera can have it back
         }
       }
     } catch (error) {
-      this.running = false;
-      this.onError?.(error);
+      this.failed(error);
     }
   }
 
@@ -95,23 +99,15 @@ export class CameraLoop {
         await this.keep(this.makeUp(video, video.videoWidth, video.videoHeight, (metadata?.captureTime ?? now) / 1000));
       }
     } catch (error) {
-      this.running = false;
-      this.onError?.(error);
+      this.failed(error);
       return;
     }
     this.next();
   }
 
-  /** The frame and its made-up faces onto the page's canvases, with no await in between. */
-  show(footprints) {
-    const {width, height} = this.frame.canvas;
-    this.before.drawImage(this.frame.canvas, 0, 0);
-    this.after.clearRect(0, 0, width, height);
-    for (const box of footprints) {
-      if (!box) continue;
-      const [x0, y0, x1, y1] = box;
-      this.after.drawImage(this.layer.canvas, x0, y0, x1 - x0, y1 - y0, x0, y0, x1 - x0, y1 - y0);
-    }
+  failed(error) {
+    this.running = false;
+    this.onError?.(error);
   }
 
   keep(making) {
@@ -119,42 +115,61 @@ export class CameraLoop {
     return making;
   }
 
-  /** One frame (a VideoFrame or the video element) of the given size, taken at `time` seconds. */
+  /** Camera frames between this one and the last the page took, by their timestamps. */
+  countDropped(time) {
+    if (this.cameraFps && this.lastTime !== undefined && time > this.lastTime) {
+      this.dropped += Math.max(0, Math.round((time - this.lastTime) * this.cameraFps) - 1);
+    }
+    this.lastTime = time;
+  }
+
+  /** One frame (a VideoFrame or the video element) of the given size, taken at `time` seconds: drawn and
+   *  tracked now, handed to the model stage once the frame before is shown, shown when made up. */
   async makeUp(source, width, height, time) {
-    const {frame, layer, model} = this;
     const started = performance.now();
-    const waited = this.finished === undefined ? 0 : started - this.finished;  // for the camera, or behind it
-    for (const context of [this.before, this.after, frame, layer]) {
+    const ms = {wait: this.idleSince === undefined ? 0 : started - this.idleSince};
+    this.countDropped(time);
+    const buffer = this.buffers[this.taken++ % 2];
+    for (const context of [this.before, this.after, buffer]) {
       if (context.canvas.width !== width || context.canvas.height !== height) {
         Object.assign(context.canvas, {width, height});
       }
     }
-    frame.drawImage(source, 0, 0, width, height);
-    layer.clearRect(0, 0, width, height);
+    buffer.drawImage(source, 0, 0, width, height);
     const drawn = performance.now();
     const {strength, regions: fixed} = this.settings();
-    const faces = fixed ? [] : await this.tracker.update(frame.canvas, time);
+    const faces = fixed ? [] : await this.tracker.update(buffer.canvas, time);
     const regions = fixed ?? faces.map((face) => face.region);
     const tracked = performance.now();
-    let cropMs = 0, modelMs = 0, composeMs = 0;
-    const footprints = [];
-    for (const [k, region] of regions.entries()) {
-      const cropping = performance.now();
-      const face = faceTensor(frame.canvas, region, model.size);
-      cropMs += performance.now() - cropping;
-      const {madeUp, ms} = await runModel(model, face);
-      const composing = performance.now();
-      footprints.push(composeOnto(frame, layer, {region, face, madeUp}, model.size, strength, k > 0));
-      modelMs += ms;
-      composeMs += performance.now() - composing;
-    }
-    this.show(footprints);
+    const {detected = false, searches = 0, merged = false} = fixed ? {} : this.tracker;
+    await this.shown;  // one model job out at a time: the frame before is on screen first
+    const queued = performance.now();
+    const making = regions.length ? this.maker.makeUp(buffer.canvas, regions, strength) : Promise.resolve({patches: [], ms: {}});
+    const sent = performance.now();
+    Object.assign(ms, {draw: drawn - started, track: tracked - drawn, queue: queued - tracked, send: sent - queued});
+    const frame = {time, faces, regions, detected, searches, merged, where: regions.length ? this.maker.where : null};
+    this.shown = making.then((made) => this.show(buffer, made, frame, ms, started)).catch((error) => this.failed(error));
+    // In the page, the model stage is this frame's work: the next frame's mesh must not run beside it
+    // (one onnxruntime, one wasm stack). In its worker it runs while the next frame is taken.
+    if (frame.where === 'page') await this.shown;
+    this.idleSince = performance.now();
+  }
+
+  /** The frame and its made-up faces onto the page's canvases, with no await in between. */
+  show(buffer, {patches, ms: stage}, frame, ms, started) {
+    const showing = performance.now();
+    const {width, height} = buffer.canvas;
+    this.before.drawImage(buffer.canvas, 0, 0);
+    this.after.clearRect(0, 0, width, height);
+    for (const {box: [x0, y0], pixels} of patches) this.after.putImageData(pixels, x0, y0);
     const finished = performance.now();
-    this.finished = finished;
     this.rate.tick(finished);
     this.index += 1;
-    this.onFrame?.({index: this.index, time, faces, regions, detected: !fixed && this.tracker.detected,
-                    ms: {draw: drawn - started, track: tracked - drawn, crop: cropMs, model: modelMs, compose: composeMs,
-                         frame: finished - started, wait: waited}});
+    const show = finished - showing;
+    Object.assign(ms, {copy: 0, crop: 0, model: 0, compose: 0, ...stage, show, frame: finished - started});
+    // The page's own work on this frame: the model stage too where it ran in the page (its crop began
+    // inside `send` then, so that is not counted twice).
+    ms.main = ms.draw + ms.track + show + (frame.where === 'page' ? ms.crop + ms.model + ms.compose : ms.send);
+    this.onFrame?.({...frame, index: this.index, dropped: this.dropped, ms});
   }
 }

@@ -7,6 +7,8 @@ export const DETECTOR_SIZE = 192;
 const CELLS = DETECTOR_SIZE / 4;  // one anchor per cell of a 48 x 48 grid
 const MIN_SCORE = 0.5;
 const NMS_IOU = 0.3;
+// FFHQ's square: half its side is the larger of 2 x the eye distance and 1.8 x the eye-to-mouth one.
+export const EYE_HALF_SIDE = 2.0, MOUTH_HALF_SIDE = 1.8;
 
 export async function loadDetector(url) {
   const response = await fetch(url);
@@ -104,7 +106,8 @@ export function alignFace(face) {
   const eye = [(lx + rx) / 2, (ly + ry) / 2];
   const eyeToEye = [rx - lx, ry - ly], eyeToMouth = [mx - eye[0], my - eye[1]];
   let x = [eyeToEye[0] + eyeToMouth[1], eyeToEye[1] - eyeToMouth[0]];
-  const length = Math.max(Math.hypot(...eyeToEye) * 2, Math.hypot(...eyeToMouth) * 1.8) / Math.hypot(...x);
+  const length = Math.max(Math.hypot(...eyeToEye) * EYE_HALF_SIDE, Math.hypot(...eyeToMouth) * MOUTH_HALF_SIDE) /
+    Math.hypot(...x);
   x = [x[0] * length, x[1] * length];
   const y = [-x[1], x[0]];
   const centre = [eye[0] + 0.1 * eyeToMouth[0], eye[1] + 0.1 * eyeToMouth[1]];

@@ -222,6 +222,32 @@ export function composeOnto(source, target, {region, face, madeUp}, size, streng
   return [x0, y0, x1, y1];
 }
 
+/** The model on each region of a frame (`frame`: a 2D context holding it), each made-up face composed
+ *  onto `layer` (a scratch context; cleared here) as composeOnto does: {patches: [{box, pixels}], ms:
+ *  {crop, model, compose}}, each patch the opaque ImageData of one footprint [x0, y0, x1, y1] to put
+ *  over the frame, in order. The camera's model stage, in a worker (worker.mjs) or in the page. */
+export async function makeUpFaces(frame, layer, model, regions, strength) {
+  const {width, height} = frame.canvas;
+  if (layer.canvas.width !== width || layer.canvas.height !== height) Object.assign(layer.canvas, {width, height});
+  else layer.clearRect(0, 0, width, height);
+  const ms = {crop: 0, model: 0, compose: 0};
+  const boxes = [];
+  for (const [k, region] of regions.entries()) {
+    const cropping = performance.now();
+    const face = faceTensor(frame.canvas, region, model.size);
+    ms.crop += performance.now() - cropping;
+    const {madeUp, ms: modelMs} = await runModel(model, face);
+    ms.model += modelMs;
+    const composing = performance.now();
+    boxes.push(composeOnto(frame, layer, {region, face, madeUp}, model.size, strength, k > 0));
+    ms.compose += performance.now() - composing;
+  }
+  // Read once all faces are on the layer: where two footprints overlap, each patch holds both faces.
+  const patches = boxes.filter(Boolean).map((box) => ({
+    box, pixels: layer.getImageData(box[0], box[1], box[2] - box[0], box[3] - box[1])}));
+  return {patches, ms};
+}
+
 /** The region's integer bounds [x0, y0, x1, y1] in the image, clipped to it. */
 function footprint(region, width, height) {
   const corners = [[0, 0], [1, 0], [0, 1], [1, 1]].map(([s, t]) => [

@@ -2,6 +2,7 @@
 // face_landmark.tflite (Apache-2.0) as ONNX (web/face_detector.py --network mesh), the same
 // regions (a square 1.5x the face's box, eyes level) and the same crop, warped straight from
 // the frame on a canvas: only the 192 x 192 crop's pixels are read back.
+import {MOUTH_HALF_SIDE} from './faces.mjs';
 import * as ort from './ort/ort.wasm.min.mjs';
 
 export const MESH_SIZE = 192;
@@ -13,6 +14,11 @@ export const RIGHT_EYE = [33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 15
 export const LEFT_EYE = [263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466];
 export const MOUTH_CORNERS = [61, 291];
 export const EYE_LINE = [33, 263];  // the outer eye corners: the next region is levelled on them
+// faces/alignment.py's MESH_TEMPLATE, [index, x, y]: where seven mesh points sit in the crop the
+// detector's keypoints give (fractions of its side), fitted once (`python -m faces.metrics --fit`).
+export const MESH_TEMPLATE = [[33, 0.3271, 0.4771], [133, 0.4377, 0.4797], [362, 0.5763, 0.4763], [263, 0.6857, 0.4681],
+                              [1, 0.5117, 0.6229], [61, 0.3917, 0.7073], [291, 0.6358, 0.6988]];
+export const EYE_CORNERS = [33, 133, 362, 263];
 const POINTS = 468;
 
 export async function loadMesh(url) {
@@ -89,9 +95,26 @@ export async function runMesh(mesh, canvas, region) {
   return {points, presence: 1 / (1 + Math.exp(-logit))};
 }
 
-/** The FFHQ crop's three points from a mesh, as Alignment.from_mesh takes them: each eye the mean
- *  of its contour, the mouth the mean of its corners. */
-export function meshKeypoints(points) {
-  const mean = (indices) => [0, 1].map((axis) => indices.reduce((sum, i) => sum + points[i][axis], 0) / indices.length);
-  return {leftEye: mean(RIGHT_EYE), rightEye: mean(LEFT_EYE), mouth: mean(MOUTH_CORNERS)};
+/** The model's crop {origin, xAxis, yAxis} from a mesh (468 [x, y] in image pixels), as
+ *  Alignment.from_mesh: the least-squares similarity from MESH_TEMPLATE onto those mesh points, its
+ *  side grown to FFHQ's minimum for the eye-to-mouth distance (a turned face's foreshortened eyes). */
+export function alignMesh(points) {
+  const count = MESH_TEMPLATE.length;
+  let u0 = 0, v0 = 0, x0 = 0, y0 = 0;
+  for (const [i, u, v] of MESH_TEMPLATE) {
+    u0 += u / count; v0 += v / count; x0 += points[i][0] / count; y0 += points[i][1] / count;
+  }
+  let norm = 0, cos = 0, sin = 0;
+  for (const [i, u, v] of MESH_TEMPLATE) {
+    const du = u - u0, dv = v - v0, dx = points[i][0] - x0, dy = points[i][1] - y0;
+    norm += du * du + dv * dv; cos += du * dx + dv * dy; sin += du * dy - dv * dx;
+  }
+  [cos, sin] = [cos / norm, sin / norm];  // scale x cos(angle), scale x sin(angle)
+  const origin = [x0 - u0 * cos + v0 * sin, y0 - u0 * sin - v0 * cos];
+  const centre = [origin[0] + (cos - sin) / 2, origin[1] + (sin + cos) / 2];
+  const mean = (indices, axis) => indices.reduce((sum, i) => sum + points[i][axis], 0) / indices.length;
+  const eyeToMouth = Math.hypot(mean(MOUTH_CORNERS, 0) - mean(EYE_CORNERS, 0), mean(MOUTH_CORNERS, 1) - mean(EYE_CORNERS, 1));
+  const side = Math.max(Math.hypot(cos, sin), 2 * MOUTH_HALF_SIDE * eyeToMouth), angle = Math.atan2(sin, cos);
+  const x = [Math.cos(angle) * side / 2, Math.sin(angle) * side / 2], y = [-x[1], x[0]];
+  return {origin: [centre[0] - x[0] - y[0], centre[1] - x[1] - y[1]], xAxis: [2 * x[0], 2 * x[1]], yAxis: [2 * y[0], 2 * y[1]]};
 }

@@ -5,12 +5,15 @@
 // faces. Each track's crop is the FFHQ alignment of its mesh, smoothed by a One Euro filter
 // (Casiez, Roussel and Vogel, CHI 2012) on its centre, log-size and angle.
 import {alignFace, boxIou, detectFaces} from './faces.mjs';
-import {MIN_PRESENCE, meshKeypoints, regionFromFace, regionFromLandmarks, runMesh} from './mesh.mjs';
+import {MIN_PRESENCE, alignMesh, regionFromFace, regionFromLandmarks, runMesh} from './mesh.mjs';
 
 // (min_cutoff Hz, beta) per alignment parameter; speeds in face sizes per second (centre),
 // log-size per second and radians per second.
-export const SMOOTHING = {centre: [0.5, 20.0], size: [0.5, 20.0], angle: [0.5, 20.0]};
+export const SMOOTHING = {centre: [0.5, 30.0], size: [0.5, 20.0], angle: [0.5, 20.0]};
 export const DERIVATIVE_CUTOFF = 2.0;  // Hz, for the speed estimate
+// A new face is meshed 3 times: the second pass halves the landmark error; the third runs on the region
+// the track then holds, so the first frame's crop is measured as the next frames' are (faces/tracking.py).
+export const MESH_PASSES = 3;
 export const FALLBACK_DT = 1 / 30;     // a frame whose timestamp does not advance
 // The mesh's next region stays put until the face leaves it by this much (a fraction of the side,
 // a log-size change, degrees): a still face's mesh sees the same crop every frame.
@@ -19,6 +22,9 @@ export const MATCH_IOU = 0.3;          // a detection overlapping a track this m
 export const DUPLICATE_IOU = 0.5;      // two tracks on one face: the younger goes
 export const DETECT_EVERY = 30;
 export const MAX_FACES = 4;
+// With the detector off the frame loop, a mesh that misses (a track's, or a new face's first on a detection
+// a few frames old) looks once more on a square this much larger: the face has moved on since.
+const STALE_WIDEN = 2;
 
 const alpha = (dt, cutoff) => 1 / (1 + 1 / (2 * Math.PI * cutoff * dt));
 // An angle difference into [-pi, pi) (Python's % is never negative; JavaScript's can be).
@@ -79,7 +85,7 @@ class Track {
   }
 
   follow(points, presence, time) {
-    let region = alignFace(meshKeypoints(points));
+    let region = alignMesh(points);
     if (this.filter) region = this.filter.filter(region, time);
     this.face = {trackId: this.trackId, region, landmarks: points, confidence: presence};
     const next = regionFromLandmarks(points);
@@ -87,9 +93,13 @@ class Track {
   }
 
   box() {
-    const xs = this.face.landmarks.map((p) => p[0]), ys = this.face.landmarks.map((p) => p[1]);
-    return [Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys)];
+    return landmarkBox(this.face.landmarks);
   }
+}
+
+function landmarkBox(points) {
+  const xs = points.map((p) => p[0]), ys = points.map((p) => p[1]);
+  return [Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys)];
 }
 
 /** Whether the face has left the old region by more than REGION_HOLD allows. */
@@ -103,32 +113,70 @@ function moved(old, next) {
 const maxIou = (box, tracks) => Math.max(0, ...tracks.map((track) => boxIou(box, track.box())));
 
 /** Detect once, then follow each face frame to frame; `update(canvas, seconds)` -> faces, oldest track first:
- *  {trackId, region (the model's crop, smoothed), landmarks (468 [x, y]), confidence}. */
+ *  {trackId, region (the model's crop, smoothed), landmarks (468 [x, y]), confidence}.
+ *  `search` (canvas -> Promise of detectFaces' faces, e.g. a Web Worker's): the detector runs off the frame,
+ *  and its faces join the tracks at the first frame after it answers; without it the detector runs in the
+ *  frame that needs it, as faces.tracking does. */
 export class FaceTracker {
-  constructor({detector, mesh, detectEvery = DETECT_EVERY, maxFaces = MAX_FACES, smoothing = true}) {
-    Object.assign(this, {detector, mesh, detectEvery, maxFaces, smoothing});
+  constructor({detector, mesh, detectEvery = DETECT_EVERY, maxFaces = MAX_FACES, smoothing = true, search = null}) {
+    Object.assign(this, {detector, mesh, detectEvery, maxFaces, smoothing, search});
     this.reset();
   }
 
   reset() {
-    Object.assign(this, {tracks: [], frameIndex: -1, nextId: 0, detected: false});
+    // detected: this frame ran the detector itself; searches: detector runs handed to `search`;
+    // merged: this frame took in a search's faces. lost: tracks lost since the last detection.
+    Object.assign(this, {tracks: [], frameIndex: -1, nextId: 0, detected: false, searches: 0, merged: false,
+                         lost: [], found: null, searching: null});
   }
 
   async update(canvas, time) {
     this.frameIndex += 1;
+    this.rejected = [];  // this update's detections the mesh found no face in (faces.tracking's `rejected`)
     const lost = [];
     for (const track of this.tracks) if (!await this.follow(track, canvas, time)) lost.push(track);
     this.tracks = this.withoutDuplicates(this.tracks.filter((track) => !lost.includes(track)));
+    this.lost.push(...lost);
     const due = this.frameIndex % this.detectEvery === 0 && this.tracks.length < this.maxFaces;
-    this.detected = Boolean(lost.length || !this.tracks.length || due);  // for the page's timing line
-    if (this.detected) await this.detect(canvas, time, lost);
+    const wanted = Boolean(lost.length || !this.tracks.length || due);
+    this.detected = wanted && !this.search;  // for the page's timing line
+    if (this.detected) await this.detect(await detectFaces(this.detector, canvas), canvas, time);
+    if (this.search) await this.searchAside(canvas, time, Boolean(lost.length || due));
     return this.tracks.map((track) => track.face);
+  }
+
+  /** Takes in the faces of the search that has answered, then starts the next one if wanted (one at a
+   *  time): the frame never waits for the detector. */
+  async searchAside(canvas, time, due) {
+    const found = this.found;
+    this.merged = found !== null;
+    this.found = null;
+    if (found) await this.detect(found, canvas, time, true);
+    if (found?.length && !this.tracks.length) {
+      // Faces found, none followed: they moved on while the search ran (a slow machine, a fast face), and
+      // an old box would miss them again. This frame has no face to make up: it looks itself.
+      this.detected = true;
+      await this.detect(await detectFaces(this.detector, canvas), canvas, time);
+    }
+    if ((due || !this.tracks.length) && !this.searching) {
+      this.searches += 1;
+      const searching = this.search(canvas).then((faces) => faces, () => []);
+      this.searching = searching;
+      searching.then((faces) => {
+        if (this.searching === searching) Object.assign(this, {found: faces, searching: null});  // not reset since
+      });
+    }
   }
 
   async follow(track, canvas, time) {
     const [x, y] = track.region.centre;
     if (!(x >= 0 && x < canvas.width && y >= 0 && y < canvas.height)) return false;
-    const {points, presence} = await runMesh(this.mesh, canvas, track.region);
+    let {points, presence} = await runMesh(this.mesh, canvas, track.region);
+    if (presence < MIN_PRESENCE && this.search) {
+      // Lost between two frames (a fast face, a frame skipped), and the detector's answer would come frames
+      // later: the mesh looks once more now, on a square STALE_WIDEN larger around where the face was.
+      ({points, presence} = await runMesh(this.mesh, canvas, {...track.region, side: STALE_WIDEN * track.region.side}));
+    }
     if (presence < MIN_PRESENCE) return false;
     track.follow(points, presence, time);
     return true;
@@ -140,19 +188,41 @@ export class FaceTracker {
     return kept;
   }
 
-  async detect(canvas, time, lost) {
-    for (const face of await detectFaces(this.detector, canvas)) {
+  /** New tracks from detected faces that no track has. `stale`: the faces are a few frames old (searchAside),
+   *  so a face a track has moved on to is known by its mesh here, not by the old box. */
+  async detect(found, canvas, time, stale = false) {
+    const lost = this.lost;
+    this.lost = [];
+    for (const face of found) {
       if (this.tracks.length >= this.maxFaces) return;
       if (this.tracks.length && maxIou(face.box, this.tracks) > MATCH_IOU) continue;
-      let {points, presence} = await runMesh(this.mesh, canvas, regionFromFace(face));
-      if (presence < MIN_PRESENCE) continue;
-      // The second pass, on the square of the first mesh, halves the landmark error.
-      ({points, presence} = await runMesh(this.mesh, canvas, regionFromLandmarks(points)));
-      if (presence < MIN_PRESENCE) continue;
+      const {points, presence, region} = await this.firstMesh(canvas, face, stale);
+      if (presence < MIN_PRESENCE) {
+        this.rejected.push(face);
+        continue;
+      }
+      if (stale && this.tracks.length && maxIou(landmarkBox(points), this.tracks) > DUPLICATE_IOU) continue;
       const track = this.trackFor(face.box, lost);
+      track.region = region;
       track.follow(points, presence, time);
       this.tracks.push(track);
     }
+  }
+
+  /** A new face's mesh: on the detection's square, then MESH_PASSES - 1 times on the square of the mesh
+   *  before; {points, presence, region (of the last pass)}. */
+  async firstMesh(canvas, face, stale = false) {
+    let region = regionFromFace(face);
+    let {points, presence} = await runMesh(this.mesh, canvas, region);
+    if (stale && presence < MIN_PRESENCE) {
+      region = {...region, side: STALE_WIDEN * region.side};
+      ({points, presence} = await runMesh(this.mesh, canvas, region));
+    }
+    for (let pass = 1; pass < MESH_PASSES && presence >= MIN_PRESENCE; pass++) {
+      region = regionFromLandmarks(points);
+      ({points, presence} = await runMesh(this.mesh, canvas, region));
+    }
+    return {points, presence, region};
   }
 
   /** The lost track this detection finds again (same id, fresh filter), or a new one. */
@@ -165,4 +235,15 @@ export class FaceTracker {
     this.nextId += 1;
     return new Track(this.nextId - 1, this.smoothing);
   }
+}
+
+export const STILL_MAX_FACES = 100;  // a photo: every face the detector finds, not the few a live view follows
+
+/** A still photo, as faces.tracking.still_faces: one frame through the camera's chain, unsmoothed
+ *  (`tracker`: a FaceTracker with smoothing false, reset here); faces the mesh rejects follow,
+ *  aligned from the detector's keypoints. [{region, by: 'mesh' | 'detector'}]. */
+export async function stillFaces(tracker, canvas) {
+  tracker.reset();
+  const meshed = (await tracker.update(canvas, 0)).map((face) => ({region: face.region, by: 'mesh'}));
+  return [...meshed, ...tracker.rejected.map((face) => ({region: alignFace(face), by: 'detector'}))];
 }

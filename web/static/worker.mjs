@@ -1,0 +1,56 @@
+// The script of the camera's Web Workers (workers.mjs starts them): each has its own onnxruntime-web, on a
+// core of its own where the machine has one, so the frame loop never waits for it. Its first message
+// says which job it does, for the rest of its life:
+//   'detect'  BlazeFace (faces.mjs detectFaces: the whole frame and its tiles) on a frame's ImageBitmap
+//             -> {faces};
+//   'makeUp'  the model on a frame's face regions (makeup.mjs makeUpFaces: crop, model, residual onto
+//             the footprint) -> {patches (ImageData, transferred), ms}.
+// Messages: {id, type: 'start', job, url, threads} then {id, type: 'run', ...the job's input}; each is
+// answered {id, ...reply} or {id, error}: any error fails the worker (the page then does the job itself).
+import * as ort from './ort/ort.wasm.min.mjs';
+import {detectFaces, loadDetector} from './faces.mjs';
+import {loadModel, makeUpFaces} from './makeup.mjs';
+
+const scratch = () => new OffscreenCanvas(1, 1).getContext('2d', {willReadFrequently: true});
+
+const JOBS = {
+  async detect({url}) {
+    ort.env.wasm.numThreads = 1;  // a background job: the other cores are the frame loop's and the model's
+    const detector = await loadDetector(url);
+    return async ({bitmap}) => ({reply: {faces: await detectFaces(detector, bitmap)}, transfer: []});
+  },
+
+  async makeUp({url, threads}) {
+    const model = await loadModel(url, {threads});
+    const frame = scratch(), layer = scratch();
+    return async ({bitmap, regions, strength}) => {
+      const copying = performance.now();
+      const {width, height} = bitmap;
+      if (frame.canvas.width !== width || frame.canvas.height !== height) Object.assign(frame.canvas, {width, height});
+      frame.drawImage(bitmap, 0, 0);
+      const copy = performance.now() - copying;
+      const {patches, ms} = await makeUpFaces(frame, layer, model, regions, strength);
+      return {reply: {patches, ms: {...ms, copy}}, transfer: patches.map((patch) => patch.pixels.data.buffer)};
+    };
+  },
+};
+
+let run = null;  // the job's function, once started
+
+self.onmessage = async ({data: {id, type, ...input}}) => {
+  try {
+    if (type === 'start') {
+      ort.env.wasm.wasmPaths = new URL('./ort/', import.meta.url).href;
+      if (!JOBS[input.job]) throw new Error(`no such job: ${input.job}`);
+      run = await JOBS[input.job](input);
+      self.postMessage({id, threads: ort.env.wasm.numThreads});
+    } else {
+      const {reply, transfer} = await run(input);
+      self.postMessage({id, ...reply}, transfer);
+    }
+  } catch (error) {
+    self.postMessage({id, error: String(error?.message || error)});
+  } finally {
+    input.bitmap?.close();
+  }
+};
