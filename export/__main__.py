@@ -84,7 +84,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="validation faces for the checks (default: %(default)s)")
     parser.add_argument("--no-equalize", action="store_true",
                         help="export the weights as trained, without the float-exact skip rescaling that int8 "
-                             "concatenation needs (export/rescale.py); for comparisons")
+                             "concatenation needs (models/rescale.py); for comparisons")
     return parser.parse_args(argv)
 
 
