@@ -69,7 +69,6 @@ def rescaled_parameters(model: TinyBeauty, factors: dict[str, float],
     rescaled by ``factors``: differentiable, so quantization-aware training can round exactly the
     tensors the export ships."""
     values = dict(model.named_parameters()) | (parameters or {})
-    values = dict(values)
     residual = model.residual
     for skip, _partner, reader, decoder in SKIPS:
         if skip not in factors:
@@ -88,10 +87,9 @@ def rescaled_parameters(model: TinyBeauty, factors: dict[str, float],
 
 
 def _conv_name(residual: nn.Module, name: str) -> str:
-    """State-dict prefix (from the TinyBeauty root) of the convolution of residual module ``name``."""
-    conv = _conv(residual, name)
-    inner = next(n for n, m in residual.named_modules() if m is conv)
-    return f"residual.{inner}"
+    """State-dict prefix (from the TinyBeauty root) of the convolution of residual module ``name``:
+    the module itself, or the first layer of its conv + activation block."""
+    return f"residual.{name}" if isinstance(residual.get_submodule(name), nn.Conv2d) else f"residual.{name}.0"
 
 
 @torch.no_grad()

@@ -8,7 +8,13 @@ from conftest import train_args
 from models.checkpoint import load_checkpoint
 from models.tinybeauty import build_model
 from train.__main__ import main
-from train.qat import QuantAware, fake_int8_per_channel, fake_uint8, kmeans_1d, palettized_layers
+from train.qat import QuantAware, fake_int8_per_channel, fake_uint8, kmeans_1d
+
+
+def palettized_layers(model, bits: int) -> list[str]:
+    """Names of the convolutions whose weights hold at most ``2**bits`` distinct values."""
+    return [name for name, conv in model.named_modules()
+            if isinstance(conv, torch.nn.Conv2d) and torch.unique(conv.weight).numel() <= 2 ** bits]
 
 
 def test_kmeans_recovers_values_that_already_sit_on_a_palette():

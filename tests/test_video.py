@@ -221,6 +221,16 @@ def test_alignment_on_the_upright_frame_reads_the_same_crop_from_the_coded_one()
         assert torch.allclose(torch.rot90(coded_mask, turns, dims=(2, 3)), upright_mask, atol=1e-4), turns
 
 
+def mux_silence(out, samples: int) -> None:
+    """An AAC mono stream of ``samples`` silent samples at 44.1 kHz, muxed into the open container."""
+    stream = out.add_stream("aac", rate=44100)
+    stream.layout = "mono"
+    tone = av.AudioFrame.from_ndarray(np.zeros((1, samples), np.float32), format="fltp", layout="mono")
+    tone.sample_rate, tone.pts = 44100, 0
+    out.mux(stream.encode(tone))
+    out.mux(stream.encode())
+
+
 def bad_videos(folder, portrait) -> dict:
     """Each kind of file apply must refuse, by name."""
     whole = write_clip(folder / "whole.mp4", scene_frames(portrait))
@@ -233,22 +243,12 @@ def bad_videos(folder, portrait) -> dict:
     garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 20_000, dtype=np.uint8).tobytes())
     sound_only = folder / "sound.mp4"
     with av.open(str(sound_only), "w") as out:
-        stream = out.add_stream("aac", rate=44100)
-        stream.layout = "mono"
-        tone = av.AudioFrame.from_ndarray(np.zeros((1, 44100), np.float32), format="fltp", layout="mono")
-        tone.sample_rate, tone.pts = 44100, 0
-        out.mux(stream.encode(tone))
-        out.mux(stream.encode())
+        mux_silence(out, 44100)
     empty = folder / "empty.mkv"
     with av.open(str(empty), "w", format="matroska") as out:
         video = out.add_stream("libx264", rate=RATE)
         video.width, video.height = SIZE
-        sound = out.add_stream("aac", rate=44100)
-        sound.layout = "mono"
-        tone = av.AudioFrame.from_ndarray(np.zeros((1, 4410), np.float32), format="fltp", layout="mono")
-        tone.sample_rate, tone.pts = 44100, 0
-        out.mux(sound.encode(tone))
-        out.mux(sound.encode())
+        mux_silence(out, 4410)
         out.mux(video.encode())
     faceless = write_clip(folder / "faceless.mp4", scene_frames(None))
     return {cut: "FFmpeg cannot read it", cut_mkv: "cut short", garbage: "FFmpeg cannot read it",

@@ -205,9 +205,3 @@ class QuantAware(nn.Module):
             conv.weight.copy_(self.weight(name))
             conv.weight.requires_grad_(True)
         return plain
-
-
-def palettized_layers(model: TinyBeauty, bits: int) -> list[str]:
-    """Names of the convolutions whose weights hold at most ``2**bits`` distinct values."""
-    return [name for name, conv in _convs(model).items() if torch.unique(conv.weight).numel() <= 2 ** bits]
-
