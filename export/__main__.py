@@ -56,6 +56,7 @@ from models.checkpoint import CheckpointError, checkpoint_split, load_checkpoint
 from models.cli import finite_float, output_folder, positive_int
 from models.data import DataError, faces_as_tensors, load_split
 from models.gates import MAX_PSNR_DROP_DB, SIZE_BUDGET_BYTES
+from models.int8 import trained_activation_ranges
 from models.metrics import psnr_db
 from models.rescale import equalize_skips
 from models.tinybeauty import TinyBeauty
@@ -220,6 +221,12 @@ def main(argv: list[str] | None = None) -> int:
         rescaled, factors = equalize_skips(model, inputs.calibration, checkpoint.get("skip_factors"))
         log.info("skip connections rescaled for int8 concatenation: %s",
                  ", ".join(f"{name} x{k:.3g}" for name, k in factors.items()))
+        # ... and round each activation over the range it trained with (models/int8.py). The ranges
+        # belong to the rescaled network: without the rescaling (--no-equalize) the formats calibrate.
+        if checkpoint.get("skip_factors"):
+            inputs = dataclasses.replace(inputs, activation_ranges=trained_activation_ranges(checkpoint))
+    log.info("int8 activation ranges: %s", "as the quantization-aware phase trained them" if inputs.activation_ranges
+             else f"calibrated on {len(inputs.calibration)} training faces")
     records = []
     for index, name in enumerate(args.formats, start=1):
         fmt = BY_NAME[name]
@@ -244,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
                 | {f"{part}_pairs": len(split[part]) for part in ("train", "val", "test")},
                 "git_commit": meta.git_commit, "image_size": inputs.image_size, "budget_bytes": args.budget_bytes,
                 "max_psnr_drop_db": args.max_psnr_drop, "val_images": len(inputs.val_source),
-                "calibration_images": len(inputs.calibration), "skip_rescale": factors, "artifacts": records}
+                "calibration_images": len(inputs.calibration), "skip_rescale": factors,
+                "activation_ranges": inputs.activation_ranges or "calibrated", "artifacts": records}
     write_text(staging / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     replace_directory(staging, args.out)
     log.info("wrote %s and %s", ", ".join(r["file"] for r in records), args.out / MANIFEST)

@@ -4,6 +4,7 @@ Running a file (the runner type, loading any file by its suffix) is ``export/run
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import subprocess
 from dataclasses import dataclass, field
@@ -46,10 +47,58 @@ class ExportInputs:
     calibration: torch.Tensor  # training faces for int8 activation ranges
     val_source: torch.Tensor  # validation faces for parity checks
     val_target: torch.Tensor
+    # The 8-bit range of each quantized output as a quantization-aware checkpoint trained it
+    # (models/int8.py); None: every int8 format calibrates its own on ``calibration``.
+    activation_ranges: dict[str, tuple[float, float]] | None = None
 
     @property
     def image_size(self) -> int:
         return int(self.example.shape[-1])
+
+
+def _observed_output(node: torch.fx.Node) -> str | None:
+    """The quantized output (models/int8.py) whose values an observed graph node holds: the node's
+    own module (``nn_module_stack`` in a PT2E graph, the called module's name in an FX one), else,
+    for ops that only move values (max-pool, upsample, concatenation, pixel shuffle), the output of
+    the node they read (a concatenation's inputs share one range, so its first is enough)."""
+    from models.int8 import output_of
+
+    while isinstance(node, torch.fx.Node) and node.op != "placeholder":
+        stack = node.meta.get("nn_module_stack")
+        path = list(stack.values())[-1][0] if stack else (node.target if node.op == "call_module" else "")
+        found = output_of(str(path))
+        if found:
+            return found
+        if not node.args:
+            return None
+        node = node.args[0][0] if isinstance(node.args[0], (list, tuple)) else node.args[0]
+    return None
+
+
+def pin_activation_ranges(prepared: torch.fx.GraphModule, ranges: dict[str, tuple[float, float]]) -> int:
+    """Replace each calibrated activation observer of a prepared FX or PT2E graph with a min/max
+    observer that has seen exactly its output's trained range (same dtype, scheme and integer
+    range), so the converted graph rounds as the fine-tuning did. The input face's observer keeps its
+    calibration. Returns how many observers were pinned; refuses a graph where none could be."""
+    pinned = 0
+    for node in prepared.graph.nodes:
+        if node.op != "call_module" or "activation_post_process" not in str(node.target):
+            continue
+        observer = prepared.get_submodule(node.target)
+        if getattr(observer, "qscheme", None) not in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+            continue  # per-channel weight observers keep their exact weight ranges
+        name = _observed_output(node.args[0])
+        if name is None:
+            continue
+        minmax = importlib.import_module(type(observer).__module__).MinMaxObserver  # torch.ao or torchao
+        fixed = minmax(dtype=observer.dtype, qscheme=observer.qscheme, quant_min=observer.quant_min,
+                       quant_max=observer.quant_max, eps=float(observer.eps))
+        fixed(torch.tensor(ranges[name], dtype=torch.float32))
+        setattr(prepared, node.target, fixed)
+        pinned += 1
+    if not pinned:
+        raise RuntimeError("no activation observer of the quantized graph could be matched to a trained range")
+    return pinned
 
 
 @dataclass

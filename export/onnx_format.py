@@ -141,13 +141,15 @@ def export_int8(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: Expor
     simplified = _export_simplified(model, inputs, path)
     onnx.save(simplified, str(fp32))
     quantized = path.with_name(path.stem + ".qdq.onnx")
+    overrides = trained_range_overrides(simplified.graph, model, inputs.activation_ranges)
     quantize_static(
         str(fp32), str(quantized), _Calibration(inputs.calibration),
         quant_format=QuantFormat.QDQ, per_channel=True,
         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
         calibrate_method=CalibrationMethod.Percentile,
         nodes_to_exclude=_float_tail(simplified.graph),
-        extra_options={"CalibPercentile": CALIBRATION_PERCENTILE},
+        extra_options={"CalibPercentile": CALIBRATION_PERCENTILE,
+                       "TensorQuantOverrides": overrides},
     )
     model_proto = onnx.load(str(quantized))
     residual_reads_float_face(model_proto.graph)
@@ -160,6 +162,33 @@ def export_int8(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: Expor
     for leftover in (fp32, quantized):
         leftover.unlink()
     return path
+
+
+def trained_range_overrides(graph: onnx.GraphProto, model: TinyBeauty,
+                            ranges: dict[str, tuple[float, float]] | None) -> dict:
+    """onnxruntime's per-tensor overrides that give each convolution's output (and its ReLU's) the
+    range a quantization-aware checkpoint trained it with ({} without ranges: calibration decides).
+    The graph's Convs are matched to the network's in forward order, each checked by weight shape."""
+    if not ranges:
+        return {}
+    from models.int8 import QUANTIZED_OUTPUTS, output_conv
+
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    shapes = [tuple(output_conv(model.residual, name).weight.shape) for name in QUANTIZED_OUTPUTS]
+    found = [tuple(_initializer(graph, conv.input[1]).dims) for conv in convs]
+    if found != shapes:
+        raise RuntimeError(f"the graph's convolutions {found} do not match the network's {shapes}; "
+                           "cannot place the trained activation ranges")
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    overrides = {}
+    for conv, name in zip(convs, QUANTIZED_OUTPUTS, strict=True):
+        low, high = ranges[name]
+        tensors = [conv.output[0]] + [n.output[0] for n in consumers.get(conv.output[0], []) if n.op_type == "Relu"]
+        overrides |= {tensor: [{"rmin": np.float32(low), "rmax": np.float32(high)}] for tensor in tensors}
+    return overrides
 
 
 def residual_reads_float_face(graph: onnx.GraphProto) -> None:

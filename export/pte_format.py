@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.common import ExportInputs, ExportMeta, FloatResidualAdd
+from export.common import ExportInputs, ExportMeta, FloatResidualAdd, pin_activation_ranges
 from export.runtime import Runner, RuntimeUnavailable
 from models.tinybeauty import TinyBeauty
 
@@ -32,7 +32,8 @@ METADATA_METHOD = "tinybeauty_metadata"
 
 
 def quantize_residual(model: TinyBeauty, inputs: ExportInputs) -> torch.fx.GraphModule:
-    """PT2E static int8 of the residual network for XNNPACK, calibrated on training faces."""
+    """PT2E static int8 of the residual network for XNNPACK: activation ranges as trained
+    (quantization-aware checkpoints), else calibrated on training faces."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
@@ -45,6 +46,8 @@ def quantize_residual(model: TinyBeauty, inputs: ExportInputs) -> torch.fx.Graph
     with torch.no_grad():
         for face in inputs.calibration:
             prepared(face[None])
+    if inputs.activation_ranges:
+        pin_activation_ranges(prepared, inputs.activation_ranges)
     return convert_pt2e(prepared)
 
 

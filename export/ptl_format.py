@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from export.common import ExportInputs, ExportMeta, FloatResidualAdd
+from export.common import ExportInputs, ExportMeta, FloatResidualAdd, pin_activation_ranges
 from export.runtime import Runner
 from models.atomic import atomic_path
 from models.tinybeauty import TinyBeauty
@@ -46,7 +46,8 @@ def quantized_engine(name: str = ENGINE):
 
 
 def quantize_residual(model: TinyBeauty, inputs: ExportInputs) -> nn.Module:
-    """FX post-training static quantization of the residual U-Net, calibrated on training faces."""
+    """FX static quantization of the residual U-Net: activation ranges as a quantization-aware checkpoint
+    trained them, else calibrated on training faces (a histogram observer)."""
     from torch.ao.quantization import QConfig, QConfigMapping
     from torch.ao.quantization.backend_config import get_qnnpack_backend_config
     from torch.ao.quantization.observer import (
@@ -68,6 +69,8 @@ def quantize_residual(model: TinyBeauty, inputs: ExportInputs) -> nn.Module:
         with torch.no_grad():
             for face in inputs.calibration:
                 prepared(face[None])
+        if inputs.activation_ranges:
+            pin_activation_ranges(prepared, inputs.activation_ranges)
         return convert_fx(prepared, backend_config=backend)
 
 

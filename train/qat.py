@@ -39,11 +39,10 @@ import copy
 import torch
 from torch import nn
 
-from models.rescale import SKIPS, rescaled_parameters, skip_factors
+from models.int8 import QUANTIZED_OUTPUTS, shared_range_groups
+from models.rescale import rescaled_parameters, skip_factors
 from models.tinybeauty import TinyBeauty
 
-# Residual-network modules whose output tensor is 8-bit on device (conv + ReLU, or the head's conv).
-QUANTIZED_OUTPUTS = ("stem", "enc1", "enc2", "enc3", "bottleneck", "dec3", "dec2", "dec1", "head")
 # The small edge convolutions keep full int8 weights: the .mlpackage export gives them more bits
 # (they are the sensitive ones and hold under 1% of the weights).
 UNPALETTIZED = ("stem", "head")
@@ -100,13 +99,6 @@ def fake_uint8(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
 def _convs(model: TinyBeauty) -> dict[str, nn.Conv2d]:
     """Residual-network convolutions by parameter prefix (``residual.enc1.0``), in forward order."""
     return {name: module for name, module in model.named_modules() if isinstance(module, nn.Conv2d)}
-
-
-def shared_range_groups() -> list[list[int]]:
-    """Indices into QUANTIZED_OUTPUTS that one concatenation joins (the skip and its decoder partner)."""
-    groups = [[QUANTIZED_OUTPUTS.index(skip), QUANTIZED_OUTPUTS.index(partner)] for skip, partner, _, _ in SKIPS]
-    grouped = {i for group in groups for i in group}
-    return groups + [[i] for i in range(len(QUANTIZED_OUTPUTS)) if i not in grouped]
 
 
 class QuantAware(nn.Module):
