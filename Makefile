@@ -22,6 +22,7 @@ TRAIN_FLAGS := --out $(OUT) $(if $(DATA),--data $(DATA)) $(if $(EPOCHS),--epochs
 .PHONY: setup train export bench web test lint clean
 
 setup: $(VENV)/.installed web/node_modules/.installed web/build/face_detector.onnx web/build/face_mesh.onnx \
+       web/build/face_landmark.tflite \
        $(VENV)/.browser
 
 # torch is installed on its own first: the pinned CPU wheel lies on the machines' disk, and
@@ -55,6 +56,10 @@ web/build/face_detector.onnx: web/face_detector.py $(VENV)/.installed
 # The page's face tracker: faces/' 468-point face mesh as ONNX, checked against LiteRT the same way.
 web/build/face_mesh.onnx: web/face_detector.py $(VENV)/.installed
 	$(PY) -m web.face_detector --network mesh --out $@
+
+# The same mesh as MediaPipe ships it, for the page's LiteRT.js runtime (with the .tflite model).
+web/build/face_landmark.tflite: web/face_detector.py $(VENV)/.installed
+	$(PY) -m web.face_detector --network mesh --tflite --out $@
 
 # Real file dependencies: the artifacts are rebuilt when the checkpoint (or the export code) is
 # newer than their manifest, the report when the artifacts (or the benchmark code) are newer.

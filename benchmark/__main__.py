@@ -13,8 +13,9 @@ Quality on the checkpoint's recorded splits: the held-out **test** split is the 
 (nothing tunes on it: not the schedule, not the best checkpoint, not the export gate), the
 validation split beside it. PSNR is the mean of per-image PSNR (the paper's convention), the
 pooled figure (one MSE over all pixels) beside it; SSIM; each artifact's PSNR against the
-PyTorch output; the no-makeup baseline (input vs target). The browser row runs the shipped
-ONNX in the web page in headless Chromium (onnxruntime-web, wasm; benchmark/browser.py).
+PyTorch output; the no-makeup baseline (input vs target). The browser rows run the web page in
+headless Chromium on the shipped ONNX (onnxruntime-web) and .tflite (LiteRT.js), both wasm
+(benchmark/browser.py).
 Latency per runtime at batch 1 and each thread count: median, p90, images/s, and the share of
 this machine's measured fp32 matmul peak. A format that cannot run here (Core ML off macOS) shows
 its stand-in check's figures, marked, and no latency.
@@ -39,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.browser import browser_row
+from benchmark.browser import PAGE_MODELS, browser_row
 from benchmark.latency import available_cores, measure_latency, peak_gflops
 from benchmark.live import live_section
 from benchmark.mobile import shipped_onnx_usability
@@ -213,13 +214,13 @@ def score_exports(manifest: dict, args: argparse.Namespace, model, faces: dict, 
         if headline in outputs:
             samples[row["format"]] = as_samples(outputs[headline])
         rows.append(row)
-    if not args.no_browser:
-        log.info("browser: the web page in headless Chromium")
-        browser, outputs = browser_row(args.artifacts, manifest, faces, threads, args.min_runs, args.min_seconds)
+    for fmt in () if args.no_browser else PAGE_MODELS:
+        log.info("%s: the web page in headless Chromium, %s", fmt, PAGE_MODELS[fmt])
+        browser, outputs = browser_row(args.artifacts, manifest, faces, threads, args.min_runs, args.min_seconds, fmt)
         for part, made_up in outputs.items():
             browser["quality"][part] = quality(made_up, *faces[part], references[part])
         if headline in outputs:
-            samples["browser"] = as_samples(outputs[headline])
+            samples[fmt] = as_samples(outputs[headline])
         rows.append(browser)
     return rows, samples
 

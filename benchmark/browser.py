@@ -1,15 +1,17 @@
-"""The browser row: the shipped ONNX run by the web page in headless Chromium (onnxruntime-web, wasm).
+"""The browser rows: the web page in headless Chromium running each file it can run, the shipped int8
+ONNX in onnxruntime-web and the shipped int8 .tflite in LiteRT.js (both WebAssembly).
 
 Every face goes through the page's own file input (decode, face box, model, residual), written
 first as the PNG its pixels came from, so the page sees exactly the benchmark's input. Latency
 is the page's batch-1 model time (performance.now() around ``session.run``, in a normal
-headless run, not virtual time), one fresh page per thread count: onnxruntime-web fixes its
-thread count when its wasm module starts.
+headless run, not virtual time), one fresh page per thread count: both runtimes fix their
+thread count when their wasm module starts.
 
-The camera figures: the page's camera mode on Chromium's fake camera playing a 1280x720 clip of a
-moving face (web/camera_clip.py) at 30 frames/s, then at 60 to show the headroom: frames made up
-per second (the camera's rate is the ceiling), the camera's frames the page never made up
-(dropped), several fresh pages, best and median, with the page's own ms per stage.
+The camera figures (in the row of the page's default model, web/server.py): the page's camera
+mode on Chromium's fake camera playing a 1280x720 clip of a moving face (web/camera_clip.py) at
+30 frames/s, then at 60 to show the headroom: frames made up per second (the camera's rate is
+the ceiling), the camera's frames the page never made up (dropped), several fresh pages, best
+and median, with the page's own ms per stage.
 ``python -m benchmark.browser --camera --artifacts DIR [--fps 30 60]`` prints them alone.
 """
 
@@ -32,10 +34,13 @@ from benchmark.latency import summarize
 from export.formats import BY_NAME
 from web.browser import BrowserPage, BrowserUnavailable, PageError, write_face_png
 from web.camera_clip import Clip, write_clip
+from web.server import DEFAULT_MODEL
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = BY_NAME["onnx"].filename  # the shipped file the page runs by default
+# Each file the page runs, by its row's format name in the report.
+PAGE_MODELS = {"browser": BY_NAME["onnx"].filename, "browser-tflite": BY_NAME["tflite"].filename}
+CAMERA_MODEL = DEFAULT_MODEL  # the page's default: what a camera user gets
 CAMERA_CLIP = Clip(1280, 720, fps=30, frames=120)  # a webcam's size and rate; 4 s, 166 MB, looped
 CAMERA_FPS = (30, 60)   # the webcam's rate, then twice it: the headroom (the same 120 frames, 2 s)
 CAMERA_RUNS = 3         # fresh pages: the machine is shared, so best and median
@@ -46,12 +51,19 @@ FACE_FOLLOWED = "tinybeauty.state.camera?.faces.length > 0"
 
 
 def browser_row(artifacts: Path, manifest: dict, faces: dict[str, tuple[torch.Tensor, torch.Tensor]],
-                threads: list[int], min_runs: int, min_seconds: float) -> tuple[dict, dict[str, np.ndarray]]:
-    """(row without quality, outputs per split); the row says 'not run' where no browser is installed."""
-    entry = next((e for e in manifest["artifacts"] if e["file"] == MODEL_FILE), {})
-    row = {"name": "onnx in Chromium (onnxruntime-web wasm)", "format": "browser", "file": str(artifacts / MODEL_FILE),
-           "shipped": True, "bytes": entry.get("bytes"), "runtime": "onnxruntime-web (wasm) in Chromium",
-           "latency": {}, "quality": {}, "notes": []}
+                threads: list[int], min_runs: int, min_seconds: float,
+                fmt: str = "browser") -> tuple[dict, dict[str, np.ndarray]]:
+    """(row without quality, outputs per split) of the page running PAGE_MODELS[fmt]; the row says
+    'not run' where no browser is installed (or the set has no such file)."""
+    model_file = PAGE_MODELS[fmt]
+    entry = next((e for e in manifest["artifacts"] if e["file"] == model_file), {})
+    runtime = "LiteRT.js" if model_file.endswith(".tflite") else "onnxruntime-web"
+    row = {"name": f"{entry.get('format', fmt)} in Chromium ({runtime} wasm)", "format": fmt,
+           "file": str(artifacts / model_file), "shipped": True, "bytes": entry.get("bytes"),
+           "runtime": f"{runtime} (wasm) in Chromium", "latency": {}, "quality": {}, "notes": []}
+    if not entry:
+        row["notes"] += [f"not run: {model_file} is not in this export", "latency: not measured"]
+        return row, {}
     outputs: dict[str, np.ndarray] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="tinybeauty_browser_") as folder:
@@ -64,8 +76,8 @@ def browser_row(artifacts: Path, manifest: dict, faces: dict[str, tuple[torch.Te
                 figures = summarize(page.time_model(min_runs, min_seconds))
                 row["latency"][str(page.model_info["threads"])] = figures | {"session_ms": page.model_info["loadMs"]}
 
-            # onnxruntime-web's default thread count (about half the cores): quality and its latency
-            with BrowserPage(artifacts, MODEL_FILE) as page:
+            # The runtime's default thread count: quality and its latency
+            with BrowserPage(artifacts, model_file) as page:
                 page.set_mode("whole")  # aligned face crops, as `apply --aligned`
                 info = page.model_info
                 for part, files in photos.items():
@@ -74,20 +86,22 @@ def browser_row(artifacts: Path, manifest: dict, faces: dict[str, tuple[torch.Te
                 version = page.browser_version
                 time_page(page)
             for count in sorted(set(threads) - {info["threads"]}):  # the report's other thread counts
-                with BrowserPage(artifacts, MODEL_FILE, threads=count) as page:
+                with BrowserPage(artifacts, model_file, threads=count) as page:
                     page.set_mode("whole")
                     time_page(page)
     except (BrowserUnavailable, PageError) as why:
         row["notes"] += [f"not run: {why}", "latency: not measured"]
         return row, {}
-    if min_seconds > 0:
+    if model_file != CAMERA_MODEL:
+        row["camera"], camera_text = None, f"camera: measured with the page's default, {CAMERA_MODEL}"
+    elif min_seconds > 0:
         row["camera"], camera_text = measure_camera(artifacts)
     else:  # a smoke run (the tests'): the camera's half minute is left out
         row["camera"], camera_text = None, "camera: not measured (--min-seconds 0: a smoke run)"
-    row["runtime"] = f"onnxruntime-web {info['ortVersion']} (wasm) in Chromium {version}"
+    row["runtime"] = f"{info['runtime']} {info['runtimeVersion']} (wasm) in Chromium {version}"
     default = row["latency"][str(info["threads"])]["median_ms"]
     row["notes"] += [f"ran in {row['runtime']}, headless, through the page's file input",
-                     f"onnxruntime-web's default: {info['threads']} thread(s), {default:.2f} ms; "
+                     f"{info['runtime']}'s default: {info['threads']} thread(s), {default:.2f} ms; "
                      f"cross-origin isolated: {info['isolated']}",
                      f"session creation {info['loadMs']:.0f} ms",
                      camera_text]
@@ -105,7 +119,7 @@ def camera_figures(artifacts: Path, runs: int = CAMERA_RUNS, seconds: float = CA
         path = write_clip(Path(folder) / "camera.y4m", clip)
         measured = []
         for _ in range(runs):
-            with BrowserPage(artifacts, MODEL_FILE, camera_clip=path, query=query) as page:
+            with BrowserPage(artifacts, CAMERA_MODEL, camera_clip=path, query=query) as page:
                 started = time.monotonic()
                 page.start_camera(frames=1)
                 page.page.wait_for_function(FACE_FOLLOWED, timeout=120_000)

@@ -29,7 +29,17 @@ from web.browser import (
 )
 from web.camera_clip import CODE_ROWS, Clip, portrait, read_code, write_clip
 from web.camera_clip import frame as clip_frame
-from web.server import DETECTOR, MESH, ORT_FILES, SetupError, check_runtime_installed, serve_in_thread
+from web.server import (
+    DEFAULT_MODEL,
+    DETECTOR,
+    LITERT_WASM,
+    MESH,
+    MESH_TFLITE,
+    ORT_FILES,
+    SetupError,
+    check_runtime_installed,
+    serve_in_thread,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -52,9 +62,19 @@ def served(artifacts):
 
 @pytest.fixture(scope="module")
 def page(artifacts, served):
+    """The page on the int8 ONNX (onnxruntime-web): the photo tests' page."""
     _need(find_chromium)
     _need(playwright)
-    with BrowserPage(artifacts) as opened:
+    with BrowserPage(artifacts, "tinybeauty.onnx") as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def litert_page(artifacts, served):
+    """The page as it opens by default: the int8 .tflite in LiteRT.js, on 2 threads."""
+    _need(find_chromium)
+    _need(playwright)
+    with BrowserPage(artifacts, threads=2) as opened:
         yield opened
 
 
@@ -84,14 +104,24 @@ def test_server_sends_isolation_headers_and_only_its_files(served, artifacts):
     status, headers, body = _get(served + "ort/" + ORT_FILES[-1])
     assert status == 200 and headers["Content-Type"] == "application/wasm" and body[:4] == b"\0asm"
     assert _get(served + "app.mjs")[1]["Content-Type"] == "text/javascript"
-    status, _, body = _get(served + "model/tinybeauty.onnx")
-    assert status == 200 and body == (artifacts / "tinybeauty.onnx").read_bytes()
-    for network in (DETECTOR, MESH):  # the page's face networks, from make setup
+    for model in ("tinybeauty.onnx", "tinybeauty.tflite"):
+        status, _, body = _get(served + "model/" + model)
+        assert status == 200 and body == (artifacts / model).read_bytes(), model
+    for network in (DETECTOR, MESH, MESH_TFLITE):  # the page's face networks, from make setup
         status, _, body = _get(served + "detector/" + network.name)
         assert status == 200 and body == network.read_bytes(), network
+    # LiteRT.js: its module (its helper imported by a path, which a worker can load), its wasm builds
+    status, headers, body = _get(served + "litert/index.js")
+    assert status == 200 and headers["Content-Type"] == "text/javascript"
+    assert b'"./wasm-utils.js"' in body and b"@litertjs/wasm-utils" not in body
+    assert _get(served + "litert/wasm-utils.js")[0] == 200
+    for name in LITERT_WASM:
+        status, _, body = _get(served + "litert/wasm/" + name)
+        assert status == 200 and (body[:4] == b"\0asm" or name.endswith(".js")), name
     for private in ("model/../manifest.json", "model/%2e%2e/tinybeauty.onnx", "model/reference/../../x.onnx",
                     "ort/ort.all.min.mjs", "model/tinybeauty.pte", "../web/server.py", "server.py", "..", "%2e%2e",
-                    "..%2fserver.py", "%2e%2e%2f__init__.py", "detector/face_landmark.tflite", "detector/"):
+                    "..%2fserver.py", "%2e%2e%2f__init__.py", "detector/", "litert/package.json",
+                    "litert/wasm/litert_wasm_jspi_internal.wasm", "litert/../onnxruntime-web/package.json"):
         assert _get(served + private)[0] == 404, private
 
 
@@ -121,6 +151,32 @@ def test_page_output_matches_python_onnxruntime(page, val_faces, artifacts, tmp_
     finally:
         page.set_mode("auto")
     print("screenshot:", page.screenshot(tmp_path / "page.png"))
+
+
+def test_page_output_matches_python_litert(litert_page, val_faces, artifacts):
+    """The page's default: the .tflite in LiteRT.js (XNNPACK in wasm, 2 threads) against the same file
+    in Python's LiteRT (native XNNPACK): the same int8 network, up to a few requantizations rounded
+    the other way."""
+    info = litert_page.model_info
+    assert info["runtime"] == "LiteRT.js" and info["threads"] == 2 and info["isolated"] is True
+    assert info["bytes"] == (artifacts / "tinybeauty.tflite").stat().st_size
+    python_litert = BY_NAME["tflite"].load(artifacts / "tinybeauty.tflite")
+    litert_page.set_mode("whole")
+    try:
+        for png, face in val_faces:
+            made_up = litert_page.make_up(png, pixels=True)
+            expected = python_litert(face)
+            assert made_up["output"].shape == expected.shape  # planar again, as the ONNX's
+            assert np.abs(made_up["output"] - expected).max() <= LITERT_TOLERANCE, png
+            assert _psnr(np.round(made_up["output"] * 255), np.round(expected * 255)) > 50, png
+            python_pixels = np.round(np.clip(expected[0], 0, 1) * 255).transpose(1, 2, 0)
+            shown = made_up["pixels"][..., :3].astype(int)
+            assert np.abs(shown - python_pixels).max() <= 255 * LITERT_TOLERANCE + 1, png
+    finally:
+        litert_page.set_mode("auto")
+
+
+LITERT_TOLERANCE = 3 / 255  # a few int8 steps of the residual where wasm and native requantize differently
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +213,21 @@ def strong_model(tmp_path_factory):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8  # onnxruntime-web 1.30 reads IR <= 13
     onnx.save(model, str(folder / "tinybeauty.onnx"))
+    _strong_tflite(folder / "tinybeauty.tflite")  # the same function as the .tflite contract: NHWC float I/O
     return folder
+
+
+def _strong_tflite(path) -> None:
+    import litert_torch
+    import litert_torch.progress
+    import torch
+
+    class Contrast(torch.nn.Module):
+        def forward(self, face):
+            return face * 0.7 + 0.15
+
+    litert_torch.progress.console.quiet = True
+    litert_torch.convert(Contrast().eval(), (torch.rand(1, 256, 256, 3),)).export(str(path))
 
 
 def test_page_finds_and_makes_up_faces_as_apply_does(served, strong_model, scene, tmp_path):
@@ -240,18 +310,20 @@ def test_bad_input_gets_a_visible_message_and_keeps_the_result(page, val_faces, 
     assert page.open(val_faces[1][0]) == "done" and page.message == ""
 
 
+@pytest.mark.parametrize("model_file", [None, "tinybeauty.onnx"])  # None: the page's default, the .tflite
 @pytest.mark.parametrize("damage", ["missing", "truncated"])
-def test_a_model_that_cannot_load_is_a_visible_error(artifacts, served, tmp_path, damage):
+def test_a_model_that_cannot_load_is_a_visible_error(artifacts, served, tmp_path, damage, model_file):
     _need(find_chromium)
     broken = tmp_path / "artifacts"
     broken.mkdir()
+    name = model_file or DEFAULT_MODEL
     if damage == "truncated":
-        (broken / "tinybeauty.onnx").write_bytes((artifacts / "tinybeauty.onnx").read_bytes()[:5000])
+        (broken / name).write_bytes((artifacts / name).read_bytes()[:5000])
     with pytest.raises(PageError) as error:
-        with BrowserPage(broken):
+        with BrowserPage(broken, model_file):
             pass
     message = str(error.value)
-    assert "tinybeauty.onnx" in message
+    assert name in message
     assert ("HTTP 404" in message and "make export" in message) if damage == "missing" else "could not load" in message
 
 
@@ -316,16 +388,21 @@ CAMERA_JOBS = """({where: tinybeauty.state.camera.where, detectorRuns: tinybeaut
                             document.getElementById('message').textContent})"""
 
 
-def test_camera_mode_follows_the_face_on_a_clip(served, strong_model, camera_clip):
+@pytest.mark.parametrize("model_file", [DEFAULT_MODEL, "tinybeauty.onnx"])
+def test_camera_mode_follows_the_face_on_a_clip(served, strong_model, camera_clip, model_file):
     """Chromium's fake camera plays a clip of a face on a known path: the page's crops follow
     the path, the made-up face is written back only under its crop, frames/s is shown, and the
-    detector and the model ran in their workers, never in the frame loop."""
+    detector and the model ran in their workers, never in the frame loop. With either runtime:
+    the default .tflite in LiteRT.js (its mesh too; its model stage in the frame loop, since LiteRT.js
+    cannot start in a module worker), or the ONNX in onnxruntime-web (its model stage in its worker)."""
     from faces import Alignment
     from faces.tracking import align_still
 
     _need(find_chromium)
     first = align_still(np.asarray(clip_frame(CLIP, 0, portrait(CLIP.portrait_side))), 256)[0]
-    with BrowserPage(strong_model, camera_clip=camera_clip, query=MODEL_WORKER) as page:
+    litert = model_file.endswith(".tflite")
+    with BrowserPage(strong_model, model_file, camera_clip=camera_clip, query=None if litert else MODEL_WORKER) as page:
+        assert page.model_info["runtime"] == ("LiteRT.js" if litert else "onnxruntime-web")
         page.start_camera(frames=3)
         page.page.wait_for_function(FACE_FOLLOWED, timeout=60_000)  # the detector worker's first answer
         recorded = page.record_camera(12, code_rows=CODE_ROWS)
@@ -334,7 +411,8 @@ def test_camera_mode_follows_the_face_on_a_clip(served, strong_model, camera_cli
         page.stop_camera()
         before, after = (page.shown_pixels(side) for side in ("before", "after"))
         last = page.page.evaluate("tinybeauty.state.camera.regions")
-    assert jobs["where"] == "worker" and jobs["detectorRuns"] >= 1 and jobs["searches"] >= jobs["detectorRuns"], jobs
+    assert jobs["where"] == ("page" if litert else "worker"), jobs
+    assert jobs["detectorRuns"] >= 1 and jobs["searches"] >= jobs["detectorRuns"], jobs
     assert not any(frame["detected"] for frame in recorded) and jobs["message"] == "", jobs
     indices = [read_code(frame["rows"], CLIP) % CLIP.frames for frame in recorded]
     assert len(set(indices)) >= 6  # the face moved between the frames checked
@@ -367,7 +445,7 @@ def test_a_worker_that_fails_is_reported_and_the_camera_goes_on(served, strong_m
     """The workers' script cannot be fetched (a static host without it): the page says so, and
     does the detector's and the model's work itself: the face is still found, followed and made up."""
     _need(find_chromium)
-    with BrowserPage(strong_model, camera_clip=camera_clip, query=MODEL_WORKER) as page:
+    with BrowserPage(strong_model, "tinybeauty.onnx", camera_clip=camera_clip, query=MODEL_WORKER) as page:
         page.page.route("**/worker.mjs", lambda route: route.fulfill(status=404, body="not here"))
         page.start_camera(frames=3)
         page.page.wait_for_function("!document.getElementById('message').hidden", timeout=60_000)
@@ -396,7 +474,7 @@ def test_a_dropped_photo_is_made_up(page, val_faces):
 
 def test_bundle_runs_from_a_plain_static_server_on_one_thread(artifacts, served, tmp_path):
     """`python -m web --bundle`: the page from any static host; without the isolation headers
-    onnxruntime-web falls back to one thread, and the page says so."""
+    the runtime (LiteRT.js, the default) falls back to one thread, and the page says so."""
     import functools
     import http.server
     import threading
@@ -407,8 +485,11 @@ def test_bundle_runs_from_a_plain_static_server_on_one_thread(artifacts, served,
     site = tmp_path / "site"
     assert web_main(["--artifacts", str(artifacts), "--bundle", str(site)]) == 0
     assert {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file()} >= {
-        "index.html", "app.mjs", "makeup.mjs", "faces.mjs", "style.css", "model/tinybeauty.onnx",
-        "model/manifest.json", "detector/face_detector.onnx", *(f"ort/{name}" for name in ORT_FILES)}
+        "index.html", "app.mjs", "makeup.mjs", "faces.mjs", "network.mjs", "style.css", "model/tinybeauty.onnx",
+        "model/tinybeauty.tflite", "model/manifest.json", "detector/face_detector.onnx",
+        "detector/face_landmark.tflite",
+        "litert/index.js", "litert/wasm-utils.js", *(f"litert/wasm/{name}" for name in LITERT_WASM),
+        *(f"ort/{name}" for name in ORT_FILES)}
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
     handler.log_message = lambda *args: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -418,6 +499,7 @@ def test_bundle_runs_from_a_plain_static_server_on_one_thread(artifacts, served,
         page.goto(f"http://127.0.0.1:{server.server_address[1]}/")
         page.wait_for_function("document.body.dataset.state === 'ready'", timeout=120_000)
         assert page.evaluate("tinybeauty.state.model.isolated") is False
+        assert page.evaluate("tinybeauty.state.model.runtime") == "LiteRT.js"
         assert "not cross-origin isolated, so one thread only" in page.locator("#runtime").inner_text()
         page.context.browser.close()
     finally:

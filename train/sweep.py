@@ -100,7 +100,7 @@ def int8_losses(checkpoint: Path, run: Path) -> dict:
     split = report["headline_split"]
     reference = next(r for r in report["rows"] if r["format"] == "pytorch")["quality"][split]["psnr_db"]
     return {row["format"]: reference - row["quality"][split]["psnr_db"] for row in report["rows"]
-            if row.get("shipped") and split in row["quality"] and row["format"] != "browser"}
+            if row.get("shipped") and split in row["quality"] and not row["format"].startswith("browser")}
 
 
 def spread(values: list[float]) -> dict:

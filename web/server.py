@@ -1,9 +1,11 @@
 """A small static server for the page, with the headers multi-threaded wasm needs.
 
-Only four kinds of files are served, each from its own folder: the page (``web/static``),
-onnxruntime-web's wasm build (the three files the page loads, from ``web/node_modules``), the
-face networks (``web/build/face_detector.onnx`` and ``face_mesh.onnx``) and the exported model
-set (``.onnx`` files and ``manifest.json`` under the artifacts folder).
+Only five kinds of files are served, each from its own folder: the page (``web/static``),
+onnxruntime-web's wasm build (the three files the page loads, from ``web/node_modules``), LiteRT.js
+(its ES module, its one helper module and two wasm builds, plain and threaded), the face networks
+(``web/build/face_detector.onnx``, ``face_mesh.onnx`` and the mesh's original ``face_landmark.tflite``)
+and the exported model set (``.onnx`` and ``.tflite`` files and ``manifest.json`` under the artifacts
+folder).
 Every response carries ``Cross-Origin-Opener-Policy: same-origin`` and
 ``Cross-Origin-Embedder-Policy: require-corp``: without them the page is not cross-origin
 isolated, SharedArrayBuffer is missing, and onnxruntime-web silently runs on one thread.
@@ -28,12 +30,24 @@ STATIC = WEB / "static"
 ORT_DIST = WEB / "node_modules" / "onnxruntime-web" / "dist"
 # The wasm-only ES module and its threaded SIMD runtime: all the page needs of the ~150 MB package.
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
+# LiteRT.js (npm @litertjs/core): served at litert/. Its ES module imports its helper by a bare name,
+# which a page (and a worker, which has no import map) can only load from a path: LITERT_MODULE is
+# served with that one specifier turned into "./wasm-utils.js" (litert_module()).
+LITERT = WEB / "node_modules" / "@litertjs"
+LITERT_MODULE, LITERT_HELPER = LITERT / "core" / "dist" / "index.js", LITERT / "wasm-utils" / "dist" / "bundle.js"
+LITERT_BARE_IMPORT = '"@litertjs/wasm-utils"'
+LITERT_WASM = {name: LITERT / "core" / "wasm" / name for name in (
+    "litert_wasm_internal.js", "litert_wasm_internal.wasm",
+    "litert_wasm_threaded_internal.js", "litert_wasm_threaded_internal.wasm")}
 DETECTOR = WEB / "build" / "face_detector.onnx"  # written by `python -m web.face_detector` (make setup)
 MESH = WEB / "build" / "face_mesh.onnx"  # `python -m web.face_detector --network mesh` (make setup)
-MODEL_SUFFIXES = {".onnx"}
-# The page's default model: the shipped int8 ONNX, named by the formats table. The page asks for
-# its name (PAGE_CONFIG) instead of spelling it.
-DEFAULT_MODEL = BY_NAME["onnx"].filename
+MESH_TFLITE = WEB / "build" / "face_landmark.tflite"  # the mesh as MediaPipe ships it (make setup copies it)
+MODEL_SUFFIXES = {".onnx", ".tflite"}
+# The page's default model: the shipped int8 .tflite in LiteRT.js, named by the formats table (the page
+# asks for its name, PAGE_CONFIG, instead of spelling it). On the 2-core machine it made the camera live
+# (29.7 frames/s of 30 against 24.9 for the int8 ONNX in onnxruntime-web, docs/web.md); the ONNX stays
+# one URL parameter away (?model=tinybeauty.onnx).
+DEFAULT_MODEL = BY_NAME["tflite"].filename
 PAGE_CONFIG = "config.json"
 MODEL_FILES = {"manifest.json"}
 ISOLATION_HEADERS = {
@@ -49,10 +63,20 @@ class SetupError(RuntimeError):
 
 
 def check_runtime_installed() -> None:
-    missing = [name for name in ORT_FILES if not (ORT_DIST / name).is_file()]
+    missing = [ORT_DIST / name for name in ORT_FILES if not (ORT_DIST / name).is_file()]
+    missing += [path for path in (LITERT_MODULE, LITERT_HELPER, *LITERT_WASM.values()) if not path.is_file()]
     if missing:
-        raise SetupError(f"onnxruntime-web is not installed ({ORT_DIST / missing[0]} is missing): run `make setup` "
+        raise SetupError(f"the page's runtimes are not installed ({missing[0]} is missing): run `make setup` "
                          "(it runs `npm ci` in web/)")
+
+
+def litert_module() -> bytes:
+    """LiteRT.js's ES module with its helper imported by a relative path (see LITERT_MODULE)."""
+    text = LITERT_MODULE.read_text(encoding="utf-8")
+    if LITERT_BARE_IMPORT not in text:
+        raise SetupError(f"{LITERT_MODULE} does not import {LITERT_BARE_IMPORT}: another @litertjs/core than "
+                         "web/package.json pins? run `make setup`")
+    return text.replace(LITERT_BARE_IMPORT, '"./wasm-utils.js"').encode()
 
 
 def resolve(url_path: str, artifacts: Path) -> Path | None:
@@ -65,8 +89,11 @@ def resolve(url_path: str, artifacts: Path) -> Path | None:
     folder, _, rest = path.lstrip("/").partition("/")
     if folder == "ort":
         return ORT_DIST / rest if rest in ORT_FILES else None
+    if folder == "litert":
+        return {"index.js": LITERT_MODULE, "wasm-utils.js": LITERT_HELPER,
+                **{f"wasm/{name}": path for name, path in LITERT_WASM.items()}}.get(rest)
     if folder == "detector":
-        return {path.name: path for path in (DETECTOR, MESH)}.get(rest)
+        return {path.name: path for path in (DETECTOR, MESH, MESH_TFLITE)}.get(rest)
     if folder == "model":
         candidate = (artifacts / rest).resolve()
         inside = candidate.is_relative_to(artifacts.resolve())
@@ -83,16 +110,22 @@ def page_config() -> bytes:
     return json.dumps({"model": DEFAULT_MODEL}).encode()
 
 
-def bundle(artifacts: Path, out: Path, models: tuple[str, ...] = (DEFAULT_MODEL,)) -> list[Path]:
+PAGE_MODELS = (DEFAULT_MODEL, BY_NAME["onnx"].filename)  # the files the page runs: .tflite and .onnx
+
+
+def bundle(artifacts: Path, out: Path, models: tuple[str, ...] = PAGE_MODELS) -> list[Path]:
     """Copy what the page needs into ``out`` with the URL layout the server uses, for any static
-    host: the page's files and its config.json, ort/ (three files), detector/ and model/. The host must send the two
+    host: the page's files and its config.json, ort/ (three files), litert/ (LiteRT.js), detector/ and model/
+    (both files the page runs). The host must send the two
     cross-origin isolation headers for multi-threaded wasm; without them the page runs on one
     thread and says so."""
     check_runtime_installed()
     files = {STATIC / name: out / name for name in sorted(p.name for p in STATIC.iterdir() if p.is_file())}
     files |= {ORT_DIST / name: out / "ort" / name for name in ORT_FILES}
+    files |= {LITERT_HELPER: out / "litert" / "wasm-utils.js"}
+    files |= {path: out / "litert" / "wasm" / name for name, path in LITERT_WASM.items()}
     files |= {Path(artifacts) / name: out / "model" / name for name in (*models, *sorted(MODEL_FILES))}
-    for network in (DETECTOR, MESH):
+    for network in (DETECTOR, MESH, MESH_TFLITE):
         if network.is_file():
             files[network] = out / "detector" / network.name
     missing = [str(source) for source in files if not source.is_file()]
@@ -102,7 +135,10 @@ def bundle(artifacts: Path, out: Path, models: tuple[str, ...] = (DEFAULT_MODEL,
         with atomic_path(target) as tmp:
             shutil.copyfile(source, tmp)
     config = write_text(out / PAGE_CONFIG, page_config().decode())
-    return sorted([*files.values(), config])
+    module = out / "litert" / "index.js"
+    with atomic_path(module) as tmp:
+        tmp.write_bytes(litert_module())
+    return sorted([*files.values(), config, module])
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -130,7 +166,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_error(404, "not served here" if path is None else f"{path.name} does not exist")
             return
         try:
-            body = path.read_bytes()
+            body = litert_module() if path == LITERT_MODULE else path.read_bytes()
         except OSError:  # unreadable, or gone since the check
             self.send_error(404, f"{path.name} cannot be read")
             return

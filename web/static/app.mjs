@@ -1,7 +1,8 @@
 // The page: wires makeup.mjs and faces.mjs to the controls. URL parameters: ?model=FILE (an .onnx file of the
-// exported set; default: the one config.json names, the shipped int8 ONNX), ?threads=N (wasm threads,
-// default onnxruntime-web's) and ?modelWorker=1 or 0 (the camera's model stage in its own worker, or in the
-// page's frame loop; default: the worker where the browser reports 4 cores or more, see MODEL_WORKER_CORES).
+// exported set, run by onnxruntime-web, or the .tflite, run by LiteRT.js together with the face mesh's own
+// .tflite; default: the one config.json names), ?threads=N (wasm threads, default the runtime's) and
+// ?modelWorker=1 or 0 (the camera's model stage in its own worker, or in the page's frame loop; default: the
+// worker for an .onnx where the browser reports 4 cores or more, see MODEL_WORKER_CORES; never for the .tflite).
 // `window.tinybeauty` exposes the state and a few calls for the tests and the benchmark, which
 // feed photos through the same file input a person uses.
 import {CameraLoop} from './camera.mjs';
@@ -11,6 +12,7 @@ import {
   pixelsOf, runModel, timeModel, wholePhoto,
 } from './makeup.mjs';
 import {loadMesh} from './mesh.mjs';
+import {formatOf} from './network.mjs';
 import {FaceTracker, STILL_MAX_FACES, stillFaces} from './tracking.mjs';
 import {ModelStage, PageWorker, searchFor} from './workers.mjs';
 
@@ -20,9 +22,11 @@ let modelFile = params.get('model');  // null: the default, asked of the server 
 const threads = Number(params.get('threads')) || 0;
 // On 2 cores the model's worker measured slower than the frame loop doing it (docs/web.md): the page, that
 // worker, the detector's worker and the browser's own compositing and capture then share two cores.
+// LiteRT.js cannot start in the page's (module) workers: it loads its wasm glue with importScripts, which
+// module workers lack. Its threads run the model in the frame loop instead.
 const MODEL_WORKER_CORES = 4;
-const modelWorker = params.has('modelWorker') ? params.get('modelWorker') === '1' :
-  (navigator.hardwareConcurrency ?? 1) >= MODEL_WORKER_CORES;
+const useModelWorker = () => (params.has('modelWorker') ? params.get('modelWorker') === '1' :
+  formatOf(modelFile) === 'onnx' && (navigator.hardwareConcurrency ?? 1) >= MODEL_WORKER_CORES);
 
 // mode: 'faces' (found by the detector, aligned as apply does), 'whole' (the photo is an aligned
 // face crop: apply --aligned) or 'box' (one square placed by hand). On "automatic" each photo
@@ -88,7 +92,10 @@ async function init() {
     showMessage(`The face detector could not be loaded (${error.message}): place the face box by hand.`, 'info');
   }
   try {
-    state.mesh = await loadMesh('detector/face_mesh.onnx');
+    // The mesh runs every camera frame: in the model's runtime (one wasm runtime on the frame loop).
+    state.mesh = formatOf(modelFile) === 'tflite' ?
+      await loadMesh('detector/face_landmark.tflite', {threads: state.model.threads}) :
+      await loadMesh('detector/face_mesh.onnx');
     if (state.detector) state.tracker = new FaceTracker({detector: state.detector, mesh: state.mesh});
     // Photos: one frame of the same chain, unsmoothed (faces.tracking.still_faces).
     if (state.detector) state.stills = new FaceTracker({detector: state.detector, mesh: state.mesh, smoothing: false,
@@ -99,7 +106,7 @@ async function init() {
   const model = state.model;
   $('model-name').textContent = `${modelFile} (${model.size}×${model.size} in, residual out)`;
   $('model-bytes').textContent = formatBytes(model.bytes);
-  $('runtime').textContent = `onnxruntime-web ${model.ortVersion}, wasm, ${model.threads} thread(s)` +
+  $('runtime').textContent = `${model.runtime} ${model.runtimeVersion}, wasm, ${model.threads} thread(s)` +
     (model.isolated ? '' : ' — not cross-origin isolated, so one thread only') +
     `; loaded in ${model.loadMs.toFixed(0)} ms`;
   setState('ready');
@@ -402,6 +409,7 @@ function cameraWorkers() {
     workers.detect = start('detect', 'detector/face_detector.onnx', {}, () => { state.tracker.search = null; });
     state.tracker.search = searchFor(workers.detect);
   }
+  const modelWorker = useModelWorker();
   if (modelWorker) workers.makeUp = start('makeUp', `model/${modelFile}`, {threads});
   return new ModelStage(state.model, modelWorker ? workers.makeUp : null);
 }

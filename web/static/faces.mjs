@@ -1,7 +1,7 @@
 // Faces and their alignment in the browser: faces/ in JavaScript. BlazeFace full range
 // (MediaPipe, Apache-2.0) as ONNX (web/face_detector.py), the same letterboxing, tiles, decoding,
 // weighted NMS and FFHQ-style alignment, so the page crops the faces `python -m apply` crops.
-import * as ort from './ort/ort.wasm.min.mjs';
+import {openNetwork} from './network.mjs';
 
 export const DETECTOR_SIZE = 192;
 const CELLS = DETECTOR_SIZE / 4;  // one anchor per cell of a 48 x 48 grid
@@ -10,12 +10,10 @@ const NMS_IOU = 0.3;
 // FFHQ's square: half its side is the larger of 2 x the eye distance and 1.8 x the eye-to-mouth one.
 export const EYE_HALF_SIDE = 2.0, MOUTH_HALF_SIDE = 1.8;
 
-export async function loadDetector(url) {
+export async function loadDetector(url, {threads} = {}) {
   const response = await fetch(url);
   if (!response.ok) throw new Error(`the face detector ${url} could not be fetched (HTTP ${response.status}); run \`make setup\``);
-  const session = await ort.InferenceSession.create(new Uint8Array(await response.arrayBuffer()),
-                                                    {executionProviders: ['wasm'], graphOptimizationLevel: 'all'});
-  return {session, input: session.inputNames[0], outputs: session.outputNames};
+  return {network: await openNetwork(url, new Uint8Array(await response.arrayBuffer()), {threads})};
 }
 
 /** One letterboxed pass over a region [x0, y0, x1, y1] of the canvas: detections in image pixels. */
@@ -36,9 +34,7 @@ async function detectIn(detector, canvas, [x0, y0, x1, y1]) {
     image[j++] = pixels[i + 1] / 127.5 - 1;
     image[j++] = pixels[i + 2] / 127.5 - 1;
   }
-  const results = await detector.session.run(
-    {[detector.input]: new ort.Tensor('float32', image, [1, DETECTOR_SIZE, DETECTOR_SIZE, 3])});
-  const [regressors, classificators] = detector.outputs.map((name) => results[name].data);
+  const [regressors, classificators] = await detector.network.run(image);
   const shift = [x0 - pad[0], y0 - pad[1]];
   const found = [];
   for (let i = 0; i < CELLS * CELLS; i++) {

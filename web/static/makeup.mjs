@@ -1,8 +1,8 @@
 // The page's pipeline, the same steps as `python -m apply`: photo -> face box -> model input
-// (256 x 256) -> onnxruntime-web -> residual -> upsampled onto the photo at full resolution.
+// (256 x 256) -> the model (onnxruntime-web or LiteRT.js, network.mjs) -> residual -> upsampled onto the photo at full resolution.
 // No DOM here beyond offscreen canvases, so the UI (app.mjs), the tests and the benchmark all
 // drive exactly this code.
-import * as ort from './ort/ort.wasm.min.mjs';
+import {RUNTIMES, formatOf, openNetwork} from './network.mjs';
 
 export const MAX_STRENGTH = 2;
 export const MAX_PIXELS = 50e6;       // a 48 MP phone photo fits; the page holds ~3 copies of it
@@ -15,10 +15,9 @@ export const MASK = {centre: [0.5, 0.55], radii: [0.36, 0.44], feather: 0.12};
 export class InputError extends Error {}   // a file the page cannot use
 export class ModelError extends Error {}   // a model the page cannot load or run
 
-/** Fetch an .onnx file and open it with the wasm backend. `threads` 0/undefined = onnxruntime-web's default. */
+/** Fetch a model file and open it: an .onnx in onnxruntime-web, a .tflite (NHWC) in LiteRT.js
+ *  (network.mjs). `threads` 0/undefined = the runtime's default. */
 export async function loadModel(url, {threads} = {}) {
-  ort.env.wasm.wasmPaths = new URL('./ort/', import.meta.url).href;
-  if (threads) ort.env.wasm.numThreads = threads;
   let response;
   try {
     response = await fetch(url);
@@ -31,19 +30,20 @@ export async function loadModel(url, {threads} = {}) {
   }
   const bytes = new Uint8Array(await response.arrayBuffer());
   const started = performance.now();
-  let session;
+  let network;
   try {
-    session = await ort.InferenceSession.create(bytes, {executionProviders: ['wasm'], graphOptimizationLevel: 'all'});
+    network = await openNetwork(url, bytes, {threads});
   } catch (error) {
-    throw new ModelError(`onnxruntime-web could not load ${url} (${bytes.length.toLocaleString()} bytes): ` +
+    throw new ModelError(`${RUNTIMES[formatOf(url)]} could not load ${url} (${bytes.length.toLocaleString()} bytes): ` +
                          `${error.message || error}. Re-export it (\`make export\`) or pick another model file.`);
   }
-  const shape = session.inputMetadata?.[0]?.shape ?? [];
-  const size = typeof shape[3] === 'number' ? shape[3] : 256;
+  const shape = network.inputShape;
+  const channelsLast = shape.length === 4 && shape[3] === 3 && shape[1] !== 3;  // the .tflite's [1, S, S, 3]
+  const size = typeof shape[2] === 'number' ? shape[2] : 256;
   const model = {
-    session, url, bytes: bytes.length, size, input: session.inputNames[0], output: session.outputNames[0],
-    loadMs: performance.now() - started, threads: ort.env.wasm.numThreads, isolated: self.crossOriginIsolated,
-    ortVersion: ort.env.versions?.web ?? 'unknown',
+    network, url, bytes: bytes.length, size, channelsLast, format: network.format,
+    loadMs: performance.now() - started, threads: network.threads, isolated: self.crossOriginIsolated,
+    runtime: network.runtime, runtimeVersion: network.version,
   };
   try {
     await runModel(model, new Float32Array(3 * size * size));  // the first run sets up kernels: not a photo's time
@@ -152,16 +152,33 @@ export function faceTensor(canvas, region, size) {
   return face;
 }
 
-/** One model run: the made-up face (1 x 3 x size x size floats) and the time onnxruntime-web took. */
+/** One model run: the made-up face (1 x 3 x size x size floats, planar like `face`) and the time the
+ *  runtime took. A channels-last model gets the face interleaved and its output planar again. */
 export async function runModel(model, face) {
-  const feeds = {[model.input]: new ort.Tensor('float32', face, [1, 3, model.size, model.size])};
   const started = performance.now();
-  const results = await model.session.run(feeds);
+  const [output] = await model.network.run(model.channelsLast ? interleaved(face, model.size) : face);
   const ms = performance.now() - started;
-  const output = results[model.output];
-  const madeUp = new Float32Array(output.data);  // a copy: the tensor's buffer belongs to the runtime
-  output.dispose?.();
-  return {madeUp, ms};
+  return {madeUp: model.channelsLast ? planar(output, model.size) : output, ms};
+}
+
+function interleaved(face, size) {
+  const plane = size * size, out = new Float32Array(3 * plane);
+  for (let i = 0, j = 0; i < plane; i++, j += 3) {
+    out[j] = face[i];
+    out[j + 1] = face[plane + i];
+    out[j + 2] = face[2 * plane + i];
+  }
+  return out;
+}
+
+function planar(pixels, size) {
+  const plane = size * size, out = new Float32Array(3 * plane);
+  for (let i = 0, j = 0; i < plane; i++, j += 3) {
+    out[i] = pixels[j];
+    out[plane + i] = pixels[j + 1];
+    out[2 * plane + i] = pixels[j + 2];
+  }
+  return out;
 }
 
 function smoothstep(ramp) {

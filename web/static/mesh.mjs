@@ -1,9 +1,10 @@
 // The 468-point face mesh on a square of the frame: faces/mesh.py in JavaScript. MediaPipe's
-// face_landmark.tflite (Apache-2.0) as ONNX (web/face_detector.py --network mesh), the same
+// face_landmark.tflite (Apache-2.0), itself in LiteRT.js or as ONNX (web/face_detector.py --network
+// mesh) in onnxruntime-web, the same
 // regions (a square 1.5x the face's box, eyes level) and the same crop, warped straight from
 // the frame on a canvas: only the 192 x 192 crop's pixels are read back.
 import {MOUTH_HALF_SIDE} from './faces.mjs';
-import * as ort from './ort/ort.wasm.min.mjs';
+import {openNetwork} from './network.mjs';
 
 export const MESH_SIZE = 192;
 export const REGION_SCALE = 1.5;   // MediaPipe's RectTransformationCalculator: scale 1.5, square_long
@@ -21,14 +22,15 @@ export const MESH_TEMPLATE = [[33, 0.3271, 0.4771], [133, 0.4377, 0.4797], [362,
 export const EYE_CORNERS = [33, 133, 362, 263];
 const POINTS = 468;
 
-export async function loadMesh(url) {
+/** The mesh network from `url`: MediaPipe's face_landmark.tflite itself (LiteRT.js) or its ONNX
+ *  rewrite (onnxruntime-web); both take [1, 192, 192, 3] and give the 1404 coordinates and the flag. */
+export async function loadMesh(url, {threads} = {}) {
   const response = await fetch(url);
   if (!response.ok) throw new Error(`the face mesh ${url} could not be fetched (HTTP ${response.status}); run \`make setup\``);
-  const session = await ort.InferenceSession.create(new Uint8Array(await response.arrayBuffer()),
-                                                    {executionProviders: ['wasm'], graphOptimizationLevel: 'all'});
+  const network = await openNetwork(url, new Uint8Array(await response.arrayBuffer()), {threads});
   const crop = new OffscreenCanvas(MESH_SIZE, MESH_SIZE);
-  return {session, input: session.inputNames[0], outputs: session.outputNames,
-          context: crop.getContext('2d', {willReadFrequently: true}), tensor: new Float32Array(MESH_SIZE * MESH_SIZE * 3)};
+  return {network, context: crop.getContext('2d', {willReadFrequently: true}),
+          tensor: new Float32Array(MESH_SIZE * MESH_SIZE * 3)};
 }
 
 const eyeAngle = ([lx, ly], [rx, ry]) => Math.atan2(ry - ly, rx - lx);
@@ -84,8 +86,9 @@ export async function runMesh(mesh, canvas, region) {
     image[j++] = pixels[i + 1] / 255;
     image[j++] = pixels[i + 2] / 255;
   }
-  const results = await mesh.session.run({[mesh.input]: new ort.Tensor('float32', image, [1, MESH_SIZE, MESH_SIZE, 3])});
-  const [raw, flag] = mesh.outputs.map((name) => results[name].data);
+  const outputs = await mesh.network.run(image);
+  // The two outputs by their sizes (the formats list them in different orders).
+  const raw = outputs.find((output) => output.length === 3 * POINTS), flag = outputs.find((output) => output.length === 1);
   const points = new Array(POINTS);
   for (let i = 0; i < POINTS; i++) {
     const x = raw[3 * i], y = raw[3 * i + 1];

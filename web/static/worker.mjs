@@ -1,4 +1,4 @@
-// The script of the camera's Web Workers (workers.mjs starts them): each has its own onnxruntime-web, on a
+// The script of the camera's Web Workers (workers.mjs starts them): each has its own runtime, on a
 // core of its own where the machine has one, so the frame loop never waits for it. Its first message
 // says which job it does, for the rest of its life:
 //   'detect'  BlazeFace (faces.mjs detectFaces: the whole frame and its tiles) on a frame's ImageBitmap
@@ -7,7 +7,6 @@
 //             the footprint) -> {patches (ImageData, transferred), ms}.
 // Messages: {id, type: 'start', job, url, threads} then {id, type: 'run', ...the job's input}; each is
 // answered {id, ...reply} or {id, error}: any error fails the worker (the page then does the job itself).
-import * as ort from './ort/ort.wasm.min.mjs';
 import {detectFaces, loadDetector} from './faces.mjs';
 import {loadModel, makeUpFaces} from './makeup.mjs';
 
@@ -15,13 +14,15 @@ const scratch = () => new OffscreenCanvas(1, 1).getContext('2d', {willReadFreque
 
 const JOBS = {
   async detect({url}) {
-    ort.env.wasm.numThreads = 1;  // a background job: the other cores are the frame loop's and the model's
-    const detector = await loadDetector(url);
+    // A background job on one thread: the other cores are the frame loop's and the model's.
+    const detector = await loadDetector(url, {threads: 1});
+    threads = detector.network.threads;
     return async ({bitmap}) => ({reply: {faces: await detectFaces(detector, bitmap)}, transfer: []});
   },
 
-  async makeUp({url, threads}) {
-    const model = await loadModel(url, {threads});
+  async makeUp({url, threads: wanted}) {
+    const model = await loadModel(url, {threads: wanted});
+    threads = model.threads;
     const frame = scratch(), layer = scratch();
     return async ({bitmap, regions, strength}) => {
       const copying = performance.now();
@@ -36,14 +37,14 @@ const JOBS = {
 };
 
 let run = null;  // the job's function, once started
+let threads = 0;  // the threads its runtime runs on
 
 self.onmessage = async ({data: {id, type, ...input}}) => {
   try {
     if (type === 'start') {
-      ort.env.wasm.wasmPaths = new URL('./ort/', import.meta.url).href;
       if (!JOBS[input.job]) throw new Error(`no such job: ${input.job}`);
       run = await JOBS[input.job](input);
-      self.postMessage({id, threads: ort.env.wasm.numThreads});
+      self.postMessage({id, threads});
     } else {
       const {reply, transfer} = await run(input);
       self.postMessage({id, ...reply}, transfer);
