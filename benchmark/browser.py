@@ -109,17 +109,21 @@ def browser_row(artifacts: Path, manifest: dict, faces: dict[str, tuple[torch.Te
 
 
 def camera_figures(artifacts: Path, runs: int = CAMERA_RUNS, seconds: float = CAMERA_SECONDS,
-                   clip: Clip = CAMERA_CLIP, query: dict | None = None) -> dict:
+                   clip: Clip = CAMERA_CLIP, query: dict | None = None, model: str = CAMERA_MODEL,
+                   threads: int | None = None) -> dict:
     """The page's camera mode on the fake camera, counted from its first followed face (the
     detector's worker starts with the camera): frames/s and frames dropped of each run, best and
     median, and the median run's ms per stage (web.browser's camera_rate), p90 frame and p90 of the
     page's own work per frame (main), and the seconds from "Use the webcam" to the first face.
-    ``query``: the page's URL parameters (MODEL_STAGES: where the model runs)."""
+    ``query``: the page's URL parameters (MODEL_STAGES: where the model runs); ``model``, ``threads``:
+    the file the page runs (default: its own default) and its runtime's threads (None: the default)."""
     with tempfile.TemporaryDirectory(prefix="tinybeauty_camera_") as folder:
         path = write_clip(Path(folder) / "camera.y4m", clip)
         measured = []
         for _ in range(runs):
-            with BrowserPage(artifacts, CAMERA_MODEL, camera_clip=path, query=query) as page:
+            with BrowserPage(artifacts, model, threads=threads, camera_clip=path, query=query) as page:
+                info = page.model_info
+                runtime = f"{info['runtime']} {info['runtimeVersion']}, {info['threads']} thread(s)"
                 started = time.monotonic()
                 page.start_camera(frames=1)
                 page.page.wait_for_function(FACE_FOLLOWED, timeout=120_000)
@@ -128,7 +132,8 @@ def camera_figures(artifacts: Path, runs: int = CAMERA_RUNS, seconds: float = CA
                 measured.append(page.camera_rate(seconds) | {"first_face_s": first_face_s})
     rates = [run["fps"] or 0.0 for run in measured]
     median_run = sorted(measured, key=lambda run: run["fps"] or 0.0)[len(measured) // 2]
-    return {"size": f"{clip.width}x{clip.height}", "camera_fps": clip.fps, "runs": measured,
+    return {"size": f"{clip.width}x{clip.height}", "camera_fps": clip.fps, "model": model, "runs": measured,
+            "runtime": runtime,
             "best_fps": max(rates), "median_fps": statistics.median(rates), "median_run_ms": median_run["median_ms"],
             "median_run_p90_frame_ms": median_run["p90_frame_ms"],
             "median_run_p90_main_ms": median_run.get("p90_main_ms"),
@@ -159,7 +164,8 @@ def camera_note(camera: dict) -> str:
     share = camera.get("median_run_dropped_share")
     detector = (f"a frame that runs the detector {camera['median_run_detection_frame_ms']:.0f} ms"
                 if camera["median_run_detection_frame_ms"] else "the detector in a worker")
-    return (f"camera {camera['size']} at {camera['camera_fps']} frames/s (fake camera, a moving face): "
+    return (f"camera {camera['size']} at {camera['camera_fps']} frames/s (fake camera, a moving face; "
+            f"{camera.get('model', CAMERA_MODEL)} in {camera.get('runtime', 'the page')}): "
             f"{camera['median_fps']:.1f} frames/s made up (median of {len(camera['runs'])} pages, best "
             f"{camera['best_fps']:.1f}), frames dropped {'not counted' if share is None else f'{100 * share:.0f}%'}; "
             f"model stage in the {camera.get('model_stage') or 'page'}; median ms per frame: {stages}; p90 frame "
@@ -177,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=CAMERA_RUNS, help="fresh pages (default: %(default)s)")
     parser.add_argument("--fps", type=int, nargs="+", default=list(CAMERA_FPS),
                         help="the fake camera's frame rates (default: %(default)s)")
+    parser.add_argument("--model", default=CAMERA_MODEL, help="the file of --artifacts the page runs (default: the "
+                        "page's own default, %(default)s; tinybeauty.onnx runs in onnxruntime-web)")
+    parser.add_argument("--threads", type=int, default=None, help="its runtime's wasm threads (default: the page's)")
     parser.add_argument("--model-stage", choices=sorted(MODEL_STAGES), default="auto",
                         help="where the page runs the camera's model: its own choice by the cores (auto), its "
                              "worker or the frame loop (default: %(default)s)")
@@ -186,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     for fps in args.fps:
         try:
             camera = camera_figures(args.artifacts, args.runs, clip=replace(CAMERA_CLIP, fps=fps),
-                                    query=MODEL_STAGES[args.model_stage])
+                                    query=MODEL_STAGES[args.model_stage], model=args.model, threads=args.threads)
         except (BrowserUnavailable, PageError) as why:
             print(f"not run: {why}", file=sys.stderr)
             return 2
