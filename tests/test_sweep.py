@@ -35,6 +35,8 @@ def test_sweep_export_gives_each_int8_files_loss(synthetic_data, tmp_path):
     # every shipped int8 file's loss against PyTorch on the test faces, from its own runtime's report
     assert {"onnx", "tflite", "pte", "ptl"} <= set(row["int8_loss_db"])
     assert all(abs(loss) < 1.0 for loss in row["int8_loss_db"].values())
+    assert row["shipped_test_psnr_db"] == row["test_psnr_db"] - row["int8_loss_db"]["onnx"]
+    assert "int8 ONNX test PSNR" in (out / "sweep.md").read_text()
     assert (out / "seed_0" / "bench" / "report.json").is_file()
 
 
