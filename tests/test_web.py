@@ -555,3 +555,18 @@ def test_page_constants_are_apply_and_detector_constants(page):
         "derivative": tracking.DERIVATIVE_CUTOFF, "fallback": tracking.FALLBACK_DT, "hold": tracking.REGION_HOLD,
         "match": tracking.MATCH_IOU, "duplicate": tracking.DUPLICATE_IOU,
         "every": defaults["detect_every"].default, "faces": defaults["max_faces"].default}
+
+
+def test_the_page_reports_the_litert_version_web_package_json_pins():
+    """network.mjs names LiteRT.js's version (the package does not report its own): the pinned one."""
+    import json
+    import re
+
+    from web.server import WEB
+
+    pinned = json.loads((WEB / "package.json").read_text())["dependencies"]["@litertjs/core"]
+    named = re.search(r"LITERT_VERSION = '([^']+)'", (WEB / "static" / "network.mjs").read_text()).group(1)
+    installed = WEB / "node_modules" / "@litertjs" / "core" / "package.json"
+    assert named == pinned
+    if installed.is_file():
+        assert json.loads(installed.read_text())["version"] == pinned
