@@ -31,7 +31,7 @@ def test_folder_layouts(tmp_path, source, target):
     cache = load_pairs(tmp_path, image_size=32)
     assert cache.names == ["a", "b", "c"]
     assert cache.sources.shape == (3, 32, 32, 3) and cache.sources.dtype == np.uint8
-    assert cache.eye_mask == "landmarks"  # no label maps: landmarks first (flat squares have no face: the band)
+    assert cache.eye_mask == "mesh"  # the default: the face mesh (flat squares have no face: the band)
 
 
 def test_jpg_source_pairs_with_png_target_by_stem(tmp_path):
@@ -67,11 +67,12 @@ def test_masks_give_eye_band_from_labels(tmp_path):
     labels[10:14, 24:32] = 5
     for name in ("a", "b"):
         Image.fromarray(labels).save(tmp_path / "mask" / f"{name}.png")
-    cache = load_pairs(tmp_path, image_size=40)
-    assert cache.eye_mask == "labels"
-    eye = cache.eye_masks[0]
-    assert eye[12, 12] > 200 and eye[12, 28] > 200  # on the eyes
-    assert eye[35, 20] == 0  # chin: outside the band
+    for eye_mask in ("labels", "auto"):  # auto: the mesh finds no face on a flat square, so its label map
+        cache = load_pairs(tmp_path, image_size=40, eye_mask=eye_mask)
+        assert cache.eye_mask == ("labels" if eye_mask == "labels" else "mesh")
+        eye = cache.eye_masks[0]
+        assert eye[12, 12] > 200 and eye[12, 28] > 200  # on the eyes
+        assert eye[35, 20] == 0  # chin: outside the band
 
 
 def test_fixed_eye_band_without_masks(tmp_path):
@@ -243,9 +244,13 @@ def test_recorded_split_is_loaded_exactly_and_checked(tmp_path):
         load_split(split, "val", data_override=moved)
 
 
-def test_eye_masks_from_landmarks_match_the_labels(tmp_path):
-    """Without label maps, the eye mask comes from detected landmarks, and covers the real eyes."""
-    from train.data import LANDMARK_CACHE, eye_mask_from_labels
+@pytest.mark.parametrize("eye_mask,cache_file,min_iou",
+                         [("auto", "MESH_CACHE", 0.6), ("landmarks", "LANDMARK_CACHE", 0.4)])
+def test_eye_masks_from_the_mesh_or_landmarks_match_the_labels(tmp_path, eye_mask, cache_file, min_iou):
+    """Without label maps, the eye mask comes from the face mesh (the default) or detected landmarks,
+    and covers the real eyes: the mesh's contours closer to the labels than the landmark ellipses."""
+    from train import data
+    from train.data import eye_mask_from_labels
     from train.synthetic import to_uint8
 
     labelled = []
@@ -256,11 +261,12 @@ def test_eye_masks_from_landmarks_match_the_labels(tmp_path):
         Image.fromarray(to_uint8(source)).save(tmp_path / "source" / f"f{i}.png")
         Image.fromarray(to_uint8(target)).save(tmp_path / "target" / f"f{i}.png")
         labelled.append(eye_mask_from_labels(labels, 256) > 127)
-    cache = load_pairs(tmp_path, 256)
-    assert cache.eye_mask == "landmarks" and (tmp_path / LANDMARK_CACHE).is_file()
+    cache = load_pairs(tmp_path, 256, eye_mask=eye_mask)
+    assert cache.eye_mask == ("mesh" if eye_mask == "auto" else eye_mask)
+    assert (tmp_path / getattr(data, cache_file)).is_file()
     for mask, truth in zip(cache.eye_masks, labelled, strict=True):
         found = mask > 127
-        assert (found & truth).sum() / (found | truth).sum() > 0.4  # IoU with the label-derived mask
+        assert (found & truth).sum() / (found | truth).sum() > min_iou  # IoU with the label-derived mask
     band = load_pairs(tmp_path, 256, eye_mask="band").eye_masks[0]
     assert not np.array_equal(band, cache.eye_masks[0])
     with pytest.raises(DataError, match="no mask/ label maps"):

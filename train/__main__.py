@@ -165,8 +165,9 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, set[str]]:
     add("--test-fraction", type=fraction_from_zero,
         help=f"held-out test share of all pairs, never used in training; 0 gives "
         f"the paper's 90/10 train/validation split (default {defaults.test_fraction})")
-    add("--eye-mask", choices=EYE_MASK_SOURCES, help="where the eyeliner loss's eye mask comes from: auto (label "
-        "maps if the data has them, else face landmarks, else the fixed band), labels, landmarks, band "
+    add("--eye-mask", choices=EYE_MASK_SOURCES, help="where the eyeliner loss's eye mask comes from: auto (the "
+        "face mesh's eye contours; an image without a face found takes its label map if the data has them, else "
+        "the fixed band), labels, landmarks (ellipses at BlazeFace's eyes), mesh (as auto), band "
         f"(default {defaults.eye_mask})")
     add("--augment", choices=AUGMENTATIONS, help="changes applied identically to both images of a training pair: "
         "photometric (colour), geometric (zoom, rotation, shift; the eye mask too), both, or none "

@@ -56,8 +56,11 @@ LAYOUTS = (("source", "target"), ("non-makeup", "makeup"))
 # covers both eyes with brows and lids and fades out over a few pixels.
 EYE_BAND = {"top": 0.30, "bottom": 0.56, "left": 0.18, "right": 0.82}
 # Where the eye mask comes from: face-parsing label maps, face landmarks (BlazeFace, detected once
-# per source image and cached in DIR/.tinybeauty_landmarks.json), or the fixed band. "auto":
-# labels when the dataset has them, else landmarks, else the band.
+# per source image and cached in DIR/.tinybeauty_landmarks.json), the face mesh's eye contours, or
+# the fixed band. "auto" is the mesh: over three seeds of the CPU preset on the built-in data it
+# beat the label maps by 1.1-1.6 dB of test PSNR per seed (docs/training.md). An image in which a
+# located source (mesh, landmarks) finds no face takes its label map where the dataset has them,
+# else the band.
 EYE_MASK_SOURCES = ("auto", "labels", "landmarks", "mesh", "band")
 LANDMARK_CACHE = ".tinybeauty_landmarks.json"
 # "mesh": the eye contours of the 468-point face mesh (faces.mesh), filled and grown like the label
@@ -269,21 +272,27 @@ class MeshCache(LandmarkCache):
         return [round(float(value), 2) for value in rings.ravel()]
 
 
-def _eye_mask_of(eye_mask: str, size: int, landmarks: LandmarkCache | None):
-    """The per-pair step of decoding that makes its eye mask (None: the fixed band)."""
+def _labels_mask(pair: Pair, source: Image.Image, size: int) -> np.ndarray:
+    labels = read_label_map(pair.mask)
+    if labels.shape[::-1] != source.size:
+        raise DataError(f"{pair.mask} is {labels.shape[1]}x{labels.shape[0]} but {pair.source} is "
+                        f"{source.size[0]}x{source.size[1]}; label maps must match their image's size")
+    resized = Image.fromarray(labels.astype(np.uint8 if labels.max() < 256 else np.int32))
+    return eye_mask_from_labels(np.asarray(resized.resize((size, size), Image.NEAREST)), size)
+
+
+def _eye_mask_of(eye_mask: str, size: int, landmarks: LandmarkCache | None, fallbacks: dict[str, str]):
+    """The per-pair step of decoding that makes its eye mask (None: the fixed band). A located source
+    that finds no face falls back to the pair's label map if it has one (``fallbacks[name] = 'labels'``)."""
 
     def make(pair: Pair, source: Image.Image, file_shas: list[str]) -> np.ndarray | None:
         if eye_mask == "labels":
-            labels = read_label_map(pair.mask)
-            if labels.shape[::-1] != source.size:
-                raise DataError(f"{pair.mask} is {labels.shape[1]}x{labels.shape[0]} but {pair.source} is "
-                                f"{source.size[0]}x{source.size[1]}; label maps must match their image's size")
-            resized = Image.fromarray(labels.astype(np.uint8 if labels.max() < 256 else np.int32))
-            return eye_mask_from_labels(np.asarray(resized.resize((size, size), Image.NEAREST)), size)
+            return _labels_mask(pair, source, size)
         if eye_mask in ("landmarks", "mesh"):
             points = landmarks.eye_points(file_shas[0], source)
             if points is None:
-                return None
+                fallbacks[pair.name] = "labels" if pair.mask is not None else "band"
+                return _labels_mask(pair, source, size) if pair.mask is not None else None
             draw = eye_mask_from_landmarks if eye_mask == "landmarks" else mesh_region_mask
             return draw(points, source.size, size)
         return None
@@ -299,8 +308,8 @@ def load_pairs(root: Path, image_size: int = 256, workers: int = 4, eye_mask: st
         raise DataError(f"{with_masks} of {len(pairs)} pairs in {root} have label maps; give every pair one or none")
     if eye_mask == "labels" and not with_masks:
         raise DataError(f"--eye-mask labels, but {root} has no mask/ label maps; add them or use --eye-mask landmarks")
-    source = eye_mask if eye_mask != "auto" else ("labels" if with_masks else "landmarks")
-    if source != "labels":
+    source = eye_mask if eye_mask != "auto" else "mesh"
+    if source == "band":
         pairs = [Pair(p.name, p.source, p.target, None) for p in pairs]  # label maps not used
     return decode_with_eye_masks(pairs, image_size, workers, eye_mask=source, root=root)
 
@@ -322,24 +331,26 @@ def decode_with_eye_masks(pairs: list[Pair], image_size: int, workers: int = 4, 
     map, from landmarks (detected, cached in ``root``), or the fixed band."""
     located = eye_mask in ("landmarks", "mesh")
     landmarks = _landmark_cache(root or pairs[0].source.parent, eye_mask) if located else None
-    if located and landmarks is None:
-        eye_mask = "band"  # no detector here: logged by _landmark_cache
+    if located and landmarks is None:  # no detector here: logged by _landmark_cache
+        eye_mask = "labels" if pairs and all(pair.mask is not None for pair in pairs) else "band"
+    fallbacks: dict[str, str] = {}
     cache, masks = decode_pairs(pairs, image_size, workers, expected_hashes, origin,
-                                extra=_eye_mask_of(eye_mask, image_size, landmarks))
+                                extra=_eye_mask_of(eye_mask, image_size, landmarks, fallbacks))
     band = fixed_eye_band(image_size)
     cache.eye_masks = np.stack([band if mask is None else mask for mask in masks]) if masks else \
         np.empty((0, image_size, image_size), np.uint8)
     cache.eye_mask = eye_mask
     if landmarks is not None:
         landmarks.save()
-    on_band = [pair.name for pair, mask in zip(pairs, masks, strict=True) if mask is None]
     if eye_mask == "labels":
         log.info("eye mask: grown from the face-parsing labels %s", EYE_LABELS)
     elif located:
+        missed = sorted(fallbacks)
         log.info("eye mask: from face %s for %d of %d images (cached in %s)%s",
-                 "mesh contours" if eye_mask == "mesh" else "landmarks", len(pairs) - len(on_band), len(pairs),
-                 landmarks.path, f"; no face found in {len(on_band)}, which use the fixed band: "
-                 + ", ".join(on_band[:10]) + (" ..." if len(on_band) > 10 else "") if on_band else "")
+                 "mesh contours" if eye_mask == "mesh" else "landmarks", len(pairs) - len(missed), len(pairs),
+                 landmarks.path, f"; no face found in {len(missed)}, which use their label map or the fixed band: "
+                 + ", ".join(f"{name} ({fallbacks[name]})" for name in missed[:10])
+                 + (" ..." if len(missed) > 10 else "") if missed else "")
     else:
         log.info("eye mask: the fixed eye band for aligned faces %s", EYE_BAND)
     return cache
