@@ -1,7 +1,7 @@
 """Drive the page in a real Chromium with Playwright: what the tests and the benchmark share.
 
 Photos go in through the page's own file input, so every check runs the code a person runs:
-decode, face box, onnxruntime-web (wasm), residual onto the photo. The browser is found by
+decode, face box, the model in LiteRT.js or onnxruntime-web (wasm), residual onto the photo. The browser is found by
 :func:`find_chromium`, first that exists: ``$TINYBEAUTY_CHROMIUM``; Playwright's own download
 (``playwright install chromium``: the full browser or its headless shell, where Playwright says
 or in its cache folder); the system's Chrome or Chromium (Debian's and Ubuntu's packages,
@@ -146,9 +146,9 @@ def ensure_chromium() -> str:
 class BrowserPage:
     """``with BrowserPage(artifacts) as page:`` the served page open in headless Chromium, model loaded.
 
-    ``model`` is an .onnx file of the artifacts folder (None: the page's default, the shipped
-    ONNX the server names); ``threads`` the wasm thread count (None:
-    onnxruntime-web's default). ``fake_webcam``: Chromium's synthetic camera (a moving test
+    ``model`` is an .onnx or .tflite file of the artifacts folder (None: the page's default, the
+    shipped .tflite the server names); ``threads`` the wasm thread count (None: the runtime's
+    default). ``fake_webcam``: Chromium's synthetic camera (a moving test
     pattern); ``camera_clip``: a .y4m file as the camera instead (web/camera_clip.py makes one;
     Chromium loops it). ``query``: more URL parameters (app.mjs lists them). Raises
     BrowserUnavailable, or PageError if the model did not load."""
