@@ -85,8 +85,9 @@ def pin_activation_ranges(prepared: torch.fx.GraphModule, ranges: dict[str, tupl
         if node.op != "call_module" or "activation_post_process" not in str(node.target):
             continue
         observer = prepared.get_submodule(node.target)
-        if getattr(observer, "qscheme", None) not in (torch.per_tensor_affine, torch.per_tensor_symmetric):
-            continue  # per-channel weight observers keep their exact weight ranges
+        weight = isinstance(node.args[0], torch.fx.Node) and node.args[0].op == "get_attr"
+        if weight or getattr(observer, "qscheme", None) not in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+            continue  # weight observers keep their exact weight ranges
         name = _observed_output(node.args[0])
         if name is None:
             continue
