@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.int8 import output_of
 from models.metrics import psnr_db
 
 INPUT_NAME = "face"
@@ -61,8 +62,6 @@ def _observed_output(node: torch.fx.Node) -> str | None:
     own module (``nn_module_stack`` in a PT2E graph, the called module's name in an FX one), else,
     for ops that only move values (max-pool, upsample, concatenation, pixel shuffle), the output of
     the node they read (a concatenation's inputs share one range, so its first is enough)."""
-    from models.int8 import output_of
-
     while isinstance(node, torch.fx.Node) and node.op != "placeholder":
         stack = node.meta.get("nn_module_stack")
         path = list(stack.values())[-1][0] if stack else (node.target if node.op == "call_module" else "")

@@ -16,9 +16,7 @@ It lives in models/ because both stages read it, and neither may import the othe
 
 from __future__ import annotations
 
-from torch import nn
-
-from models.rescale import SKIPS
+from models.rescale import SKIPS, output_conv  # noqa: F401  (output_conv: the conv writing each output)
 
 # Residual-network modules whose output tensor is 8-bit on device, in forward order.
 QUANTIZED_OUTPUTS = ("stem", "enc1", "enc2", "enc3", "bottleneck", "dec3", "dec2", "dec1", "head")
@@ -61,8 +59,3 @@ def output_of(module_path: str) -> str | None:
         parts = parts[1:]
     return parts[0] if parts and parts[0] in QUANTIZED_OUTPUTS else None
 
-
-def output_conv(residual: nn.Module, name: str) -> nn.Conv2d:
-    """The convolution that writes quantized output ``name`` (``enc1`` -> its conv, ReLU aside)."""
-    module = residual.get_submodule(name)
-    return module if isinstance(module, nn.Conv2d) else next(m for m in module.modules() if isinstance(m, nn.Conv2d))

@@ -33,7 +33,9 @@ SKIPS = (
 )
 
 
-def _conv(root: nn.Module, name: str) -> nn.Conv2d:
+def output_conv(root: nn.Module, name: str) -> nn.Conv2d:
+    """The convolution of module ``name`` of ``root``: the module itself, or the first conv of its
+    conv + activation block (models/int8.py names the outputs by these modules too)."""
     module = root.get_submodule(name)
     return module if isinstance(module, nn.Conv2d) else next(m for m in module.modules() if isinstance(m, nn.Conv2d))
 
@@ -79,7 +81,7 @@ def rescaled_parameters(model: TinyBeauty, factors: dict[str, float],
         values[f"{producer}.bias"] = values[f"{producer}.bias"] * k
         next_name = _conv_name(residual, reader)
         values[f"{next_name}.weight"] = values[f"{next_name}.weight"] / k
-        channels = _conv(residual, skip).out_channels
+        channels = output_conv(residual, skip).out_channels
         dec_name = _conv_name(residual, decoder)
         weight = values[f"{dec_name}.weight"]  # cat([decoder, skip]): the skip comes last
         values[f"{dec_name}.weight"] = torch.cat([weight[:, :-channels], weight[:, -channels:] / k], dim=1)

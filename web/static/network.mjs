@@ -6,6 +6,7 @@
 import * as ort from './ort/ort.wasm.min.mjs';
 
 export const RUNTIMES = {onnx: 'onnxruntime-web', tflite: 'LiteRT.js'};
+const LITERT_VERSION = '2.5.3';  // web/package.json's pin (the package does not report its own)
 
 /** 'onnx' or 'tflite', from a URL's file name. */
 export function formatOf(url) {
@@ -79,5 +80,3 @@ export async function openNetwork(url, bytes, {threads = 0} = {}) {
     },
   };
 }
-
-const LITERT_VERSION = '2.5.3';  // web/package.json's pin (the package does not report its own)
