@@ -139,7 +139,7 @@ def camera_figures(artifacts: Path, runs: int = CAMERA_RUNS, seconds: float = CA
             "median_run_p90_main_ms": median_run.get("p90_main_ms"),
             "median_run_detection_frame_ms": median_run["detection_frame_ms"],
             "median_run_dropped_share": dropped_share(median_run), "model_stage": median_run.get("where"),
-            "median_run_with_face": median_run.get("with_face"),
+            "median_run_with_face": median_run.get("with_face"), "drawn_by": median_run.get("drawn_by"),
             "median_first_face_s": statistics.median(run["first_face_s"] for run in measured)}
 
 
@@ -168,7 +168,8 @@ def camera_note(camera: dict) -> str:
             f"{camera.get('model', CAMERA_MODEL)} in {camera.get('runtime', 'the page')}): "
             f"{camera['median_fps']:.1f} frames/s made up (median of {len(camera['runs'])} pages, best "
             f"{camera['best_fps']:.1f}), frames dropped {'not counted' if share is None else f'{100 * share:.0f}%'}; "
-            f"model stage in the {camera.get('model_stage') or 'page'}; median ms per frame: {stages}; p90 frame "
+            f"model stage in the {camera.get('model_stage') or 'page'}; frames onto the page by "
+            f"{camera.get('drawn_by') or 'drawImage'}; median ms per frame: {stages}; p90 frame "
             f"{camera['median_run_p90_frame_ms'] or 0:.1f} ms, p90 of the page's own work "
             f"{camera.get('median_run_p90_main_ms') or 0:.1f} ms; {detector}; a face on "
             f"{100 * (camera.get('median_run_with_face') or 0):.0f}% of the frames, the first "

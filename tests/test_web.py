@@ -414,6 +414,7 @@ def test_camera_mode_follows_the_face_on_a_clip(served, strong_model, camera_cli
     assert jobs["where"] == ("page" if litert else "worker"), jobs
     assert jobs["detectorRuns"] >= 1 and jobs["searches"] >= jobs["detectorRuns"], jobs
     assert not any(frame["detected"] for frame in recorded) and jobs["message"] == "", jobs
+    assert {frame["drawnBy"] for frame in recorded} == {"copy"}  # each frame's own RGBA copy (FrameDrawer)
     indices = [read_code(frame["rows"], CLIP) % CLIP.frames for frame in recorded]
     assert len(set(indices)) >= 6  # the face moved between the frames checked
     for previous, index, frame in zip([indices[0], *indices], indices, recorded, strict=False):
@@ -439,6 +440,33 @@ def test_camera_mode_follows_the_face_on_a_clip(served, strong_model, camera_cli
     outside = np.ones(changed.shape, bool)
     outside[max(0, y0):y1, max(0, x0):x1] = False
     assert changed.sum() > 1000 and not changed[outside].any()
+
+
+def test_a_camera_frame_is_copied_with_the_pixels_drawimage_gives(page):
+    """FrameDrawer (the camera's frames onto their buffer): an I420 frame, as cameras send them, goes
+    through its own RGBA copy, pixel for pixel what drawImage draws; one it cannot copy as it is (drawn at
+    another size) is drawn."""
+    result = page.page.evaluate("""async () => {
+        const {FrameDrawer} = await import('./camera.mjs');
+        const [width, height] = [320, 180];
+        const bytes = new Uint8Array(width * height * 3 / 2);
+        for (let i = 0, seed = 7; i < bytes.length; i++) bytes[i] = (seed = (seed * 1103515245 + 12345) >>> 0) >>> 24;
+        const frame = new VideoFrame(bytes, {format: 'I420', codedWidth: width, codedHeight: height, timestamp: 0});
+        const canvas = (w, h) => new OffscreenCanvas(w, h).getContext('2d', {willReadFrequently: true});
+        const [copied, drawn, small] = [canvas(width, height), canvas(width, height), canvas(width / 2, height / 2)];
+        const drawer = new FrameDrawer();
+        const how = await drawer.draw(copied, frame, width, height);
+        drawn.drawImage(frame, 0, 0);
+        const howSmall = await drawer.draw(small, frame, width / 2, height / 2);
+        frame.close();
+        const [a, b] = [copied, drawn].map((context) => context.getImageData(0, 0, width, height).data);
+        let differ = 0;
+        for (let i = 0; i < a.length; i++) differ += a[i] !== b[i];
+        const spread = new Set(a.filter((_, i) => i % 4 === 0)).size;
+        return {how, howSmall, differ, spread, copies: drawer.copies};
+    }""")
+    assert result == {"how": "copy", "howSmall": "drawImage", "differ": 0, "spread": result["spread"], "copies": True}
+    assert result["spread"] > 200  # a frame of many colours, not one flat value
 
 
 def test_a_worker_that_fails_is_reported_and_the_camera_goes_on(served, strong_model, camera_clip):

@@ -292,7 +292,8 @@ class BrowserPage:
 
     def record_camera(self, frames: int, code_rows: int = 0, timeout_s: float = 120) -> list[dict]:
         """The next ``frames`` camera frames as the page made them up: {index, time, regions (the
-        crops), landmarks (per tracked face, 468 [x, y]), ms, detected, fps} each, and with
+        crops), landmarks (per tracked face, 468 [x, y]), ms, detected, drawnBy ('copy' or 'drawImage': how
+        the frame reached its buffer), fps} each, and with
         ``code_rows`` the frame's top rows (RGB, rows x width x 3) as drawn, read by an observer
         hook outside the page's timing."""
         self.page.evaluate("""(codeRows) => {
@@ -301,7 +302,8 @@ class BrowserPage:
                 const rows = codeRows ? canvas.getContext('2d').getImageData(0, 0, canvas.width, codeRows).data : null;
                 window.recorded.push({index: frame.index, time: frame.time, regions: frame.regions, ms: frame.ms,
                                       landmarks: frame.faces.map((face) => face.landmarks),
-                                      detected: frame.detected, fps: tinybeauty.state.loop.rate.perSecond,
+                                      detected: frame.detected, drawnBy: frame.drawnBy,
+                                      fps: tinybeauty.state.loop.rate.perSecond,
                                       width: canvas.width, rows: rows && Array.from(rows)});
             };
         }""", int(code_rows))
@@ -344,6 +346,7 @@ class BrowserPage:
             const droppedBefore = tinybeauty.state.loop.dropped ?? null;
             tinybeauty.state.onFrame = (frame) => frames.push({at: performance.now(), ms: frame.ms,
                                                                 detected: frame.detected, searches: frame.searches,
+                                                                drawnBy: frame.drawnBy,
                                                                 faces: frame.regions.length});
             await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
             tinybeauty.state.onFrame = null;
@@ -365,7 +368,7 @@ class BrowserPage:
                     with_face: frames.length ? frames.filter((frame) => frame.faces > 0).length / frames.length : null,
                     dropped, where: tinybeauty.state.camera?.where ?? null,
                     width: tinybeauty.state.photo.width, height: tinybeauty.state.photo.height,
-                    source: tinybeauty.state.loop.source};
+                    source: tinybeauty.state.loop.source, drawn_by: frames.at(-1)?.drawnBy ?? null};
         }""", float(seconds))
 
     def screenshot(self, path: Path) -> Path:
