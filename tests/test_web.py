@@ -469,6 +469,38 @@ def test_a_camera_frame_is_copied_with_the_pixels_drawimage_gives(page):
     assert result["spread"] > 200  # a frame of many colours, not one flat value
 
 
+def test_camera_patches_show_what_the_photo_path_composes(page):
+    """The camera's made-up faces, as patches over their footprints put in order (composePatch), give
+    exactly the photo path's whole-frame compose(): two overlapping, turned faces near the edge."""
+    result = page.page.evaluate("""async () => {
+        const {compose, composePatch} = await import('./makeup.mjs');
+        const [width, height, size] = [300, 200, 64];
+        const frame = new OffscreenCanvas(width, height).getContext('2d', {willReadFrequently: true});
+        const photo = new ImageData(width, height);
+        let seed = 3;
+        const random = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
+        for (let i = 0; i < photo.data.length; i++) photo.data[i] = i % 4 === 3 ? 255 : 255 * random();
+        frame.putImageData(photo, 0, 0);
+        const tensor = () => Float32Array.from({length: 3 * size * size}, random);
+        const faces = [{origin: [-20, 30], xAxis: [150, 30], yAxis: [-30, 150]},
+                       {origin: [80, 10], xAxis: [120, -20], yAxis: [20, 120]}].map(
+            (region) => ({region, face: tensor(), madeUp: tensor()}));
+        const whole = compose(photo, faces, size, 1.5).data;
+        const patches = [];
+        for (const face of faces) patches.push(composePatch(frame, face, size, 1.5, patches));
+        for (const {box: [x0, y0], pixels} of patches) frame.putImageData(pixels, x0, y0);
+        const shown = frame.getImageData(0, 0, width, height).data;
+        let differ = 0, changed = 0;
+        for (let i = 0; i < shown.length; i++) {
+            differ += shown[i] !== whole[i];
+            changed += shown[i] !== photo.data[i];
+        }
+        const [a, b] = patches.map((patch) => patch.box);
+        return {differ, changed, overlap: Math.min(a[2], b[2]) > Math.max(a[0], b[0])};
+    }""")
+    assert result["differ"] == 0 and result["overlap"] and result["changed"] > 10_000, result
+
+
 def test_a_worker_that_fails_is_reported_and_the_camera_goes_on(served, strong_model, camera_clip):
     """The workers' script cannot be fetched (a static host without it): the page says so, and
     does the detector's and the model's work itself: the face is still found, followed and made up."""

@@ -10,8 +10,6 @@
 import {detectFaces, loadDetector} from './faces.mjs';
 import {loadModel, makeUpFaces} from './makeup.mjs';
 
-const scratch = () => new OffscreenCanvas(1, 1).getContext('2d', {willReadFrequently: true});
-
 const JOBS = {
   async detect({url}) {
     // A background job on one thread: the other cores are the frame loop's and the model's.
@@ -23,14 +21,14 @@ const JOBS = {
   async makeUp({url, threads: wanted}) {
     const model = await loadModel(url, {threads: wanted});
     threads = model.threads;
-    const frame = scratch(), layer = scratch();
+    const frame = new OffscreenCanvas(1, 1).getContext('2d', {willReadFrequently: true});
     return async ({bitmap, regions, strength}) => {
       const copying = performance.now();
       const {width, height} = bitmap;
       if (frame.canvas.width !== width || frame.canvas.height !== height) Object.assign(frame.canvas, {width, height});
       frame.drawImage(bitmap, 0, 0);
       const copy = performance.now() - copying;
-      const {patches, ms} = await makeUpFaces(frame, layer, model, regions, strength);
+      const {patches, ms} = await makeUpFaces(frame, model, regions, strength);
       return {reply: {patches, ms: {...ms, copy}}, transfer: patches.map((patch) => patch.pixels.data.buffer)};
     };
   },

@@ -78,7 +78,7 @@ export function searchFor(worker) {
  *  frame loop only waits for the model stage when it is in the page. */
 export class ModelStage {
   constructor(model, worker = null) {
-    Object.assign(this, {model, worker, layer: new OffscreenCanvas(1, 1).getContext('2d', {willReadFrequently: true})});
+    Object.assign(this, {model, worker});
   }
 
   get where() {
@@ -97,6 +97,6 @@ export class ModelStage {
       }
     }
     const frame = canvas.getContext('2d', {willReadFrequently: true});
-    return makeUpFaces(frame, this.layer, this.model, regions, strength);
+    return makeUpFaces(frame, this.model, regions, strength);
   }
 }
