@@ -59,10 +59,11 @@ export class FrameDrawer {
 /** ``new CameraLoop({video, before, after, tracker, maker, settings, onFrame}).start()``: makes up every
  *  frame it can until stop(); ``video`` plays the camera's stream, ``maker`` is a ModelStage (workers.mjs).
  *  ``settings()`` gives {strength, regions} (regions: null for the tracked faces, or fixed ones, e.g. a box
- *  placed by hand); ``onFrame(frame)`` gets each frame as it is shown: {index, time, drawnBy (FrameDrawer's),
- *  faces, regions, detected, searches, merged, where, dropped, ms}; ms: draw, track, send (the snapshot for the model
- *  stage), queue (waiting for the frame before), copy, crop, model, compose (the model stage's own),
- *  show, main (the page's own work on it), frame (taken to shown) and wait (the loop idle before it). */
+ *  placed by hand); ``onFrame(frame)`` gets each frame as it is shown: {index, time, drawnBy (FrameDrawer's
+ *  answer), faces, regions, detected, searches, merged, where, dropped, ms}; ms: draw, track, send (the
+ *  snapshot for the model stage), queue (waiting for the frame before), copy, crop, model, compose (the
+ *  model stage's own), show, main (the page's own work on it), frame (taken to shown) and wait (the loop
+ *  idle before it). */
 export class CameraLoop {
   constructor({video, before, after, tracker, maker, settings, onFrame}) {
     Object.assign(this, {video, tracker, maker, settings, onFrame, running: false, index: 0, taken: 0,
