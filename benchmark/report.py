@@ -1,4 +1,5 @@
-"""Benchmark reports: JSON (every figure), Markdown (the table), a latency/size plot, a sample grid."""
+"""Benchmark reports: JSON (every figure), Markdown (the table), a latency/size plot, a sample grid,
+the page's camera per stage."""
 
 from __future__ import annotations
 
@@ -133,6 +134,41 @@ def plot_size_quality(report: dict, path: Path) -> Path | None:
     return save_figure(fig, path)
 
 
+CAMERA_STAGES = ("draw", "track", "crop", "model", "compose", "show")  # the page's own work on a frame
+
+
+def plot_camera(report: dict, path: Path) -> Path | None:
+    """The page's camera (the row that measured it): its own ms per frame, stage by stage (median run),
+    per camera rate, against the camera's frame interval; frames/s made up in the labels."""
+    cameras = next((row["camera"] for row in report["rows"] if row.get("camera")), None)
+    if not cameras:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    labels = [f"{c['camera_fps']} frames/s camera:\n{c['median_fps']:.1f} made up" for c in cameras]
+    bottom = np.zeros(len(cameras))
+    for stage in CAMERA_STAGES:
+        values = np.array([c["median_run_ms"].get(stage) or 0.0 for c in cameras])
+        ax.bar(labels, values, 0.5, bottom=bottom, label=stage)
+        bottom += values
+    p90 = [c.get("median_run_p90_main_ms") or np.nan for c in cameras]
+    ax.plot(labels, p90, "kv", label="p90 of the page's work")
+    for x, camera in enumerate(cameras):
+        interval = 1000 / camera["camera_fps"]
+        ax.hlines(interval, x - 0.35, x + 0.35, colors="red", linestyles="--", lw=1)
+        ax.annotate(f"{interval:.1f} ms between frames", (x + 0.35, interval), fontsize=8, color="red",
+                    xytext=(3, 2), textcoords="offset points")
+    ax.set(ylabel="ms per frame (median run)", xlim=(-0.5, len(cameras) - 0.1),
+           title=f"the page's camera, {cameras[0]['size']}: {cameras[0].get('runtime', '')}")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def sample_grid(samples: dict[str, torch.Tensor], path: Path) -> Path:
     """One row per face, one column per model: input | each model | target."""
     order = ["input"] + [k for k in samples if k not in ("input", "target")] + ["target"]
@@ -156,4 +192,6 @@ def write_reports(report: dict, samples: dict[str, torch.Tensor], out: Path) -> 
     sample_grid(samples, paths["samples"])
     if plot_size_quality(report, out / "size_quality.png"):
         paths["size_quality"] = out / "size_quality.png"
+    if plot_camera(report, out / "camera.png"):
+        paths["camera"] = out / "camera.png"
     return paths | {"markdown_table": table}

@@ -171,3 +171,19 @@ def test_latency_runs_for_the_promised_time_and_cores_respect_affinity():
     figures = measure_latency(lambda: None, warmup=1, min_runs=3, min_seconds=0.05)
     assert figures["runs"] > 300  # no cap cuts the promised minimum time short
     assert 1 <= available_cores() <= len(os.sched_getaffinity(0))
+
+
+def test_camera_plot_is_drawn_from_the_row_that_measured_it(tmp_path):
+    """bench/camera.png: the page's own ms per stage for each camera rate; none without camera figures."""
+    from benchmark.report import CAMERA_STAGES, plot_camera
+
+    def camera(fps, made_up):
+        return {"size": "1280x720", "camera_fps": fps, "median_fps": made_up, "runtime": "LiteRT.js, 2 thread(s)",
+                "median_run_ms": dict.fromkeys(CAMERA_STAGES, 3.0) | {"model": 9.0}, "median_run_p90_main_ms": 27.0}
+
+    measured = {"rows": [{"format": "browser", "camera": None},
+                         {"format": "browser-tflite", "camera": [camera(30, 29.9), camera(60, 38.0)]}]}
+    path = plot_camera(measured, tmp_path / "camera.png")
+    assert path == tmp_path / "camera.png" and Image.open(path).size[0] > 100
+    assert plot_camera({"rows": [{"format": "browser", "camera": None}]}, tmp_path / "none.png") is None
+    assert not (tmp_path / "none.png").exists()
