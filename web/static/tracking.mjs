@@ -4,7 +4,7 @@
 // track's face flag drops, when there is no track, or every `detectEvery` frames to pick up new
 // faces. Each track's crop is the FFHQ alignment of its mesh, smoothed by a One Euro filter
 // (Casiez, Roussel and Vogel, CHI 2012) on its centre, log-size and angle.
-import {alignFace, boxIou, detectFaces} from './faces.mjs';
+import {alignFace, boxIou, detectAround, detectFaces} from './faces.mjs';
 import {MIN_PRESENCE, alignMesh, regionFromFace, regionFromLandmarks, runMesh} from './mesh.mjs';
 
 // (min_cutoff Hz, beta) per alignment parameter; speeds in face sizes per second (centre),
@@ -154,9 +154,11 @@ export class FaceTracker {
     if (found) await this.detect(found, canvas, time, true);
     if (found?.length && !this.tracks.length) {
       // Faces found, none followed: they moved on while the search ran (a slow machine, a fast face), and
-      // an old box would miss them again. This frame has no face to make up: it looks itself.
+      // an old box would miss them again. This frame looks itself, around where they were (one detector
+      // pass a face, not the whole frame's four: the frame waits for it); what it misses, the next search
+      // (started below, there being no track) finds.
       this.detected = true;
-      await this.detect(await detectFaces(this.detector, canvas), canvas, time);
+      await this.detect(await detectAround(this.detector, canvas, found.map((face) => face.box)), canvas, time);
     }
     if ((due || !this.tracks.length) && !this.searching) {
       this.searches += 1;
