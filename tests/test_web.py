@@ -389,9 +389,10 @@ CAMERA_JOBS = """({where: tinybeauty.state.camera.where, detectorRuns: tinybeaut
                             document.getElementById('message').textContent})"""
 
 
-STALE_SEARCH = """async ({frames}) => {
-    // A tracker whose search (the detector's worker in the page) answered on the frame before the face
-    // moved: the next frame takes in those stale faces. Counts the detector's passes in the frame loop.
+STALE_SEARCH = """async ({frames, detectEvery}) => {
+    // A tracker whose search (the detector's worker in the page) answers before the next frame, which is
+    // where the face has moved on: that frame takes in stale faces. Counts the detector's and the mesh's
+    // runs in each frame.
     const {FaceTracker} = await import('./tracking.mjs');
     const {detectFaces} = await import('./faces.mjs');
     const {detector, mesh} = tinybeauty.state;
@@ -403,20 +404,38 @@ STALE_SEARCH = """async ({frames}) => {
         canvas.getContext('2d').drawImage(bitmap, 0, 0);
         canvases.push(canvas);
     }
-    let passes = 0;
-    const network = Object.create(detector.network);
-    network.run = (...input) => { passes += 1; return detector.network.run(...input); };
-    const tracker = new FaceTracker({detector: {...detector, network}, mesh,
+    const runs = {detector: 0, mesh: 0};
+    const counted = (model, name) => {
+        const network = Object.create(model.network);
+        network.run = (...input) => { runs[name] += 1; return model.network.run(...input); };
+        return {...model, network};
+    };
+    const tracker = new FaceTracker({detector: counted(detector, 'detector'), mesh: counted(mesh, 'mesh'), detectEvery,
                                      search: (canvas) => detectFaces(detector, canvas)});
     const steps = [];
     for (const [k, canvas] of canvases.entries()) {
-        passes = 0;
+        Object.assign(runs, {detector: 0, mesh: 0});
         const faces = await tracker.update(canvas, k / 30);
-        steps.push({faces: faces.length, detected: tracker.detected, passes, centre: faces[0]?.region.origin});
+        steps.push({faces: faces.length, detected: tracker.detected, merged: tracker.merged, passes: runs.detector,
+                    meshes: runs.mesh, centre: faces[0]?.region.origin});
         await tracker.searching;  // the worker answers before the next frame
     }
     return steps;
 }"""
+
+
+def _frames_at(xs: list[int]) -> list[str]:
+    """1280x720 PNGs (base64) of a small portrait at each x, y 200, on the fake camera's background."""
+    from web.camera_clip import BACKGROUND
+
+    face, encoded = portrait(260), []
+    for x in xs:
+        image = Image.new("RGB", (1280, 720), BACKGROUND)
+        image.paste(face, (x, 200))
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        encoded.append(base64.b64encode(buffer.getvalue()).decode())
+    return encoded
 
 
 @pytest.mark.parametrize("shift", [100, 500])
@@ -425,25 +444,26 @@ def test_stale_search_is_taken_up_around_the_old_faces(page, shift):
     on the widened square): the frame looks itself only around where the worker saw it, one detector pass,
     not the whole frame and its tiles (4 passes at 1280x720), and finds a face that moved ~2 boxes; one that
     went further is left to the next search, which finds it for the frame after."""
-    from web.camera_clip import BACKGROUND
-
-    face = portrait(260)
-    encoded = []
-    for x in (300, 300, 300 + shift, 300 + shift):
-        image = Image.new("RGB", (1280, 720), BACKGROUND)
-        image.paste(face, (x, 200))
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        encoded.append(base64.b64encode(buffer.getvalue()).decode())
-    # frame 0: no track, a search starts; frame 1: its faces are taken in (a track); then the jump.
-    steps = page.page.evaluate(STALE_SEARCH, {"frames": [encoded[0], encoded[2], encoded[3]]})
+    # frame 0: no track, a search starts; frame 1 (the face moved): the search's faces are stale.
+    steps = page.page.evaluate(STALE_SEARCH, {"frames": _frames_at([300, 300 + shift, 300 + shift]),
+                                              "detectEvery": 30})
     first, jumped, after = steps
     assert first["faces"] == 0 and first["passes"] == 0  # the detector ran in the worker only
-    assert jumped["detected"] and jumped["passes"] == 1, steps  # the old faces' window, once
+    assert jumped["merged"] and jumped["detected"] and jumped["passes"] == 1, steps  # the old faces' window, once
     if shift <= 100:
         assert jumped["faces"] == 1 and jumped["centre"][0] > 300 + shift - 50, steps
     else:
         assert jumped["faces"] == 0 and after["faces"] == 1 and after["passes"] == 0, steps
+
+
+def test_a_stale_detection_of_a_followed_face_costs_no_mesh(page):
+    """The periodic search answers with the face a track already follows, from a few frames back (the face
+    has slid off its old box since): the frame runs the track's one mesh, not a new face's three more."""
+    xs = [300, 300, 300, 330, 330]  # the track from frame 1; a search on frame 2, taken in on frame 3
+    steps = page.page.evaluate(STALE_SEARCH, {"frames": _frames_at(xs), "detectEvery": 2})
+    taken = steps[3]
+    assert taken["merged"] and taken["faces"] == 1 and not taken["detected"], steps
+    assert taken["meshes"] == 1 and all(step["faces"] == 1 for step in steps[1:]), steps
 
 
 @pytest.mark.parametrize("model_file", [DEFAULT_MODEL, "tinybeauty.onnx"])

@@ -127,7 +127,7 @@ export class FaceTracker {
     // detected: this frame ran the detector itself; searches: detector runs handed to `search`;
     // merged: this frame took in a search's faces. lost: tracks lost since the last detection.
     Object.assign(this, {tracks: [], frameIndex: -1, nextId: 0, detected: false, searches: 0, merged: false,
-                         lost: [], found: null, searching: null});
+                         lost: [], found: null, seen: null, searching: null});
   }
 
   async update(canvas, time) {
@@ -148,10 +148,10 @@ export class FaceTracker {
   /** Takes in the faces of the search that has answered, then starts the next one if wanted (one at a
    *  time): the frame never waits for the detector. */
   async searchAside(canvas, time, due) {
-    const found = this.found;
+    const {found, seen} = this;
     this.merged = found !== null;
-    this.found = null;
-    if (found) await this.detect(found, canvas, time, true);
+    Object.assign(this, {found: null, seen: null});
+    if (found) await this.detect(found, canvas, time, true, seen);
     if (found?.length && !this.tracks.length) {
       // Faces found, none followed: they moved on while the search ran (a slow machine, a fast face), and
       // an old box would miss them again. This frame looks itself, around where they were (one detector
@@ -163,9 +163,10 @@ export class FaceTracker {
     if ((due || !this.tracks.length) && !this.searching) {
       this.searches += 1;
       const searching = this.search(canvas).then((faces) => faces, () => []);
+      const boxes = new Map(this.tracks.map((track) => [track, track.box()]));  // this frame's, for its faces
       this.searching = searching;
       searching.then((faces) => {
-        if (this.searching === searching) Object.assign(this, {found: faces, searching: null});  // not reset since
+        if (this.searching === searching) Object.assign(this, {found: faces, seen: boxes, searching: null});  // not reset since
       });
     }
   }
@@ -191,13 +192,17 @@ export class FaceTracker {
   }
 
   /** New tracks from detected faces that no track has. `stale`: the faces are a few frames old (searchAside),
-   *  so a face a track has moved on to is known by its mesh here, not by the old box. */
-  async detect(found, canvas, time, stale = false) {
+   *  so a face a track has moved on to is known by its mesh here, not by the old box; `seen`: the tracks'
+   *  boxes on the frame the faces were found on (Map track -> box). */
+  async detect(found, canvas, time, stale = false, seen = null) {
     const lost = this.lost;
     this.lost = [];
     for (const face of found) {
       if (this.tracks.length >= this.maxFaces) return;
       if (this.tracks.length && maxIou(face.box, this.tracks) > MATCH_IOU) continue;
+      // A search's face is matched to the tracks as they were on its own frame (`seen`): a followed face
+      // has moved off its old box since, and a new face's three mesh passes would only find the track's.
+      if (seen && this.tracks.some((track) => seen.has(track) && boxIou(face.box, seen.get(track)) > MATCH_IOU)) continue;
       const {points, presence, region} = await this.firstMesh(canvas, face, stale);
       if (presence < MIN_PRESENCE) {
         this.rejected.push(face);
