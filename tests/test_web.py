@@ -392,7 +392,7 @@ CAMERA_JOBS = """({where: tinybeauty.state.camera.where, detectorRuns: tinybeaut
 STALE_SEARCH = """async ({frames, detectEvery}) => {
     // A tracker whose search (the detector's worker in the page) answers before the next frame, which is
     // where the face has moved on: that frame takes in stale faces. Counts the detector's and the mesh's
-    // runs in each frame.
+    // runs in each frame, and the search's detector passes.
     const {FaceTracker} = await import('./tracking.mjs');
     const {detectFaces} = await import('./faces.mjs');
     const {detector, mesh} = tinybeauty.state;
@@ -404,21 +404,23 @@ STALE_SEARCH = """async ({frames, detectEvery}) => {
         canvas.getContext('2d').drawImage(bitmap, 0, 0);
         canvases.push(canvas);
     }
-    const runs = {detector: 0, mesh: 0};
+    const runs = {detector: 0, mesh: 0, search: 0};
     const counted = (model, name) => {
         const network = Object.create(model.network);
         network.run = (...input) => { runs[name] += 1; return model.network.run(...input); };
         return {...model, network};
     };
+    const searcher = counted(detector, 'search');
     const tracker = new FaceTracker({detector: counted(detector, 'detector'), mesh: counted(mesh, 'mesh'), detectEvery,
-                                     search: (canvas) => detectFaces(detector, canvas)});
+                                     search: (canvas, options) => detectFaces(searcher, canvas, options)});
     const steps = [];
     for (const [k, canvas] of canvases.entries()) {
-        Object.assign(runs, {detector: 0, mesh: 0});
+        Object.assign(runs, {detector: 0, mesh: 0, search: 0});
         const faces = await tracker.update(canvas, k / 30);
         steps.push({faces: faces.length, detected: tracker.detected, merged: tracker.merged, passes: runs.detector,
                     meshes: runs.mesh, centre: faces[0]?.region.origin});
         await tracker.searching;  // the worker answers before the next frame
+        steps.at(-1).searchPasses = runs.search;
     }
     return steps;
 }"""
@@ -458,12 +460,14 @@ def test_stale_search_is_taken_up_around_the_old_faces(page, shift):
 
 def test_a_stale_detection_of_a_followed_face_costs_no_mesh(page):
     """The periodic search answers with the face a track already follows, from a few frames back (the face
-    has slid off its old box since): the frame runs the track's one mesh, not a new face's three more."""
+    has slid off its old box since): the frame runs the track's one mesh, not a new face's three more. With
+    a face followed the search is the whole frame's pass alone; with none, the tiles too (4 at 1280x720)."""
     xs = [300, 300, 300, 330, 330]  # the track from frame 1; a search on frame 2, taken in on frame 3
     steps = page.page.evaluate(STALE_SEARCH, {"frames": _frames_at(xs), "detectEvery": 2})
     taken = steps[3]
     assert taken["merged"] and taken["faces"] == 1 and not taken["detected"], steps
     assert taken["meshes"] == 1 and all(step["faces"] == 1 for step in steps[1:]), steps
+    assert steps[0]["searchPasses"] == 4 and steps[2]["searchPasses"] == 1, steps
 
 
 @pytest.mark.parametrize("model_file", [DEFAULT_MODEL, "tinybeauty.onnx"])

@@ -78,12 +78,13 @@ function weightedNms(detections) {
 }
 
 /** Faces in the canvas, best first: the whole image letterboxed, plus overlapping square tiles of
- *  its short side for a landscape or portrait photo (a small face covers more of the 192 pixels). */
-export async function detectFaces(detector, canvas) {
+ *  its short side for a landscape or portrait photo (a small face covers more of the 192 pixels).
+ *  `tiles: false`: the whole image's pass alone (faces of about a tenth of its long side and up). */
+export async function detectFaces(detector, canvas, {tiles = true} = {}) {
   const {width, height} = canvas;
   const regions = [[0, 0, width, height]];
   const short = Math.min(width, height), long = Math.max(width, height);
-  if (long > 1.25 * short) {
+  if (tiles && long > 1.25 * short) {
     const count = Math.ceil((2 * (long - short)) / short) + 1;
     for (let k = 0; k < count; k++) {
       const start = Math.round(((long - short) * k) / (count - 1));

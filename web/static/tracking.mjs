@@ -114,7 +114,7 @@ const maxIou = (box, tracks) => Math.max(0, ...tracks.map((track) => boxIou(box,
 
 /** Detect once, then follow each face frame to frame; `update(canvas, seconds)` -> faces, oldest track first:
  *  {trackId, region (the model's crop, smoothed), landmarks (468 [x, y]), confidence}.
- *  `search` (canvas -> Promise of detectFaces' faces, e.g. a Web Worker's): the detector runs off the frame,
+ *  `search` ((canvas, {tiles}) -> Promise of detectFaces' faces, e.g. a Web Worker's): the detector runs off the frame,
  *  and its faces join the tracks at the first frame after it answers; without it the detector runs in the
  *  frame that needs it, as faces.tracking does. */
 export class FaceTracker {
@@ -141,13 +141,16 @@ export class FaceTracker {
     const wanted = Boolean(lost.length || !this.tracks.length || due);
     this.detected = wanted && !this.search;  // for the page's timing line
     if (this.detected) await this.detect(await detectFaces(this.detector, canvas), canvas, time);
-    if (this.search) await this.searchAside(canvas, time, Boolean(lost.length || due));
+    if (this.search) await this.searchAside(canvas, time, Boolean(lost.length || due), Boolean(lost.length));
     return this.tracks.map((track) => track.face);
   }
 
   /** Takes in the faces of the search that has answered, then starts the next one if wanted (one at a
-   *  time): the frame never waits for the detector. */
-  async searchAside(canvas, time, due) {
+   *  time): the frame never waits for the detector. A search while every face is followed (the periodic
+   *  one, for new faces) is the whole frame's pass alone: the tiles' three more passes, on a core the frame
+   *  loop shares, doubled the model's time for the ~4 frames it ran (faces that small, a tenth of the
+   *  frame, are found when nothing is followed or a track is lost: `lost`). */
+  async searchAside(canvas, time, due, lost = false) {
     const {found, seen} = this;
     this.merged = found !== null;
     Object.assign(this, {found: null, seen: null});
@@ -162,7 +165,7 @@ export class FaceTracker {
     }
     if ((due || !this.tracks.length) && !this.searching) {
       this.searches += 1;
-      const searching = this.search(canvas).then((faces) => faces, () => []);
+      const searching = this.search(canvas, {tiles: lost || !this.tracks.length}).then((faces) => faces, () => []);
       const boxes = new Map(this.tracks.map((track) => [track, track.box()]));  // this frame's, for its faces
       this.searching = searching;
       searching.then((faces) => {

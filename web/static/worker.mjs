@@ -1,8 +1,8 @@
 // The script of the camera's Web Workers (workers.mjs starts them): each has its own runtime, on a
 // core of its own where the machine has one, so the frame loop never waits for it. Its first message
 // says which job it does, for the rest of its life:
-//   'detect'  BlazeFace (faces.mjs detectFaces: the whole frame and its tiles) on a frame's ImageBitmap
-//             -> {faces};
+//   'detect'  BlazeFace (faces.mjs detectFaces: the whole frame, and its tiles unless `tiles` is false)
+//             on a frame's ImageBitmap -> {faces};
 //   'makeUp'  the model on a frame's face regions (makeup.mjs makeUpFaces: crop, model, residual onto
 //             the footprint) -> {patches (ImageData, transferred), ms}.
 // Messages: {id, type: 'start', job, url, threads} then {id, type: 'run', ...the job's input}; each is
@@ -15,7 +15,7 @@ const JOBS = {
     // A background job on one thread: the other cores are the frame loop's and the model's.
     const detector = await loadDetector(url, {threads: 1});
     threads = detector.network.threads;
-    return async ({bitmap}) => ({reply: {faces: await detectFaces(detector, bitmap)}, transfer: []});
+    return async ({bitmap, tiles}) => ({reply: {faces: await detectFaces(detector, bitmap, {tiles})}, transfer: []});
   },
 
   async makeUp({url, threads: wanted}) {

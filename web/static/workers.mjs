@@ -57,14 +57,15 @@ export class PageWorker {
   }
 }
 
-/** The tracker's `search` (tracking.mjs): BlazeFace on a snapshot of the frame (taken now, before the
- *  frame loop draws the next frame), in the worker. A failed worker finds nothing: whoever set its
- *  onFailure puts the detector back in the frame (the tracker without `search`). */
+/** The tracker's `search` (tracking.mjs): BlazeFace (detectFaces, its `tiles` option passed on) on a
+ *  snapshot of the frame (taken now, before the frame loop draws the next frame), in the worker. A failed
+ *  worker finds nothing: whoever set its onFailure puts the detector back in the frame (the tracker
+ *  without `search`). */
 export function searchFor(worker) {
-  return async (canvas) => {
+  return async (canvas, {tiles = true} = {}) => {
     const bitmap = await createImageBitmap(canvas);
     try {
-      return (await worker.run({bitmap}, [bitmap])).faces;
+      return (await worker.run({bitmap, tiles}, [bitmap])).faces;
     } catch (error) {
       if (error instanceof WorkerFailed) return [];
       throw error;
