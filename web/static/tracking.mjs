@@ -149,7 +149,8 @@ export class FaceTracker {
    *  time): the frame never waits for the detector. A search while every face is followed (the periodic
    *  one, for new faces) is the whole frame's pass alone: the tiles' three more passes, on a core the frame
    *  loop shares, doubled the model's time for the ~4 frames it ran (faces that small, a tenth of the
-   *  frame, are found when nothing is followed or a track is lost: `lost`). */
+   *  frame, are found when nothing is followed or a track is lost: `lost`, this frame's, or one lost since
+   *  the last search answered). */
   async searchAside(canvas, time, due, lost = false) {
     const {found, seen} = this;
     this.merged = found !== null;
@@ -165,11 +166,12 @@ export class FaceTracker {
     }
     if ((due || !this.tracks.length) && !this.searching) {
       this.searches += 1;
-      const searching = this.search(canvas, {tiles: lost || !this.tracks.length}).then((faces) => faces, () => []);
+      const tiles = lost || this.lost.length > 0 || !this.tracks.length;  // a face to find again, or none followed
+      const searching = this.search(canvas, {tiles}).then((faces) => faces, () => []);
       const boxes = new Map(this.tracks.map((track) => [track, track.box()]));  // this frame's, for its faces
       this.searching = searching;
-      searching.then((faces) => {
-        if (this.searching === searching) Object.assign(this, {found: faces, seen: boxes, searching: null});  // not reset since
+      searching.then((faces) => {  // unless reset since
+        if (this.searching === searching) Object.assign(this, {found: faces, seen: boxes, searching: null});
       });
     }
   }
