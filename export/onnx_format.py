@@ -28,6 +28,8 @@ import torch
 
 from export.common import INPUT_NAME, OUTPUT_NAME, ExportInputs, ExportMeta
 from export.runtime import Runner
+from models.int8 import QUANTIZED_OUTPUTS
+from models.rescale import output_conv
 from models.tinybeauty import TinyBeauty
 
 log = logging.getLogger(__name__)
@@ -171,8 +173,6 @@ def trained_range_overrides(graph: onnx.GraphProto, model: TinyBeauty,
     The graph's Convs are matched to the network's in forward order, each checked by weight shape."""
     if not ranges:
         return {}
-    from models.int8 import QUANTIZED_OUTPUTS, output_conv
-
     convs = [node for node in graph.node if node.op_type == "Conv"]
     shapes = [tuple(output_conv(model.residual, name).weight.shape) for name in QUANTIZED_OUTPUTS]
     found = [tuple(_initializer(graph, conv.input[1]).dims) for conv in convs]

@@ -16,7 +16,7 @@ It lives in models/ because both stages read it, and neither may import the othe
 
 from __future__ import annotations
 
-from models.rescale import SKIPS, output_conv  # noqa: F401  (output_conv: the conv writing each output)
+from models.rescale import SKIPS
 
 # Residual-network modules whose output tensor is 8-bit on device, in forward order.
 QUANTIZED_OUTPUTS = ("stem", "enc1", "enc2", "enc3", "bottleneck", "dec3", "dec2", "dec1", "head")

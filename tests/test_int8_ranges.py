@@ -12,7 +12,8 @@ from conftest import train_args
 from onnx import numpy_helper
 
 from export.common import pin_activation_ranges
-from models.int8 import QUANTIZED_OUTPUTS, group_ranges, output_conv, trained_activation_ranges
+from models.int8 import QUANTIZED_OUTPUTS, group_ranges, trained_activation_ranges
+from models.rescale import output_conv
 from models.tinybeauty import build_model
 from train.__main__ import main
 

@@ -113,6 +113,12 @@ export function wholePhoto(width, height) {
   return {origin: [0, 0], xAxis: [width, 0], yAxis: [0, height]};
 }
 
+/** Whether the region is wholePhoto(width, height): the residual is then upsampled onto every pixel. */
+function isWholePhoto({origin, xAxis, yAxis}, width, height) {
+  return origin[0] === 0 && origin[1] === 0 && xAxis[0] === width && xAxis[1] === 0 && yAxis[0] === 0 &&
+         yAxis[1] === height;
+}
+
 /** Image -> crop pixel coordinates of a region {origin, xAxis, yAxis} seen as a size x size crop. */
 function toCrop(region, size) {
   const [ax, ay] = region.xAxis, [bx, by] = region.yAxis, [ox, oy] = region.origin;
@@ -207,9 +213,7 @@ export function compose(photo, faces, size, strength) {
   const out = new ImageData(new Uint8ClampedArray(data), width, height);
   for (const {region, face, madeUp} of faces) {
     const residual = residualOf(face, madeUp);
-    const whole = region.origin[0] === 0 && region.origin[1] === 0 && region.xAxis[0] === width &&
-                  region.yAxis[1] === height && region.xAxis[1] === 0 && region.yAxis[0] === 0;
-    if (whole) upsampleOnto(out.data, width, height, residual, size, strength);
+    if (isWholePhoto(region, width, height)) upsampleOnto(out.data, width, height, residual, size, strength);
     else warpOnto(out.data, width, height, region, residual, size, strength);
   }
   return out;
@@ -222,8 +226,7 @@ export function compose(photo, faces, size, strength) {
  *  on top of its pixels, so the patches put in order show every face. null: the region is outside. */
 export function composePatch(source, {region, face, madeUp}, size, strength, under = []) {
   const {width, height} = source.canvas;
-  const whole = region.origin[0] === 0 && region.origin[1] === 0 && region.xAxis[0] === width &&
-                region.yAxis[1] === height && region.xAxis[1] === 0 && region.yAxis[0] === 0;
+  const whole = isWholePhoto(region, width, height);
   const box = whole ? [0, 0, width, height] : footprint(region, width, height);
   const [x0, y0, x1, y1] = box;
   if (x1 <= x0 || y1 <= y0) return null;
