@@ -80,7 +80,7 @@ export: $(ARTIFACTS)/manifest.json
 
 bench: $(BENCH)/report.json
 
-# The page on http://127.0.0.1:8000/ with the exported ONNX (PORT=0: any free port).
+# The page on http://127.0.0.1:8000/ with the exported files (the .tflite by default; PORT=0: any free port).
 PORT ?= 8000
 web: $(ARTIFACTS)/manifest.json | setup
 	$(PY) -m web --artifacts $(ARTIFACTS) --port $(PORT)
