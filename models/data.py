@@ -1,7 +1,7 @@
 """The data contract every stage reads: how an image is read, what a pair and its hash are,
 and the recorded split a checkpoint carries.
 
-Training makes the split once, by seed (``train/data.py``), and stores :func:`split_record`
+Training makes the split once, by seed (``train/split.py``), and stores :func:`split_record`
 in every checkpoint: file names relative to the data folder and one content hash per pair.
 Resume, export and benchmark decode exactly that record (:func:`load_split`), never a split
 recomputed from what is on disk now; a pair whose files changed is refused.
@@ -145,9 +145,9 @@ class PairCache:
         return len(self.pairs)
 
 
-# Called once per pair with (pair, upright source image, the pair's file hashes); returns an
-# S x S uint8 extra map for it (training's eye mask), or None.
-PairExtra = Callable[[Pair, Image.Image, list[str]], np.ndarray | None]
+# Called once per pair with (pair, upright source image, the pair's file hashes); returns what
+# the caller computes per pair in the same pass (training's eye mask and where it came from).
+PairExtra = Callable[[Pair, Image.Image, list[str]], object]
 
 
 def read_pair(pair: Pair, size: int) -> tuple[Image.Image, np.ndarray, np.ndarray]:
@@ -161,10 +161,10 @@ def read_pair(pair: Pair, size: int) -> tuple[Image.Image, np.ndarray, np.ndarra
 
 
 def decode_pairs(pairs: list[Pair], image_size: int, workers: int = 4, expected_hashes: list[str] | None = None,
-                 origin: str = "", extra: PairExtra | None = None) -> tuple[PairCache, list[np.ndarray | None]]:
+                 origin: str = "", extra: PairExtra | None = None) -> tuple[PairCache, list[object]]:
     """Decode ``pairs`` into a uint8 cache, hashing each; with ``expected_hashes``, a pair whose
     files changed is a DataError (``origin`` says where the expectation came from). ``extra``
-    computes a per-pair map in the same pass (returned beside the cache, in pair order)."""
+    computes a per-pair value in the same pass (returned beside the cache, in pair order)."""
     n = len(pairs)
     sources = np.empty((n, image_size, image_size, 3), np.uint8)
     targets = np.empty_like(sources)

@@ -8,7 +8,9 @@ from PIL import Image
 from models import data as models_data
 from models.data import DataError
 from models.metrics import psnr_db
-from train.data import PairDataset, discover_pairs, load_pairs, split_indices
+from train.dataset import PairDataset, load_pairs
+from train.pairs import discover_pairs
+from train.split import split_indices
 from train.synthetic import LABELS, render_pair
 
 
@@ -249,8 +251,8 @@ def test_recorded_split_is_loaded_exactly_and_checked(tmp_path):
 def test_eye_masks_from_the_mesh_or_landmarks_match_the_labels(tmp_path, eye_mask, cache_file, min_iou):
     """Without label maps, the eye mask comes from the face mesh (the default) or detected landmarks,
     and covers the real eyes: the mesh's contours closer to the labels than the landmark ellipses."""
-    from train import data
-    from train.data import eye_mask_from_labels
+    from train import eye_masks
+    from train.eye_masks import eye_mask_from_labels
     from train.synthetic import to_uint8
 
     labelled = []
@@ -263,7 +265,7 @@ def test_eye_masks_from_the_mesh_or_landmarks_match_the_labels(tmp_path, eye_mas
         labelled.append(eye_mask_from_labels(labels, 256) > 127)
     cache = load_pairs(tmp_path, 256, eye_mask=eye_mask)
     assert cache.eye_mask == ("mesh" if eye_mask == "auto" else eye_mask)
-    assert (tmp_path / getattr(data, cache_file)).is_file()
+    assert (tmp_path / getattr(eye_masks, cache_file)).is_file()
     for mask, truth in zip(cache.eye_masks, labelled, strict=True):
         found = mask > 127
         assert (found & truth).sum() / (found | truth).sum() > min_iou  # IoU with the label-derived mask
@@ -350,7 +352,7 @@ def test_geometric_augment_moves_the_eye_mask_with_the_face():
 
 
 def test_geometric_augment_with_neutral_values_is_the_plain_crop():
-    from train.data import warp_window
+    from train.augment import warp_window
 
     cache = random_cache(n=1)
     arrays = [cache.sources[0], cache.targets[0], cache.eye_masks[0][..., None]]
@@ -364,7 +366,7 @@ def test_geometric_augment_with_neutral_values_is_the_plain_crop():
 
 @pytest.mark.parametrize("flip", [False, True])
 def test_the_fast_grid_is_torchs_affine_grid(flip):
-    from train.data import affine_grid
+    from train.augment import affine_grid
 
     angle, scale, side, size, centre = 0.15, 1.07, 16, (40, 30), (18.0, 13.5)
     cos, sin, mirror = np.cos(angle), np.sin(angle), -1.0 if flip else 1.0

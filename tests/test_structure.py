@@ -51,5 +51,5 @@ def test_imports_flow_one_way(package):
 def test_the_guard_sees_lazy_imports(tmp_path):
     """The parser finds an import inside a function, so the guard above can fail."""
     sample = tmp_path / "sample.py"
-    sample.write_text("import os\n\ndef f():\n    from train.data import discover_pairs\n    import export.runtime\n")
+    sample.write_text("import os\n\ndef f():\n    from train.pairs import discover_pairs\n    import export.runtime\n")
     assert project_imports(sample) == [(4, "train"), (5, "export")]

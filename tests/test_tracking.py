@@ -178,10 +178,12 @@ def test_one_euro_filter_stills_noise_and_follows_motion():
 
 
 def test_mesh_eye_masks_cover_the_labelled_eyes_better_than_ellipses(tmp_path):
-    """train.data's --eye-mask mesh: the mesh's eye contours, filled and grown, against the masks
+    """train.eye_masks' --eye-mask mesh: the mesh's eye contours, filled and grown, against the masks
     grown from the synthetic faces' label maps, and against today's ellipses."""
     from models.data import read_label_map
-    from train.data import MESH_CACHE, discover_pairs, eye_mask_from_labels, load_pairs
+    from train.dataset import load_pairs
+    from train.eye_masks import MESH_CACHE, eye_mask_from_labels
+    from train.pairs import discover_pairs
     from train.synthetic import write_dataset
 
     root = write_dataset(tmp_path / "faces", n=4, size=256, seed=0, workers=1)

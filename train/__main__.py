@@ -59,16 +59,12 @@ from models.cli import (
 from models.data import DataError, PairCache, split_record
 from models.tinybeauty import INPUT_MULTIPLE, VARIANTS, build_model, describe, merge
 from train import trainer
-from train.data import (
-    AUGMENTATIONS,
-    EYE_MASK_SOURCES,
-    PairDataset,
-    load_pairs,
-    load_split_for_training,
-    split_indices,
-)
+from train.augment import AUGMENTATIONS
+from train.dataset import PairDataset, load_pairs, load_split_for_training
+from train.eye_masks import EYE_MASK_SOURCES
 from train.losses import PIXEL_LOSSES
 from train.qat import QuantAware
+from train.split import split_indices
 from train.synthetic import write_dataset
 
 log = logging.getLogger("train")

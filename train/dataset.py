@@ -1,0 +1,103 @@
+"""The pairs decoded once into a uint8 cache with their eye masks, and the Dataset training reads.
+
+Images are decoded once (``models/data.py``: the reading every stage shares), resized to
+``image_size`` and kept as uint8, each pair with a content hash, beside the eye mask the
+eyeliner loss weights by (``train/eye_masks.py``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.data import DataError, Pair, PairCache, split_pairs
+from train.augment import (
+    AUGMENT_STREAM,
+    AUGMENTATIONS,
+    GEOMETRIC_DRAWS,
+    PHOTOMETRIC_DRAWS,
+    draw_values,
+    photometric,
+    warp_window,
+)
+from train.eye_masks import decode_with_eye_masks
+from train.pairs import discover_pairs
+
+
+def load_pairs(root: Path, image_size: int = 256, workers: int = 4, eye_mask: str = "auto") -> PairCache:
+    """Discover, validate and decode every pair once. Raises DataError before any training."""
+    pairs = discover_pairs(root)
+    with_masks = sum(p.mask is not None for p in pairs)
+    if 0 < with_masks < len(pairs):
+        raise DataError(f"{with_masks} of {len(pairs)} pairs in {root} have label maps; give every pair one or none")
+    if eye_mask == "labels" and not with_masks:
+        raise DataError(f"--eye-mask labels, but {root} has no mask/ label maps; add them or use --eye-mask landmarks")
+    source = eye_mask if eye_mask != "auto" else "mesh"
+    if source == "band":
+        pairs = [Pair(p.name, p.source, p.target, None) for p in pairs]  # label maps not used
+    return decode_with_eye_masks(pairs, image_size, workers, eye_mask=source, root=root)
+
+
+def load_split_for_training(split: dict, part: str, origin: str = "this run started") -> PairCache:
+    """The recorded ``part`` with the eye masks it was trained with (resume), hashes checked."""
+    pairs, hashes = split_pairs(split, part)
+    return decode_with_eye_masks(pairs, split["image_size"], eye_mask=split.get("eye_mask", "band"),
+                                 root=Path(split["data"]), expected_hashes=hashes, origin=origin)
+
+
+class PairDataset(torch.utils.data.Dataset):
+    """Float tensors (source, target, eye_mask) in [0, 1], CHW, from the uint8 cache.
+
+    With ``train=True``: a random horizontal flip and, if ``crop`` is set, a random square
+    crop, applied identically to the three arrays so pairs stay aligned; ``augment`` adds a
+    colour change (``photometric``: source and target), a small zoom / rotation / shift
+    (``geometric``: all three, resampled from the whole image around the crop), or ``both``.
+    Crops and flips come from the (seed, epoch) stream as they always have, the augmentation's
+    values from a second stream of (seed, epoch): so ``none`` draws exactly what it did before
+    ``augment`` existed, and every option sees the same crops and flips as ``none``.
+    """
+
+    def __init__(self, cache: PairCache, indices: np.ndarray | None = None, train: bool = False,
+                 crop: int | None = None, seed: int = 0, augment: str = "none"):
+        if augment not in AUGMENTATIONS:
+            raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}")
+        self.cache, self.train, self.crop, self.seed, self.augment = cache, train, crop, seed, augment
+        self.indices = np.arange(len(cache)) if indices is None else np.asarray(indices)
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Augmentation draws from streams fixed by (seed, epoch): a resumed run repeats them exactly."""
+        self.rng = np.random.default_rng([self.seed, epoch])
+        self.augment_rng = np.random.default_rng([self.seed, epoch, AUGMENT_STREAM])
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, item: int):
+        index = self.indices[item]
+        arrays = [self.cache.sources[index], self.cache.targets[index], self.cache.eye_masks[index][..., None]]
+        if not self.train:
+            return self._as_tensors(arrays)
+        side = arrays[0].shape[0]
+        top = left = 0
+        if self.crop and self.crop < side:
+            top, left = self.rng.integers(0, side - self.crop + 1, size=2)
+            side = self.crop
+        flip = self.rng.random() < 0.5
+        if self.augment in ("geometric", "both"):
+            geometry = draw_values(self.augment_rng, GEOMETRIC_DRAWS)
+            warped = warp_window(arrays, (int(top), int(left), side), geometry, flip)
+            source, target, eye = warped[:3], warped[3:6], warped[6:]
+        else:
+            arrays = [a[top:top + side, left:left + side] for a in arrays]
+            source, target, eye = self._as_tensors([a[:, ::-1] for a in arrays] if flip else arrays)
+        if self.augment in ("photometric", "both"):
+            source, target = photometric([source, target], draw_values(self.augment_rng, PHOTOMETRIC_DRAWS))
+        return source, target, eye
+
+    @staticmethod
+    def _as_tensors(arrays: list[np.ndarray]) -> tuple[torch.Tensor, ...]:
+        """C x H x W float views in [0, 1] of H x W x C uint8 arrays (channels stay last in memory)."""
+        return tuple(torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float() / 255.0 for a in arrays)
