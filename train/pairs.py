@@ -2,23 +2,41 @@
 
 Layouts read from ``--data DIR`` (first match wins):
 
-1. ``DIR/pairs.csv`` with a header ``source,target[,mask]``; paths relative to DIR.
+1. ``DIR/pairs.csv`` with a header ``source,target[,mask]``; paths relative to DIR (UTF-8, with
+   or without the byte-order mark spreadsheets write).
 2. ``DIR/source/NAME.ext`` + ``DIR/target/NAME.ext`` (the amplification stage's layout).
 3. ``DIR/non-makeup/NAME.ext`` + ``DIR/makeup/NAME.ext``.
 
 For 2 and 3, optional face-parsing label maps live in ``DIR/mask/NAME.png`` (LaPa/MT
 convention: 4 and 5 are the eyes). Pairs match by file stem, so ``a.jpg`` pairs with ``a.png``.
-Problems raise :class:`DataError` with the file and the fix.
+Problems raise :class:`DataError` with the file and the fix; a symbolic link that points nowhere
+or into a loop is named as such.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 from models.data import IMAGE_SUFFIXES, DataError, Pair, unmatched_message
 
 LAYOUTS = (("source", "target"), ("non-makeup", "makeup"))
+
+
+def check_link(path: Path) -> None:
+    """A DataError naming ``path`` if it is a symbolic link that leads nowhere or into a loop
+    (opening it later would fail with an OS error far from the data folder's check)."""
+    if not path.is_symlink():
+        return
+    try:
+        path.resolve(strict=True)
+    except FileNotFoundError:
+        raise DataError(f"{path} is a symbolic link to {os.readlink(path)}, which does not exist; "
+                        "point it at the file or remove it") from None
+    except (OSError, RuntimeError):  # ELOOP; Python 3.11 raises RuntimeError for a loop
+        raise DataError(f"{path} is a symbolic link that leads back to itself ({os.readlink(path)}); "
+                        "point it at the file or remove it") from None
 
 
 def _images_by_stem(folder: Path) -> dict[str, Path]:
@@ -27,6 +45,7 @@ def _images_by_stem(folder: Path) -> dict[str, Path]:
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
             continue
+        check_link(path)
         if path.stem in found:
             raise DataError(f"{found[path.stem]} and {path} have the same name {path.stem!r}; pairs match by name, "
                             "so keep one of them (delete or rename the other)")
@@ -37,9 +56,12 @@ def _images_by_stem(folder: Path) -> dict[str, Path]:
 def discover_pairs(root: Path) -> list[Pair]:
     """Find the (source, target[, mask]) pairs under ``root`` in any supported layout."""
     root = Path(root)
+    check_link(root)
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist; pass --data DIR with source/ and target/ "
                         "folders (or run `python -m train.synthetic --out DIR` for the built-in data)")
+    for entry in (root / "pairs.csv", root / "mask", *(root / folder for layout in LAYOUTS for folder in layout)):
+        check_link(entry)
     manifest = root / "pairs.csv"
     if manifest.is_file():
         return _pairs_from_manifest(root, manifest)
@@ -74,18 +96,23 @@ def _pairs_from_folders(root: Path, source_dir: Path, target_dir: Path) -> list[
 
 
 def _pairs_from_manifest(root: Path, manifest: Path) -> list[Pair]:
-    with manifest.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or not {"source", "target"} <= set(reader.fieldnames):
-            raise DataError(f"{manifest} needs a header line 'source,target[,mask]', found {reader.fieldnames}")
-        rows = list(reader)
+    # utf-8-sig: spreadsheets save CSV with a byte-order mark, which would otherwise join the first column's name.
+    try:
+        with manifest.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            if not reader.fieldnames or not {"source", "target"} <= set(reader.fieldnames):
+                raise DataError(f"{manifest} needs a header line 'source,target[,mask]', found {reader.fieldnames}")
+            rows = list(reader)
+    except UnicodeDecodeError as error:
+        raise DataError(f"{manifest} is not UTF-8 text ({error.reason} at byte {error.start}); "
+                        "save it as UTF-8 (CSV UTF-8 in a spreadsheet)") from None
     if not rows:
         raise DataError(f"{manifest} lists no pairs; add one 'source,target' line per pair")
     pairs, missing, first_line = [], [], {}
     for line, row in enumerate(rows, start=2):
         paths = {key: root / row[key] for key in ("source", "target", "mask") if row.get(key)}
         for key, path in paths.items():
-            if not path.is_file():
+            if not path.is_file():  # a link that leads nowhere too: listed with the rest
                 missing.append(f"line {line} {key} {path}")
         name = Path(row["source"]).as_posix()  # the pair's name: its source path, unique per manifest
         if name in first_line:
