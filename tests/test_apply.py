@@ -106,6 +106,17 @@ def test_no_face_writes_nothing_for_that_photo(artifacts, astronaut, tmp_path, c
     assert not (tmp_path / "out" / "wall_makeup.png").exists() and (tmp_path / "out" / "good_makeup.png").exists()
 
 
+def test_a_photo_that_cannot_hold_a_face_is_skipped_naming_it(artifacts, astronaut, tmp_path, caplog):
+    """A 3000 x 4 strip once cost the detector 1500 passes; it is skipped before any, with its name and shape."""
+    strip = tmp_path / "strip.png"
+    Image.new("RGB", (3000, 4), (120, 120, 120)).save(strip)
+    good = tmp_path / "good.png"
+    astronaut.save(good)
+    assert run_apply(artifacts / "tinybeauty.onnx", [strip, good], tmp_path / "out") == 1
+    assert "skipped" in caplog.text and "strip.png" in caplog.text and "3000x4 pixels" in caplog.text
+    assert not (tmp_path / "out" / "strip_makeup.png").exists() and (tmp_path / "out" / "good_makeup.png").exists()
+
+
 @pytest.mark.parametrize("model", [f.filename for f in FORMATS if f.shipped and f.stand_in is None])
 def test_aligned_keeps_size_and_mode(artifacts, tmp_path, model):
     rgba = tmp_path / "odd_rgba.png"
