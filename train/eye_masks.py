@@ -183,12 +183,13 @@ def _labels_mask(pair: Pair, source: Image.Image, size: int) -> np.ndarray:
 
 
 class EyeMaskSource(Protocol):
-    """One place eye masks come from. ``mask``: the pair's eye mask (uint8, size x size, 255 at
-    the eyes), or None where this source cannot serve it (no label map, no face found)."""
+    """One place eye masks come from. ``mask`` (the pair, its upright source image, its files'
+    sha256): the pair's eye mask (uint8, size x size, 255 at the eyes), or None where this source
+    cannot serve it (no label map, no face found)."""
 
     name: str
 
-    def mask(self, pair: Pair, source: Image.Image, file_shas: list[str]) -> np.ndarray | None: ...
+    def mask(self, pair: Pair, image: Image.Image, file_shas: list[str]) -> np.ndarray | None: ...
 
 
 @dataclass(frozen=True)
@@ -198,8 +199,8 @@ class LabelMaps:
     size: int
     name: str = "labels"
 
-    def mask(self, pair: Pair, source: Image.Image, file_shas: list[str]) -> np.ndarray | None:
-        return None if pair.mask is None else _labels_mask(pair, source, self.size)
+    def mask(self, pair: Pair, image: Image.Image, file_shas: list[str]) -> np.ndarray | None:
+        return None if pair.mask is None else _labels_mask(pair, image, self.size)
 
 
 class FixedBand:
@@ -210,7 +211,7 @@ class FixedBand:
     def __init__(self, size: int):
         self.band = fixed_eye_band(size)
 
-    def mask(self, pair: Pair, source: Image.Image, file_shas: list[str]) -> np.ndarray | None:
+    def mask(self, pair: Pair, image: Image.Image, file_shas: list[str]) -> np.ndarray | None:
         return self.band
 
 
@@ -224,14 +225,14 @@ class LocatedEyes:
         self.cache = MeshCache(root) if name == "mesh" else LandmarkCache(root)
         self.draw = mesh_region_mask if name == "mesh" else eye_mask_from_landmarks
 
-    def mask(self, pair: Pair, source: Image.Image, file_shas: list[str]) -> np.ndarray | None:
+    def mask(self, pair: Pair, image: Image.Image, file_shas: list[str]) -> np.ndarray | None:
         from faces import UnsearchableImage
 
         try:
-            points = self.cache.eye_points(file_shas[0], source)
+            points = self.cache.eye_points(file_shas[0], image)
         except UnsearchableImage as error:
             raise DataError(f"{pair.source}: {error}; crop it to the face or remove the pair") from None
-        return None if points is None else self.draw(points, source.size, self.size)
+        return None if points is None else self.draw(points, image.size, self.size)
 
 
 # The sources tried for each --eye-mask, in order: the first that can serve a pair makes its mask.
@@ -249,9 +250,9 @@ class EyeMask:
 def first_serving(sources: list[EyeMaskSource]) -> Callable[[Pair, Image.Image, list[str]], EyeMask]:
     """The per-pair step of decoding that asks ``sources`` in order for the pair's eye mask."""
 
-    def make(pair: Pair, source: Image.Image, file_shas: list[str]) -> EyeMask:
+    def make(pair: Pair, image: Image.Image, file_shas: list[str]) -> EyeMask:
         for candidate in sources:
-            pixels = candidate.mask(pair, source, file_shas)
+            pixels = candidate.mask(pair, image, file_shas)
             if pixels is not None:
                 return EyeMask(pixels, candidate.name)
         raise DataError(f"no eye mask for {pair.source} from {[s.name for s in sources]}: it has no label map; "
@@ -267,7 +268,7 @@ def _located_eyes(eye_mask: str, size: int, root: Path) -> LocatedEyes | None:
     try:
         return LocatedEyes(eye_mask, size, root)
     except DetectorUnavailable as error:
-        log.warning("eye mask: %s; using the fixed eye band", error)
+        log.warning("eye mask: %s; using the label maps where every pair has one, else the fixed eye band", error)
         return None
 
 
