@@ -54,7 +54,7 @@ from export.runtime import (
 )
 from faces import DetectorUnavailable, FaceTracker, UnsearchableImage, still_faces
 from faces.tracking import STILL_MAX_FACES
-from models.atomic import atomic_path
+from models.atomic import atomic_path, remove_leftovers
 from models.checkpoint import CheckpointError
 from models.cli import number_in, output_folder
 from models.data import DataError, open_photo
@@ -201,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot use %s: %s", args.model, error)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
+    for leftover in remove_leftovers(args.out):  # temp files of an earlier run that was killed
+        log.info("removed %s, left by an earlier run that was stopped", leftover)
     failed = 0
     for index, path in enumerate(args.images, start=1):
         try:

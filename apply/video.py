@@ -62,6 +62,8 @@ QUEUE_FRAMES = 8  # frames in flight between two stages: enough to ride out a de
 # A file whose frames end this many frame durations before its recorded length was cut short.
 TRUNCATION_FRAMES = 2
 STAGES = ("decode", "track", "model", "composite", "encode")
+# FFmpeg's colour tags (AVColorSpace, AVColorRange, AVColorPrimaries, AVColorTransferCharacteristic).
+RGB_MATRIX, BT709, UNSPECIFIED, VIDEO_RANGE = 0, 1, 2, 1
 
 
 class VideoError(DataError):
@@ -165,17 +167,41 @@ def _pixel_format(encoder: str, source_format: str | None) -> str:
     return source_format if source_format in taken else "yuv420p"
 
 
-def _add_video(sink, muxer: str, video, first: av.VideoFrame):
+def _encoded_size(path: Path, pixel_format: str, width: int, height: int) -> tuple[int, int]:
+    """The size the encoder takes: a chroma plane at half width (or height) needs an even one, so an
+    odd side gets one more pixel (a copy of its last column or row) and the log says so."""
+    halved = av.VideoFormat(pixel_format, 2, 2)
+    size = (width + (width % 2 if halved.chroma_width() < 2 else 0),
+            height + (height % 2 if halved.chroma_height() < 2 else 0))
+    if size != (width, height):
+        log.warning("%s is %dx%d: %s video takes even sizes only, so the result is %dx%d (its last column or "
+                    "row repeated once)", path, width, height, pixel_format, *size)
+    return size
+
+
+def _colour_tags(first: av.VideoFrame, pixel_format: str) -> dict[str, int]:
+    """The colour tags that describe the result's pixels. The source's, except that RGB pixels
+    encoded as YUV get the BT.709 matrix (the RGB "matrix" is the identity, which a player applies
+    only to RGB/GBR pixels) in video range, which every player reads."""
+    tags = {tag: getattr(first, tag) for tag in ("colorspace", "color_range", "color_primaries", "color_trc")}
+    if tags["colorspace"] == RGB_MATRIX and not av.VideoFormat(pixel_format).is_rgb:
+        tags.update(colorspace=BT709, color_range=VIDEO_RANGE)
+        for tag in ("color_primaries", "color_trc"):
+            tags[tag] = BT709 if tags[tag] == UNSPECIFIED else tags[tag]
+    return tags
+
+
+def _add_video(sink, muxer: str, path: Path, video, first: av.VideoFrame):
     """The output video stream: the source's coded size, time base, colours and rotation."""
     encoder, options = VIDEO_ENCODERS.get(muxer, X264)
     rate = video.average_rate or video.guessed_rate or Fraction(30)
     stream = sink.add_stream(encoder, rate=rate, options=dict(options))
     codec = stream.codec_context
-    codec.width, codec.height = first.width, first.height
     codec.pix_fmt = _pixel_format(encoder, video.codec_context.pix_fmt)
+    codec.width, codec.height = _encoded_size(path, codec.pix_fmt, first.width, first.height)
     codec.time_base = stream.time_base = video.time_base  # the source's timestamps pass as they are
-    for tag in ("colorspace", "color_range", "color_primaries", "color_trc"):
-        setattr(codec, tag, getattr(first, tag))
+    for tag, value in _colour_tags(first, codec.pix_fmt).items():
+        setattr(codec, tag, value)
     if video.sample_aspect_ratio:
         codec.sample_aspect_ratio = video.sample_aspect_ratio
     if first.rotation:
@@ -309,7 +335,11 @@ def _encode_stage(inbox: _Pipe, sink, video_out, audio_out, reencode_audio: bool
     for kind, item in inbox:
         start = time.perf_counter()
         if kind == "video":
-            frame = av.VideoFrame.from_ndarray(item.rgb, format="rgb24").reformat(format=codec.pix_fmt, **colours)
+            rgb = item.rgb
+            if rgb.shape[:2] != (codec.height, codec.width):  # an odd side made even (_encoded_size)
+                rgb = np.pad(rgb, ((0, codec.height - rgb.shape[0]), (0, codec.width - rgb.shape[1]), (0, 0)),
+                             mode="edge")
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=codec.pix_fmt, **colours)
             frame.pts, frame.time_base = item.pts, video_out.time_base
             sink.mux(video_out.encode(frame))
         elif reencode_audio:
@@ -405,7 +435,7 @@ def apply_to_video(runner: Runner, tracker, path: Path, out_dir: Path, strength:
             total = video.frames or None  # Matroska does not count its frames: the bar counts up
             with atomic_path(target) as tmp, av.open(str(tmp), "w", format=muxer) as sink, \
                     tqdm(total=total, desc=path.name, unit="frame", disable=not progress, leave=False) as bar:
-                video_out = _add_video(sink, muxer, video, first)
+                video_out = _add_video(sink, muxer, path, video, first)
                 audio_out = _add_audio(sink, muxer, audio, reencode_audio)
                 frames, most_faces, seconds, end_s = _run_pipeline(
                     itertools.chain(head, items), sink, video_out, audio_out, reencode_audio, runner, tracker,

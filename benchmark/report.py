@@ -12,7 +12,7 @@ from PIL import Image
 
 from benchmark.live import markdown_lines as live_lines
 from benchmark.mobile import markdown_lines as mobile_lines
-from models.atomic import atomic_path, save_figure, write_text
+from models.atomic import atomic_path, remove_leftovers, save_figure, write_text
 from models.gates import SIZE_BUDGET_BYTES
 
 
@@ -183,6 +183,7 @@ def sample_grid(samples: dict[str, torch.Tensor], path: Path) -> Path:
 
 def write_reports(report: dict, samples: dict[str, torch.Tensor], out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(out)  # temp files of an earlier benchmark that was killed mid-write
     table = markdown_table(report)
     paths = {"json": out / "report.json", "markdown": out / "report.md", "plot": out / "latency_size.png",
              "samples": out / "samples.png"}

@@ -89,12 +89,31 @@ def check_output_folder(path: Path) -> Path:
     return path
 
 
+def _writer_alive(path: Path) -> bool:
+    """Whether the process that names a temp file (``.NAME.PID.tmp``) still runs; a name without a
+    PID counts as alive, so only what is surely stale is deleted."""
+    pid = path.name[: -len(TEMP_SUFFIX)].rpartition(".")[2]
+    if not pid.isdigit():
+        return True
+    if int(pid) == os.getpid():
+        return False  # this process starts its writes after the clean-up: none of its own is open
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
 def remove_leftovers(folder: Path) -> list[Path]:
-    """Delete the temp files a killed writer left in ``folder`` (``.*.tmp``). Returns them."""
+    """Delete the temp files (``.*.PID.tmp``) that writers killed earlier left in ``folder``: those
+    whose process is gone. A run writing into the same folder at this moment keeps its own. Returns
+    what was deleted."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    leftovers = [p for p in folder.glob(f".*{TEMP_SUFFIX}") if p.is_file()]
+    leftovers = [p for p in folder.glob(f".*{TEMP_SUFFIX}") if p.is_file() and not _writer_alive(p)]
     for path in leftovers:
         path.unlink(missing_ok=True)
     return leftovers

@@ -13,6 +13,7 @@ isolated, SharedArrayBuffer is missing, and onnxruntime-web silently runs on one
 
 from __future__ import annotations
 
+import errno
 import http.server
 import json
 import mimetypes
@@ -157,12 +158,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if urlsplit(self.path).path == "/" + PAGE_CONFIG:
             self._reply(page_config(), "application/json", head_only)
             return
-        try:
+        try:  # a path the OS cannot look up gets an answer, never a dropped connection
             path = resolve(self.path, self.artifacts)
-        except ValueError:  # a path the OS cannot look up: an answer, never a dropped connection
+            found = path is not None and path.is_file()
+        except ValueError:
             self.send_error(400, "not a valid path")
             return
-        if path is None or not path.is_file():
+        except OSError as error:  # a name too long for the file system, a loop of links, no permission
+            too_long = error.errno == errno.ENAMETOOLONG
+            self.send_error(414 if too_long else 404, "path too long" if too_long else "cannot be looked up")
+            return
+        if not found:
             self.send_error(404, "not served here" if path is None else f"{path.name} does not exist")
             return
         try:
