@@ -93,21 +93,44 @@ def load_checkpoint(path: Path) -> tuple[TinyBeauty, dict]:
 
     A model trained with re-parameterised branches (``model_config["reparam"]``) comes back merged
     into the plain network, so everything downstream sees exactly the ops, parameters and sizes
-    of a plain one; resuming training reads the raw branches with :func:`read_checkpoint`."""
+    of a plain one; resuming training reads the raw branches with :func:`rebuild_model`."""
     payload = read_checkpoint(path)
+    model = merge(rebuild_model(payload, path).eval())
+    check_finite(model, path)
+    return model, payload
+
+
+def rebuild_model(payload: dict, path: Path) -> TinyBeauty:
+    """The network ``payload["model_config"]`` describes, holding ``payload["model"]`` (branches
+    unmerged). A model_config this code cannot build, or weights of another shape, is a
+    CheckpointError naming ``path`` and what differs."""
     try:
         model = build_model(dict(payload["model_config"]))
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{path} has a model_config this code cannot build ({error}); it was written "
                               "by another version of TinyBeauty, retrain or use a matching version") from error
-    try:
-        model.load_state_dict(payload["model"])
-    except RuntimeError as error:
+    differences = weight_differences(model.state_dict(), payload["model"])
+    if differences:
         raise CheckpointError(f"{path}: weights do not fit the TinyBeauty architecture in its model_config "
-                              f"(another network?): {str(error).splitlines()[0]}") from error
-    model = merge(model.eval())
-    check_finite(model, path)
-    return model, payload
+                              f"{payload['model_config']} (another network?): {differences}")
+    model.load_state_dict(payload["model"])
+    return model
+
+
+def weight_differences(expected: dict, found: dict) -> str:
+    """How the state dict ``found`` differs from the network's ``expected`` one, in words ("" if it fits)."""
+    def shape(tensor) -> str:
+        return "x".join(map(str, getattr(tensor, "shape", ()))) or type(tensor).__name__
+
+    if not isinstance(found, dict):
+        return f"its 'model' is a {type(found).__name__}, not a state dict"
+    other_shapes = [f"{key} is {shape(found[key])} in the checkpoint, {shape(value)} in the network"
+                    for key, value in expected.items() if key in found and shape(found[key]) != shape(value)]
+    missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+    parts = [f"{len(other_shapes)} tensor(s) of another shape ({'; '.join(other_shapes[:2])})"] if other_shapes else []
+    parts += [f"{len(missing)} missing ({', '.join(missing[:3])})"] if missing else []
+    parts += [f"{len(extra)} the network does not have ({', '.join(extra[:3])})"] if extra else []
+    return "; ".join(parts)
 
 
 def check_finite(model: TinyBeauty, path: Path) -> None:

@@ -32,7 +32,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +43,8 @@ from models.checkpoint import (
     CheckpointError,
     checkpoint_split,
     read_checkpoint,
+    rebuild_model,
     save_checkpoint,
-    unwrap_model,
 )
 from models.cli import (
     fraction_from_zero,
@@ -57,13 +57,12 @@ from models.cli import (
     seed_number,
 )
 from models.data import DataError, PairCache, split_record
-from models.tinybeauty import INPUT_MULTIPLE, VARIANTS, build_model, describe, merge
-from train import trainer
+from models.tinybeauty import INPUT_MULTIPLE, VARIANTS, build_model, describe
+from train import phases, trainer
 from train.augment import AUGMENTATIONS
 from train.dataset import PairDataset, load_pairs, load_split_for_training
 from train.eye_masks import EYE_MASK_SOURCES
 from train.losses import PIXEL_LOSSES
-from train.qat import QuantAware
 from train.split import split_indices
 from train.synthetic import write_dataset
 
@@ -328,44 +327,31 @@ def load_data(config: TrainConfig, checkpoint: dict | None, dist_info: trainer.D
     return cache, indices, split
 
 
-@dataclass
-class Training:
-    """What the loop updates: the network, its optimizer and schedule, the best figures so far and
-    the metric rows written so far."""
-
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
-    state: dict
-    start_epoch: int = 1
-    rows: list[dict] = field(default_factory=list)
-
-
-def build_training(config: TrainConfig, checkpoint: dict | None, device: torch.device,
-                   dist_info: trainer.Distributed) -> Training:
-    """A new network, or a resumed one with its optimizer, schedule and rows; DDP-wrapped under torchrun."""
-    # A resumed run rebuilds the network from the checkpoint's own config.
-    model = build_model(checkpoint["model_config"] if checkpoint else config.variant,
-                        reparam=None if checkpoint else config.reparam).to(device)
-    log.info("%s", describe(unwrap_model(model)))
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=config.plateau_factor,
-                                                           patience=config.plateau_patience)
-    state = {"best_val_psnr": -math.inf, "best_val_loss": math.inf, "val_psnr": math.nan, "baseline_psnr": math.nan}
-    training = Training(model, optimizer, scheduler, state)
+def build_network(config: TrainConfig, checkpoint: dict | None, device: torch.device) -> torch.nn.Module:
+    """A new network (its initial weights drawn from the seeded generator), or a resumed run's,
+    rebuilt from its checkpoint's own model_config and weights."""
     if checkpoint:
-        unwrap_model(model).load_state_dict(checkpoint["model"])
-        if checkpoint.get("phase", "float") == "float":  # a fine-tuning phase's own are loaded by enter_qat
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            scheduler.load_state_dict(checkpoint["scheduler"])
+        model = rebuild_model(checkpoint, Path(config.out) / trainer.CHECKPOINTS["last"])
+    else:
+        model = build_model(config.variant, reparam=config.reparam)
+    model = model.to(device)
+    log.info("%s", describe(model))
+    return model
+
+
+def start_training(run: trainer.RunContext, network: torch.nn.Module, checkpoint: dict | None,
+                   resumed: phases.Phase | None) -> trainer.Training:
+    """What the loop updates, before its first epoch; a resumed run's figures, rows and phase."""
+    state = {"best_val_psnr": -math.inf, "best_val_loss": math.inf, "val_psnr": math.nan, "baseline_psnr": math.nan}
+    training = trainer.Training(network, state)
+    if checkpoint:
         state.update({k: checkpoint[k] for k in state})
         training.start_epoch = checkpoint["epoch"] + 1
-        metrics_path = Path(config.out) / trainer.METRICS_FILE
-        training.rows = [r for r in trainer.read_metrics(metrics_path) if int(r["epoch"]) < training.start_epoch]
-        log.info("resuming from %s at epoch %d", Path(config.out) / trainer.CHECKPOINTS["last"], training.start_epoch)
-    if dist_info.enabled:
-        device_ids = [device.index] if device.type == "cuda" else None
-        training.model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        training.rows = [r for r in trainer.read_metrics(run.out / trainer.METRICS_FILE)
+                         if int(r["epoch"]) < training.start_epoch]
+        phases.resume(resumed, run, training, checkpoint)
+        log.info("resuming from %s at epoch %d (%s phase)", run.out / trainer.CHECKPOINTS["last"],
+                 training.start_epoch, resumed.name)
     return training
 
 
@@ -419,17 +405,17 @@ def start_outputs(config: TrainConfig, device: torch.device, dist_info: trainer.
     return wandb_run
 
 
-def train_and_evaluate(config: TrainConfig, training: Training, loaders: Loaders, device: torch.device,
-                       dist_info: trainer.Distributed, epoch: int) -> tuple[dict, dict[str, bool]]:
+def train_and_evaluate(run: trainer.RunContext, training: trainer.Training, epoch: int) -> tuple[dict, dict[str, bool]]:
     """One epoch of training, then validation and the schedule's step: (metrics, which bests improved)."""
-    loaders.set_epoch(epoch, config.seed, dist_info.enabled)
+    config, dist_info = run.config, run.dist
+    run.loaders.set_epoch(epoch, config.seed, dist_info.enabled)
     loss_weights = {"l1_weight": config.l1_weight, "eyeliner_weight": config.eyeliner_weight,
                     "pixel_loss": config.pixel_loss, "charbonnier_eps": config.charbonnier_eps}
     epoch_start = time.perf_counter()
-    bf16 = config.precision == "bf16" and not isinstance(unwrap_model(training.model), QuantAware)
-    metrics = trainer.train_one_epoch(training.model, loaders.train, training.optimizer, device, loss_weights, epoch,
-                                      show_progress=dist_info.is_main and sys.stderr.isatty(), bf16=bf16)
-    metrics |= trainer.evaluate(training.model, loaders.val, device, loss_weights)
+    bf16 = config.precision == "bf16" and training.phase.bf16
+    metrics = trainer.train_one_epoch(training.model, run.loaders.train, training.optimizer, run.device, loss_weights,
+                                      epoch, show_progress=dist_info.is_main and sys.stderr.isatty(), bf16=bf16)
+    metrics |= trainer.evaluate(training.model, run.loaders.val, run.device, loss_weights)
     metrics["images_per_s"] *= dist_info.world_size
     trainer.step_plateau(training.scheduler, metrics)
     metrics |= {"epoch": epoch, "lr": training.optimizer.param_groups[0]["lr"],
@@ -443,97 +429,66 @@ def train_and_evaluate(config: TrainConfig, training: Training, loaders: Loaders
     return metrics, improved
 
 
-def record_epoch(config: TrainConfig, training: Training, loaders: Loaders, split: dict, device: torch.device,
-                 metrics: dict, improved: dict[str, bool], wandb_run) -> None:
+def record_epoch(run: trainer.RunContext, training: trainer.Training, metrics: dict, improved: dict[str, bool]
+                 ) -> None:
     """The epoch's metrics row, checkpoints, sample grid and curves, log line and W&B step."""
-    out, epoch = Path(config.out), metrics["epoch"]
+    config, out, epoch = run.config, run.out, metrics["epoch"]
     metrics_path = out / trainer.METRICS_FILE
     # Metrics first, checkpoints second: a kill in between leaves a row that --resume drops
     # and redoes, never a checkpoint whose epoch has no row.
     training.rows.append(metrics)
     trainer.write_metrics(metrics_path, training.rows)
-    payload = trainer.checkpoint_payload(training.model, training.optimizer, training.scheduler, epoch,
-                                         training.state, config, split)
-    trainer.save_epoch_checkpoints(out, payload, improved)
+    trainer.save_epoch_checkpoints(out, trainer.checkpoint_payload(run, training, epoch), improved)
     if epoch % config.sample_every == 0 or epoch == config.epochs:
-        grid = trainer.sample_grid(training.model, loaders.sample_source.to(device), loaders.sample_target.to(device))
+        grid = trainer.sample_grid(training.model, run.loaders.sample_source.to(run.device),
+                                   run.loaders.sample_target.to(run.device))
         trainer.write_png(grid, out / f"samples_epoch_{epoch:03d}.png")
         trainer.plot_curves(metrics_path, out / "training_curves.png")
     log.info("epoch %3d/%d  loss %.4f  val PSNR %.2f dB (no makeup %.2f dB, best %.2f)  lr %.1e  %.0f img/s  %.1fs",
              epoch, config.epochs, metrics["train_loss"], metrics["val_psnr"], metrics["baseline_psnr"],
              training.state["best_val_psnr"], metrics["lr"], metrics["images_per_s"], metrics["epoch_s"])
-    if wandb_run is not None:
-        wandb_run.log(metrics, step=epoch)
+    if run.wandb_run is not None:
+        run.wandb_run.log(metrics, step=epoch)
 
 
-def finish_run(config: TrainConfig, training: Training, run_start: float, wandb_run) -> None:
+def finish_run(run: trainer.RunContext, training: trainer.Training, run_start: float) -> None:
     """The final checkpoint (a copy of the last epoch's) and the summary line."""
-    out = Path(config.out)
-    last = out / trainer.CHECKPOINTS["last"]
+    last = run.out / trainer.CHECKPOINTS["last"]
     if last.exists():
-        save_checkpoint(out / trainer.CHECKPOINTS["final"], read_checkpoint(last))
+        save_checkpoint(run.out / trainer.CHECKPOINTS["final"], read_checkpoint(last))
     log.info("done in %.0fs: best validation PSNR %.2f dB (no-makeup baseline %.2f dB); checkpoints in %s",
-             time.perf_counter() - run_start, training.state["best_val_psnr"], training.state["baseline_psnr"], out)
-    if wandb_run is not None:
-        wandb_run.finish()
-
-
-QAT_CALIBRATION_FACES = 32  # training faces that set the activation ranges the phase starts from
-QAT_LR_SCALE = 0.1  # the phase fine-tunes: a tenth of the lr the float schedule reached
-
-
-def enter_qat(config: TrainConfig, training: Training, cache: PairCache, indices: dict[str, np.ndarray],
-              device: torch.device, dist_info: trainer.Distributed, checkpoint: dict | None) -> None:
-    """Switch to quantization-aware fine-tuning (train/qat.py) for the remaining epochs: a new Adam
-    at a tenth of the schedule's current lr over what the phase trains, and the best-so-far figures reset so
-    the best checkpoints hold this phase's weights (what the int8 files are made from). Resuming
-    inside the phase restores its tables, ranges, optimizer and schedule exactly."""
-    net = merge(unwrap_model(training.model))  # --reparam's branches first: int8 rounds the shipped convs
-    faces = cache.sources[indices["train"][:QAT_CALIBRATION_FACES]]
-    calibration = torch.from_numpy(faces).permute(0, 3, 1, 2).float().div(255).to(device)
-    resuming = bool(checkpoint) and checkpoint.get("phase") == "qat"
-    wrapper = QuantAware(net, config.palette_bits, calibration,
-                         checkpoint["skip_factors"] if resuming else None).to(device)
-    optimizer = torch.optim.Adam([p for p in wrapper.parameters() if p.requires_grad],
-                                 lr=training.optimizer.param_groups[0]["lr"] * QAT_LR_SCALE)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=config.plateau_factor,
-                                                           patience=config.plateau_patience)
-    if resuming:
-        wrapper.load_state_dict(checkpoint["qat_state"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-    else:
-        training.state.update(best_val_psnr=-math.inf, best_val_loss=math.inf)
-        log.info("quantization-aware fine-tuning for the last %d epochs (int8 rounding%s); validation PSNR is now "
-                 "the int8 estimate and the best checkpoints restart", config.qat_epochs,
-                 f", {config.palette_bits}-bit palettes" if config.palette_bits else "")
-    if dist_info.enabled:
-        device_ids = [device.index] if device.type == "cuda" else None
-        wrapper = torch.nn.parallel.DistributedDataParallel(wrapper, device_ids=device_ids)
-    training.model, training.optimizer, training.scheduler = wrapper, optimizer, scheduler
+             time.perf_counter() - run_start, training.state["best_val_psnr"], training.state["baseline_psnr"],
+             run.out)
+    if run.wandb_run is not None:
+        run.wandb_run.finish()
 
 
 def run(config: TrainConfig, given_names: set[str], dist_info: trainer.Distributed) -> int:
     config, checkpoint = open_run(config, given_names, dist_info)
+    plan = phases.schedule(config)
+    last_path = Path(config.out) / trainer.CHECKPOINTS["last"]
+    resumed = phases.resumed_phase(plan, checkpoint, last_path, config.epochs) if checkpoint else None
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device, dist_info)
     # The seed fixes the initial weights; the order of the steps below fixes every later draw.
     torch.manual_seed(config.seed)
     cache, indices, split = load_data(config, checkpoint, dist_info)
-    training = build_training(config, checkpoint, device, dist_info)
+    network = build_network(config, checkpoint, device)
     loaders = make_loaders(config, cache, indices, dist_info)
     wandb_run = start_outputs(config, device, dist_info)
+    context = trainer.RunContext(config, device, dist_info, cache, indices, split, loaders, wandb_run)
+    training = start_training(context, network, checkpoint, resumed)
     run_start = time.perf_counter()
-    qat_start = config.epochs - config.qat_epochs + 1 if config.qat_epochs else None
     for epoch in range(training.start_epoch, config.epochs + 1):
-        if qat_start is not None and epoch >= qat_start and not isinstance(unwrap_model(training.model), QuantAware):
-            enter_qat(config, training, cache, indices, device, dist_info, checkpoint)
-        metrics, improved = train_and_evaluate(config, training, loaders, device, dist_info, epoch)
+        phase = phases.phase_of_epoch(plan, epoch)
+        if phase is not training.phase:
+            phases.enter(phase, context, training)
+        metrics, improved = train_and_evaluate(context, training, epoch)
         if dist_info.is_main:
-            record_epoch(config, training, loaders, split, device, metrics, improved, wandb_run)
+            record_epoch(context, training, metrics, improved)
     if dist_info.is_main:
-        finish_run(config, training, run_start, wandb_run)
+        finish_run(context, training, run_start)
     return 0
 
 

@@ -7,8 +7,9 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,7 +23,11 @@ from models.checkpoint import save_checkpoint, unwrap_model
 from models.gates import QUALITY_BAR_DB
 from models.metrics import mean_psnr_db, psnr_db
 from train.losses import makeup_loss
-from train.qat import QuantAware
+
+if TYPE_CHECKING:
+    from models.data import PairCache
+    from train.__main__ import Loaders, TrainConfig
+    from train.phases import Phase
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,46 @@ class Distributed:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+
+@dataclass
+class RunContext:
+    """What every step of a run reads and none changes: the resolved options, where it runs, the
+    pairs with their split, the loaders, and the W&B run (None without --wandb)."""
+
+    config: TrainConfig
+    device: torch.device
+    dist: Distributed
+    cache: PairCache
+    indices: dict[str, np.ndarray]
+    split: dict
+    loaders: Loaders
+    wandb_run: object | None = None
+
+    @property
+    def out(self) -> Path:
+        return Path(self.config.out)
+
+    def distribute(self, net: nn.Module) -> nn.Module:
+        """``net`` as the loop trains it: DistributedDataParallel under torchrun, else itself."""
+        if not self.dist.enabled:
+            return net
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(net, device_ids=device_ids)
+
+
+@dataclass
+class Training:
+    """What the loop updates: the current phase with the network, optimizer and schedule it set up,
+    the best figures so far and the metric rows written so far."""
+
+    model: nn.Module
+    state: dict
+    phase: Phase | None = None
+    optimizer: torch.optim.Optimizer | None = None
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
+    start_epoch: int = 1
+    rows: list[dict] = field(default_factory=list)
 
 
 def setup_distributed() -> Distributed:
@@ -195,29 +240,21 @@ def write_json(payload: dict, path: Path) -> Path:
     return write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
 
 
-def checkpoint_payload(model, optimizer, scheduler, epoch: int, state: dict, train_config, split: dict) -> dict:
-    """What every checkpoint holds. ``phase`` says which training phase made the weights: ``float``,
-    or ``qat`` (quantization-aware fine-tuning: ``model`` holds the plain weights it trained,
-    ``skip_factors`` the skip rescaling it trained with, which the export then uses, and
-    ``qat_state`` its tables and ranges, for --resume)."""
-    net = unwrap_model(model)
-    phase = {"phase": "float"}
-    if isinstance(net, QuantAware):
-        phase = {"phase": "qat", "palette_bits": net.palette_bits, "skip_factors": dict(net.skip_factors),
-                 "qat_state": {k: v.detach().cpu() for k, v in net.state_dict().items()}}
-        net = net.exported_model()
-    return phase | {
-        "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-        "model_config": net.config.to_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
+def checkpoint_payload(run: RunContext, training: Training, epoch: int) -> dict:
+    """What every checkpoint holds: the phase's own entries (``phase``, the plain ``model`` and its
+    ``model_config``, and what the phase needs to resume: train/phases.py), then the optimizer and
+    schedule, the figures so far, the resolved options and the data split."""
+    state = training.state
+    return training.phase.state(training.model) | {
+        "optimizer": training.optimizer.state_dict(),
+        "scheduler": training.scheduler.state_dict(),
         "epoch": epoch,
         "best_val_psnr": float(state["best_val_psnr"]),
         "best_val_loss": float(state["best_val_loss"]),
         "val_psnr": float(state["val_psnr"]),
         "baseline_psnr": float(state["baseline_psnr"]),
-        "train_config": asdict(train_config) if hasattr(train_config, "__dataclass_fields__") else dict(train_config),
-        "split": split,
+        "train_config": asdict(run.config),
+        "split": run.split,
     }
 
 
