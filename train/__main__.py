@@ -122,64 +122,15 @@ RESUME_MAY_CHANGE = {"epochs", "threads", "device", "sample_every", "wandb", "wa
 
 def parse_args(argv: list[str] | None) -> tuple[TrainConfig, set[str]]:
     """The resolved config and the names of the options given on the command line."""
-    defaults = TrainConfig()
     parser = argparse.ArgumentParser(prog="python -m train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add = parser.add_argument
+    defaults = TrainConfig()
     # Options default to None so a preset can fill exactly the ones the user did not give.
-    add("--data", help="folder of pairs (source/ + target/, non-makeup/ + makeup/, or pairs.csv); "
-        f"default: render the built-in synthetic set into {DEFAULT_SYNTHETIC_DIR}")
-    add("--out", type=output_folder_name, help=f"output folder (default {defaults.out})")
-    add("--preset", choices=sorted(PRESETS), help="schedule preset (default: paper with --data, cpu without)")
-    add("--variant", choices=sorted(VARIANTS), help=f"model size (default {defaults.variant})")
-    add("--epochs", type=positive_int, help=f"epochs (paper {defaults.epochs})")
-    add("--batch-size", type=positive_int,
-        help=f"global batch size (paper {defaults.batch_size}; split across processes)")
-    add("--image-size", type=positive_int,
-        help=f"images are resized to this square size (default {defaults.image_size})")
-    add("--crop", type=positive_int, help="train on random square crops of this size (default: whole images)")
-    add("--lr", type=positive_float, help=f"Adam learning rate (paper {defaults.lr})")
-    add("--l1-weight", type=non_negative_float, help=f"weight of the L1 loss (default {defaults.l1_weight})")
-    add("--eyeliner-weight", type=non_negative_float,
-        help=f"weight of the eyeliner loss (default {defaults.eyeliner_weight})")
-    add("--pixel-loss", choices=PIXEL_LOSSES, help="pixel term: the paper's l1, or charbonnier (L1 for large "
-        f"errors, quadratic below --charbonnier-eps; see train/losses.py) (default {defaults.pixel_loss})")
-    add("--charbonnier-eps", type=positive_float, help=f"Charbonnier's eps (default {defaults.charbonnier_eps})")
-    add("--qat-epochs", type=non_negative_int, help="the last N of --epochs are quantization-aware fine-tuning: "
-        "int8 rounding (and --palette-bits tables) in the forward pass (train/qat.py); 0 turns it off "
-        f"(default: a twelfth of --epochs, rounded: {round(120 * QAT_SHARE)} of the CPU preset's 120)")
-    add("--precision", choices=PRECISIONS, help="float32, or bfloat16 autocast for the float phase's forward "
-        f"and backward (weights, loss and the fine-tuning phase stay float32) (default {defaults.precision})")
-    add("--palette-bits", type=non_negative_int, help="bits of the look-up tables the large convolutions' weights "
-        f"become during quantization-aware fine-tuning; 0 keeps them free (default {defaults.palette_bits})")
-    add("--plateau-factor", type=fraction_open, help=f"ReduceLROnPlateau factor (default {defaults.plateau_factor})")
-    add("--plateau-patience", type=non_negative_int,
-        help=f"ReduceLROnPlateau patience in epochs, counted once validation PSNR "
-        f"is above the no-makeup baseline (default {defaults.plateau_patience})")
-    add("--val-fraction", type=fraction_open, help=f"validation share of all pairs (default {defaults.val_fraction})")
-    add("--test-fraction", type=fraction_from_zero,
-        help=f"held-out test share of all pairs, never used in training; 0 gives "
-        f"the paper's 90/10 train/validation split (default {defaults.test_fraction})")
-    add("--eye-mask", choices=EYE_MASK_SOURCES, help="where the eyeliner loss's eye mask comes from: auto (the "
-        "face mesh's eye contours; an image without a face found takes its label map if the data has them, else "
-        "the fixed band), labels, landmarks (ellipses at BlazeFace's eyes), mesh (as auto), band "
-        f"(default {defaults.eye_mask})")
-    add("--augment", choices=AUGMENTATIONS, help="changes applied identically to both images of a training pair: "
-        "photometric (colour), geometric (zoom, rotation, shift; the eye mask too), both, or none "
-        f"(default {defaults.augment}; docs/training.md)")
-    add("--reparam", action="store_true", default=None, help="train each 3x3 conv as parallel 3x3, 1x1 and identity "
-        "branches, merged into the plain network before export (docs/training.md)")
-    add("--seed", type=seed_number, help=f"seed of the split, augmentation and init (default {defaults.seed})")
-    add("--sample-every", type=positive_int,
-        help=f"write a sample grid every N epochs (default {defaults.sample_every})")
-    add("--synthetic-pairs", type=positive_int,
-        help=f"pairs to render when --data is not given (default {defaults.synthetic_pairs})")
-    add("--device", help="auto, cpu, cuda or cuda:N (default auto: CUDA when present)")
-    add("--threads", type=positive_int, help="CPU threads for PyTorch (default: PyTorch's choice)")
-    add("--resume", action="store_true", default=None, help="continue from OUT/tinybeauty_last.pt")
-    add("--overwrite", action="store_true", default=None, help="start a new run in an OUT that already holds one")
-    add("--wandb", action="store_true", default=None, help="log to Weights & Biases (offline unless configured)")
-    add("--wandb-project", help=f"W&B project (default {defaults.wandb_project})")
+    add_data_options(parser.add_argument_group("data and split").add_argument, defaults)
+    add_schedule_options(parser.add_argument_group("model, loss and schedule").add_argument, defaults)
+    add_quantization_options(parser.add_argument_group("precision and quantization-aware fine-tuning").add_argument,
+                             defaults)
+    add_run_options(parser.add_argument_group("output and run").add_argument, defaults)
     given = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
     preset = given.get("preset") or ("paper" if given.get("data") else "cpu")
     values = {**asdict(defaults), **PRESETS[preset], **given, "preset": preset}
@@ -190,6 +141,71 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, set[str]]:
     if problems:
         parser.error("; ".join(problems))
     return config, set(given)
+
+
+def add_data_options(add, defaults: TrainConfig) -> None:
+    add("--data", help="folder of pairs (source/ + target/, non-makeup/ + makeup/, or pairs.csv); "
+        f"default: render the built-in synthetic set into {DEFAULT_SYNTHETIC_DIR}")
+    add("--synthetic-pairs", type=positive_int,
+        help=f"pairs to render when --data is not given (default {defaults.synthetic_pairs})")
+    add("--image-size", type=positive_int,
+        help=f"images are resized to this square size (default {defaults.image_size})")
+    add("--crop", type=positive_int, help="train on random square crops of this size (default: whole images)")
+    add("--val-fraction", type=fraction_open, help=f"validation share of all pairs (default {defaults.val_fraction})")
+    add("--test-fraction", type=fraction_from_zero,
+        help=f"held-out test share of all pairs, never used in training; 0 gives "
+        f"the paper's 90/10 train/validation split (default {defaults.test_fraction})")
+    add("--seed", type=seed_number, help=f"seed of the split, augmentation and init (default {defaults.seed})")
+    add("--eye-mask", choices=EYE_MASK_SOURCES, help="where the eyeliner loss's eye mask comes from: auto (the "
+        "face mesh's eye contours; an image without a face found takes its label map if the data has them, else "
+        "the fixed band), labels, landmarks (ellipses at BlazeFace's eyes), mesh (as auto), band "
+        f"(default {defaults.eye_mask})")
+    add("--augment", choices=AUGMENTATIONS, help="changes applied identically to both images of a training pair: "
+        "photometric (colour), geometric (zoom, rotation, shift; the eye mask too), both, or none "
+        f"(default {defaults.augment}; docs/training.md)")
+
+
+def add_schedule_options(add, defaults: TrainConfig) -> None:
+    add("--preset", choices=sorted(PRESETS), help="schedule preset (default: paper with --data, cpu without)")
+    add("--variant", choices=sorted(VARIANTS), help=f"model size (default {defaults.variant})")
+    add("--reparam", action="store_true", default=None, help="train each 3x3 conv as parallel 3x3, 1x1 and identity "
+        "branches, merged into the plain network before export (docs/training.md)")
+    add("--epochs", type=positive_int, help=f"epochs (paper {defaults.epochs})")
+    add("--batch-size", type=positive_int,
+        help=f"global batch size (paper {defaults.batch_size}; split across processes)")
+    add("--lr", type=positive_float, help=f"Adam learning rate (paper {defaults.lr})")
+    add("--plateau-factor", type=fraction_open, help=f"ReduceLROnPlateau factor (default {defaults.plateau_factor})")
+    add("--plateau-patience", type=non_negative_int,
+        help=f"ReduceLROnPlateau patience in epochs, counted once validation PSNR "
+        f"is above the no-makeup baseline (default {defaults.plateau_patience})")
+    add("--l1-weight", type=non_negative_float, help=f"weight of the L1 loss (default {defaults.l1_weight})")
+    add("--eyeliner-weight", type=non_negative_float,
+        help=f"weight of the eyeliner loss (default {defaults.eyeliner_weight})")
+    add("--pixel-loss", choices=PIXEL_LOSSES, help="pixel term: the paper's l1, or charbonnier (L1 for large "
+        f"errors, quadratic below --charbonnier-eps; see train/losses.py) (default {defaults.pixel_loss})")
+    add("--charbonnier-eps", type=positive_float, help=f"Charbonnier's eps (default {defaults.charbonnier_eps})")
+
+
+def add_quantization_options(add, defaults: TrainConfig) -> None:
+    add("--precision", choices=PRECISIONS, help="float32, or bfloat16 autocast for the float phase's forward "
+        f"and backward (weights, loss and the fine-tuning phase stay float32) (default {defaults.precision})")
+    add("--qat-epochs", type=non_negative_int, help="the last N of --epochs are quantization-aware fine-tuning: "
+        "int8 rounding (and --palette-bits tables) in the forward pass (train/qat.py); 0 turns it off "
+        f"(default: a twelfth of --epochs, rounded: {round(120 * QAT_SHARE)} of the CPU preset's 120)")
+    add("--palette-bits", type=non_negative_int, help="bits of the look-up tables the large convolutions' weights "
+        f"become during quantization-aware fine-tuning; 0 keeps them free (default {defaults.palette_bits})")
+
+
+def add_run_options(add, defaults: TrainConfig) -> None:
+    add("--out", type=output_folder_name, help=f"output folder (default {defaults.out})")
+    add("--resume", action="store_true", default=None, help="continue from OUT/tinybeauty_last.pt")
+    add("--overwrite", action="store_true", default=None, help="start a new run in an OUT that already holds one")
+    add("--sample-every", type=positive_int,
+        help=f"write a sample grid every N epochs (default {defaults.sample_every})")
+    add("--device", help="auto, cpu, cuda or cuda:N (default auto: CUDA when present)")
+    add("--threads", type=positive_int, help="CPU threads for PyTorch (default: PyTorch's choice)")
+    add("--wandb", action="store_true", default=None, help="log to Weights & Biases (offline unless configured)")
+    add("--wandb-project", help=f"W&B project (default {defaults.wandb_project})")
 
 
 def config_problems(config: TrainConfig) -> list[str]:
