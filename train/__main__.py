@@ -489,8 +489,8 @@ def run(config: TrainConfig, given_names: set[str], dist_info: trainer.Distribut
     device = resolve_device(config.device, dist_info)
     # The seed fixes the initial weights; the order of the steps below fixes every later draw.
     torch.manual_seed(config.seed)
+    network = build_network(config, checkpoint, device)  # before the data: a checkpoint that does not fit stops here
     cache, indices, split = load_data(config, checkpoint, dist_info)
-    network = build_network(config, checkpoint, device)
     loaders = make_loaders(config, cache, indices, dist_info)
     wandb_run = start_outputs(config, device, dist_info)
     context = trainer.RunContext(config, device, dist_info, cache, indices, split, loaders, wandb_run)

@@ -152,7 +152,8 @@ def describe(plan: list[tuple[Phase, int]]) -> str:
     spans, first = [], 1
     for phase, epochs in plan:
         if epochs:
-            spans.append(f"{phase.name} epochs {first}-{first + epochs - 1}")
+            last = first + epochs - 1
+            spans.append(f"{phase.name} epochs {first}-{last}" if last > first else f"{phase.name} epoch {first}")
         first += epochs
     return ", ".join(spans)
 
