@@ -38,6 +38,8 @@ QAT_LR_SCALE = 0.1  # the phase fine-tunes: a tenth of the lr the float schedule
 
 
 class Phase(ABC):
+    """One stretch of a run's schedule. It holds no training state: that lives in :class:`Training`."""
+
     name: ClassVar[str]  # what checkpoints record in ``phase``
     bf16: ClassVar[bool]  # whether --precision bf16 applies to its forward and backward
 
@@ -139,12 +141,12 @@ def schedule(config: TrainConfig) -> list[tuple[Phase, int]]:
 
 
 def phase_of_epoch(plan: list[tuple[Phase, int]], epoch: int) -> Phase:
-    """The phase that trains ``epoch`` (1-based; past the plan's end, its last phase)."""
+    """The phase that trains ``epoch`` (1-based)."""
     for phase, epochs in plan:
         if epoch <= epochs:
             return phase
         epoch -= epochs
-    return plan[-1][0]
+    raise ValueError(f"epoch {epoch + sum(epochs for _, epochs in plan)} is past the schedule ({describe(plan)})")
 
 
 def describe(plan: list[tuple[Phase, int]]) -> str:
@@ -173,10 +175,10 @@ def resumed_phase(plan: list[tuple[Phase, int]], checkpoint: dict, path: Path, e
                               f"(it has {', '.join(names)}); resume it with the version that wrote it, or start "
                               "a new run with --overwrite or another --out")
     start = checkpoint["epoch"] + 1
-    current = phase_of_epoch(plan, start)
-    if start <= epochs and names.index(current.name) < names.index(name):
+    current = phase_of_epoch(plan, start).name if start <= epochs else name  # past the end: nothing to train
+    if names.index(current) < names.index(name):
         raise CheckpointError(f"{path} was written in the {name} phase (epoch {start - 1}), but with --epochs "
-                              f"{epochs} epoch {start} falls in the {current.name} phase ({describe(plan)}); "
+                              f"{epochs} epoch {start} falls in the {current} phase ({describe(plan)}); "
                               f"give --epochs so that epoch {start} is in the {name} phase or a later one")
     return plan[names.index(name)][0]
 
