@@ -1,4 +1,5 @@
-"""The training loop as small functions: one epoch, evaluation, samples, checkpoints."""
+"""The training loop as small functions (one epoch, evaluation, samples, checkpoints) and what its
+steps share: the run's context (read only) and the training state they update."""
 
 from __future__ import annotations
 
