@@ -63,6 +63,7 @@ from train.augment import AUGMENTATIONS
 from train.dataset import PairDataset, load_pairs, load_split_for_training
 from train.eye_masks import EYE_MASK_SOURCES
 from train.losses import PIXEL_LOSSES
+from train.numerics import flush_denormals
 from train.split import split_indices
 from train.synthetic import write_dataset
 
@@ -267,6 +268,7 @@ def start_wandb(config: TrainConfig):
     return wandb.init(project=config.wandb_project, config=asdict(config), dir=config.out)
 
 
+@flush_denormals()  # the whole run, entered before any tensor work (train/numerics.py)
 def main(argv: list[str] | None = None) -> int:
     config, given_names = parse_args(argv)
     dist_info = trainer.setup_distributed()

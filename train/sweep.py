@@ -37,6 +37,7 @@ from models.data import faces_as_tensors, load_split
 from models.metrics import mean_psnr_db
 from train import trainer
 from train.__main__ import main as train_main
+from train.numerics import flush_denormals
 
 log = logging.getLogger("train.sweep")
 
@@ -160,6 +161,7 @@ def run_seed(seed: int, args: argparse.Namespace, train_args: list[str]) -> dict
     return row
 
 
+@flush_denormals()  # every seed's training and scoring (train/numerics.py)
 def main(argv: list[str] | None = None) -> int:
     args, train_args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")

@@ -199,7 +199,8 @@ def sample_grid(model: nn.Module, source: torch.Tensor, target: torch.Tensor) ->
 
 
 def plot_curves(metrics_path: Path, out_path: Path) -> Path | None:
-    """Loss and PSNR per epoch, with the no-makeup baseline, as a PNG."""
+    """Loss, PSNR (with the no-makeup baseline) and training speed per epoch, as a PNG; the speed panel
+    shows a stall (subnormal floats cost ~10x: train/numerics.py)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -209,7 +210,7 @@ def plot_curves(metrics_path: Path, out_path: Path) -> Path | None:
     if not rows:
         return None
     epochs = [int(r["epoch"]) for r in rows]
-    fig, (ax_loss, ax_psnr) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (ax_loss, ax_psnr, ax_speed) = plt.subplots(1, 3, figsize=(15, 3.8))
     ax_loss.plot(epochs, [float(r["train_loss"]) for r in rows], label="train")
     ax_loss.plot(epochs, [float(r["val_loss"]) for r in rows], label="validation")
     ax_loss.set(xlabel="epoch", ylabel="L1 + 0.5 eyeliner", yscale="log", title="loss")
@@ -219,6 +220,8 @@ def plot_curves(metrics_path: Path, out_path: Path) -> Path | None:
     ax_psnr.axhline(QUALITY_BAR_DB, color="grey", lw=0.8, ls=":", label=f"{QUALITY_BAR_DB:g} dB bar")
     ax_psnr.set(xlabel="epoch", ylabel="dB", title="validation PSNR (mean of per-image PSNR)")
     ax_psnr.legend()
+    ax_speed.plot(epochs, [float(r["images_per_s"]) for r in rows])
+    ax_speed.set(xlabel="epoch", ylabel="images/s", ylim=(0, None), title="training speed (all processes)")
     fig.tight_layout()
     return save_figure(fig, out_path)
 
