@@ -17,6 +17,7 @@ from train.numerics import (
     state_census,
     subnormal_mask,
 )
+from train.numerics import main as numerics_main
 
 SUBNORMAL = torch.tensor([1], dtype=torch.int32).view(torch.float32)  # 1.4e-45, made from its bits
 
@@ -34,10 +35,13 @@ def kill_channel_with_subnormal_moments(path, layer: str = "residual.enc1.0") ->
     return state_census(checkpoint["model"], checkpoint["optimizer"])["exp_avg"]
 
 
-def test_training_flushes_subnormal_moments_of_dead_channels(synthetic_data, tmp_path):
+def test_training_flushes_subnormal_moments_of_dead_channels(synthetic_data, tmp_path, capsys):
     out = tmp_path / "run"
     assert train_main(train_args(synthetic_data, out, "--epochs", "1", "--qat-epochs", "0")) == 0
-    assert kill_channel_with_subnormal_moments(out / "tinybeauty_last.pt") > 1
+    crafted = kill_channel_with_subnormal_moments(out / "tinybeauty_last.pt")
+    assert crafted > 1
+    assert numerics_main(["--checkpoint", str(out / "tinybeauty_last.pt"), "--faces", "2"]) == 0
+    assert f"weights 0, exp_avg {crafted}, exp_avg_sq 0" in capsys.readouterr().out
     assert train_main(["--out", str(out), "--resume", "--epochs", "2"]) == 0
     resumed = read_checkpoint(out / "tinybeauty_last.pt")
     assert resumed["epoch"] == 2

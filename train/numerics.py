@@ -15,12 +15,13 @@ Where they come from: a parameter whose gradient is exactly 0 every step (a ReLU
 never fires, and the next layer's weights that read it) has Adam's first moment multiplied by
 beta1 = 0.9 each step, so a moment of 1e-10 becomes subnormal after ~600 steps. Those moments
 alone cost nothing measurable (``python -m train.numerics``: tens of thousands of them, the same
-images per CPU-second); what costs is a subnormal in a tensor a convolution reads -- weights,
-activations or gradients -- which ``--checkpoint`` counts, layer by layer, for a run's checkpoint.
+images per CPU-second); what costs is a subnormal in a tensor a convolution reads -- a 3x3 conv on
+activations a fifth subnormal takes ~17x its time -- weights, activations or gradients, which
+``--checkpoint`` counts, layer by layer, for a run's checkpoint.
 
 Usage:
     python -m train.numerics --checkpoint RUN/tinybeauty_last.pt   # where a checkpoint's subnormals are
-    python -m train.numerics --threads 1 --steps 20 --rounds 3       # subnormal Adam moments, timed
+    python -m train.numerics --threads 1 --steps 20 --rounds 3       # what subnormals cost, timed
 """
 
 from __future__ import annotations
@@ -208,6 +209,29 @@ def time_reproduction(kind: str, threads: int, steps: int, batch: int, crop: int
             "most_subnormal_moments": seen}
 
 
+SUBNORMAL_SHARE = 0.2  # of a convolution's input in the second measurement
+
+
+@torch.no_grad()
+def time_convolution(batch: int, crop: int) -> tuple[float, float]:
+    """CPU milliseconds (best of 5) of one 16-channel 3x3 convolution of the model's width on normal
+    activations, and on the same activations with a fifth of them subnormal."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(16, 16, 3, padding=1)
+    normal = torch.rand(batch, 16, crop // 2, crop // 2)
+    mixed = normal.clone()
+    mixed.view(torch.int32)[torch.rand_like(normal) < SUBNORMAL_SHARE] = 1  # the bits of 1.4e-45
+
+    def best_ms(features: torch.Tensor) -> float:
+        times = []
+        for _ in range(5):
+            start = time.process_time()
+            conv(features)
+            times.append(time.process_time() - start)
+        return 1000 * min(times)
+    return best_ms(normal), best_ms(mixed)
+
+
 def reproduce(args: argparse.Namespace) -> int:
     """Each kind in its own process (the flags of the intra-op threads are fixed when they start),
     interleaved over rounds so a shared machine's load hits every kind alike."""
@@ -217,11 +241,13 @@ def reproduce(args: argparse.Namespace) -> int:
             command = [sys.executable, "-m", "train.numerics", "--kind", kind, "--threads", str(args.threads),
                        "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--crop", str(args.crop)]
             done = subprocess.run(command, capture_output=True, text=True, check=True)
-            rate, cpu_rate, subnormals = done.stdout.split()
-            rates[kind].append(float(rate))
-            print(f"round {round_index}: {kind} {float(rate):.1f} images/s, {float(cpu_rate):.1f} per CPU-second "
-                  f"({subnormals} subnormal moments at most)", flush=True)
-    print(f"images/s, median of {args.rounds} rounds ({args.threads} thread(s), batch {args.batch_size} of "
+            rate, cpu_rate, subnormals, normal_ms, mixed_ms = done.stdout.split()
+            rates[kind].append(float(cpu_rate))
+            print(f"round {round_index}: {kind}: training step {float(rate):.1f} images/s, {float(cpu_rate):.1f} per "
+                  f"CPU-second ({subnormals} subnormal Adam moments at most); a 3x3 conv {float(normal_ms):.1f} CPU ms "
+                  f"on normal activations, {float(mixed_ms):.1f} with {SUBNORMAL_SHARE:.0%} subnormal", flush=True)
+    print(f"training step, images per CPU-second, median of {args.rounds} rounds ({args.threads} thread(s), "
+          f"batch {args.batch_size} of "
           f"{args.crop} px, {args.steps} steps): "
           + ", ".join(f"{kind} {statistics.median(values):.1f}" for kind, values in rates.items()))
     return 0
@@ -248,7 +274,9 @@ def main(argv: list[str] | None = None) -> int:
         return reproduce(args)
     with flush_denormals() if args.kind == "flushed" else _unchanged():
         figures = time_reproduction(args.kind, args.threads, args.steps, args.batch_size, args.crop)
-    print(f"{figures['images_per_s']:.3f} {figures['images_per_cpu_s']:.3f} {figures['most_subnormal_moments']}")
+        normal_ms, mixed_ms = time_convolution(args.batch_size, args.crop)
+    print(f"{figures['images_per_s']:.3f} {figures['images_per_cpu_s']:.3f} {figures['most_subnormal_moments']} "
+          f"{normal_ms:.3f} {mixed_ms:.3f}")
     return 0
 
 
