@@ -4,7 +4,7 @@ Usage:
     python -m train.sweep --seeds 0,1,2 --out runs/sweep          # the CPU preset, three seeds
     python -m train.sweep --seeds 0,1,2,3,4 --out runs/b -- --lr 1e-3 --epochs 60   # any train options
     python -m train.sweep --seeds 0,1,2 --out runs/sweep --export  # also each seed's int8 loss per format
-    python -m train.sweep --data DIR --test-data NEW --out runs/c   # also PSNR on the faces of new people
+    python -m train.sweep --test-data NEW --out runs/c -- --data DIR  # also PSNR on the faces of new people
 
 Each seed trains into OUT/seed_N (``python -m train`` with ``--seed N`` and the options after
 ``--``), in this process, one after the other, on the same data (the landmark cache is shared).
