@@ -2,11 +2,13 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from conftest import IMAGE_SIZE
 
 from train.sweep import main as sweep_main
+from train.sweep import parse_args
 
 
 def tiny_recipe(data) -> list[str]:
@@ -94,3 +96,10 @@ def test_test_data_without_pairs_is_refused_before_training(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     error = refused(["--out", str(tmp_path / "sweep"), "--test-data", str(tmp_path / "empty")], capsys)
     assert "--test-data" in error and "has no pairs.csv" in error and str(tmp_path / "empty") in error
+
+
+def test_the_recipe_is_checked_with_the_seed_folders_not_trains_default_out(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tinybeauty_model").write_text("a file where train's default --out would go")
+    args, _ = parse_args(["--seeds", "3,4", "--out", "sweep", "--", "--epochs", "1"])
+    assert (args.recipe.out, args.recipe.epochs) == (str(Path("sweep") / "seed_3"), 1)

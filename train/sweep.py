@@ -92,8 +92,11 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--export", action="store_true", help="also export and benchmark each seed (int8 loss)")
     parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads for training")
     args = parser.parse_args(own)
-    # train's own parser reads the options after -- (every spelling: --seed=5, --se 5) and checks the recipe.
-    args.recipe, given = train_parse_args(train_args)
+    # train's own parser reads the options after -- (every spelling: --seed=5, --ou D) and checks the recipe,
+    # with a seed's folder as --out (so train's default --out is not checked); a later --out is the user's.
+    seed_folder = str(args.out / f"seed_{args.seeds[0]}")
+    args.recipe, given = train_parse_args(["--out", seed_folder, *train_args])
+    given = (given - {"out"}) | ({"out"} if args.recipe.out != seed_folder else set())
     set_here = [name for name in SET_PER_SEED if name in given] + (["threads"] if args.threads and "threads" in given
                                                                    else [])
     if set_here:
