@@ -48,8 +48,8 @@ from models.metrics import mean_psnr_db
 from train import trainer
 from train.__main__ import main as train_main
 from train.__main__ import parse_args as train_parse_args
-from train.data import discover_pairs
 from train.numerics import flush_denormals
+from train.pairs import discover_pairs
 
 log = logging.getLogger("train.sweep")
 
