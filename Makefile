@@ -1,4 +1,5 @@
 # TinyBeauty pipeline. On a fresh clone:  make bench  (train -> export -> benchmark)  /  make test
+# make test-fast: the tests that train nothing and open no browser (docs/testing.md)
 # Variables pass through to the CLIs, e.g.  make train DATA=~/pairs EPOCHS=5 OUT=runs/a
 PYTHON ?= python3
 VENV ?= .venv
@@ -19,7 +20,7 @@ TEST_ARGS ?=
 TRAIN_FLAGS := --out $(OUT) $(if $(DATA),--data $(DATA)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
                $(if $(PRESET),--preset $(PRESET)) $(TRAIN_ARGS)
 
-.PHONY: setup train export bench web test lint clean
+.PHONY: setup train export bench web test test-fast lint clean
 
 setup: $(VENV)/.installed web/node_modules/.installed web/build/face_detector.onnx web/build/face_mesh.onnx \
        web/build/face_landmark.tflite \
@@ -85,8 +86,15 @@ PORT ?= 8000
 web: $(ARTIFACTS)/manifest.json | setup
 	$(PY) -m web --artifacts $(ARTIFACTS) --port $(PORT)
 
+# The page's modules in plain Node first (under a second), then pytest. tests/conftest.py marks the
+# tests that train (slow) or drive Chromium (browser); the fast lane leaves both out.
 test: | setup
+	node --test web/test/
 	$(PY) -m pytest $(TEST_ARGS)
+
+test-fast: | setup
+	node --test web/test/
+	$(PY) -m pytest -m "not slow and not browser" $(TEST_ARGS)
 
 lint: | setup
 	$(PY) -m ruff check .

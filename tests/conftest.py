@@ -1,6 +1,13 @@
 """Shared fixtures: a tiny synthetic dataset, a tiny trained checkpoint, its exported artifacts.
 
 Everything runs at 64x64 with the `nano` variant so the whole suite stays within minutes on 2 cores.
+
+Lanes: a test that takes the training data or anything trained from it (`TRAINING_FIXTURES`) is
+marked `slow`, a test whose module drives Chromium (imports `BrowserPage`) or that takes a page
+fixture is marked `browser`, both here at collection, so no test is listed by hand. The fast lane,
+`pytest -m "not slow and not browser"` (`make test-fast`), trains nothing and opens no browser. A
+test that asks for a training fixture at run time (`request.getfixturevalue`) cannot be seen at
+collection: it fails with a message, unless marked `slow`, rather than train inside the fast lane.
 """
 
 from __future__ import annotations
@@ -17,6 +24,39 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 IMAGE_SIZE = 64
 
+# The fixtures that train (or render the data to train on): whoever takes one is in the slow lane.
+TRAINING_FIXTURES = frozenset({"synthetic_data", "trained_run", "checkpoint", "artifacts"})
+# The fixtures that serve the page to Chromium or open it there.
+BROWSER_FIXTURES = frozenset({"served", "page", "litert_page"})
+
+_running: list[pytest.Item] = []  # the test being set up or run, for the training fixtures' guard
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & TRAINING_FIXTURES:
+            item.add_marker(pytest.mark.slow)
+        module = getattr(item, "module", None)
+        if fixtures & BROWSER_FIXTURES or hasattr(module, "BrowserPage"):
+            item.add_marker(pytest.mark.browser)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem):
+    _running.append(item)
+    try:
+        return (yield)
+    finally:
+        _running.pop()
+
+
+def _only_in_the_slow_lane(fixture: str) -> None:
+    item = _running[-1] if _running else None
+    if item is not None and item.get_closest_marker("slow") is None:
+        pytest.fail(f"{item.nodeid} asks for the {fixture!r} fixture at run time, which trains: take it as an "
+                    f"argument (tests/conftest.py then marks the test slow) or mark the test slow")
+
 
 def train_args(data: Path, out: Path, *extra: str) -> list[str]:
     return ["--data", str(data), "--out", str(out), "--variant", "nano", "--image-size", str(IMAGE_SIZE),
@@ -26,6 +66,7 @@ def train_args(data: Path, out: Path, *extra: str) -> list[str]:
 
 @pytest.fixture(scope="session")
 def synthetic_data(tmp_path_factory) -> Path:
+    _only_in_the_slow_lane("synthetic_data")
     from train.synthetic import write_dataset
 
     return write_dataset(tmp_path_factory.mktemp("data") / "synthetic", n=16, size=IMAGE_SIZE, seed=0, workers=1)
@@ -34,6 +75,7 @@ def synthetic_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_run(synthetic_data, tmp_path_factory) -> Path:
     """A 2-epoch nano run; returns its output folder."""
+    _only_in_the_slow_lane("trained_run")
     from train.__main__ import main
 
     out = tmp_path_factory.mktemp("run")

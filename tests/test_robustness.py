@@ -91,34 +91,40 @@ def test_earlier_results_are_replaced_only_with_overwrite(checkpoint, tmp_path, 
 
 # 2. every CLI's --out: an existing file or a place that cannot be written, refused up front ---
 
-def cli_argv(cli: str, out: str, request, tmp_path) -> list[str]:
+@pytest.fixture
+def trained(synthetic_data, checkpoint, artifacts) -> dict[str, Path]:
+    """What each CLI reads, taken as arguments so the tests that use it are in the slow lane."""
+    return {"data": synthetic_data, "checkpoint": checkpoint, "artifacts": artifacts}
+
+
+def cli_argv(cli: str, out: str, trained: dict[str, Path], tmp_path) -> list[str]:
     if cli == "train":
-        return train_args(request.getfixturevalue("synthetic_data"), out, "--epochs", "1")
+        return train_args(trained["data"], out, "--epochs", "1")
     if cli == "export":
-        return ["--checkpoint", str(request.getfixturevalue("checkpoint")), "--out", out,
+        return ["--checkpoint", str(trained["checkpoint"]), "--out", out,
                 "--calibration-images", "8", "--val-images", "4"]
-    artifacts = request.getfixturevalue("artifacts")
+    artifacts = trained["artifacts"]
     if cli == "benchmark":
         return ["--artifacts", str(artifacts), "--out", out, "--threads", "1", "--min-runs", "3", "--min-seconds", "0",
                 "--images", "4", "--no-browser", "--no-live"]
     if cli == "apply":
         photo = face_photo(tmp_path / "photo.png")
-        return ["--model", str(request.getfixturevalue("checkpoint")), str(photo), "--out", out, "--aligned"]
+        return ["--model", str(trained["checkpoint"]), str(photo), "--out", out, "--aligned"]
     return ["--artifacts", str(artifacts), "--bundle", out]
 
 
 @pytest.mark.parametrize("cli", list(MAIN))
-def test_out_naming_an_existing_file_is_refused_and_the_file_kept(cli, request, tmp_path, capsys):
+def test_out_naming_an_existing_file_is_refused_and_the_file_kept(cli, trained, tmp_path, capsys):
     users_file = tmp_path / "notes.txt"
     users_file.write_text("my only copy")
-    err = refused_by_parser(cli, cli_argv(cli, str(users_file), request, tmp_path), capsys)
+    err = refused_by_parser(cli, cli_argv(cli, str(users_file), trained, tmp_path), capsys)
     assert "notes.txt is a file, not a folder" in err
     assert users_file.read_text() == "my only copy"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # not moved aside under a hidden name
 
 
 @pytest.mark.parametrize("cli", list(MAIN))
-def test_out_that_cannot_be_written_is_refused(cli, request, tmp_path, capsys):
+def test_out_that_cannot_be_written_is_refused(cli, trained, tmp_path, capsys):
     # /proc takes no new files, for root too; a folder without write permission stops everyone else
     places = [Path("/proc/tinybeauty-out")] if Path("/proc/self").is_dir() else []
     if os.geteuid() != 0:
@@ -128,7 +134,7 @@ def test_out_that_cannot_be_written_is_refused(cli, request, tmp_path, capsys):
     if not places:
         pytest.skip("no unwritable place known on this system")
     for place in places:
-        err = refused_by_parser(cli, cli_argv(cli, str(place), request, tmp_path), capsys)
+        err = refused_by_parser(cli, cli_argv(cli, str(place), trained, tmp_path), capsys)
         assert "cannot write in" in err
 
 
