@@ -14,7 +14,8 @@ skimage_data = pytest.importorskip("skimage.data")
 
 from faces import Alignment  # noqa: E402
 from faces.metrics import CLIP_FPS, SETTLE_FRAMES, alignment_jitter, paste_along_paths, path_error  # noqa: E402
-from faces.tracking import SMOOTHING, FaceTracker, OneEuroFilter, PerFrameDetector, align_still  # noqa: E402
+from faces.tracking import FaceTracker, PerFrameDetector, align_still  # noqa: E402
+from faces.tracking_step import SMOOTHING, OneEuroFilter  # noqa: E402
 
 IMAGE_SIZE = 256
 FRAMES = 30
