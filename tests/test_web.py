@@ -37,6 +37,7 @@ from web.server import (
     MESH,
     MESH_TFLITE,
     ORT_FILES,
+    TRACKING_PARAMS,
     SetupError,
     check_runtime_installed,
     serve_in_thread,
@@ -105,6 +106,8 @@ def test_server_sends_isolation_headers_and_only_its_files(served, artifacts):
     status, headers, body = _get(served + "ort/" + ORT_FILES[-1])
     assert status == 200 and headers["Content-Type"] == "application/wasm" and body[:4] == b"\0asm"
     assert _get(served + "app.mjs")[1]["Content-Type"] == "text/javascript"
+    status, headers, body = _get(served + "tracking.json")  # the tracker's numbers, faces/ and the page's both
+    assert status == 200 and headers["Content-Type"] == "application/json" and body == TRACKING_PARAMS.read_bytes()
     for model in ("tinybeauty.onnx", "tinybeauty.tflite"):
         status, _, body = _get(served + "model/" + model)
         assert status == 200 and body == (artifacts / model).read_bytes(), model
@@ -646,7 +649,8 @@ def test_bundle_runs_from_a_plain_static_server_on_one_thread(artifacts, served,
     site = tmp_path / "site"
     assert web_main(["--artifacts", str(artifacts), "--bundle", str(site)]) == 0
     assert {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file()} >= {
-        "index.html", "app.mjs", "makeup.mjs", "faces.mjs", "network.mjs", "style.css", "model/tinybeauty.onnx",
+        "index.html", "app.mjs", "makeup.mjs", "faces.mjs", "network.mjs", "style.css", "tracking.mjs",
+        "tracking_step.mjs", "tracking.json", "model/tinybeauty.onnx",
         "model/tinybeauty.tflite", "model/manifest.json", "detector/face_detector.onnx",
         "detector/face_landmark.tflite",
         "litert/index.js", "litert/wasm-utils.js", *(f"litert/wasm/{name}" for name in LITERT_WASM),
@@ -688,9 +692,10 @@ def test_page_constants_are_apply_and_detector_constants(page):
     """The page mirrors Python: the same face mask, strength range and detector input as apply,
     and the same tracking and mesh constants as faces.tracking and faces.mesh."""
     import inspect
+    import json
 
     from apply.__main__ import FEATHER, MASK_CENTRE, MASK_RADII, MAX_STRENGTH
-    from faces import DETECTOR_SIZE, mesh, tracking
+    from faces import DETECTOR_SIZE, mesh, tracking, tracking_step
 
     mirrored = page.page.evaluate("""async () => {
         const makeup = await import('./makeup.mjs');
@@ -703,7 +708,7 @@ def test_page_constants_are_apply_and_detector_constants(page):
                 tracking: {smoothing: tracking.SMOOTHING, derivative: tracking.DERIVATIVE_CUTOFF,
                            fallback: tracking.FALLBACK_DT, hold: tracking.REGION_HOLD, match: tracking.MATCH_IOU,
                            duplicate: tracking.DUPLICATE_IOU, every: tracking.DETECT_EVERY,
-                           faces: tracking.MAX_FACES}};
+                           faces: tracking.MAX_FACES, params: tracking.PARAMS}};
     }""")
     assert mirrored["mask"] == {"centre": list(MASK_CENTRE), "radii": list(MASK_RADII), "feather": FEATHER}
     assert mirrored["strength"] == MAX_STRENGTH and mirrored["detector"] == DETECTOR_SIZE
@@ -712,10 +717,11 @@ def test_page_constants_are_apply_and_detector_constants(page):
                                 "mouth": list(mesh.MOUTH_CORNERS), "line": list(mesh.EYE_LINE)}
     defaults = inspect.signature(tracking.FaceTracker).parameters
     assert mirrored["tracking"] == {
-        "smoothing": {key: list(value) for key, value in tracking.SMOOTHING.items()},
-        "derivative": tracking.DERIVATIVE_CUTOFF, "fallback": tracking.FALLBACK_DT, "hold": tracking.REGION_HOLD,
-        "match": tracking.MATCH_IOU, "duplicate": tracking.DUPLICATE_IOU,
-        "every": defaults["detect_every"].default, "faces": defaults["max_faces"].default}
+        "smoothing": {key: list(value) for key, value in tracking_step.SMOOTHING.items()},
+        "derivative": tracking_step.DERIVATIVE_CUTOFF, "fallback": tracking_step.FALLBACK_DT,
+        "hold": tracking_step.REGION_HOLD, "match": tracking_step.MATCH_IOU, "duplicate": tracking_step.DUPLICATE_IOU,
+        "every": defaults["detect_every"].default, "faces": defaults["max_faces"].default,
+        "params": json.loads(tracking_step.PARAMS_FILE.read_text())}  # the one file both languages read
 
 
 def test_the_page_reports_the_litert_version_web_package_json_pins():

@@ -5,7 +5,8 @@ onnxruntime-web's wasm build (the three files the page loads, from ``web/node_mo
 (its ES module, its one helper module and two wasm builds, plain and threaded), the face networks
 (``web/build/face_detector.onnx``, ``face_mesh.onnx`` and the mesh's original ``face_landmark.tflite``)
 and the exported model set (``.onnx`` and ``.tflite`` files and ``manifest.json`` under the artifacts
-folder).
+folder); besides, the face tracker's numbers (``faces/tracking.json``, which faces.tracking_step reads too)
+are served beside the page's files as ``tracking.json``.
 Every response carries ``Cross-Origin-Opener-Policy: same-origin`` and
 ``Cross-Origin-Embedder-Policy: require-corp``: without them the page is not cross-origin
 isolated, SharedArrayBuffer is missing, and onnxruntime-web silently runs on one thread.
@@ -24,6 +25,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from export.formats import BY_NAME
+from faces.tracking_step import PARAMS_FILE as TRACKING_PARAMS
 from models.atomic import atomic_path, write_text
 
 WEB = Path(__file__).resolve().parent
@@ -81,12 +83,14 @@ def litert_module() -> bytes:
 
 
 def resolve(url_path: str, artifacts: Path) -> Path | None:
-    """The file a URL path names, or None: nothing outside the four served places is reachable."""
+    """The file a URL path names, or None: nothing outside the served places is reachable."""
     path = unquote(urlsplit(url_path).path)
     if "\x00" in path:  # no file has a NUL in its name, and the OS calls would raise on it
         return None
     if path in ("/", "/index.html"):
         return STATIC / "index.html"
+    if path == "/" + TRACKING_PARAMS.name:  # one file for both languages: tracking.mjs imports it
+        return TRACKING_PARAMS
     folder, _, rest = path.lstrip("/").partition("/")
     if folder == "ort":
         return ORT_DIST / rest if rest in ORT_FILES else None
@@ -116,12 +120,13 @@ PAGE_MODELS = (DEFAULT_MODEL, BY_NAME["onnx"].filename)  # the files the page ru
 
 def bundle(artifacts: Path, out: Path, models: tuple[str, ...] = PAGE_MODELS) -> list[Path]:
     """Copy what the page needs into ``out`` with the URL layout the server uses, for any static
-    host: the page's files and its config.json, ort/ (three files), litert/ (LiteRT.js), detector/ and model/
-    (both files the page runs). The host must send the two
+    host: the page's files, its config.json and tracking.json, ort/ (three files), litert/ (LiteRT.js),
+    detector/ and model/ (both files the page runs). The host must send the two
     cross-origin isolation headers for multi-threaded wasm; without them the page runs on one
     thread and says so."""
     check_runtime_installed()
     files = {STATIC / name: out / name for name in sorted(p.name for p in STATIC.iterdir() if p.is_file())}
+    files[TRACKING_PARAMS] = out / TRACKING_PARAMS.name
     files |= {ORT_DIST / name: out / "ort" / name for name in ORT_FILES}
     files |= {LITERT_HELPER: out / "litert" / "wasm-utils.js"}
     files |= {path: out / "litert" / "wasm" / name for name, path in LITERT_WASM.items()}

@@ -1,7 +1,6 @@
 // Faces and their alignment in the browser: faces/ in JavaScript. BlazeFace full range
 // (MediaPipe, Apache-2.0) as ONNX (web/face_detector.py), the same letterboxing, tiles, decoding,
 // weighted NMS and FFHQ-style alignment, so the page crops the faces `python -m apply` crops.
-import {openNetwork} from './network.mjs';
 
 export const DETECTOR_SIZE = 192;
 const CELLS = DETECTOR_SIZE / 4;  // one anchor per cell of a 48 x 48 grid
@@ -11,6 +10,9 @@ const NMS_IOU = 0.3;
 export const EYE_HALF_SIDE = 2.0, MOUTH_HALF_SIDE = 1.8;
 
 export async function loadDetector(url, {threads} = {}) {
+  // network.mjs (the runtimes) is loaded with the first network: the geometry here runs without them
+  // (tracking_step.mjs in plain Node, web/test/).
+  const {openNetwork} = await import('./network.mjs');
   const response = await fetch(url);
   if (!response.ok) throw new Error(`the face detector ${url} could not be fetched (HTTP ${response.status}); run \`make setup\``);
   return {network: await openNetwork(url, new Uint8Array(await response.arrayBuffer()), {threads})};

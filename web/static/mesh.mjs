@@ -4,7 +4,6 @@
 // regions (a square 1.5x the face's box, eyes level) and the same crop, warped straight from
 // the frame on a canvas: only the 192 x 192 crop's pixels are read back.
 import {MOUTH_HALF_SIDE} from './faces.mjs';
-import {openNetwork} from './network.mjs';
 
 export const MESH_SIZE = 192;
 export const REGION_SCALE = 1.5;   // MediaPipe's RectTransformationCalculator: scale 1.5, square_long
@@ -25,6 +24,9 @@ const POINTS = 468;
 /** The mesh network from `url`: MediaPipe's face_landmark.tflite itself (LiteRT.js) or its ONNX
  *  rewrite (onnxruntime-web); both take [1, 192, 192, 3] and give the 1404 coordinates and the flag. */
 export async function loadMesh(url, {threads} = {}) {
+  // network.mjs (the runtimes) is loaded with the first network: the geometry here runs without them
+  // (tracking_step.mjs in plain Node, web/test/).
+  const {openNetwork} = await import('./network.mjs');
   const response = await fetch(url);
   if (!response.ok) throw new Error(`the face mesh ${url} could not be fetched (HTTP ${response.status}); run \`make setup\``);
   const network = await openNetwork(url, new Uint8Array(await response.arrayBuffer()), {threads});
