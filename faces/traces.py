@@ -84,13 +84,12 @@ def outcome_json(outcome: Outcome) -> dict:
 
 
 def new_state(settings: dict) -> TrackerState:
-    return TrackerState(IMAGE_SIZE, settings["detect_every"], settings["max_faces"], settings["smoothing"],
-                        settings["search"])
+    return TrackerState(IMAGE_SIZE, settings["detect_every"], settings["max_faces"], settings["smoothing"])
 
 
-def frame_of(data: dict) -> Frame:
+def frame_of(data: dict, settings: dict) -> Frame:
     found = None if data["found"] is None else [face_from_json(face) for face in data["found"]]
-    return Frame(data["width"], data["height"], data["time"], found)
+    return Frame(data["width"], data["height"], data["time"], found, settings["aside"])
 
 
 def differences(got, want, where: str = "") -> list[str]:
@@ -129,7 +128,7 @@ def replay(trace: dict, params: dict = PARAMS) -> None:
                 raise TraceMismatch(f"frame {index}, call {number}: {'; '.join(wrong[:3])}")
             return answer_from_json(request, call["answer"])
 
-        outcome = run_step(params, state, frame_of(frame), answer)
+        outcome = run_step(params, state, frame_of(frame, trace["settings"]), answer)
         left = sum(1 for _ in calls)
         wrong = [f"the step made {left} calls fewer than the trace"] if left else []
         wrong += differences(outcome_json(outcome), frame["out"], "out")
@@ -158,7 +157,7 @@ def record(about: str, settings: dict, sizes: list[tuple[int, int]], answer: Ans
         found_json = None if found is None else [face_json(face) for face in found]
         time = round(index / 30, 6) if times is None else times[index]
         frame = {"width": width, "height": height, "time": time, "found": found_json}
-        outcome = run_step(PARAMS, state, frame_of(frame), answered)
+        outcome = run_step(PARAMS, state, frame_of(frame, settings), answered)
         state = outcome.state
         frames.append({**frame, "calls": calls, "out": outcome_json(outcome)})
         found = search(index) if outcome.search is not None else None
@@ -246,7 +245,7 @@ def real_traces() -> dict[str, dict]:
             return detector(Image.fromarray(frames[index]))
 
         settings = {"detect_every": PARAMS["detect_every"], "max_faces": PARAMS["max_faces"], "smoothing": True,
-                    "search": False, **settings}
+                    "aside": False, **settings}
         traces[name] = record(about, settings, [(640, 360)] * len(frames), answer)
     return traces
 
@@ -274,7 +273,7 @@ def world_traces(canonical: np.ndarray) -> dict[str, dict]:
             "misses, the wider square finds it); a track's mesh that misses and finds it on the wider square; a "
             "search's face matched to the track on its own frame; a face that jumps, is lost, missed on the old "
             "square and the wider one, and found around where the search saw it.",
-            {"search": True, "detect_every": 3},
+            {"aside": True, "detect_every": 3},
             [[still], [(230.0, 150.0, 100.0)], [(235.0, 150.0, 100.0)], [(240.0, 152.0, 100.0)],
              [(295.0, 150.0, 100.0)], [(300.0, 150.0, 100.0)], [(520.0, 200.0, 100.0)],
              [(580.0, 200.0, 100.0)], [(582.0, 200.0, 100.0)], [(582.0, 200.0, 100.0)]]),
@@ -283,8 +282,8 @@ def world_traces(canonical: np.ndarray) -> dict[str, dict]:
     for name, (about, settings, faces) in worlds.items():
         world = World(faces, canonical)
         settings = {"detect_every": PARAMS["detect_every"], "max_faces": PARAMS["max_faces"], "smoothing": True,
-                    "search": False, **settings}
-        search = (lambda index, world=world: world.detect(index)) if settings["search"] else None
+                    "aside": False, **settings}
+        search = (lambda index, world=world: world.detect(index)) if settings["aside"] else None
         times = [round(index / 30, 6) for index in range(len(faces))]
         if name == "lost_and_returned":
             times[5] = times[4]

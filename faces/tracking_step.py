@@ -16,7 +16,7 @@ any). It copies the state it is given and calls nothing expensive; :func:`run_st
 ``web/static/tracking_step.mjs`` is the same step in JavaScript, both read their numbers from
 ``faces/tracking.json``, and the traces under ``tests/traces/tracking/`` are replayed by both.
 
-Where the detector runs aside (``state.search``: the page's Web Worker) its faces come in a
+Where the detector runs aside (``frame.aside``: the page's Web Worker) its faces come in a
 frame or more late, as ``frame.found``; three decisions only apply then: a mesh that misses
 looks once more on a wider square (``stale_widen``), a search's face is matched to the tracks
 as they were on the search's own frame (``state.seen``), and faces found with none followed
@@ -140,15 +140,14 @@ class Track:
 
 @dataclass
 class TrackerState:
-    """Everything the step carries from frame to frame. ``search``: the detector runs aside (its faces
-    come as ``Frame.found``); ``lost``: tracks lost since the last detection (found again, they keep
-    their ids); ``searching``: a search is running; ``seen``: the tracks' boxes on its frame."""
+    """Everything the step carries from frame to frame. ``lost``: tracks lost since the last detection
+    (found again, they keep their ids); ``searches``: searches asked for; ``searching``: one is running;
+    ``seen``: the tracks' boxes on its frame."""
 
     image_size: int
     detect_every: int
     max_faces: int
     smoothing: bool = True
-    search: bool = False
     tracks: list[Track] = field(default_factory=list)
     frame_index: int = -1
     next_id: int = 0
@@ -160,13 +159,15 @@ class TrackerState:
 
 @dataclass(frozen=True)
 class Frame:
-    """This frame's observations besides the answers: its size, time (s), and the faces of the search
-    that answered since the last frame (None: none did)."""
+    """This frame's observations besides the answers: its size, time (s), the faces of the search that
+    answered since the last frame (None: none did), and whether the detector runs aside (its faces come as
+    ``found``; the page's worker, until it fails) or in the frame."""
 
     width: int
     height: int
     time: float
     found: list[Face] | None = None
+    aside: bool = False
 
 
 @dataclass
@@ -216,12 +217,12 @@ def step(params: dict, state: TrackerState, frame: Frame) -> Steps:
     state.tracks = _without_duplicates(params, [track for track in state.tracks if track not in lost])
     state.lost += lost
     due = state.frame_index % state.detect_every == 0 and len(state.tracks) < state.max_faces
-    detected = bool(lost or not state.tracks or due) and not state.search
+    detected = bool(lost or not state.tracks or due) and not frame.aside
     if detected:
         faces = yield {"run": "detect"}
         yield from _detect(params, state, faces, frame.time, rejected)
     merged, search = False, None
-    if state.search:
+    if frame.aside:
         around, merged, search = yield from _search_aside(params, state, frame, bool(lost or due), bool(lost), rejected)
         detected = detected or around
     return Outcome(state, [track.face for track in state.tracks], rejected, search, detected, merged)
@@ -233,7 +234,7 @@ def _follow(params: dict, state: TrackerState, track: Track, frame: Frame) -> Ge
     if not (0 <= x < frame.width and 0 <= y < frame.height):
         return False
     points, presence = yield {"run": "mesh", "region": track.region}
-    if presence < MIN_PRESENCE and state.search:
+    if presence < MIN_PRESENCE and frame.aside:
         # Lost between two frames (a fast face, a frame skipped), and the detector's answer would come frames
         # later: the mesh looks once more now, on a wider square around where the face was.
         widened = Region(track.region.centre, params["stale_widen"] * track.region.side, track.region.angle)

@@ -37,8 +37,7 @@ export class FaceTracker {
   reset() {
     // detected: the last frame ran the detector itself; merged: it took in a search's faces; found: the
     // answer of the search in flight (`searching`), once it has come, for the next frame.
-    this.state = newState({detectEvery: this.detectEvery, maxFaces: this.maxFaces, smoothing: this.smoothing,
-                           search: Boolean(this.search)});
+    this.state = newState({detectEvery: this.detectEvery, maxFaces: this.maxFaces, smoothing: this.smoothing});
     Object.assign(this, {rejected: [], detected: false, merged: false, found: null, searching: null});
   }
 
@@ -53,7 +52,9 @@ export class FaceTracker {
   async update(canvas, time) {
     const found = this.found;
     this.found = null;
-    const steps = step(this.params, this.state, {width: canvas.width, height: canvas.height, time, found});
+    // aside: the page sets `search` once its worker runs, and takes it away if the worker fails
+    const frame = {width: canvas.width, height: canvas.height, time, found, aside: Boolean(this.search)};
+    const steps = step(this.params, this.state, frame);
     let next = steps.next();
     while (!next.done) next = steps.next(await this.run(next.value, canvas));
     const {state, faces, rejected, search, detected, merged} = next.value;

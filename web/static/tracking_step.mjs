@@ -53,10 +53,9 @@ function smooth(params, filters, region, time) {
   return regionFromParams(smoothCentre, Math.exp(logSide), smoothAngle);
 }
 
-/** The state a tracker starts from (faces.tracking_step.TrackerState). `search`: the detector runs aside (a
- *  worker); its faces come in a frame or more late, as the frame's `found`. */
-export function newState({detectEvery, maxFaces, smoothing = true, search = false}) {
-  return {detectEvery, maxFaces, smoothing, search, tracks: [], frameIndex: -1, nextId: 0, lost: [], searches: 0,
+/** The state a tracker starts from (faces.tracking_step.TrackerState). */
+export function newState({detectEvery, maxFaces, smoothing = true}) {
+  return {detectEvery, maxFaces, smoothing, tracks: [], frameIndex: -1, nextId: 0, lost: [], searches: 0,
           searching: false, seen: null};
 }
 
@@ -77,19 +76,20 @@ export function moved(params, old, next) {
          turn > (hold.degrees * Math.PI) / 180;
 }
 
-/** One frame's decisions: `frame` {width, height, time, found (a search's faces, or null)}. */
-export function* step(params, given, {width, height, time, found = null}) {
+/** One frame's decisions: `frame` {width, height, time, found (the faces of a search that answered since the last
+ *  frame, or null), aside (the detector runs aside, in a worker, its faces coming as `found`; else in the frame)}. */
+export function* step(params, given, {width, height, time, found = null, aside = false}) {
   const state = structuredClone(given);
   state.frameIndex += 1;
   const rejected = [], lost = [];
-  for (const track of state.tracks) if (!(yield* follow(params, state, track, width, height, time))) lost.push(track);
+  for (const track of state.tracks) if (!(yield* follow(params, track, width, height, time, aside))) lost.push(track);
   state.tracks = withoutDuplicates(params, state.tracks.filter((track) => !lost.includes(track)));
   state.lost.push(...lost);
   const due = state.frameIndex % state.detectEvery === 0 && state.tracks.length < state.maxFaces;
-  let detected = Boolean(lost.length || !state.tracks.length || due) && !state.search;
+  let detected = Boolean(lost.length || !state.tracks.length || due) && !aside;
   if (detected) yield* detect(params, state, yield {run: 'detect'}, time, rejected);
   let merged = false, search = null;
-  if (state.search) {
+  if (aside) {
     let around;
     ({around, merged, search} = yield* searchAside(params, state, found, time, Boolean(lost.length || due),
                                                    Boolean(lost.length), rejected));
@@ -99,11 +99,11 @@ export function* step(params, given, {width, height, time, found = null}) {
 }
 
 /** Mesh the track's predicted region; false when the face is gone from it. */
-function* follow(params, state, track, width, height, time) {
+function* follow(params, track, width, height, time, aside) {
   const [x, y] = track.region.centre;
   if (!(x >= 0 && x < width && y >= 0 && y < height)) return false;
   let {points, presence} = yield {run: 'mesh', region: track.region};
-  if (presence < MIN_PRESENCE && state.search) {
+  if (presence < MIN_PRESENCE && aside) {
     // Lost between two frames (a fast face, a frame skipped), and the detector's answer would come frames
     // later: the mesh looks once more now, on a wider square around where the face was.
     ({points, presence} = yield {run: 'mesh', region: {...track.region, side: params.stale_widen * track.region.side}});

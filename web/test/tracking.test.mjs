@@ -49,11 +49,11 @@ function differences(got, want, where = '') {
 
 /** Every frame of the trace through the step; throws at the first request or outcome that differs. */
 function replay(trace, params = PARAMS) {
-  const {detect_every: detectEvery, max_faces: maxFaces, smoothing, search} = trace.settings;
-  let state = newState({detectEvery, maxFaces, smoothing, search});
+  const {detect_every: detectEvery, max_faces: maxFaces, smoothing, aside} = trace.settings;
+  let state = newState({detectEvery, maxFaces, smoothing});
   for (const [index, frame] of trace.frames.entries()) {
     const found = frame.found === null ? null : frame.found.map(pageFace);
-    const steps = step(params, state, {width: frame.width, height: frame.height, time: frame.time, found});
+    const steps = step(params, state, {width: frame.width, height: frame.height, time: frame.time, found, aside});
     let next = steps.next();
     let number = 0;
     for (; !next.done; number++) {
