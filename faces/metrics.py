@@ -118,7 +118,8 @@ def filter_sweep(grid=((1.0, 0.5, 0.0), (1.0, 0.5, 10.0), (1.0, 0.5, 20.0), (2.0
                          (1.0, 1.0, 20.0))) -> None:
     """python -m faces.metrics --sweep: the unsmoothed tracker's crops on the clips, replayed
     through One Euro filters of other (derivative cutoff, min_cutoff, beta)."""
-    from faces.tracking import AlignmentFilter, FaceTracker
+    from faces.tracking import FaceTracker
+    from faces.tracking_step import PARAMS, AlignmentFilter
 
     clips = astronaut_clips()
     reference = _first_alignments(FaceTracker(256, smoothing=False), clips["reference"][0])[0].centre
@@ -128,9 +129,8 @@ def filter_sweep(grid=((1.0, 0.5, 0.0), (1.0, 0.5, 10.0), (1.0, 0.5, 20.0), (2.0
     for derivative, min_cutoff, beta in grid:
         smoothed = {}
         for name, alignments in raw.items():
-            smoother = AlignmentFilter({key: (min_cutoff, beta) for key in ("centre", "size", "angle")})
-            for one in (smoother.centre, smoother.size, smoother.angle):
-                one.derivative_cutoff = derivative
+            smoothing = {key: (min_cutoff, beta) for key in ("centre", "size", "angle")}
+            smoother = AlignmentFilter({**PARAMS, "smoothing": smoothing, "derivative_cutoff": derivative})
             smoothed[name] = [smoother(a, i / CLIP_FPS) for i, a in enumerate(alignments)]
         jitter, error = alignment_jitter(smoothed["still"][SETTLE_FRAMES:]), path_error(smoothed["moving"], truth)
         print(f"| {derivative} | {min_cutoff} | {beta} | {jitter['centre_px']:.3f} | {jitter['scale_pct']:.3f} "
