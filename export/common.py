@@ -15,6 +15,7 @@ import torch
 
 from models.int8 import output_of
 from models.metrics import psnr_db
+from models.tinybeauty import QuantizedOutput
 
 INPUT_NAME = "face"
 OUTPUT_NAME = "made_up"
@@ -57,15 +58,15 @@ class ExportInputs:
         return int(self.example.shape[-1])
 
 
-def _observed_output(node: torch.fx.Node) -> str | None:
-    """The quantized output (models/int8.py) whose values an observed graph node holds: the node's
+def _observed_output(node: torch.fx.Node, outputs: tuple[QuantizedOutput, ...]) -> str | None:
+    """The quantized output (of ``outputs``) whose values an observed graph node holds: the node's
     own module (``nn_module_stack`` in a PT2E graph, the called module's name in an FX one), else,
     for ops that only move values (max-pool, upsample, concatenation, pixel shuffle), the output of
     the node they read (a concatenation's inputs share one range, so its first is enough)."""
     while isinstance(node, torch.fx.Node) and node.op != "placeholder":
         stack = node.meta.get("nn_module_stack")
         path = list(stack.values())[-1][0] if stack else (node.target if node.op == "call_module" else "")
-        found = output_of(str(path))
+        found = output_of(str(path), outputs)
         if found:
             return found
         if not node.args:
@@ -74,8 +75,10 @@ def _observed_output(node: torch.fx.Node) -> str | None:
     return None
 
 
-def pin_activation_ranges(prepared: torch.fx.GraphModule, ranges: dict[str, tuple[float, float]]) -> int:
-    """Replace each calibrated activation observer of a prepared FX or PT2E graph with a min/max
+def pin_activation_ranges(prepared: torch.fx.GraphModule, ranges: dict[str, tuple[float, float]],
+                          outputs: tuple[QuantizedOutput, ...]) -> int:
+    """Replace each calibrated activation observer of a prepared FX or PT2E graph of the network whose
+    quantized outputs are ``outputs`` (models/tinybeauty.py: ``quantized_outputs``) with a min/max
     observer that has seen exactly its output's trained range (same dtype, scheme and integer
     range), so the converted graph rounds as the fine-tuning did. The input face's observer keeps its
     calibration. Returns how many observers were pinned; refuses a graph where none could be."""
@@ -87,7 +90,7 @@ def pin_activation_ranges(prepared: torch.fx.GraphModule, ranges: dict[str, tupl
         weight = isinstance(node.args[0], torch.fx.Node) and node.args[0].op == "get_attr"
         if weight or getattr(observer, "qscheme", None) not in (torch.per_tensor_affine, torch.per_tensor_symmetric):
             continue  # weight observers keep their exact weight ranges
-        name = _observed_output(node.args[0])
+        name = _observed_output(node.args[0], outputs)
         if name is None:
             continue
         minmax = importlib.import_module(type(observer).__module__).MinMaxObserver  # torch.ao or torchao

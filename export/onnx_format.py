@@ -28,9 +28,8 @@ import torch
 
 from export.common import INPUT_NAME, OUTPUT_NAME, ExportInputs, ExportMeta
 from export.runtime import Runner
-from models.int8 import QUANTIZED_OUTPUTS
 from models.rescale import output_conv
-from models.tinybeauty import TinyBeauty
+from models.tinybeauty import TinyBeauty, quantized_outputs
 
 log = logging.getLogger(__name__)
 
@@ -170,11 +169,13 @@ def trained_range_overrides(graph: onnx.GraphProto, model: TinyBeauty,
                             ranges: dict[str, tuple[float, float]] | None) -> dict:
     """onnxruntime's per-tensor overrides that give each convolution's output (and its ReLU's) the
     range a quantization-aware checkpoint trained it with ({} without ranges: calibration decides).
-    The graph's Convs are matched to the network's in forward order, each checked by weight shape."""
+    The graph's Convs are matched to the network's quantized outputs (models/tinybeauty.py) in forward
+    order, each checked by weight shape."""
     if not ranges:
         return {}
+    outputs = quantized_outputs(model.config)
     convs = [node for node in graph.node if node.op_type == "Conv"]
-    shapes = [tuple(output_conv(model.residual, name).weight.shape) for name in QUANTIZED_OUTPUTS]
+    shapes = [tuple(output_conv(model.residual, output).weight.shape) for output in outputs]
     found = [tuple(_initializer(graph, conv.input[1]).dims) for conv in convs]
     if found != shapes:
         raise RuntimeError(f"the graph's convolutions {found} do not match the network's {shapes}; "
@@ -184,8 +185,8 @@ def trained_range_overrides(graph: onnx.GraphProto, model: TinyBeauty,
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     overrides = {}
-    for conv, name in zip(convs, QUANTIZED_OUTPUTS, strict=True):
-        low, high = ranges[name]
+    for conv, output in zip(convs, outputs, strict=True):
+        low, high = ranges[output.name]
         tensors = [conv.output[0]] + [n.output[0] for n in consumers.get(conv.output[0], []) if n.op_type == "Relu"]
         overrides |= {tensor: [{"rmin": np.float32(low), "rmax": np.float32(high)}] for tensor in tensors}
     return overrides
@@ -305,9 +306,18 @@ def requantize_conv_biases(graph: onnx.GraphProto) -> None:
             constant[name].CopyFrom(onnx.numpy_helper.from_array(array, name))
 
 
+def drop_unused_initializers(graph: onnx.GraphProto) -> None:
+    """Remove the constants no node reads (the scales and zero points :func:`share_concat_scales`
+    replaced): bytes for nothing, and onnxruntime warns about each one when an app loads the file."""
+    read = {name for node in graph.node for name in node.input} | {output.name for output in graph.output}
+    for unused in [init for init in graph.initializer if init.name not in read]:
+        graph.initializer.remove(unused)
+
+
 def compact(model_proto: onnx.ModelProto, meta: ExportMeta) -> None:
-    """Drop doc strings and value_info, shorten every internal name, set provenance metadata."""
+    """Drop doc strings, value_info and unused constants, shorten every internal name, set provenance metadata."""
     graph = model_proto.graph
+    drop_unused_initializers(graph)
     keep = {INPUT_NAME, OUTPUT_NAME}
     renamed: dict[str, str] = {}
 

@@ -26,7 +26,7 @@ import torch
 
 from export.common import ExportInputs, ExportMeta, FloatResidualAdd, pin_activation_ranges
 from export.runtime import Runner, RuntimeUnavailable
-from models.tinybeauty import TinyBeauty
+from models.tinybeauty import TinyBeauty, quantized_outputs
 
 METADATA_METHOD = "tinybeauty_metadata"
 
@@ -47,7 +47,7 @@ def quantize_residual(model: TinyBeauty, inputs: ExportInputs) -> torch.fx.Graph
         for face in inputs.calibration:
             prepared(face[None])
     if inputs.activation_ranges:
-        pin_activation_ranges(prepared, inputs.activation_ranges)
+        pin_activation_ranges(prepared, inputs.activation_ranges, quantized_outputs(model.config))
     return convert_pt2e(prepared)
 
 

@@ -27,7 +27,7 @@ from torch import nn
 from export.common import ExportInputs, ExportMeta, FloatResidualAdd, pin_activation_ranges
 from export.runtime import Runner
 from models.atomic import atomic_path
-from models.tinybeauty import TinyBeauty
+from models.tinybeauty import TinyBeauty, quantized_outputs
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def quantize_residual(model: TinyBeauty, inputs: ExportInputs) -> nn.Module:
             for face in inputs.calibration:
                 prepared(face[None])
         if inputs.activation_ranges:
-            pin_activation_ranges(prepared, inputs.activation_ranges)
+            pin_activation_ranges(prepared, inputs.activation_ranges, quantized_outputs(model.config))
         return convert_fx(prepared, backend_config=backend)
 
 

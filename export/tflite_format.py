@@ -27,7 +27,7 @@ import torch
 
 from export.common import ExportInputs, ExportMeta, FloatResidualAdd, pin_activation_ranges
 from export.runtime import Runner, RuntimeUnavailable
-from models.tinybeauty import TinyBeauty
+from models.tinybeauty import TinyBeauty, quantized_outputs
 
 METADATA_NAME = "tinybeauty"
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta
         for face in inputs.calibration:
             prepared(face[None])
     if inputs.activation_ranges:
-        pin_activation_ranges(prepared, inputs.activation_ranges)
+        pin_activation_ranges(prepared, inputs.activation_ranges, quantized_outputs(model.config))
     quantized = move_exported_model_to_eval(convert_pt2e(prepared, fold_quantize=False))
     channels_last = litert_torch.to_channel_last_io(quantized, args=[0], outputs=[0])
     example = inputs.example.permute(0, 2, 3, 1).contiguous()

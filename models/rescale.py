@@ -22,32 +22,29 @@ import copy
 import torch
 from torch import nn
 
-from models.tinybeauty import TinyBeauty
-
-# (encoder stage whose output is a skip, module whose output it is concatenated with, the
-# convolution that reads the skip through the encoder path, the decoder conv that reads the cat)
-SKIPS = (
-    ("enc3", "bottleneck", "bottleneck.0.0", "dec3"),
-    ("enc2", "dec3", "enc3", "dec2"),
-    ("enc1", "dec2", "enc2", "dec1"),
-)
+from models.tinybeauty import QuantizedOutput, TinyBeauty, quantized_outputs
 
 
-def output_conv(root: nn.Module, name: str) -> nn.Conv2d:
-    """The convolution of module ``name`` of ``root``: the module itself, or the first conv of its
-    conv + activation block (models/int8.py names the outputs by these modules too)."""
-    module = root.get_submodule(name)
-    return module if isinstance(module, nn.Conv2d) else next(m for m in module.modules() if isinstance(m, nn.Conv2d))
+def concatenated_skips(outputs: tuple[QuantizedOutput, ...]) -> list[tuple[QuantizedOutput, QuantizedOutput]]:
+    """(skip, the decoder tensor it is concatenated with) for each concatenation the network declares,
+    in forward order of the convolution that reads it: the skip is its last input."""
+    by_name = {output.name: output for output in outputs}
+    return [(by_name[output.reads[-1]], by_name[output.reads[0]]) for output in outputs if len(output.reads) > 1]
+
+
+def output_conv(residual: nn.Module, output: QuantizedOutput) -> nn.Conv2d:
+    """The convolution of the residual network (plain, merged) that writes ``output``."""
+    return residual.get_submodule(output.conv)
 
 
 @torch.no_grad()
-def activation_ranges(model: TinyBeauty, faces: torch.Tensor, names: set[str]) -> dict[str, float]:
+def activation_ranges(model: TinyBeauty, faces: torch.Tensor, modules: set[str]) -> dict[str, float]:
     """Largest activation of each named residual-network module over ``faces`` (one at a time)."""
-    ranges = dict.fromkeys(names, 0.0)
+    ranges = dict.fromkeys(modules, 0.0)
     residual = model.residual
     hooks = [residual.get_submodule(name).register_forward_hook(
         lambda _m, _i, output, name=name: ranges.__setitem__(name, max(ranges[name], float(output.max()))))
-        for name in names]
+        for name in modules]
     try:
         for face in faces:
             model(face[None])
@@ -60,38 +57,43 @@ def activation_ranges(model: TinyBeauty, faces: torch.Tensor, names: set[str]) -
 @torch.no_grad()
 def skip_factors(model: TinyBeauty, calibration: torch.Tensor) -> dict[str, float]:
     """``k`` per encoder stage: (range of the decoder input) / (range of the skip) on ``calibration``."""
-    ranges = activation_ranges(model.eval(), calibration, {name for skip in SKIPS for name in skip[:2]})
-    return {skip: ranges[partner] / ranges[skip] for skip, partner, _, _ in SKIPS
-            if ranges[skip] > 0 and ranges[partner] > 0}  # a dead stage: nothing to fit
+    skips = concatenated_skips(quantized_outputs(model.config))
+    ranges = activation_ranges(model.eval(), calibration, {output.module for pair in skips for output in pair})
+    return {skip.name: ranges[partner.module] / ranges[skip.module] for skip, partner in skips
+            if ranges[skip.module] > 0 and ranges[partner.module] > 0}  # a dead stage: nothing to fit
 
 
 def rescaled_parameters(model: TinyBeauty, factors: dict[str, float],
                         parameters: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """The model's parameters (``parameters`` overriding some, by state-dict name) with the skips
     rescaled by ``factors``: differentiable, so quantization-aware training can round exactly the
-    tensors the export ships."""
+    tensors the export ships. The skip's convolution is multiplied by ``k``, and every convolution
+    that reads the skip (the next encoder stage, the decoder that reads the concatenation) divides
+    its weights over the skip's channels by ``k``."""
     values = dict(model.named_parameters()) | (parameters or {})
     residual = model.residual
-    for skip, _partner, reader, decoder in SKIPS:
-        if skip not in factors:
+    outputs = quantized_outputs(model.config)
+    by_name = {output.name: output for output in outputs}
+    for skip, _partner in concatenated_skips(outputs):
+        if skip.name not in factors:
             continue
-        k = factors[skip]
-        producer = _conv_name(residual, skip)
-        values[f"{producer}.weight"] = values[f"{producer}.weight"] * k
-        values[f"{producer}.bias"] = values[f"{producer}.bias"] * k
-        next_name = _conv_name(residual, reader)
-        values[f"{next_name}.weight"] = values[f"{next_name}.weight"] / k
-        channels = output_conv(residual, skip).out_channels
-        dec_name = _conv_name(residual, decoder)
-        weight = values[f"{dec_name}.weight"]  # cat([decoder, skip]): the skip comes last
-        values[f"{dec_name}.weight"] = torch.cat([weight[:, :-channels], weight[:, -channels:] / k], dim=1)
+        k = factors[skip.name]
+        values[f"residual.{skip.conv}.weight"] = values[f"residual.{skip.conv}.weight"] * k
+        values[f"residual.{skip.conv}.bias"] = values[f"residual.{skip.conv}.bias"] * k
+        for reader in (output for output in outputs if skip.name in output.reads):
+            widths = [output_conv(residual, by_name[read]).out_channels for read in reader.reads]
+            position = reader.reads.index(skip.name)
+            start = sum(widths[:position])
+            name = f"residual.{reader.conv}.weight"
+            values[name] = _divide_input_channels(values[name], start, start + widths[position], k)
     return values
 
 
-def _conv_name(residual: nn.Module, name: str) -> str:
-    """State-dict prefix (from the TinyBeauty root) of the convolution of residual module ``name``:
-    the module itself, or the first layer of its conv + activation block."""
-    return f"residual.{name}" if isinstance(residual.get_submodule(name), nn.Conv2d) else f"residual.{name}.0"
+def _divide_input_channels(weight: torch.Tensor, start: int, stop: int, k: float) -> torch.Tensor:
+    """``weight`` with its input channels ``start:stop`` divided by ``k`` (all of them: one division)."""
+    if start == 0 and stop == weight.shape[1]:
+        return weight / k
+    return torch.cat([weight[:, :start], weight[:, start:stop] / k, weight[:, stop:]], dim=1)
 
 
 @torch.no_grad()

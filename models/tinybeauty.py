@@ -65,8 +65,14 @@ class TinyBeautyConfig:
     def __post_init__(self) -> None:
         if len(self.widths) != 3 or min(self.widths) < 1:
             raise ValueError(f"widths must be three positive ints, got {self.widths}")
+        for name in ("bottleneck_width", "bottleneck_convs", "bottleneck_dilation"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        if self.in_channels != 3:  # the residual is added to the face: one channel per colour
+            raise ValueError(f"in_channels must be 3 (faces are RGB and every exporter takes RGB), "
+                             f"got {self.in_channels}")
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -96,6 +102,42 @@ VARIANTS: dict[str, TinyBeautyConfig] = {
     "tiny": TinyBeautyConfig(),
     "nano": TinyBeautyConfig(widths=(8, 16, 24), bottleneck_width=24),  # tests and smoke runs
 }
+
+
+@dataclass(frozen=True)
+class QuantizedOutput:
+    """A tensor every int8 file holds in 8 bits: one convolution's output (after its ReLU).
+
+    The network says what it is (:func:`quantized_outputs`); quantization-aware training, the skip
+    rescaling (models/rescale.py), the palettization and every int8 exporter read it from there."""
+
+    name: str  # its label in checkpoints' ranges and manifests: "enc1", "bottleneck"
+    module: str  # the residual-network module that returns it: "enc1", "bottleneck.0", "head"
+    conv: str  # that module's convolution (of the plain, merged network): "enc1.0", "head"
+    # The outputs its convolution reads, by name, in the channel order of their concatenation (max-pool
+    # and upsampling move values, not ranges); () for the face.
+    reads: tuple[str, ...]
+    # The output whose convolution reads the concatenation this one joins (int8 runtimes give a
+    # concatenation one range for all its inputs); None if it joins none.
+    joins: str | None
+    # Quantization-aware training trains its weights as a look-up table (train/qat.py). The small edge
+    # convolutions (stem, head) keep full int8 weights: the .mlpackage gives them more bits (they are the
+    # sensitive ones and hold under 1% of the weights).
+    palettized: bool
+
+
+def quantized_outputs(config: TinyBeautyConfig) -> tuple[QuantizedOutput, ...]:
+    """Every quantized output of the network ``config`` builds, in forward order (ResidualUNet.forward)."""
+    rows = [("stem", "stem", "stem.0", ()), ("enc1", "enc1", "enc1.0", ("stem",)),
+            ("enc2", "enc2", "enc2.0", ("enc1",)), ("enc3", "enc3", "enc3.0", ("enc2",))]
+    for index in range(config.bottleneck_convs):  # the last conv's output is the bottleneck's
+        name = "bottleneck" if index == config.bottleneck_convs - 1 else f"bottleneck.{index}"
+        rows.append((name, f"bottleneck.{index}", f"bottleneck.{index}.0", (rows[-1][0],)))
+    rows += [("dec3", "dec3", "dec3.0", ("bottleneck", "enc3")), ("dec2", "dec2", "dec2.0", ("dec3", "enc2")),
+             ("dec1", "dec1", "dec1.0", ("dec2", "enc1")), ("head", "head", "head", ("dec1",))]
+    joins = {read: name for name, _module, _conv, reads in rows if len(reads) > 1 for read in reads}
+    return tuple(QuantizedOutput(name, module, conv, reads, joins.get(name), palettized=name not in ("stem", "head"))
+                 for name, module, conv, reads in rows)
 
 
 class ReparamConv(nn.Module):

@@ -12,26 +12,29 @@ from conftest import train_args
 from onnx import numpy_helper
 
 from export.common import pin_activation_ranges
-from models.int8 import QUANTIZED_OUTPUTS, group_ranges, trained_activation_ranges
+from models.int8 import group_ranges, trained_activation_ranges
 from models.rescale import output_conv
-from models.tinybeauty import build_model
+from models.tinybeauty import VARIANTS, build_model, quantized_outputs
 from train.__main__ import main
+
+OUTPUTS = quantized_outputs(VARIANTS["nano"])
+QUANTIZED_OUTPUTS = [output.name for output in OUTPUTS]
 
 
 def made_up_ranges() -> dict[str, tuple[float, float]]:
     """A distinct range per output (the head's residual is signed), shared across each concatenation."""
     rows = [(0.0, 1.0 + i) for i in range(len(QUANTIZED_OUTPUTS) - 1)] + [(-0.5, 0.25)]
-    return group_ranges(rows)
+    return group_ranges(rows, OUTPUTS)
 
 
 def test_ranges_are_shared_across_each_concatenation_and_hold_zero():
-    ranges = group_ranges([(0.1, 1.0 + i) for i in range(len(QUANTIZED_OUTPUTS))])
+    ranges = group_ranges([(0.1, 1.0 + i) for i in range(len(QUANTIZED_OUTPUTS))], OUTPUTS)
     assert ranges["enc1"] == ranges["dec2"] == (0.0, 7.0)  # enc1 (2.0) joins dec2 (7.0)
     assert ranges["enc3"] == ranges["bottleneck"] and ranges["enc2"] == ranges["dec3"]
     assert ranges["stem"] == (0.0, 1.0)  # widened to hold zero
     assert trained_activation_ranges({"phase": "float", "qat_state": {"ranges": torch.ones(9, 2)}}) is None
     with pytest.raises(ValueError):
-        group_ranges([(0.0, 1.0)] * 3)
+        group_ranges([(0.0, 1.0)] * 3, OUTPUTS)
 
 
 def _observer_ranges(prepared: torch.fx.GraphModule) -> dict[str, set[tuple[float, float]]]:
@@ -42,7 +45,7 @@ def _observer_ranges(prepared: torch.fx.GraphModule) -> dict[str, set[tuple[floa
     for node in prepared.graph.nodes:
         if node.op == "call_module" and "activation_post_process" in str(node.target):
             observer = prepared.get_submodule(node.target)
-            name = _observed_output(node.args[0])
+            name = _observed_output(node.args[0], OUTPUTS)
             if name and observer.qscheme == torch.per_tensor_affine:
                 scale, zero = (float(v) for v in observer.calculate_qparams())
                 low = (observer.quant_min - zero) * scale
@@ -76,7 +79,7 @@ def test_every_activation_observer_rounds_over_its_trained_range(graph):
         for face in torch.rand(2, 3, 32, 32):
             prepared(face[None])
     ranges = made_up_ranges()
-    assert pin_activation_ranges(prepared, ranges) >= len(QUANTIZED_OUTPUTS)
+    assert pin_activation_ranges(prepared, ranges, OUTPUTS) >= len(QUANTIZED_OUTPUTS)
     found = _observer_ranges(prepared)
     assert set(found) == set(QUANTIZED_OUTPUTS)
     for name, seen in found.items():
@@ -117,7 +120,7 @@ def test_the_onnx_convolutions_are_matched_to_the_network_by_shape():
     from export.onnx_format import trained_range_overrides
 
     model = build_model("nano").eval()
-    weights = [output_conv(model.residual, name).weight for name in QUANTIZED_OUTPUTS]
+    weights = [output_conv(model.residual, output).weight for output in OUTPUTS]
     nodes = [onnx.helper.make_node("Conv", ["x", f"w{i}"], [f"y{i}"]) for i in range(len(weights))]
     inits = [numpy_helper.from_array(w.detach().numpy(), f"w{i}") for i, w in enumerate(weights)]
     graph = onnx.helper.make_graph(nodes, "g", [], [], initializer=inits)

@@ -39,13 +39,10 @@ import copy
 import torch
 from torch import nn
 
-from models.int8 import QUANTIZED_OUTPUTS, shared_range_groups
+from models.int8 import shared_range_groups
 from models.rescale import rescaled_parameters, skip_factors
-from models.tinybeauty import TinyBeauty
+from models.tinybeauty import TinyBeauty, quantized_outputs
 
-# The small edge convolutions keep full int8 weights: the .mlpackage export gives them more bits
-# (they are the sensitive ones and hold under 1% of the weights).
-UNPALETTIZED = ("stem", "head")
 RANGE_MOMENTUM = 0.01  # running activation range: an exponential average of each batch's extremes
 KMEANS_STEPS = 50
 
@@ -116,18 +113,20 @@ class QuantAware(nn.Module):
         self.config = model.config
         self.palette_bits = palette_bits
         self.convs = _convs(model)
+        self.outputs = quantized_outputs(model.config)
         self.palettes = nn.ModuleDict()
         if palette_bits:
+            palettized = {f"residual.{output.conv}" for output in self.outputs if output.palettized}
             for name, conv in self.convs.items():
-                if name.split(".")[1] not in UNPALETTIZED:
+                if name in palettized:
                     self.palettes[name.replace(".", "/")] = Palette(conv.weight, palette_bits)
                     conv.weight.requires_grad_(False)  # its table is what trains
         self.skip_factors = dict(factors) if factors else skip_factors(model, calibration)
-        self.register_buffer("ranges", torch.zeros(len(QUANTIZED_OUTPUTS), 2))
-        self.groups = shared_range_groups()
+        self.register_buffer("ranges", torch.zeros(len(self.outputs), 2))
+        self.groups = shared_range_groups(self.outputs)
         self._set_initial_ranges(calibration)
-        for index, name in enumerate(QUANTIZED_OUTPUTS):
-            model.residual.get_submodule(name).register_forward_hook(self._quantize_output(index))
+        for index, output in enumerate(self.outputs):
+            model.residual.get_submodule(output.module).register_forward_hook(self._quantize_output(index))
 
     def weight(self, name: str) -> torch.Tensor:
         """The float weight the network uses for conv ``name`` (its table's values if palettized)."""
@@ -136,7 +135,7 @@ class QuantAware(nn.Module):
 
     @torch.no_grad()
     def _set_initial_ranges(self, faces: torch.Tensor) -> None:
-        extremes = {name: [0.0, 0.0] for name in QUANTIZED_OUTPUTS}
+        extremes = {output.module: [0.0, 0.0] for output in self.outputs}
 
         def record(name):
             def hook(_module, _inputs, output):
@@ -144,14 +143,14 @@ class QuantAware(nn.Module):
                 extremes[name][1] = max(extremes[name][1], float(output.max()))
             return hook
 
-        hooks = [self.model.residual.get_submodule(n).register_forward_hook(record(n)) for n in QUANTIZED_OUTPUTS]
+        hooks = [self.model.residual.get_submodule(name).register_forward_hook(record(name)) for name in extremes]
         try:
             for batch in faces.split(8):
                 self._float_forward(batch)
         finally:
             for hook in hooks:
                 hook.remove()
-        self.ranges.copy_(torch.tensor([extremes[name] for name in QUANTIZED_OUTPUTS]))
+        self.ranges.copy_(torch.tensor(list(extremes.values())))
 
     def _quantize_output(self, index: int):
         group = next(g for g in self.groups if index in g)
