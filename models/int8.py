@@ -23,10 +23,11 @@ from models.tinybeauty import QuantizedOutput, TinyBeautyConfig, quantized_outpu
 def shared_range_groups(outputs: tuple[QuantizedOutput, ...]) -> list[list[int]]:
     """Indices into ``outputs`` that one concatenation joins (the skip and its decoder partner),
     then every other output on its own."""
-    index = {output.name: i for i, output in enumerate(outputs)}
-    groups = [[index[read] for read in reversed(output.reads)] for output in outputs if len(output.reads) > 1]
-    grouped = {i for group in groups for i in group}
-    return groups + [[i] for i in range(len(outputs)) if i not in grouped]
+    joined: dict[str, list[int]] = {}
+    for i, output in enumerate(outputs):
+        if output.joins:
+            joined.setdefault(output.joins, []).append(i)
+    return list(joined.values()) + [[i] for i, output in enumerate(outputs) if not output.joins]
 
 
 def group_ranges(ranges, outputs: tuple[QuantizedOutput, ...]) -> dict[str, tuple[float, float]]:

@@ -74,8 +74,10 @@ def test_two_bottleneck_convs_are_two_quantized_outputs_in_quantization_aware_tr
     wrapper = QuantAware(build_model(config).eval(), 4, faces)
     names = [output.name for output in wrapper.outputs]
     assert wrapper.ranges.shape == (len(names), 2) and "bottleneck.0" in names and "bottleneck" in names
-    assert [names[i] for i in wrapper.groups[0]] == ["enc3", "bottleneck"]
-    assert [names[i] for i in next(g for g in wrapper.groups if names.index("bottleneck.0") in g)] == ["bottleneck.0"]
+    def group_of(name: str) -> list[str]:
+        return [names[i] for i in next(group for group in wrapper.groups if names.index(name) in group)]
+
+    assert group_of("bottleneck") == ["enc3", "bottleneck"] and group_of("bottleneck.0") == ["bottleneck.0"]
     assert "residual/bottleneck/1/0" in wrapper.palettes and "residual/stem/0" not in wrapper.palettes
     with torch.no_grad():
         rounded, exact = wrapper(faces, clamp=False), wrapper.model(faces, clamp=False)
