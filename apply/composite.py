@@ -1,6 +1,6 @@
 """Putting the model's makeup on a face in a picture: crop, run, warp the residual back, blend.
 
-Shared by photos (``apply/__main__.py``: the whole photo as a tensor) and videos
+Shared by photos (``apply/photo.py``: the whole photo as a tensor) and videos
 (``apply/video.py``: only each face's region of a uint8 frame is touched, so a 1280x720 frame
 costs what its faces cost). Both give the same pixels: the region is the crop's footprint plus
 the bilinear filter's reach, so every sample a face takes lies inside it.

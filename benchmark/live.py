@@ -35,7 +35,7 @@ import av
 import numpy as np
 
 from apply.video import STAGES, apply_to_video
-from export.runtime import load_model
+from export.loading import load_model
 from faces import DetectorUnavailable
 from faces.metrics import alignment_jitter, paste_along_paths, path_error
 from faces.tracking import FaceTracker, PerFrameDetector

@@ -1,6 +1,6 @@
 """What every exporter shares: the I/O contract, provenance, inputs, and the parity check.
 
-Running a file (the runner type, loading any file by its suffix) is ``export/runtime.py``."""
+Running a file: the runner type is ``export/runtime.py``, loading any file by its suffix ``export/loading.py``."""
 
 from __future__ import annotations
 

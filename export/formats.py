@@ -5,7 +5,7 @@ runtime ``(path, threads) -> Runner`` (runners take and return NCHW float faces 
 file's own layout), the reader of the provenance stored inside the file, the layout the file
 takes its face in, and, for formats whose runtime cannot run on every machine, a stand-in
 check that says what it checks instead. Export, benchmark and the tests read this table; whoever
-runs a file by its suffix goes through ``export/runtime.py``.
+runs a file by its suffix goes through ``export/loading.py``.
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ import json
 import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from export.loading import load_model
+from export.runtime import ModelFileError, RuntimeUnavailable
 from models.atomic import sha256_file, sha256_tree
 
 MANIFEST = "manifest.json"
@@ -85,10 +87,8 @@ def _checked_file(record, index: int, artifacts: Path, path: Path) -> Path:
 
 
 def _check_runs(file: Path, path: Path) -> None:
-    """One plain face through the file's runtime (export/runtime.py load_model): a network of
+    """One plain face through the file's runtime (export/loading.py load_model): a network of
     another shape is refused here, naming the file, not inside a runtime mid-benchmark."""
-    from export.runtime import ModelFileError, RuntimeUnavailable, load_model
-
     try:
         load_model(file)
     except RuntimeUnavailable:

@@ -20,7 +20,7 @@ from skimage import data as skimage_data
 from apply.__main__ import main as apply_main
 from apply.composite import made_up_faces, make_up_frame
 from apply.video import apply_to_video, quarter_turns, to_coded
-from export.runtime import load_model
+from export.loading import load_model
 from faces import Alignment
 from faces.tracking import FaceTracker
 
