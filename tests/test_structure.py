@@ -1,4 +1,5 @@
-"""The imports flow one way, like the data: models <- faces <- train / export <- benchmark, apply, web.
+"""The imports flow one way, like the data: models <- faces <- train / export <- benchmark, apply, web;
+and inside a package no modules import each other in a circle.
 
 Parsed from the source (ast), so a lazy import inside a function counts as much as one at the top.
 """
@@ -53,3 +54,77 @@ def test_the_guard_sees_lazy_imports(tmp_path):
     sample = tmp_path / "sample.py"
     sample.write_text("import os\n\ndef f():\n    from train.pairs import discover_pairs\n    import export.runtime\n")
     assert project_imports(sample) == [(4, "train"), (5, "export")]
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(path: Path, root: Path, known: set[str]) -> set[str]:
+    """The project modules a file imports, at the top or inside a function: ``import a.b`` is a.b;
+    ``from a import b`` is the module a.b if there is one, else a (b is a name in a); relative
+    imports are resolved against the file's package."""
+    package = module_name(path, root).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join(package[:len(package) - node.level + 1] if node.level else [])
+            base = ".".join(part for part in (base, node.module or "") if part)
+            found |= {f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names}
+    return found & known
+
+
+def import_graph(root: Path, packages: tuple[str, ...]) -> dict[str, set[str]]:
+    files = {module_name(path, root): path for package in packages for path in sorted((root / package).rglob("*.py"))}
+    return {name: imported_modules(path, root, set(files)) - {name} for name, path in files.items()}
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Circles as the modules along them, back to the first: [a, b, a]. At least one is listed
+    wherever modules import each other (a depth-first search), not every path around it."""
+    circles, done = [], set()
+
+    def visit(name: str, trail: list[str]) -> None:
+        for imported in sorted(graph[name]):
+            if imported in trail:
+                circle = trail[trail.index(imported):]
+                start = circle.index(min(circle))  # one rotation of each circle, so each is listed once
+                circle = circle[start:] + circle[:start]
+                if circle + [circle[0]] not in circles:
+                    circles.append(circle + [circle[0]])
+            elif imported not in done:
+                visit(imported, trail + [imported])
+        done.add(name)
+
+    for name in sorted(graph):
+        if name not in done:
+            visit(name, [name])
+    return circles
+
+
+def test_no_modules_import_each_other_in_a_circle():
+    circles = import_circles(import_graph(ROOT, PACKAGES))
+    assert not circles, "modules that import each other (lazy imports included):\n" + "\n".join(
+        " -> ".join(circle) for circle in circles)
+
+
+def test_the_circle_guard_sees_a_lazy_circle(tmp_path):
+    """The export's old circle: the formats table imported the runtime at the top, and the runtime
+    imported the table inside a function (loading a file by its suffix)."""
+    package = tmp_path / "export"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "onnx_format.py").write_text("from .runtime import Runner\n")
+    (package / "formats.py").write_text("from export import onnx_format\nfrom export.runtime import Runner\n")
+    (package / "runtime.py").write_text("Runner = object\n\n\ndef format_for(path):\n"
+                                        "    from export.formats import FORMATS\n")
+    graph = import_graph(tmp_path, ("export",))
+    assert graph["export.formats"] == {"export.onnx_format", "export.runtime"}
+    # Two circles through the lazy import (formats -> runtime, formats -> onnx_format -> runtime); a
+    # search reports one of them, with every module along it.
+    assert import_circles(graph) == [["export.formats", "export.onnx_format", "export.runtime", "export.formats"]]
