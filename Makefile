@@ -42,7 +42,7 @@ $(VENV)/.installed: pyproject.toml
 # download where there is none (needs the internet; without it, one line says what to install).
 # Never fails the setup; delete the stamp to look again.
 $(VENV)/.browser: $(VENV)/.installed
-	-$(PY) -m web.browser
+	-$(PY) -m tools.browser
 	touch $@
 
 # onnxruntime-web for the page, exactly as locked (install scripts off: the page needs none).
@@ -51,16 +51,16 @@ web/node_modules/.installed: web/package.json web/package-lock.json
 	touch $@
 
 # The page's face detector: apply's BlazeFace rewritten as ONNX, checked against LiteRT.
-web/build/face_detector.onnx: web/face_detector.py $(VENV)/.installed
-	$(PY) -m web.face_detector --out $@
+web/build/face_detector.onnx: tools/face_models.py $(VENV)/.installed
+	$(PY) -m tools.face_models --out $@
 
 # The page's face tracker: faces/' 468-point face mesh as ONNX, checked against LiteRT the same way.
-web/build/face_mesh.onnx: web/face_detector.py $(VENV)/.installed
-	$(PY) -m web.face_detector --network mesh --out $@
+web/build/face_mesh.onnx: tools/face_models.py $(VENV)/.installed
+	$(PY) -m tools.face_models --network mesh --out $@
 
 # The same mesh as MediaPipe ships it, for the page's LiteRT.js runtime (with the .tflite model).
-web/build/face_landmark.tflite: web/face_detector.py $(VENV)/.installed
-	$(PY) -m web.face_detector --network mesh --tflite --out $@
+web/build/face_landmark.tflite: tools/face_models.py $(VENV)/.installed
+	$(PY) -m tools.face_models --network mesh --tflite --out $@
 
 # Real file dependencies: the artifacts are rebuilt when the checkpoint (or the export code) is
 # newer than their manifest, the report when the artifacts (or the benchmark code) are newer.
@@ -74,7 +74,7 @@ $(CHECKPOINT): | setup
 $(ARTIFACTS)/manifest.json: $(CHECKPOINT) $(wildcard export/*.py) | setup
 	$(PY) -m export --checkpoint $(CHECKPOINT) --out $(ARTIFACTS) $(EXPORT_ARGS)
 
-$(BENCH)/report.json: $(ARTIFACTS)/manifest.json $(wildcard benchmark/*.py web/*.py web/static/*) | setup
+$(BENCH)/report.json: $(ARTIFACTS)/manifest.json $(wildcard benchmark/*.py tools/*.py web/*.py web/static/*) | setup
 	$(PY) -m benchmark --artifacts $(ARTIFACTS) --out $(BENCH) $(BENCH_ARGS)
 
 export: $(ARTIFACTS)/manifest.json

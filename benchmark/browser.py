@@ -8,7 +8,7 @@ headless run, not virtual time), one fresh page per thread count: both runtimes 
 thread count when their wasm module starts.
 
 The camera figures (in the row of the page's default model, web/server.py): the page's camera
-mode on Chromium's fake camera playing a 1280x720 clip of a moving face (web/camera_clip.py) at
+mode on Chromium's fake camera playing a 1280x720 clip of a moving face (tools/camera_clip.py) at
 30 frames/s, then at 60 to show the headroom: frames made up per second (the camera's rate is
 the ceiling), the camera's frames the page never made up (dropped), several fresh pages, best
 and median, with the page's own ms per stage.
@@ -32,8 +32,8 @@ import torch
 
 from benchmark.latency import summarize
 from export.formats import BY_NAME
-from web.browser import BrowserPage, BrowserUnavailable, PageError, write_face_png
-from web.camera_clip import Clip, write_clip
+from tools.browser import BrowserPage, BrowserUnavailable, PageError, write_face_png
+from tools.camera_clip import Clip, write_clip
 from web.server import DEFAULT_MODEL
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ def camera_figures(artifacts: Path, runs: int = CAMERA_RUNS, seconds: float = CA
                    threads: int | None = None) -> dict:
     """The page's camera mode on the fake camera, counted from its first followed face (the
     detector's worker starts with the camera): frames/s and frames dropped of each run, best and
-    median, and the median run's ms per stage (web.browser's camera_rate), p90 frame and p90 of the
+    median, and the median run's ms per stage (tools.browser's camera_rate), p90 frame and p90 of the
     page's own work per frame (main), and the seconds from "Use the webcam" to the first face.
     ``query``: the page's URL parameters (MODEL_STAGES: where the model runs); ``model``, ``threads``:
     the file the page runs (default: its own default) and its runtime's threads (None: the default)."""

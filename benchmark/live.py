@@ -5,16 +5,16 @@ Part of ``python -m benchmark`` (``--no-live`` leaves it out, ~40 s on 2 cores);
 
 Two clips made here, 1280x720 at 30 frames/s, H.264 (CRF 18) with an AAC tone: the public-domain
 astronaut portrait (skimage.data.astronaut(), NASA) pasted on a flat frame with sensor noise
-(faces.metrics.paste_along_paths), **moving** along a known figure of eight (up to 15 px a frame)
+(tools.tracking_metrics.paste_along_paths), **moving** along a known figure of eight (up to 15 px a frame)
 or standing **still** (only the noise changes).
 
 - End to end: apply/video.py on the moving clip with the model at 1 thread: frames/s and ms per
   frame in each stage (decode, track, model, composite, encode: they overlap in threads, so they
   add up to more than the wall time per frame), best and median of ``runs`` runs; and once with
   a fresh detection on every frame (faces.tracking.PerFrameDetector) instead of tracking.
-- Jitter on the still clip (faces.metrics.alignment_jitter): the crop's centre (px), scale (%)
+- Jitter on the still clip (tools.tracking_metrics.alignment_jitter): the crop's centre (px), scale (%)
   and angle (degrees), tracking beside per-frame detection.
-- Tracking error on the moving clip (faces.metrics.path_error): each crop's centre against the
+- Tracking error on the moving clip (tools.tracking_metrics.path_error): each crop's centre against the
   path, i.e. the method's own mean centre on the still clip moved along the path.
 
 Writes OUT/live.png; returns the figures (report.json's "live", report.md's live section).
@@ -37,9 +37,9 @@ import numpy as np
 from apply.video import STAGES, apply_to_video
 from export.loading import load_model
 from faces import DetectorUnavailable
-from faces.metrics import alignment_jitter, paste_along_paths, path_error
 from faces.tracking import FaceTracker, PerFrameDetector
 from models.atomic import save_figure
+from tools.tracking_metrics import alignment_jitter, paste_along_paths, path_error
 
 log = logging.getLogger("benchmark")
 

@@ -27,7 +27,7 @@ EYE_HALF_SIDE, MOUTH_HALF_SIDE = 2.0, 1.8
 # the framing the model's training crops have, without the detector's keypoint noise (its crop
 # of one face moves by 3-6% in size and 2-3 degrees from view to view; the mesh's by 0.4% and
 # 0.2 degrees). Fitted once, each point the mean of from_face.to_crop over 50 views (5 scales x 5
-# turns) of two real portraits: `python -m faces.metrics --fit` prints this table (docs/faces.md).
+# turns) of two real portraits: `python -m tools.tracking_metrics --fit` prints this table (docs/faces.md).
 MESH_TEMPLATE = {33: (0.3271, 0.4771), 133: (0.4377, 0.4797), 362: (0.5763, 0.4763), 263: (0.6857, 0.4681),
                  1: (0.5117, 0.6229), 61: (0.3917, 0.7073), 291: (0.6358, 0.6988)}
 EYE_CORNERS = (33, 133, 362, 263)

@@ -18,7 +18,7 @@ def bench_args(artifacts, out, *extra, browser=False):
 
 
 def _browser_available() -> bool:
-    from web.browser import BrowserUnavailable, find_chromium, playwright
+    from tools.browser import BrowserUnavailable, find_chromium, playwright
     from web.server import SetupError, check_runtime_installed
 
     try:

@@ -365,7 +365,7 @@ def test_non_finite_checkpoint_is_refused_before_any_converter(poison, message, 
 @pytest.mark.parametrize("layout", ["chromium-1300/chrome-linux64/chrome",
                                     "chromium_headless_shell-1300/chrome-headless-shell-linux64/chrome-headless-shell"])
 def test_playwrights_own_chromium_is_found(layout, tmp_path, monkeypatch):
-    from web.browser import find_chromium
+    from tools.browser import find_chromium
 
     for older in ("chromium-1100/chrome-linux/chrome", layout):
         browser = tmp_path / "ms-playwright" / older
@@ -378,7 +378,7 @@ def test_playwrights_own_chromium_is_found(layout, tmp_path, monkeypatch):
 
 
 def test_a_wrong_tinybeauty_chromium_is_said_not_passed_over(tmp_path, monkeypatch):
-    from web.browser import BrowserUnavailable, find_chromium
+    from tools.browser import BrowserUnavailable, find_chromium
 
     monkeypatch.setenv("TINYBEAUTY_CHROMIUM", str(tmp_path / "no-such-chrome"))
     with pytest.raises(BrowserUnavailable, match="TINYBEAUTY_CHROMIUM=.*no-such-chrome"):

@@ -13,9 +13,9 @@ pytest.importorskip("ai_edge_litert")
 skimage_data = pytest.importorskip("skimage.data")
 
 from faces import Alignment  # noqa: E402
-from faces.metrics import CLIP_FPS, SETTLE_FRAMES, alignment_jitter, paste_along_paths, path_error  # noqa: E402
 from faces.tracking import FaceTracker, PerFrameDetector, align_still  # noqa: E402
 from faces.tracking_step import SMOOTHING, OneEuroFilter  # noqa: E402
+from tools.tracking_metrics import CLIP_FPS, SETTLE_FRAMES, alignment_jitter, paste_along_paths, path_error  # noqa: E402
 
 IMAGE_SIZE = 256
 FRAMES = 30
@@ -107,7 +107,7 @@ def test_mesh_crop_is_the_detector_crop_without_its_noise():
     over views of the astronaut (3 scales x 3 turns, mapped back onto the photo): within 2% in
     size, 2% of the side in centre and 3 degrees (measured: +0.6%, 0.8%, -2.1 deg over 25 views;
     docs/faces.md). From view to view the detector's crop varies far more than the mesh's."""
-    from faces.metrics import mean_alignment, view_alignments
+    from tools.tracking_metrics import mean_alignment, view_alignments
 
     views = view_alignments(skimage_data.astronaut(), IMAGE_SIZE, scales=(0.6, 1.0, 1.5), turns=(-20, 0, 20))
     assert len(views) == 9

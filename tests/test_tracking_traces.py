@@ -1,4 +1,4 @@
-"""The tracker's recorded traces (tests/traces/tracking/, `python -m faces.traces` writes them) replayed
+"""The tracker's recorded traces (tests/traces/tracking/, `python -m tools.tracking_traces` writes them) replayed
 through faces.tracking_step; web/test/tracking.test.mjs replays the same files through the page's
 tracking_step.mjs (`node --test web/test/`). A decision or a number that changes on one side only fails
 that side's replay; faces/tracking.json is the numbers of both."""
@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from faces.traces import TRACES, TraceMismatch, replay
 from faces.tracking_step import PARAMS
+from tools.tracking_traces import TRACES, TraceMismatch, replay
 
 NAMES = sorted(path.stem for path in TRACES.glob("*.json"))
 # Each number the step reads, changed: some trace must notice (the value a trace cannot tell from the real one

@@ -19,7 +19,7 @@ from PIL import Image
 from export.formats import BY_NAME
 from models.checkpoint import checkpoint_split, load_checkpoint
 from models.data import faces_as_tensors, load_split
-from web.browser import (
+from tools.browser import (
     LAUNCH_ARGS,
     BrowserPage,
     BrowserUnavailable,
@@ -28,8 +28,8 @@ from web.browser import (
     playwright,
     write_face_png,
 )
-from web.camera_clip import CODE_ROWS, Clip, portrait, read_code, write_clip
-from web.camera_clip import frame as clip_frame
+from tools.camera_clip import CODE_ROWS, Clip, portrait, read_code, write_clip
+from tools.camera_clip import frame as clip_frame
 from web.server import (
     DEFAULT_MODEL,
     DETECTOR,
@@ -431,7 +431,7 @@ STALE_SEARCH = """async ({frames, detectEvery}) => {
 
 def _frames_at(xs: list[int]) -> list[str]:
     """1280x720 PNGs (base64) of a small portrait at each x, y 200, on the fake camera's background."""
-    from web.camera_clip import BACKGROUND
+    from tools.camera_clip import BACKGROUND
 
     face, encoded = portrait(260), []
     for x in xs:

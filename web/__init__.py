@@ -1,1 +1,1 @@
-"""The browser page: static files in ``static/``, served by ``python -m web``, driven by ``web.browser``."""
+"""The browser page: static files in ``static/``, served by ``python -m web``, driven by ``tools.browser``."""

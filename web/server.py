@@ -42,8 +42,8 @@ LITERT_BARE_IMPORT = '"@litertjs/wasm-utils"'
 LITERT_WASM = {name: LITERT / "core" / "wasm" / name for name in (
     "litert_wasm_internal.js", "litert_wasm_internal.wasm",
     "litert_wasm_threaded_internal.js", "litert_wasm_threaded_internal.wasm")}
-DETECTOR = WEB / "build" / "face_detector.onnx"  # written by `python -m web.face_detector` (make setup)
-MESH = WEB / "build" / "face_mesh.onnx"  # `python -m web.face_detector --network mesh` (make setup)
+DETECTOR = WEB / "build" / "face_detector.onnx"  # written by `python -m tools.face_models` (make setup)
+MESH = WEB / "build" / "face_mesh.onnx"  # `python -m tools.face_models --network mesh` (make setup)
 MESH_TFLITE = WEB / "build" / "face_landmark.tflite"  # the mesh as MediaPipe ships it (make setup copies it)
 MODEL_SUFFIXES = {".onnx", ".tflite"}
 # The page's default model: the shipped int8 .tflite in LiteRT.js, named by the formats table (the page

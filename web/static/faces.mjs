@@ -1,5 +1,5 @@
 // Faces and their alignment in the browser: faces/ in JavaScript. BlazeFace full range
-// (MediaPipe, Apache-2.0) as ONNX (web/face_detector.py), the same letterboxing, tiles, decoding,
+// (MediaPipe, Apache-2.0) as ONNX (tools/face_models.py), the same letterboxing, tiles, decoding,
 // weighted NMS and FFHQ-style alignment, so the page crops the faces `python -m apply` crops.
 
 export const DETECTOR_SIZE = 192;

@@ -1,5 +1,5 @@
 // The 468-point face mesh on a square of the frame: faces/mesh.py in JavaScript. MediaPipe's
-// face_landmark.tflite (Apache-2.0), itself in LiteRT.js or as ONNX (web/face_detector.py --network
+// face_landmark.tflite (Apache-2.0), itself in LiteRT.js or as ONNX (tools/face_models.py --network
 // mesh) in onnxruntime-web, the same
 // regions (a square 1.5x the face's box, eyes level) and the same crop, warped straight from
 // the frame on a canvas: only the 192 x 192 crop's pixels are read back.
@@ -15,7 +15,7 @@ export const LEFT_EYE = [263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 
 export const MOUTH_CORNERS = [61, 291];
 export const EYE_LINE = [33, 263];  // the outer eye corners: the next region is levelled on them
 // faces/alignment.py's MESH_TEMPLATE, [index, x, y]: where seven mesh points sit in the crop the
-// detector's keypoints give (fractions of its side), fitted once (`python -m faces.metrics --fit`).
+// detector's keypoints give (fractions of its side), fitted once (`python -m tools.tracking_metrics --fit`).
 export const MESH_TEMPLATE = [[33, 0.3271, 0.4771], [133, 0.4377, 0.4797], [362, 0.5763, 0.4763], [263, 0.6857, 0.4681],
                               [1, 0.5117, 0.6229], [61, 0.3917, 0.7073], [291, 0.6358, 0.6988]];
 export const EYE_CORNERS = [33, 133, 362, 263];

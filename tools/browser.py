@@ -5,7 +5,7 @@ decode, face box, the model in LiteRT.js or onnxruntime-web (wasm), residual ont
 :func:`find_chromium`, first that exists: ``$TINYBEAUTY_CHROMIUM``; Playwright's own download
 (``playwright install chromium``: the full browser or its headless shell, where Playwright says
 or in its cache folder); the system's Chrome or Chromium (Debian's and Ubuntu's packages,
-Google Chrome, snap, macOS ``/Applications``, or on the PATH). ``python -m web.browser`` (run
+Google Chrome, snap, macOS ``/Applications``, or on the PATH). ``python -m tools.browser`` (run
 by ``make setup``) says which one, and where there is none tries ``playwright install chromium``;
 without internet that fails, and it says in one line what to install. It never fails the setup.
 """
@@ -149,7 +149,7 @@ class BrowserPage:
     ``model`` is an .onnx or .tflite file of the artifacts folder (None: the page's default, the
     shipped .tflite the server names); ``threads`` the wasm thread count (None: the runtime's
     default). ``fake_webcam``: Chromium's synthetic camera (a moving test
-    pattern); ``camera_clip``: a .y4m file as the camera instead (web/camera_clip.py makes one;
+    pattern); ``camera_clip``: a .y4m file as the camera instead (tools/camera_clip.py makes one;
     Chromium loops it). ``query``: more URL parameters (app.mjs lists them). Raises
     BrowserUnavailable, or PageError if the model did not load."""
 

@@ -8,8 +8,8 @@ pytest (tests/test_tracking_traces.py) and ``node --test`` (web/test/tracking.te
 every trace through their language's step and fail at the first request or outcome that differs.
 
 Usage:
-    python -m faces.traces                 # re-record every trace into tests/traces/tracking/
-    python -m faces.traces --out DIR
+    python -m tools.tracking_traces                 # re-record every trace into tests/traces/tracking/
+    python -m tools.tracking_traces --out DIR
 
 Recorded from real runs (the detector and the mesh on the astronaut clips of tests/test_tracking.py)
 and from hand-made worlds (scripted faces a mesh answer is placed on: a lost face, a returned
@@ -221,7 +221,7 @@ def real_traces() -> dict[str, dict]:
 
     from faces.detection import FaceDetector
     from faces.mesh import FaceMesh
-    from faces.metrics import paste_along_paths
+    from tools.tracking_metrics import paste_along_paths
 
     head = data.astronaut()[20:240, 120:340]
     detector, mesh = FaceDetector(1), FaceMesh(1)
@@ -300,7 +300,7 @@ def write(traces: dict[str, dict], out: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m faces.traces", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tools.tracking_traces", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=TRACES, help="folder of the traces (default: %(default)s)")
     args = parser.parse_args(argv)

@@ -1,8 +1,8 @@
 """A fake camera for the page: a real face moving along a known path, as a .y4m clip.
 
 Usage:
-    python -m web.camera_clip clip.y4m                      # 1280x720, 30 frames/s, 4 s
-    python -m web.camera_clip clip.y4m --size 640x360 --seconds 2
+    python -m tools.camera_clip clip.y4m                      # 1280x720, 30 frames/s, 4 s
+    python -m tools.camera_clip clip.y4m --size 640x360 --seconds 2
 
 Chromium plays such a file as its camera (``--use-fake-device-for-media-stream
 --use-fake-ui-for-media-stream --use-file-for-fake-video-capture=clip.y4m``) and loops it, so
@@ -109,7 +109,7 @@ def write_clip(path: Path, clip: Clip = Clip()) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m web.camera_clip", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tools.camera_clip", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path, help="the .y4m file to write")
     parser.add_argument("--size", default="1280x720", help="WIDTHxHEIGHT (default: %(default)s)")
