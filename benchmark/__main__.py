@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.browser import PAGE_MODELS, browser_row
+from benchmark.browser import browser_row, page_row_name
 from benchmark.latency import available_cores, measure_latency, peak_gflops
 from benchmark.live import live_section
 from benchmark.mobile import shipped_onnx_usability
@@ -59,6 +59,7 @@ from models.data import DataError, faces_as_tensors, load_split
 from models.gates import MAX_PSNR_DROP_DB, QUALITY_BAR_DB
 from models.metrics import mean_psnr_db, psnr_db, ssim
 from models.tinybeauty import count_macs, count_parameters
+from web.server import PAGE_MODELS
 
 log = logging.getLogger("benchmark")
 
@@ -215,12 +216,12 @@ def score_exports(manifest: dict, args: argparse.Namespace, model, faces: dict, 
             samples[row["format"]] = as_samples(outputs[headline])
         rows.append(row)
     for fmt in () if args.no_browser else PAGE_MODELS:
-        log.info("%s: the web page in headless Chromium, %s", fmt, PAGE_MODELS[fmt])
+        log.info("%s: the web page in headless Chromium, %s", page_row_name(fmt), PAGE_MODELS[fmt])
         browser, outputs = browser_row(args.artifacts, manifest, faces, threads, args.min_runs, args.min_seconds, fmt)
         for part, made_up in outputs.items():
             browser["quality"][part] = quality(made_up, *faces[part], references[part])
         if headline in outputs:
-            samples[fmt] = as_samples(outputs[headline])
+            samples[browser["format"]] = as_samples(outputs[headline])
         rows.append(browser)
     return rows, samples
 

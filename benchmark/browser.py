@@ -31,15 +31,12 @@ import numpy as np
 import torch
 
 from benchmark.latency import summarize
-from export.formats import BY_NAME
 from tools.browser import BrowserPage, BrowserUnavailable, PageError, write_face_png
 from tools.camera_clip import Clip, write_clip
-from web.server import DEFAULT_MODEL
+from web.server import DEFAULT_MODEL, PAGE_MODELS
 
 log = logging.getLogger(__name__)
 
-# Each file the page runs, by its row's format name in the report.
-PAGE_MODELS = {"browser": BY_NAME["onnx"].filename, "browser-tflite": BY_NAME["tflite"].filename}
 CAMERA_MODEL = DEFAULT_MODEL  # the page's default: what a camera user gets
 CAMERA_CLIP = Clip(1280, 720, fps=30, frames=120)  # a webcam's size and rate; 4 s, 166 MB, looped
 CAMERA_FPS = (30, 60)   # the webcam's rate, then twice it: the headroom (the same 120 frames, 2 s)
@@ -50,15 +47,21 @@ MODEL_STAGES = {"auto": None, "worker": {"modelWorker": "1"}, "page": {"modelWor
 FACE_FOLLOWED = "tinybeauty.state.camera?.faces.length > 0"
 
 
+def page_row_name(fmt: str) -> str:
+    """The report's row for the page running a format's file (web/server.py PAGE_MODELS): "browser"
+    for the ONNX, "browser-tflite" for the .tflite."""
+    return "browser" if fmt == "onnx" else f"browser-{fmt}"
+
+
 def browser_row(artifacts: Path, manifest: dict, faces: dict[str, tuple[torch.Tensor, torch.Tensor]],
                 threads: list[int], min_runs: int, min_seconds: float,
-                fmt: str = "browser") -> tuple[dict, dict[str, np.ndarray]]:
+                fmt: str = "onnx") -> tuple[dict, dict[str, np.ndarray]]:
     """(row without quality, outputs per split) of the page running PAGE_MODELS[fmt]; the row says
     'not run' where no browser is installed (or the set has no such file)."""
-    model_file = PAGE_MODELS[fmt]
+    model_file, name = PAGE_MODELS[fmt], page_row_name(fmt)
     entry = next((e for e in manifest["artifacts"] if e["file"] == model_file), {})
     runtime = "LiteRT.js" if model_file.endswith(".tflite") else "onnxruntime-web"
-    row = {"name": f"{entry.get('format', fmt)} in Chromium ({runtime} wasm)", "format": fmt,
+    row = {"name": f"{entry.get('format', name)} in Chromium ({runtime} wasm)", "format": name,
            "file": str(artifacts / model_file), "shipped": True, "bytes": entry.get("bytes"),
            "runtime": f"{runtime} (wasm) in Chromium", "latency": {}, "quality": {}, "notes": []}
     if not entry:

@@ -115,10 +115,12 @@ def page_config() -> bytes:
     return json.dumps({"model": DEFAULT_MODEL}).encode()
 
 
-PAGE_MODELS = (DEFAULT_MODEL, BY_NAME["onnx"].filename)  # the files the page runs: .tflite and .onnx
+# The files the page runs, by their formats' names in the formats table: the int8 .onnx (onnxruntime-web)
+# and the default .tflite (LiteRT.js). A bundle copies both; the benchmark runs each in Chromium.
+PAGE_MODELS = {"onnx": BY_NAME["onnx"].filename, "tflite": DEFAULT_MODEL}
 
 
-def bundle(artifacts: Path, out: Path, models: tuple[str, ...] = PAGE_MODELS) -> list[Path]:
+def bundle(artifacts: Path, out: Path, models: tuple[str, ...] = tuple(PAGE_MODELS.values())) -> list[Path]:
     """Copy what the page needs into ``out`` with the URL layout the server uses, for any static
     host: the page's files, its config.json and tracking.json, ort/ (three files), litert/ (LiteRT.js),
     detector/ and model/ (both files the page runs). The host must send the two
