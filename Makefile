@@ -103,4 +103,4 @@ lint: | setup
 	$(PY) -m ruff check .
 
 clean:
-	rm -rf $(OUT) $(ARTIFACTS) .$(ARTIFACTS).staging $(BENCH) .pytest_cache
+	rm -rf $(OUT) $(ARTIFACTS) .$(ARTIFACTS).staging* $(BENCH) .pytest_cache

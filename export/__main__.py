@@ -12,13 +12,16 @@ Calibration faces come from the checkpoint's recorded training split and check f
 its recorded validation split (names and content hashes in the checkpoint; a missing or
 changed file is an error), never from the test split.
 
-The whole set is built in .DIR.staging beside DIR: every file is exported there, loaded back
+The whole set is built in .DIR.staging.PID beside DIR (PID: this run's process id, so two
+exports into one DIR at once never touch each other's files): every file is exported there, loaded back
 with its real runtime and run on validation faces (Core ML off macOS: spec and stored-weights
 checks instead, and the report says so). Only when every file passes (shipped files under
 --budget-bytes, ground-truth PSNR within --max-psnr-drop of PyTorch) does the staged folder,
 manifest included, replace DIR as a whole; so a reader never sees files of two exports, and a
-failed export (a failed check or an unexpected error) leaves the previous set untouched. The
-set holds exactly the formats exported this time. Exit code 1 on a failed check, 2 on bad input.
+failed export (a failed check or an unexpected error) leaves the previous set untouched (and its
+own rejected set for inspection, until the next export into DIR). Two exports into one DIR at once
+each put their whole set in place; the last to finish stays. The set holds exactly the formats
+exported this time. Exit code 1 on a failed check, 2 on bad input.
 
 Refused before any work (exit 2): an --out that is a file, that cannot be written, or that is a
 folder holding files but no manifest.json (not an artifact set: replacing it would delete them);
@@ -31,7 +34,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -39,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.common import ExportInputs, ExportMeta, git_commit, parity, staging_dir
+from export.common import ExportInputs, ExportMeta, fresh_staging_dir, git_commit, parity
 from export.formats import BY_NAME, FORMATS, ExportFormat
 from export.manifest import MANIFEST
 from export.runtime import RuntimeUnavailable, run_in_batches_of_one, silence_known_noise
@@ -193,6 +195,64 @@ def finite_reference(model: TinyBeauty, inputs: ExportInputs, checkpoint: Path) 
     return reference
 
 
+def export_meta(args: argparse.Namespace, checkpoint: dict, inputs: ExportInputs) -> ExportMeta:
+    """The provenance every file carries."""
+    return ExportMeta(checkpoint=str(args.checkpoint), checkpoint_sha256=sha256_file(args.checkpoint),
+                      git_commit=git_commit(), val_psnr_db=float(checkpoint.get("val_psnr", float("nan"))),
+                      image_size=inputs.image_size, extra={"epoch": checkpoint.get("epoch", "?")})
+
+
+def int8_weights(model: TinyBeauty, checkpoint: dict, inputs: ExportInputs,
+                 no_equalize: bool) -> tuple[TinyBeauty, dict, ExportInputs]:
+    """(the network the formats with int8 activations export, its skip factors, the inputs with the
+    trained activation ranges where the checkpoint has them)."""
+    # Formats with int8 activations get weights rescaled so each skip and its decoder partner share a
+    # range (float-exact; ranges from the calibration faces). Parity is always against the model as trained.
+    rescaled, factors = model, {}
+    if not no_equalize:
+        # A quantization-aware fine-tune trained with fixed factors: use them, so the int8 files
+        # round the very tensors it trained (models/rescale.py, train/qat.py).
+        rescaled, factors = equalize_skips(model, inputs.calibration, checkpoint.get("skip_factors"))
+        log.info("skip connections rescaled for int8 concatenation: %s",
+                 ", ".join(f"{name} x{k:.3g}" for name, k in factors.items()))
+        # ... and round each activation over the range it trained with (models/int8.py). The ranges
+        # belong to the rescaled network: without the rescaling (--no-equalize) the formats calibrate.
+        if checkpoint.get("skip_factors"):
+            inputs = dataclasses.replace(inputs, activation_ranges=trained_activation_ranges(checkpoint))
+    log.info("int8 activation ranges: %s", "as the quantization-aware phase trained them" if inputs.activation_ranges
+             else f"calibrated on {len(inputs.calibration)} training faces")
+    return rescaled, factors, inputs
+
+
+def export_all(args: argparse.Namespace, staging: Path, model: TinyBeauty, rescaled: TinyBeauty,
+               inputs: ExportInputs, meta: ExportMeta, reference: torch.Tensor) -> list[dict]:
+    """Every format asked for, exported into the staging folder and checked: one record each."""
+    records = []
+    for index, name in enumerate(args.formats, start=1):
+        fmt = BY_NAME[name]
+        log.info("[%d/%d] %s -> %s", index, len(args.formats), fmt.name, fmt.filename)
+        record = checked(fmt, staging, rescaled if fmt.int8_activations else model, inputs, meta, reference, args)
+        for check in record["checks_run"]:
+            log.info("    %s", check)
+        for skipped in record["checks_skipped"]:
+            log.info("    skipped %s", skipped)
+        records.append(record)
+    return records
+
+
+def manifest_of(args: argparse.Namespace, checkpoint: dict, split: dict, model: TinyBeauty, meta: ExportMeta,
+                inputs: ExportInputs, factors: dict, records: list[dict]) -> dict:
+    return {"checkpoint": str(args.checkpoint), "checkpoint_sha256": meta.checkpoint_sha256,
+            "checkpoint_epoch": checkpoint.get("epoch"), "val_psnr_db": meta.val_psnr_db,
+            "model_config": model.config.to_dict(), "train_config": checkpoint.get("train_config", {}),
+            "split": {key: split[key] for key in ("data", "seed", "val_fraction", "test_fraction", "image_size")}
+            | {f"{part}_pairs": len(split[part]) for part in ("train", "val", "test")},
+            "git_commit": meta.git_commit, "image_size": inputs.image_size, "budget_bytes": args.budget_bytes,
+            "max_psnr_drop_db": args.max_psnr_drop, "val_images": len(inputs.val_source),
+            "calibration_images": len(inputs.calibration), "skip_rescale": factors,
+            "activation_ranges": inputs.activation_ranges or "calibrated", "artifacts": records}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     silence_known_noise()
@@ -206,55 +266,19 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, DataError, OutputFolderError) as error:
         log.error("%s", error)
         return 2
-    meta = ExportMeta(checkpoint=str(args.checkpoint), checkpoint_sha256=sha256_file(args.checkpoint),
-                      git_commit=git_commit(), val_psnr_db=float(checkpoint.get("val_psnr", float("nan"))),
-                      image_size=inputs.image_size, extra={"epoch": checkpoint.get("epoch", "?")})
-    staging = staging_dir(args.out)
-    shutil.rmtree(staging, ignore_errors=True)  # a previous failed export's leftovers
-    staging.mkdir(parents=True)
-    # Formats with int8 activations get weights rescaled so each skip and its decoder partner share a
-    # range (float-exact; ranges from the calibration faces). Parity is always against the model as trained.
-    rescaled, factors = model, {}
-    if not args.no_equalize:
-        # A quantization-aware fine-tune trained with fixed factors: use them, so the int8 files
-        # round the very tensors it trained (models/rescale.py, train/qat.py).
-        rescaled, factors = equalize_skips(model, inputs.calibration, checkpoint.get("skip_factors"))
-        log.info("skip connections rescaled for int8 concatenation: %s",
-                 ", ".join(f"{name} x{k:.3g}" for name, k in factors.items()))
-        # ... and round each activation over the range it trained with (models/int8.py). The ranges
-        # belong to the rescaled network: without the rescaling (--no-equalize) the formats calibrate.
-        if checkpoint.get("skip_factors"):
-            inputs = dataclasses.replace(inputs, activation_ranges=trained_activation_ranges(checkpoint))
-    log.info("int8 activation ranges: %s", "as the quantization-aware phase trained them" if inputs.activation_ranges
-             else f"calibrated on {len(inputs.calibration)} training faces")
-    records = []
-    for index, name in enumerate(args.formats, start=1):
-        fmt = BY_NAME[name]
-        log.info("[%d/%d] %s -> %s", index, len(args.formats), fmt.name, fmt.filename)
-        record = checked(fmt, staging, rescaled if fmt.int8_activations else model, inputs, meta, reference, args)
-        for check in record["checks_run"]:
-            log.info("    %s", check)
-        for skipped in record["checks_skipped"]:
-            log.info("    skipped %s", skipped)
-        records.append(record)
-
+    meta = export_meta(args, checkpoint, inputs)
+    staging = fresh_staging_dir(args.out)
+    rescaled, factors, inputs = int8_weights(model, checkpoint, inputs, args.no_equalize)
+    records = export_all(args, staging, model, rescaled, inputs, meta, reference)
     print("\n" + format_table(records) + "\n")
     failed = [r for r in records if not r["passed"]]
     if failed:
         log.error("export failed for %s; nothing in %s was replaced (the rejected set stays in %s)",
                   ", ".join(r["format"] for r in failed), args.out, staging)
         return 1
-    manifest = {"checkpoint": str(args.checkpoint), "checkpoint_sha256": meta.checkpoint_sha256,
-                "checkpoint_epoch": checkpoint.get("epoch"), "val_psnr_db": meta.val_psnr_db,
-                "model_config": model.config.to_dict(), "train_config": checkpoint.get("train_config", {}),
-                "split": {key: split[key] for key in ("data", "seed", "val_fraction", "test_fraction", "image_size")}
-                | {f"{part}_pairs": len(split[part]) for part in ("train", "val", "test")},
-                "git_commit": meta.git_commit, "image_size": inputs.image_size, "budget_bytes": args.budget_bytes,
-                "max_psnr_drop_db": args.max_psnr_drop, "val_images": len(inputs.val_source),
-                "calibration_images": len(inputs.calibration), "skip_rescale": factors,
-                "activation_ranges": inputs.activation_ranges or "calibrated", "artifacts": records}
+    manifest = manifest_of(args, checkpoint, split, model, meta, inputs, factors, records)
     write_text(staging / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-    replace_directory(staging, args.out)
+    replace_directory(staging, args.out)  # another export's set arriving meanwhile: the last to finish stays
     log.info("wrote %s and %s", ", ".join(r["file"] for r in records), args.out / MANIFEST)
     return 0
 

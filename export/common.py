@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import os
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,7 +166,36 @@ def parity(made_up: np.ndarray | torch.Tensor, reference: torch.Tensor, target: 
 
 
 def staging_dir(out_dir: Path) -> Path:
-    """The folder a new artifact set is built and checked in, beside ``out_dir`` (not inside it,
-    so that the whole set can replace ``out_dir`` in one step)."""
+    """The folder this process builds and checks a new artifact set in, beside ``out_dir`` (not
+    inside it, so that the whole set can replace ``out_dir`` in one step). Named for the process:
+    two exports into the same folder at once never write into each other's set."""
     out_dir = Path(out_dir)
-    return out_dir.parent / f".{out_dir.name}.staging"
+    return out_dir.parent / f".{out_dir.name}.staging.{os.getpid()}"
+
+
+def _running(pid: int) -> bool:
+    """Whether a process with that id runs on this machine (where no check exists: assume it does)."""
+    if os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: asks whether the process exists, sends nothing
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def fresh_staging_dir(out_dir: Path) -> Path:
+    """This run's staging folder, new and empty. First removes the ones earlier exports into
+    ``out_dir`` left (a failed export keeps its rejected set there for inspection until the next
+    export); those of exports still running on this machine are theirs and stay."""
+    out_dir = Path(out_dir)
+    for folder in out_dir.parent.glob(f".{out_dir.name}.staging*"):
+        pid = folder.name.rpartition(".")[2]
+        if pid.isdigit() and int(pid) != os.getpid() and _running(int(pid)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+    staging = staging_dir(out_dir)
+    staging.mkdir(parents=True)
+    return staging

@@ -145,7 +145,8 @@ def sha256_file(path: Path) -> str:
 
 
 def _exchange(first: Path, second: Path) -> bool:
-    """Swap two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE). False if unsupported."""
+    """Swap two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE). False if unsupported
+    here; an OSError if the swap failed (FileNotFoundError: one of the two is not there)."""
     import ctypes
     import sys
 
@@ -156,7 +157,12 @@ def _exchange(first: Path, second: Path) -> bool:
     if renameat2 is None:
         return False
     at_fdcwd, rename_exchange = -100, 2
-    return renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange) == 0
+    if renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange) == 0:
+        return True
+    error = ctypes.get_errno()
+    if error in (errno.ENOSYS, errno.EINVAL):  # an old kernel, or a file system without the exchange
+        return False
+    raise OSError(error, os.strerror(error), str(second))
 
 
 def replace_directory(new: Path, target: Path) -> Path:
@@ -164,20 +170,35 @@ def replace_directory(new: Path, target: Path) -> Path:
 
     On Linux the two folders are exchanged in one atomic step, so a reader sees the old set or
     the new one, never a mix. Elsewhere the old folder is renamed away first: for that instant
-    ``target`` is missing (a reader gets "not found"), still never a mix."""
+    ``target`` is missing (a reader gets "not found"), still never a mix. Another process
+    replacing ``target`` at the same moment is no error: each puts its folder there whole, and
+    the last one stays."""
     import shutil
 
     new, target = Path(new), Path(target)
-    if not target.exists():
-        os.replace(new, target)
-        return target
-    if _exchange(new, target):
-        old = new  # the exchange left the previous set where the new one was staged
-    else:
-        old = target.with_name(f".{target.name}.old.{os.getpid()}")
-        os.replace(target, old)
-        os.replace(new, target)
-    shutil.rmtree(old)
+    replaced = []  # what was at target: the previous set(s), deleted once the new one is in place
+    while True:
+        if not target.exists():
+            try:
+                os.replace(new, target)
+                break
+            except OSError as error:  # another writer's folder arrived first: swap with it instead
+                if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                continue
+        try:
+            if _exchange(new, target):
+                replaced.append(new)  # the exchange left the previous set where the new one was staged
+                break
+            old = target.with_name(f".{target.name}.old.{os.getpid()}.{len(replaced)}")
+            os.replace(target, old)
+            replaced.append(old)
+        except FileNotFoundError:
+            if not new.exists():
+                raise
+            continue  # another writer moved target away at that instant
+    for old in replaced:
+        shutil.rmtree(old)
     return target
 
 
