@@ -106,6 +106,24 @@ def _writer_alive(path: Path) -> bool:
     return True
 
 
+def lock_folder(folder: Path) -> int | None:
+    """Hold an existing ``folder`` for this process until it exits, so that two runs never write
+    into one folder: a second process asking for it gets an OutputFolderError naming it. Returns
+    the open descriptor the lock lives on (None where the system has no flock, e.g. Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise OutputFolderError(f"{folder} is being written by another run at this moment; wait for it to "
+                                "finish, or pick another --out") from None
+    return descriptor  # never closed: the lock goes when the process does
+
+
 def remove_leftovers(folder: Path) -> list[Path]:
     """Delete the temp files (``.*.PID.tmp``) that writers killed earlier left in ``folder``: those
     whose process is gone. A run writing into the same folder at this moment keeps its own. Returns

@@ -2,6 +2,7 @@
 
 Two exports into one --out both succeed, and the folder holds one run's set whole (the last to
 finish wins), its manifest true to the files on disk: each run stages its set in a folder of its own.
+A training run holds its --out while it writes there: a second one is refused before it touches a file.
 """
 
 from __future__ import annotations
@@ -9,12 +10,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
-from conftest import ROOT
+import torch
+from conftest import ROOT, train_args
 
 from export.common import fresh_staging_dir
 from export.manifest import MANIFEST, read_manifest
+from train.__main__ import main as train_main
 
 SETS = {("onnx", "ptl"): {"tinybeauty.onnx", "tinybeauty.ptl"},
         ("onnx-fp32", "onnx"): {"reference/tinybeauty_fp32.onnx", "tinybeauty.onnx"}}
@@ -48,3 +52,20 @@ def test_an_export_clears_the_staging_of_finished_runs_and_keeps_running_ones(tm
     assert staging == tmp_path / f".artifacts.staging.{os.getpid()}" and not any(staging.iterdir())
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([running.name, staging.name])
     assert (running / "tinybeauty.onnx").read_bytes() == b"a rejected set"
+
+
+@pytest.mark.slow
+def test_a_second_training_run_into_a_folder_in_use_is_refused(synthetic_data, tmp_path, caplog):
+    out, epochs = tmp_path / "run", 8
+    first = subprocess.Popen([sys.executable, "-m", "train", *train_args(synthetic_data, out, "--epochs", str(epochs))],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    while not (out / "config.json").exists() and first.poll() is None:  # the first run has started writing
+        time.sleep(0.05)
+    assert first.poll() is None, "the first run ended before the second could start: give it more epochs"
+    # --overwrite: only the folder being in use can refuse it
+    assert train_main(train_args(synthetic_data, out, "--epochs", "1", "--overwrite")) == 2
+    assert f"{out} is being written by another run" in caplog.text
+    log = first.communicate(timeout=900)[0]
+    assert first.returncode == 0, log[-3000:]
+    assert len((out / "metrics.csv").read_text().splitlines()) == 1 + epochs  # the header, then the first run's rows
+    assert torch.load(out / "tinybeauty_last.pt", weights_only=True)["epoch"] == epochs

@@ -21,7 +21,8 @@ options may differ, any other flag that contradicts the checkpoint is refused.
 
 Writes to --out: tinybeauty_best_loss.pt, tinybeauty_best_psnr.pt, tinybeauty_final.pt,
 tinybeauty_last.pt (resume point), metrics.csv (one row per epoch), samples_epoch_*.png,
-training_curves.png and config.json (the resolved options).
+training_curves.png and config.json (the resolved options). A second run into an --out that a
+run is writing is refused (exit 2) before it touches any file there.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.atomic import DiskFullError, OutputFolderError, check_output_folder, remove_leftovers
+from models.atomic import DiskFullError, OutputFolderError, check_output_folder, lock_folder, remove_leftovers
 from models.checkpoint import (
     CheckpointError,
     checkpoint_split,
@@ -276,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         return run(config, given_names, dist_info)
-    except (DataError, CheckpointError, DiskFullError) as error:  # each names its file
+    except (DataError, CheckpointError, DiskFullError, OutputFolderError) as error:  # each names its file
         log.error("%s", error)
         return 2
     finally:
@@ -316,7 +317,7 @@ def resume_data(split: dict) -> tuple[PairCache, dict[str, np.ndarray]]:
 def open_run(config: TrainConfig, given_names: set[str], dist_info: trainer.Distributed
              ) -> tuple[TrainConfig, dict | None]:
     """The run's config and, with --resume, the checkpoint it continues. Refuses to start over an
-    earlier run unless --overwrite; removes temp files a killed earlier run left."""
+    earlier run unless --overwrite."""
     out = Path(config.out)
     last_path = out / trainer.CHECKPOINTS["last"]
     checkpoint = None
@@ -326,9 +327,6 @@ def open_run(config: TrainConfig, given_names: set[str], dist_info: trainer.Dist
     elif last_path.exists() and not config.overwrite:
         raise CheckpointError(f"{out} already holds a run ({trainer.CHECKPOINTS['last']}); pass --resume to continue "
                               "it, --overwrite to replace it, or another --out")
-    if dist_info.is_main:
-        for leftover in remove_leftovers(out):  # temp files of a killed earlier run
-            log.info("removed %s (left by an interrupted write)", leftover)
     return config, checkpoint
 
 
@@ -410,17 +408,23 @@ def make_loaders(config: TrainConfig, cache: PairCache, indices: dict[str, np.nd
 
 
 def start_outputs(config: TrainConfig, device: torch.device, dist_info: trainer.Distributed):
-    """The output folder with the resolved config.json, and the W&B run (None without --wandb)."""
-    wandb_run = start_wandb(config) if config.wandb and dist_info.is_main else None
+    """The output folder, held by this run (a second run into it is refused), with the resolved
+    config.json; and the W&B run (None without --wandb)."""
     if dist_info.is_main:
         out = Path(config.out)
         out.mkdir(parents=True, exist_ok=True)
+        lock_folder(out)  # a second run into this --out is refused here, before it touches a file of this one
+        if not (config.resume or config.overwrite) and (out / trainer.CHECKPOINTS["last"]).exists():
+            raise CheckpointError(f"{out} holds a run written since this one started; pass --overwrite to replace "
+                                  "it, or another --out")
+        for leftover in remove_leftovers(out):  # temp files of a killed earlier run
+            log.info("removed %s (left by an interrupted write)", leftover)
         resolved = asdict(config) | {"world_size": dist_info.world_size, "device": str(device)}
         trainer.write_json(resolved, out / "config.json")
         log.info("training %d epochs (preset %s), batch %d, lr %g, %s, on %s x%d", config.epochs, config.preset,
                  config.batch_size, config.lr, f"{config.crop}px crops" if config.crop else "whole images",
                  device, dist_info.world_size)
-    return wandb_run
+    return start_wandb(config) if config.wandb and dist_info.is_main else None
 
 
 def train_and_evaluate(run: trainer.RunContext, training: trainer.Training, epoch: int) -> tuple[dict, dict[str, bool]]:
