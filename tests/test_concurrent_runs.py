@@ -31,7 +31,11 @@ def test_two_exports_into_one_folder_leave_one_whole_set(checkpoint, tmp_path):
                               "--formats", *formats, "--calibration-images", "4", "--val-images", "2"],
                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             for formats in SETS]
-    logs = [run.communicate(timeout=900)[0] for run in runs]
+    try:
+        logs = [run.communicate(timeout=900)[0] for run in runs]
+    finally:
+        for run in runs:
+            run.kill()  # no run left behind when the test fails; a finished one is not touched
     assert [run.returncode for run in runs] == [0, 0], "\n".join(log[-3000:] for log in logs)
     manifest = read_manifest(out)  # every file listed is there, with the sha256 its export checked
     listed = {record["file"] for record in manifest["artifacts"]}
@@ -59,13 +63,16 @@ def test_a_second_training_run_into_a_folder_in_use_is_refused(synthetic_data, t
     out, epochs = tmp_path / "run", 8
     first = subprocess.Popen([sys.executable, "-m", "train", *train_args(synthetic_data, out, "--epochs", str(epochs))],
                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    while not (out / "config.json").exists() and first.poll() is None:  # the first run has started writing
-        time.sleep(0.05)
-    assert first.poll() is None, "the first run ended before the second could start: give it more epochs"
-    # --overwrite: only the folder being in use can refuse it
-    assert train_main(train_args(synthetic_data, out, "--epochs", "1", "--overwrite")) == 2
-    assert f"{out} is being written by another run" in caplog.text
-    log = first.communicate(timeout=900)[0]
+    try:
+        while not (out / "config.json").exists() and first.poll() is None:  # the first run has started writing
+            time.sleep(0.05)
+        assert first.poll() is None, "the first run ended before the second could start: give it more epochs"
+        # --overwrite: only the folder being in use can refuse it
+        assert train_main(train_args(synthetic_data, out, "--epochs", "1", "--overwrite")) == 2
+        assert f"{out} is being written by another run" in caplog.text
+        log = first.communicate(timeout=900)[0]
+    finally:
+        first.kill()  # no run left behind when the test fails; a finished one is not touched
     assert first.returncode == 0, log[-3000:]
     assert len((out / "metrics.csv").read_text().splitlines()) == 1 + epochs  # the header, then the first run's rows
     assert torch.load(out / "tinybeauty_last.pt", weights_only=True)["epoch"] == epochs
