@@ -106,14 +106,18 @@ def _writer_alive(path: Path) -> bool:
     return True
 
 
-def lock_folder(folder: Path) -> int | None:
-    """Hold an existing ``folder`` for this process until it exits, so that two runs never write
-    into one folder: a second process asking for it gets an OutputFolderError naming it. Returns
-    the open descriptor the lock lives on (None where the system has no flock, e.g. Windows)."""
+_LOCKED: dict[Path, int] = {}  # folder -> the open descriptor its lock lives on
+
+
+def lock_folder(folder: Path) -> None:
+    """Hold an existing ``folder`` for this process until :func:`unlock_folder` or the process's
+    end, so that two runs never write into one folder: another process asking for it gets an
+    OutputFolderError naming it. (No lock where the system has no flock, e.g. Windows.)"""
     try:
         import fcntl
     except ImportError:
-        return None
+        return
+    folder = Path(folder).absolute()
     descriptor = os.open(folder, os.O_RDONLY)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -121,7 +125,14 @@ def lock_folder(folder: Path) -> int | None:
         os.close(descriptor)
         raise OutputFolderError(f"{folder} is being written by another run at this moment; wait for it to "
                                 "finish, or pick another --out") from None
-    return descriptor  # never closed: the lock goes when the process does
+    _LOCKED[folder] = descriptor
+
+
+def unlock_folder(folder: Path) -> None:
+    """Let another run have ``folder`` (nothing if this process does not hold it)."""
+    descriptor = _LOCKED.pop(Path(folder).absolute(), None)
+    if descriptor is not None:
+        os.close(descriptor)  # closing the descriptor releases its lock
 
 
 def remove_leftovers(folder: Path) -> list[Path]:

@@ -39,7 +39,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.atomic import DiskFullError, OutputFolderError, check_output_folder, lock_folder, remove_leftovers
+from models.atomic import (
+    DiskFullError,
+    OutputFolderError,
+    check_output_folder,
+    lock_folder,
+    remove_leftovers,
+    unlock_folder,
+)
 from models.checkpoint import (
     CheckpointError,
     checkpoint_split,
@@ -281,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", error)
         return 2
     finally:
+        unlock_folder(config.out)  # held from the start of the outputs (start_outputs)
         if dist_info.enabled:
             torch.distributed.destroy_process_group()
 
