@@ -1,1 +1,2 @@
-"""The browser page: static files in ``static/``, served by ``python -m web``, driven by ``tools.browser``."""
+"""The browser page: static files in ``static/``, served by ``python -m web`` (the tests and the benchmark drive it
+headless with ``tools/browser.py``)."""
