@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.atomic import process_running
 from models.int8 import output_of
 from models.metrics import psnr_db
 from models.tinybeauty import QuantizedOutput
@@ -173,19 +174,6 @@ def staging_dir(out_dir: Path) -> Path:
     return out_dir.parent / f".{out_dir.name}.staging.{os.getpid()}"
 
 
-def _running(pid: int) -> bool:
-    """Whether a process with that id runs on this machine (where no check exists: assume it does)."""
-    if os.name != "posix":
-        return True
-    try:
-        os.kill(pid, 0)  # signal 0: asks whether the process exists, sends nothing
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
 def fresh_staging_dir(out_dir: Path) -> Path:
     """This run's staging folder, new and empty. First removes the ones earlier exports into
     ``out_dir`` left (a failed export keeps its rejected set there for inspection until the next
@@ -193,7 +181,7 @@ def fresh_staging_dir(out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     for folder in out_dir.parent.glob(f".{out_dir.name}.staging*"):
         pid = folder.name.rpartition(".")[2]
-        if pid.isdigit() and int(pid) != os.getpid() and _running(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and process_running(int(pid)):
             continue
         shutil.rmtree(folder, ignore_errors=True)
     staging = staging_dir(out_dir)

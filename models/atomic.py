@@ -97,8 +97,17 @@ def _writer_alive(path: Path) -> bool:
         return True
     if int(pid) == os.getpid():
         return False  # this process starts its writes after the clean-up: none of its own is open
+    return process_running(int(pid))
+
+
+def process_running(pid: int) -> bool:
+    """Whether a process with that id runs on this machine (someone else's too). Where there is no
+    such check (Windows, whose os.kill would stop the process) the answer is yes, so that nothing of
+    a run in progress is ever deleted."""
+    if os.name != "posix":
+        return True
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)  # signal 0: asks whether the process exists, sends nothing
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's live process

@@ -1,7 +1,8 @@
 """The imports flow one way, like the data: models <- faces <- train / export <- apply, web <- tools <- benchmark;
 and inside a package no modules import each other in a circle.
 
-Parsed from the source (ast), so a lazy import inside a function counts as much as one at the top.
+Parsed from the source (ast), so a lazy import inside a function counts as much as one at the top
+(an import under ``if TYPE_CHECKING:`` never runs, and makes no circle).
 """
 
 from __future__ import annotations
@@ -65,14 +66,21 @@ def module_name(path: Path, root: Path) -> str:
 
 
 def imported_modules(path: Path, root: Path, known: set[str]) -> set[str]:
-    """The project modules a file imports, at the top or inside a function: ``import a.b`` is a.b;
-    ``from a import b`` is the module a.b if there is one, else a (b is a name in a); relative
-    imports are resolved against the file's package."""
+    """The project modules a file imports when it runs, at the top or inside a function: ``import
+    a.b`` is a.b; ``from a import b`` is the module a.b if there is one, else a (b is a name in a);
+    relative imports are resolved against the file's package. Imports under ``if TYPE_CHECKING:``
+    never run (they name types for annotations) and are left out."""
     package = module_name(path, root).split(".")
     if path.name != "__init__.py":
         package = package[:-1]
+    tree = ast.parse(path.read_text(), str(path))
+    type_only = {id(inner) for node in ast.walk(tree)
+                 if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
+                 for statement in node.body for inner in ast.walk(statement)}
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -122,12 +130,14 @@ def test_the_circle_guard_sees_a_lazy_circle(tmp_path):
     package = tmp_path / "export"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    (package / "onnx_format.py").write_text("from .runtime import Runner\n")
+    (package / "onnx_format.py").write_text("from typing import TYPE_CHECKING\n\nfrom .runtime import Runner\n\n"
+                                            "if TYPE_CHECKING:\n    from export.formats import ExportFormat\n")
     (package / "formats.py").write_text("from export import onnx_format\nfrom export.runtime import Runner\n")
     (package / "runtime.py").write_text("Runner = object\n\n\ndef format_for(path):\n"
                                         "    from export.formats import FORMATS\n")
     graph = import_graph(tmp_path, ("export",))
     assert graph["export.formats"] == {"export.onnx_format", "export.runtime"}
+    assert graph["export.onnx_format"] == {"export.runtime"}  # the import for annotations only never runs
     # Two circles through the lazy import (formats -> runtime, formats -> onnx_format -> runtime); a
     # search reports one of them, with every module along it.
     assert import_circles(graph) == [["export.formats", "export.onnx_format", "export.runtime", "export.formats"]]
