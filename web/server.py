@@ -47,8 +47,8 @@ MESH = WEB / "build" / "face_mesh.onnx"  # `python -m tools.face_models --networ
 MESH_TFLITE = WEB / "build" / "face_landmark.tflite"  # the mesh as MediaPipe ships it (make setup copies it)
 MODEL_SUFFIXES = {".onnx", ".tflite"}
 # The page's default model: the shipped int8 .tflite in LiteRT.js, named by the formats table (the page
-# asks for its name, PAGE_CONFIG, instead of spelling it). On the 2-core machine it made the camera live
-# (29.7 frames/s of 30 against 24.9 for the int8 ONNX in onnxruntime-web, docs/web.md); the ONNX stays
+# asks for its name, PAGE_CONFIG, instead of spelling it). LiteRT.js runs it faster than onnxruntime-web
+# runs the int8 ONNX (the README's results table), which keeps the camera live on 2 cores; the ONNX stays
 # one URL parameter away (?model=tinybeauty.onnx).
 DEFAULT_MODEL = BY_NAME["tflite"].filename
 PAGE_CONFIG = "config.json"

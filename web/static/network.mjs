@@ -27,8 +27,8 @@ async function loadLitert(threads) {
   return litert;
 }
 
-// LiteRT.js's threads by default: every core up to four, where the page may run threads at all. On the
-// 2-core machine the camera made up 29.7 frames/s of a 30 frames/s camera with 2, 25.8 with 1 (docs/web.md).
+// LiteRT.js's threads by default: every core up to four, where the page may run threads at all. On 2 cores
+// the camera kept up with a 30 frames/s camera on 2 threads and fell behind on 1 (docs/measurements.md).
 const LITERT_MAX_THREADS = 4;
 
 export function defaultLitertThreads() {
