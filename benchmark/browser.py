@@ -53,6 +53,15 @@ def page_row_name(fmt: str) -> str:
     return "browser" if fmt == "onnx" else f"browser-{fmt}"
 
 
+def _camera(artifacts: Path, model_file: str, min_seconds: float) -> tuple[dict | None, str]:
+    """The camera's figures and their note: measured once, with the page's default model."""
+    if model_file != CAMERA_MODEL:
+        return None, f"camera: measured with the page's default, {CAMERA_MODEL}"
+    if min_seconds <= 0:  # a smoke run (the tests'): the camera's half minute is left out
+        return None, "camera: not measured (--min-seconds 0: a smoke run)"
+    return measure_camera(artifacts)
+
+
 def browser_row(artifacts: Path, manifest: dict, faces: dict[str, tuple[torch.Tensor, torch.Tensor]],
                 threads: list[int], min_runs: int, min_seconds: float,
                 fmt: str = "onnx") -> tuple[dict, dict[str, np.ndarray]]:
@@ -95,12 +104,7 @@ def browser_row(artifacts: Path, manifest: dict, faces: dict[str, tuple[torch.Te
     except (BrowserUnavailable, PageError) as why:
         row["notes"] += [f"not run: {why}", "latency: not measured"]
         return row, {}
-    if model_file != CAMERA_MODEL:
-        row["camera"], camera_text = None, f"camera: measured with the page's default, {CAMERA_MODEL}"
-    elif min_seconds > 0:
-        row["camera"], camera_text = measure_camera(artifacts)
-    else:  # a smoke run (the tests'): the camera's half minute is left out
-        row["camera"], camera_text = None, "camera: not measured (--min-seconds 0: a smoke run)"
+    row["camera"], camera_text = _camera(artifacts, model_file, min_seconds)
     row["runtime"] = f"{info['runtime']} {info['runtimeVersion']} (wasm) in Chromium {version}"
     default = row["latency"][str(info["threads"])]["median_ms"]
     row["notes"] += [f"ran in {row['runtime']}, headless, through the page's file input",
