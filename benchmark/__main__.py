@@ -11,8 +11,9 @@ to re-export.
 
 Quality on the checkpoint's recorded splits: the held-out **test** split is the headline
 (nothing tunes on it: not the schedule, not the best checkpoint, not the export gate), the
-validation split beside it. PSNR is the mean of per-image PSNR (the paper's convention), the
-pooled figure (one MSE over all pixels) beside it; SSIM; each artifact's PSNR against the
+validation split beside it, and on the built-in data the real-photo test split (test-real: one
+person's portraits, never trained on; train/builtin.py). PSNR is the mean of per-image PSNR (the
+paper's convention), the pooled figure (one MSE over all pixels) beside it; SSIM; each artifact's PSNR against the
 PyTorch output; the no-makeup baseline (input vs target). The browser rows run the web page in
 headless Chromium on the shipped ONNX (onnxruntime-web) and .tflite (LiteRT.js), both wasm
 (benchmark/browser.py).
@@ -55,7 +56,7 @@ from export.runtime import (
 )
 from models.checkpoint import CheckpointError, checkpoint_split, load_checkpoint
 from models.cli import finite_float, non_negative_float, output_folder, positive_int
-from models.data import DataError, faces_as_tensors, load_split
+from models.data import REAL_TEST_SPLIT, DataError, faces_as_tensors, load_split
 from models.gates import MAX_PSNR_DROP_DB, QUALITY_BAR_DB
 from models.metrics import mean_psnr_db, psnr_db, ssim
 from models.tinybeauty import count_macs, count_parameters
@@ -65,7 +66,7 @@ log = logging.getLogger("benchmark")
 
 RUNTIME_PACKAGES = ("torch", "onnxruntime", "playwright", "onnx", "coremltools", "executorch", "ai-edge-litert",
                     "litert-torch", "numpy")
-SPLIT_LABELS = {"test": "test (held out)", "val": "validation"}
+SPLIT_LABELS = {"test": "test (held out)", "val": "validation", REAL_TEST_SPLIT: "real-photo test (held-out person)"}
 REFERENCE_FORMAT = "pytorch"  # the row every artifact's drop is measured from
 SAMPLE_FACES = 4  # faces per model in samples.png
 
@@ -147,7 +148,7 @@ def load_inputs(args: argparse.Namespace):
     model, checkpoint = load_checkpoint(checkpoint_path)
     split = checkpoint_split(checkpoint, checkpoint_path)
     faces = {part: faces_as_tensors(load_split(split, part, args.data, limit=args.images))
-             for part in SPLIT_LABELS if split[part]}
+             for part in SPLIT_LABELS if split.get(part)}
     return manifest, model, checkpoint, faces
 
 

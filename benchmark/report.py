@@ -31,7 +31,7 @@ def markdown_table(report: dict) -> str:
     threads = [str(t) for t in report["threads"]]
     headline = report["headline_split"]
     others = [part for part in report["pairs"] if part != headline]
-    label = {"test": "test", "val": "val"}
+    label = {"test": "test", "val": "val", "test-real": "test-real"}
     head = ["model", "bytes", f"PSNR {label[headline]} (mean / pooled)", f"SSIM {label[headline]}"]
     head += [f"PSNR {label[part]} (mean)" for part in others]
     head += [f"PSNR vs PyTorch ({label[headline]})"]
@@ -57,8 +57,9 @@ def markdown_table(report: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     machine = report["machine"]
     peaks = ", ".join(f"{v:.0f} GFLOP/s at {k} thr" for k, v in machine["peak_fp32_gflops"].items())
-    pairs = ", ".join(f"{n} {'held-out test' if part == 'test' else 'validation'} pairs"
-                      for part, n in report["pairs"].items())
+    described = {"test": "held-out test", "val": "validation",
+                 "test-real": "real-photo test (a person never trained on)"}
+    pairs = ", ".join(f"{n} {described[part]} pairs" for part, n in report["pairs"].items())
     lines += [
         "",
         f"Headline: the {'held-out test' if headline == 'test' else 'validation'} split. {pairs} at "

@@ -36,6 +36,10 @@ MAX_IMAGE_PIXELS = 64_000_000
 EYE_LABELS = (4, 5)
 LIP_LABELS = (7, 9)
 SPLITS = ("train", "val", "test")
+# The built-in data's real-photo test split (train/builtin.py): one person's portraits, never trained
+# or tuned on. Recorded in every split (empty for --data); a split recorded without it has none.
+REAL_TEST_SPLIT = "test-real"
+RECORDED_SPLITS = (*SPLITS, REAL_TEST_SPLIT)
 SPLIT_FORMAT = "tinybeauty-split-v1"
 # Modes that hold more than 8 bits per sample, with the value that maps to 255.
 HIGH_DEPTH_FULL_SCALE = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535, "F": 1.0}
@@ -204,7 +208,7 @@ def split_record(root: Path, cache: PairCache, indices: dict[str, np.ndarray], i
     return {"format": SPLIT_FORMAT, "data": str(root), "image_size": int(image_size), "seed": int(seed),
             "val_fraction": float(val_fraction), "test_fraction": float(test_fraction),
             "eye_mask": cache.eye_mask,
-            **{part: [entry(int(i)) for i in indices[part]] for part in SPLITS}}
+            **{part: [entry(int(i)) for i in indices.get(part, ())] for part in RECORDED_SPLITS}}
 
 
 def unmatched_message(label: str, names: list[str]) -> str:
@@ -234,7 +238,7 @@ def split_pairs(split: dict, part: str, data_override: str | Path | None = None,
 
 def load_split(split: dict, part: str, data_override: str | Path | None = None, limit: int | None = None,
                origin: str = "training") -> PairCache:
-    """Decode exactly the pairs a split record lists for ``part`` ('train', 'val' or 'test'),
+    """Decode exactly the pairs a split record lists for ``part`` ('train', 'val', 'test' or 'test-real'),
     from the recorded data folder (or ``data_override``, where it has moved), checking each
     pair's content hash (see :func:`split_pairs` for ``limit``)."""
     pairs, hashes = split_pairs(split, part, data_override, limit)

@@ -1,7 +1,7 @@
 """Train TinyBeauty on paired faces (without makeup -> with one makeup style).
 
 Usage:
-    python -m train                              # CPU preset on the built-in synthetic data
+    python -m train                              # CPU preset on the built-in data (cartoons, real portraits)
     python -m train --data DIR                   # the paper's schedule on your pairs
     python -m train --data DIR --epochs 5 --out runs/try1 --resume   # or --overwrite to start over
     torchrun --nproc_per_node 2 -m train ...     # DistributedDataParallel (gloo on CPU)
@@ -21,8 +21,9 @@ options may differ, any other flag that contradicts the checkpoint is refused.
 
 Writes to --out: tinybeauty_best_loss.pt, tinybeauty_best_psnr.pt, tinybeauty_final.pt,
 tinybeauty_last.pt (resume point), metrics.csv (one row per epoch), samples_epoch_*.png,
-training_curves.png and config.json (the resolved options). A second run into an --out that a
-run is writing is refused (exit 2) before it touches any file there.
+training_curves.png, config.json (the resolved options) and held_out.json (the best-PSNR checkpoint's
+PSNR and no-makeup baseline on the test and real-photo test splits, scored once at the end). A
+second run into an --out that a run is writing is refused (exit 2) before it touches any file there.
 """
 
 from __future__ import annotations
@@ -64,16 +65,16 @@ from models.cli import (
     positive_int,
     seed_number,
 )
-from models.data import DataError, PairCache, split_record
+from models.data import REAL_TEST_SPLIT, DataError, PairCache, split_record
 from models.tinybeauty import INPUT_MULTIPLE, VARIANTS, build_model, describe
 from train import phases, trainer
 from train.augment import AUGMENTATIONS
+from train.builtin import builtin_split, write_builtin
 from train.dataset import PairDataset, load_pairs, load_split_for_training
 from train.eye_masks import EYE_MASK_SOURCES
 from train.losses import PIXEL_LOSSES
 from train.numerics import flush_denormals
 from train.split import split_indices
-from train.synthetic import write_dataset
 
 log = logging.getLogger("train")
 
@@ -298,12 +299,14 @@ def prepare_data(config: TrainConfig, dist_info: trainer.Distributed) -> tuple[P
     data_dir = Path(config.data) if config.data else DEFAULT_SYNTHETIC_DIR
     if not config.data:
         if dist_info.is_main:
-            log.info("no --data: using the built-in synthetic set (%d pairs) in %s", config.synthetic_pairs, data_dir)
-            write_dataset(data_dir, config.synthetic_pairs, config.image_size, seed=0)
+            log.info("no --data: using the built-in set (%d cartoon pairs and real portraits) in %s",
+                     config.synthetic_pairs, data_dir)
+            write_builtin(data_dir, config.synthetic_pairs, config.image_size)
         if dist_info.enabled:
             torch.distributed.barrier()
     cache = load_pairs(data_dir, config.image_size, eye_mask=config.eye_mask)
-    indices = split_indices(len(cache), config.val_fraction, config.test_fraction, config.seed)
+    fractions = (config.val_fraction, config.test_fraction, config.seed)
+    indices = split_indices(len(cache), *fractions) if config.data else builtin_split(cache.names, *fractions)
     split = split_record(data_dir, cache, indices, config.image_size, config.val_fraction, config.test_fraction,
                          config.seed)
     return cache, indices, split
@@ -346,8 +349,8 @@ def load_data(config: TrainConfig, checkpoint: dict | None, dist_info: trainer.D
         cache, indices = resume_data(split)
     else:
         cache, indices, split = prepare_data(config, dist_info)
-    log.info("%d train, %d validation, %d test pairs (seed %d)", len(split["train"]), len(split["val"]),
-             len(split["test"]), config.seed)
+    log.info("%d train, %d validation, %d test pairs, %d real-photo test pairs (seed %d)", len(split["train"]),
+             len(split["val"]), len(split["test"]), len(split.get(REAL_TEST_SPLIT, ())), config.seed)
     return cache, indices, split
 
 
@@ -489,6 +492,14 @@ def finish_run(run: trainer.RunContext, training: trainer.Training, run_start: f
     log.info("done in %.0fs: best validation PSNR %.2f dB (no-makeup baseline %.2f dB); checkpoints in %s",
              time.perf_counter() - run_start, training.state["best_val_psnr"], training.state["baseline_psnr"],
              run.out)
+    best = run.out / trainer.CHECKPOINTS["best_psnr"]
+    if best.exists():  # the held-out splits, scored once at the end: reported, never used to choose
+        scores = trainer.score_checkpoint(best)
+        trainer.write_json(scores, run.out / trainer.HELD_OUT_FILE)
+        for part in ("test", REAL_TEST_SPLIT):
+            if f"{part}_psnr_db" in scores:
+                log.info("%s split: PSNR %.2f dB (no-makeup baseline %.2f dB), best-PSNR checkpoint", part,
+                         scores[f"{part}_psnr_db"], scores[f"{part}_baseline_db"])
     if run.wandb_run is not None:
         run.wandb_run.finish()
 

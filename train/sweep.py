@@ -43,7 +43,7 @@ import torch
 from models.atomic import write_text
 from models.checkpoint import checkpoint_split, load_checkpoint
 from models.cli import output_folder, positive_int, seed_number
-from models.data import DataError, decode_pairs, faces_as_tensors, load_split
+from models.data import DataError, decode_pairs, faces_as_tensors
 from models.metrics import mean_psnr_db
 from train import trainer
 from train.__main__ import main as train_main
@@ -125,21 +125,6 @@ def earlier_sweep(out: Path) -> Path | None:
 def epochs_at_baseline(metrics_path: Path) -> int:
     rows = trainer.read_metrics(metrics_path)
     return sum(float(r["val_psnr"]) <= float(r["baseline_psnr"]) + AT_BASELINE_DB for r in rows)
-
-
-def score_checkpoint(path: Path) -> dict:
-    """Test and validation PSNR of a checkpoint in PyTorch, with the no-makeup baseline."""
-    model, checkpoint = load_checkpoint(path)
-    split = checkpoint_split(checkpoint, path)
-    figures = {"epoch": int(checkpoint["epoch"])}
-    for part in ("test", "val"):
-        if not split[part]:
-            continue
-        source, target = faces_as_tensors(load_split(split, part))
-        with torch.no_grad():
-            figures[f"{part}_psnr_db"] = mean_psnr_db(model(source), target)
-        figures[f"{part}_baseline_db"] = mean_psnr_db(source, target)
-    return figures
 
 
 TEST_DATA_BATCH = 16  # faces per forward pass on --test-data: a folder of any size fits in memory
@@ -243,7 +228,7 @@ def run_seed(seed: int, args: argparse.Namespace, train_args: list[str], test_da
     row = {"seed": seed, "train_minutes": (time.perf_counter() - start) / 60,
            "epochs_at_baseline": epochs_at_baseline(run / trainer.METRICS_FILE)}
     best = run / trainer.CHECKPOINTS["best_psnr"]
-    row |= score_checkpoint(best)
+    row |= trainer.score_checkpoint(best)
     if test_data is not None:
         row |= score_test_data(best, test_data[:2])
         row["test_data_pairs_in_training"] = trained_on_test_data(best, test_data[2])

@@ -20,7 +20,8 @@ from torch import nn
 from tqdm import tqdm
 
 from models.atomic import atomic_path, save_figure, write_text
-from models.checkpoint import save_checkpoint, unwrap_model
+from models.checkpoint import checkpoint_split, load_checkpoint, save_checkpoint, unwrap_model
+from models.data import REAL_TEST_SPLIT, faces_as_tensors, load_split
 from models.gates import QUALITY_BAR_DB
 from models.metrics import mean_psnr_db, psnr_db
 from train.losses import makeup_loss
@@ -269,3 +270,22 @@ def save_epoch_checkpoints(out: Path, payload: dict, improved: dict[str, bool]) 
             save_checkpoint(out / CHECKPOINTS[key], payload)
     save_checkpoint(out / CHECKPOINTS["last"], payload)
 
+
+SCORED_SPLITS = ("test", "val", REAL_TEST_SPLIT)
+HELD_OUT_FILE = "held_out.json"
+
+
+def score_checkpoint(path: Path) -> dict:
+    """PSNR of a checkpoint in PyTorch on its recorded test, validation and real-photo test splits,
+    each with the no-makeup baseline (input vs target). Reported only: nothing is chosen by it."""
+    model, checkpoint = load_checkpoint(path)
+    split = checkpoint_split(checkpoint, path)
+    figures = {"epoch": int(checkpoint["epoch"])}
+    for part in SCORED_SPLITS:
+        if not split.get(part):
+            continue
+        source, target = faces_as_tensors(load_split(split, part))
+        with torch.no_grad():
+            figures[f"{part}_psnr_db"] = mean_psnr_db(model(source), target)
+        figures[f"{part}_baseline_db"] = mean_psnr_db(source, target)
+    return figures

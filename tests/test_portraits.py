@@ -1,0 +1,119 @@
+"""The real-portrait pairs of the built-in data (train/portraits.py, train/builtin.py): deterministic,
+made up only where the look goes, and the held-out person never in training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from train import portraits
+from train.synthetic import LABELS
+
+SIZE = 128
+
+
+@pytest.mark.parametrize("identity", sorted(portraits.PORTRAITS))
+def test_a_pair_is_a_pure_function_of_seed_identity_and_index(identity):
+    first = portraits.render_pair(identity, 3, seed=0, size=SIZE)
+    again = portraits.render_pair(identity, 3, seed=0, size=SIZE)
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    other_seed = portraits.render_pair(identity, 3, seed=1, size=SIZE)
+    other_index = portraits.render_pair(identity, 4, seed=0, size=SIZE)
+    assert np.abs(first[0] - other_seed[0]).mean() > 0.01
+    assert np.abs(first[0] - other_index[0]).mean() > 0.01
+
+
+def _grown(mask: np.ndarray, pixels: int) -> np.ndarray:
+    grown = mask.copy()
+    for dy in range(-pixels, pixels + 1):
+        for dx in range(-pixels, pixels + 1):
+            grown |= np.roll(mask, (dy, dx), axis=(0, 1))
+    return grown
+
+
+@pytest.mark.parametrize("identity", sorted(portraits.PORTRAITS))
+@pytest.mark.parametrize("index", [1, 2])
+def test_the_look_changes_only_its_regions(identity, index):
+    source, target, labels, masks = portraits.render_with_masks(identity, index, seed=0, size=SIZE)
+    change = np.abs(target - source).max(axis=2)
+    lips = np.isin(labels, [LABELS["upper_lip"], LABELS["lower_lip"]])
+    assert lips.sum() > 20 and change[lips].mean() > 0.05  # the lipstick shows
+    # Outside every part of the look (grown by two pixels): untouched.
+    made_up = np.max([masks.lips, masks.shadow, masks.liner, masks.blush], axis=0) > 0.002
+    assert change[~_grown(made_up, 2)].max() < 0.002
+    # Away from the face (the label map's background, three pixels clear of it): untouched.
+    assert change[~_grown(labels > 0, 3)].max() < 1e-6
+    # The forehead (skin above the brows, clear of the shadow that reaches up to them): untouched.
+    brows = np.isin(labels, [LABELS["left_brow"], LABELS["right_brow"]])
+    top_of_brows = np.nonzero(brows.any(axis=1))[0].min()
+    forehead = (labels == LABELS["skin"]) & (np.arange(SIZE)[:, None] < top_of_brows - SIZE * 0.04)
+    assert forehead.sum() > 50 and change[forehead].max() < 0.01
+
+
+@pytest.mark.parametrize("identity", ["collins", "hopper"])  # the frontal ones (the cameraman is in profile)
+def test_the_eyes_and_cheeks_are_made_up_where_the_label_map_puts_them(identity):
+    source, target, labels, masks = portraits.render_with_masks(identity, 1, seed=0, size=SIZE)
+    change = np.abs(target - source).max(axis=2)
+    for name in ("lips", "shadow", "liner", "blush"):  # each part shows, weighted by its mask
+        mask = getattr(masks, name)
+        assert (change * mask).sum() / mask.sum() > 0.004, name
+    rows, columns = np.arange(SIZE)[:, None], np.arange(SIZE)[None, :]
+    mouth_top = np.nonzero(np.isin(labels, [LABELS["upper_lip"], LABELS["lower_lip"]]).any(axis=1))[0].min()
+    for eye_label in (LABELS["left_eye"], LABELS["right_eye"]):
+        eye = labels == eye_label
+        eye_rows, eye_columns = np.nonzero(eye.any(axis=1))[0], np.nonzero(eye.any(axis=0))[0]
+        under = (columns >= eye_columns.min()) & (columns <= eye_columns.max())
+        lid = under & (rows >= eye_rows.min() - SIZE * 0.05) & (rows < eye_rows.min())
+        cheek = under & (rows > eye_rows.max() + SIZE * 0.04) & (rows < mouth_top) & (labels == LABELS["skin"])
+        assert change[lid].max() > 0.07 and change[lid].mean() > 0.015  # liner and shadow
+        assert change[cheek].mean() > 0.002  # blush
+
+
+def test_varied_pairs_differ_in_skin_tone_pose_and_shape():
+    """The variation reaches what makes a face new: its crop, its shape and its colour."""
+    plain, _ = portraits.resample("collins", portraits.draw_variation(np.random.default_rng(0), np.ones(3), 0.0), SIZE)
+    sources = [portraits.render_pair("collins", index, size=SIZE)[0] for index in range(1, 7)]
+    assert min(np.abs(source - plain).mean() for source in sources) > 0.02
+    face_colours = np.array([source[SIZE // 2 - 8:SIZE // 2 + 8, SIZE // 2 - 8:SIZE // 2 + 8].mean((0, 1))
+                             for source in sources])
+    assert np.ptp(face_colours, axis=0).max() > 0.08  # skin tones differ by more than a shade
+
+
+def test_the_held_out_person_is_only_in_the_real_photo_test_split():
+    from models.data import REAL_TEST_SPLIT
+    from train.builtin import builtin_split
+
+    names = [f"image_{i:04d}" for i in range(1, 41)]
+    names += [portraits.pair_name(identity, i) for identity in sorted(portraits.PORTRAITS) for i in range(1, 6)]
+    for seed in (0, 1, 2):
+        parts = builtin_split(sorted(names), 0.1, 0.1, seed)
+        held = {name for name in sorted(names) if portraits.identity_of(name) == portraits.HELD_OUT}
+        named = {part: {sorted(names)[i] for i in indices} for part, indices in parts.items()}
+        assert named[REAL_TEST_SPLIT] == held and len(held) == 5
+        for part in ("train", "val", "test"):
+            assert not named[part] & held
+        trained = {name for name in names if portraits.identity_of(name) not in (None, portraits.HELD_OUT)}
+        assert trained <= named["train"]
+        assert all(portraits.identity_of(name) is None for part in ("val", "test") for name in named[part])
+        assert sum(len(v) for v in named.values()) == len(names)
+
+
+def test_the_built_in_data_records_the_real_test_split_apart(tmp_path, monkeypatch):
+    """What `python -m train` records without --data: the held-out person's pairs in test-real only,
+    the other portraits' in training."""
+    import train.builtin
+    from train.__main__ import parse_args, prepare_data
+    from train.trainer import Distributed
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(train.builtin, "REAL_TRAIN_PAIRS", 3)
+    monkeypatch.setattr(train.builtin, "REAL_TEST_PAIRS", 2)
+    config, _ = parse_args(["--synthetic-pairs", "12", "--image-size", "64", "--crop", "64", "--eye-mask", "band",
+                            "--out", str(tmp_path / "run")])
+    _, _, split = prepare_data(config, Distributed())
+    names = {part: [entry["name"] for entry in split[part]] for part in ("train", "val", "test", "test-real")}
+    assert names["test-real"] == [portraits.pair_name(portraits.HELD_OUT, i) for i in (1, 2)]
+    everything_else = names["train"] + names["val"] + names["test"]
+    assert not any(portraits.HELD_OUT in name for name in everything_else)
+    assert sum(portraits.identity_of(name) is not None for name in names["train"]) == 3 * (len(portraits.PORTRAITS) - 1)

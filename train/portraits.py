@@ -1,0 +1,403 @@
+"""Real portraits with a makeup look laid on through the face mesh: the built-in data's real faces.
+
+Usage:
+    python -m train.portraits --out DIR --n N [--size 256] [--seed 0] [--look berry] [--identity collins ...]
+
+Writes N pairs per identity in the layout of ``train/synthetic.py``: ``OUT/source/real_ID_0001.png``
+(the photo, varied), ``OUT/target/...`` (the same with the look) and ``OUT/mask/...`` (a LaPa/MT
+label map drawn from the mesh: skin, brows, eyes, lips, mouth).
+
+The photos are the public-domain/CC0 portraits installed packages ship (:data:`PORTRAITS`,
+credited in THIRD_PARTY_NOTICES.md). Each is meshed once (``faces/``: 468 points), then every pair
+is one :class:`Variation` of it: the FFHQ crop turned, scaled, shifted and mirrored, a smooth local
+warp of the face's shape, a skin-tone shift inside the face, white balance, a light gradient,
+brightness, contrast and sensor noise. The look follows the mesh: lipstick on the lip contours,
+shadow and a winged liner from the eye contours, blush on the cheeks; each blended so the photo's
+texture and shading show through (lipstick and shadow scale with the skin's own brightness, blush
+is a soft-light blend, every mask feathered). A look is a :class:`train.synthetic.MakeupStyle`;
+:data:`LOOKS` names them. Every pair is a pure function of (seed, identity, index).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib.util
+import logging
+import math
+import multiprocessing
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFilter
+from tqdm import tqdm
+
+from faces.mesh import FACE_OVAL, LEFT_EYE, LIPS_INNER, LIPS_OUTER, RIGHT_EYE
+from models.atomic import atomic_path
+from train.synthetic import LABELS, SKIN_TONES, STYLE, MakeupStyle, to_uint8
+
+log = logging.getLogger(__name__)
+
+LOOKS: dict[str, MakeupStyle] = {"berry": STYLE}
+
+
+@dataclass(frozen=True)
+class Portrait:
+    """A real face photo an installed package ships, and where its licence is stated."""
+
+    package: str
+    path: str  # inside the package
+    credit: str
+
+    def file(self) -> Path:
+        spec = importlib.util.find_spec(self.package)
+        if spec is None or not spec.submodule_search_locations:
+            raise PortraitUnavailable(f"the portrait {self.path} comes with the {self.package} package, which is not "
+                                      "installed (make setup installs it)")
+        path = Path(next(iter(spec.submodule_search_locations))) / self.path
+        if not path.is_file():
+            raise PortraitUnavailable(f"{path} is missing; reinstall {self.package}")
+        return path
+
+
+class PortraitUnavailable(RuntimeError):
+    """A portrait, or the face mesh that places the look on it, is not installed."""
+
+
+PORTRAITS: dict[str, Portrait] = {
+    "collins": Portrait("skimage", "data/astronaut.png", "Eileen Collins, NASA; public domain (scikit-image)"),
+    "cameraman": Portrait("skimage", "data/camera.png", "greyscale; CC0 by Lav Varshney (scikit-image)"),
+    "hopper": Portrait("matplotlib", "mpl-data/sample_data/grace_hopper.jpg",
+                       "Grace Hopper, US Navy; public domain (matplotlib)"),
+}
+# Never in training or validation: the built-in data's real-photo test split (train/builtin.py).
+HELD_OUT = "hopper"
+
+# MediaPipe canonical mesh indices (face_mesh_connections.py): faces.mesh's rings split into the
+# lids and lips they are made of, and the brows (lower edge outer -> inner, then the upper edge back).
+UPPER_LIDS = (RIGHT_EYE[8:] + RIGHT_EYE[:1], LEFT_EYE[8:] + LEFT_EYE[:1])  # inner corner -> outer corner
+BROWS = ((46, 53, 52, 65, 55, 107, 66, 105, 63, 70), (276, 283, 282, 295, 285, 336, 296, 334, 293, 300))
+UPPER_LIP = LIPS_OUTER[10:] + LIPS_OUTER[:1] + LIPS_INNER[:1] + LIPS_INNER[:10:-1] + LIPS_INNER[10:11]
+LOWER_LIP = LIPS_OUTER[:11] + LIPS_INNER[10::-1]
+SUPERSAMPLE = 2  # masks are drawn at twice the size and averaged down: anti-aliased edges
+
+
+@dataclass(frozen=True)
+class Variation:
+    """What makes one pair's face differ from its photo (drawn by :func:`draw_variation`)."""
+
+    scale: float  # the crop's side divided by this: > 1 zooms in
+    angle: float  # radians added to the crop's turn
+    shift: tuple[float, float]  # of the crop's centre, as fractions of its side
+    mirror: bool
+    warp: tuple[tuple[float, float, float, float], ...]  # Gaussian bumps (cx, cy, dx, dy), crop fractions
+    skin_gain: tuple[float, float, float]  # per channel, inside the face
+    white_balance: tuple[float, float, float]  # per channel, everywhere
+    light: tuple[float, float]  # direction (radians) and strength of a multiplicative gradient
+    brightness: float
+    contrast: float
+    noise: float  # sensor noise sigma
+
+
+WARP_BUMPS, WARP_RADIUS, WARP_REACH = 4, 0.18, 0.025  # bumps; their radius and largest push, crop fractions
+
+
+def draw_variation(rng: np.random.Generator, skin_colour: np.ndarray, strength: float = 1.0) -> Variation:
+    """One random variation; ``skin_colour`` is the photo's mean face colour (the skin-tone shift
+    moves it toward a random one of synthetic.SKIN_TONES). ``strength`` 0 gives the plain crop."""
+    s = strength
+    bumps = tuple((*rng.uniform(0.25, 0.75, 2), *rng.uniform(-WARP_REACH, WARP_REACH, 2) * s)
+                  for _ in range(WARP_BUMPS))
+    tone = SKIN_TONES[rng.integers(len(SKIN_TONES))]
+    toward = rng.uniform(0.3, 1.0) * s
+    gain = 1 + toward * (tone / np.maximum(skin_colour, 0.05) - 1)
+    return Variation(
+        scale=float(np.exp(rng.uniform(-0.15, 0.2) * s)), angle=float(rng.uniform(-0.25, 0.25) * s),
+        shift=tuple(float(v) for v in rng.uniform(-0.06, 0.06, 2) * s), mirror=bool(rng.random() < 0.5 * s),
+        warp=bumps, skin_gain=tuple(float(v) for v in np.clip(gain, 0.55, 1.7)),  # more clips the highlights
+        white_balance=tuple(float(v) for v in 1 + rng.uniform(-0.08, 0.08, 3) * s),
+        light=(float(rng.uniform(0, 2 * math.pi)), float(rng.uniform(0, 0.35) * s)),
+        brightness=float(1 + rng.uniform(-0.12, 0.12) * s), contrast=float(1 + rng.uniform(-0.12, 0.12) * s),
+        noise=float(rng.uniform(0.002, 0.012) * s))
+
+
+@functools.cache
+def _photo(identity: str) -> np.ndarray:
+    """The portrait as float32 RGB in [0, 1] (a greyscale one as three equal channels)."""
+    with Image.open(PORTRAITS[identity].file()) as image:
+        return np.asarray(image.convert("RGB"), np.float32) / 255.0
+
+
+@functools.cache
+def _landmarks(identity: str) -> np.ndarray:
+    """The portrait's 468 mesh points (image pixels), found once per process."""
+    from faces import DetectorUnavailable
+    from faces.tracking import FaceTracker
+
+    try:
+        tracker = FaceTracker(256, threads=1, smoothing=False, max_faces=1)
+    except DetectorUnavailable as error:
+        raise PortraitUnavailable(f"the look is placed by the face mesh: {error}") from error
+    faces = tracker.update(np.ascontiguousarray(to_uint8(_photo(identity))), 0.0)
+    if not faces:
+        raise PortraitUnavailable(f"the face mesh finds no face in {PORTRAITS[identity].file()}")
+    return np.asarray(faces[0].landmarks, np.float64)
+
+
+def _warp_offsets(points: np.ndarray, variation: Variation, size: int) -> np.ndarray:
+    """The local warp's displacement (pixels) at crop points (N x 2 pixels): smooth Gaussian bumps."""
+    offsets = np.zeros_like(points)
+    for cx, cy, dx, dy in variation.warp:
+        weight = np.exp(-((points - [cx * size, cy * size]) ** 2).sum(1) / (2 * (WARP_RADIUS * size) ** 2))
+        offsets += weight[:, None] * [dx * size, dy * size]
+    return offsets
+
+
+def _crop(identity: str, variation: Variation, size: int):
+    """The varied crop: (alignment of the turned/scaled/shifted square, output -> crop pixel map)."""
+    from faces.alignment import Alignment
+
+    base = Alignment.from_mesh(_landmarks(identity), size)
+    turn = base.angle + variation.angle
+    shift = np.array(variation.shift) * base.side
+    centre = base.centre + shift[0] * np.array([math.cos(turn), math.sin(turn)]) \
+        + shift[1] * np.array([-math.sin(turn), math.cos(turn)])
+    return Alignment.from_params(centre, base.side / variation.scale, turn, size)
+
+
+def _output_to_crop(pixels: np.ndarray, variation: Variation, size: int) -> np.ndarray:
+    mirrored = np.column_stack([size - pixels[:, 0], pixels[:, 1]]) if variation.mirror else pixels
+    return mirrored + _warp_offsets(mirrored, variation, size)
+
+
+def _crop_to_output(points: np.ndarray, variation: Variation, size: int) -> np.ndarray:
+    """Inverse of _output_to_crop for landmarks: a few fixed-point steps (the warp is smooth and small)."""
+    mirrored = points.copy()
+    for _ in range(4):
+        mirrored = points - _warp_offsets(mirrored, variation, size)
+    return np.column_stack([size - mirrored[:, 0], mirrored[:, 1]]) if variation.mirror else mirrored
+
+
+def resample(identity: str, variation: Variation, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the varied S x S crop of the photo as float32 RGB, its 468 mesh points in crop pixels)."""
+    photo = _photo(identity)
+    alignment = _crop(identity, variation, size)
+    grid = np.stack(np.meshgrid(np.arange(size) + 0.5, np.arange(size) + 0.5), -1).reshape(-1, 2)
+    source_xy = alignment.to_image(_output_to_crop(grid, variation, size))
+    height, width = photo.shape[:2]
+    normalised = source_xy / [width, height] * 2 - 1  # grid_sample's [-1, 1], align_corners=False
+    sampled = torch.nn.functional.grid_sample(
+        torch.from_numpy(photo).permute(2, 0, 1)[None], torch.from_numpy(normalised.reshape(1, size, size, 2)).float(),
+        mode="bilinear", padding_mode="reflection", align_corners=False)
+    points = _crop_to_output(alignment.to_crop(_landmarks(identity)[:, :2]), variation, size)
+    return sampled[0].permute(1, 2, 0).numpy(), points
+
+
+def _polygon_mask(size: int, polygons: list[np.ndarray], blur: float = 0.0, width: int = 0) -> np.ndarray:
+    """Filled polygons (or polylines ``width`` pixels wide) as a soft float mask, feathered by ``blur`` pixels."""
+    canvas = Image.new("L", (size * SUPERSAMPLE, size * SUPERSAMPLE), 0)
+    draw = ImageDraw.Draw(canvas)
+    for polygon in polygons:
+        xy = [tuple(p) for p in np.asarray(polygon, np.float64) * SUPERSAMPLE]
+        if width:
+            draw.line(xy, fill=255, width=max(1, int(round(width * SUPERSAMPLE))), joint="curve")
+        else:
+            draw.polygon(xy, fill=255)
+    canvas = canvas.reduce(SUPERSAMPLE)
+    if blur:
+        canvas = canvas.filter(ImageFilter.GaussianBlur(blur))
+    return np.asarray(canvas, np.float32) / 255.0
+
+
+@dataclass(frozen=True)
+class LookMasks:
+    """Where each part of a look goes (soft masks in [0, 1], S x S)."""
+
+    face: np.ndarray
+    lips: np.ndarray
+    shadow: np.ndarray
+    liner: np.ndarray
+    blush: np.ndarray
+
+
+def _eye_width(points: np.ndarray, lid: tuple[int, ...]) -> float:
+    return float(np.hypot(*(points[lid[-1]] - points[lid[0]])))
+
+
+def _shadow_and_liner(points: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Eyeshadow between each upper lid and its brow (tallest mid-lid), and a winged liner along the lid."""
+    shadows, liners, liner_width = [], [], 0.0
+    for lid, brow in zip(UPPER_LIDS, BROWS, strict=True):
+        lid_xy, width = points[list(lid)], _eye_width(points, lid)
+        up = points[list(brow[:5])].mean(0) - lid_xy.mean(0)
+        profile = 0.35 + 0.65 * np.sin(np.linspace(0, math.pi, len(lid)))
+        shadows.append(np.concatenate([lid_xy, (lid_xy + 0.6 * up * profile[:, None])[::-1]]))
+        outward = (lid_xy[-1] - lid_xy[0]) / max(width, 1e-6)
+        wing = lid_xy[-1] + 0.32 * width * (outward * math.cos(0.45) + up / max(np.hypot(*up), 1e-6) * math.sin(0.45))
+        liners.append(np.concatenate([lid_xy[1:], wing[None]]))
+        liner_width = max(liner_width, 0.07 * width)
+    eyes = _polygon_mask(size, [points[list(RIGHT_EYE)], points[list(LEFT_EYE)]], blur=0.5)
+    shadow = _polygon_mask(size, shadows, blur=0.05 * size / 4) * (1 - eyes)
+    return shadow, _polygon_mask(size, liners, blur=0.4, width=liner_width)
+
+
+def look_masks(points: np.ndarray, size: int) -> LookMasks:
+    """The soft masks of every part of a look from the face's mesh points (crop pixels)."""
+    face = _polygon_mask(size, [points[list(FACE_OVAL)]], blur=1.0)
+    lips = _polygon_mask(size, [points[list(UPPER_LIP)], points[list(LOWER_LIP)]], blur=0.6)
+    shadow, liner = _shadow_and_liner(points, size)
+    shadow = shadow * face  # a turned face's lid can reach past its outline: the shadow stays on the skin
+    cheeks = []
+    for lid, corner in zip(UPPER_LIDS, (61, 291), strict=True):
+        eye, width = points[list(lid)].mean(0), _eye_width(points, lid)
+        outward = (points[lid[-1]] - points[lid[0]]) / max(width, 1e-6)
+        centre = eye + 0.55 * (points[corner] - eye) + 0.2 * width * outward
+        angles = np.linspace(0, 2 * math.pi, 24, endpoint=False)
+        cheeks.append(centre + np.column_stack([0.55 * width * np.cos(angles), 0.4 * width * np.sin(angles)]))
+    blush = _polygon_mask(size, cheeks, blur=0.04 * size) * face
+    return LookMasks(face, lips, shadow, liner, blush)
+
+
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def apply_look(source: np.ndarray, masks: LookMasks, look: MakeupStyle) -> np.ndarray:
+    """The look on a photo (float32 RGB in [0, 1]), blended so texture and shading stay."""
+    luma = source @ LUMA
+    lip_luma = float((luma * masks.lips).sum() / max(masks.lips.sum(), 1e-6))
+    # The lipstick's colour scales with the lips' own brightness: highlights and creases stay.
+    lipstick = np.asarray(look.lipstick, np.float32) * (0.55 + 0.45 * luma / max(lip_luma, 1e-3))[..., None]
+    target = _mix(source, np.clip(lipstick, 0, 1), look.lipstick_alpha * masks.lips)
+    shadow = np.asarray(look.eyeshadow, np.float32) * target * 1.6  # multiply: the lid's shading stays
+    target = _mix(target, shadow, look.eyeshadow_alpha * masks.shadow)
+    target = _mix(target, np.broadcast_to(np.asarray(look.eyeliner, np.float32), target.shape),
+                  look.eyeliner_alpha * masks.liner)
+    blush = np.asarray(look.blush, np.float32)
+    soft_light = (1 - 2 * blush) * target ** 2 + 2 * blush * target
+    target = _mix(target, soft_light, min(1.0, 2.5 * look.blush_alpha) * masks.blush)
+    return np.clip(target, 0, 1).astype(np.float32)
+
+
+def _mix(image: np.ndarray, paint: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    return image * (1 - alpha[..., None]) + paint * alpha[..., None]
+
+
+def vary_colour(crop: np.ndarray, face: np.ndarray, variation: Variation, rng: np.random.Generator) -> np.ndarray:
+    """Skin tone (inside the feathered face), white balance, light gradient, brightness, contrast, noise."""
+    size = crop.shape[0]
+    inside = np.asarray(Image.fromarray(to_uint8(face)).filter(ImageFilter.GaussianBlur(0.04 * size)),
+                        np.float32)[..., None] / 255.0
+    image = crop * (1 + inside * (np.asarray(variation.skin_gain, np.float32) - 1))
+    image = image * np.asarray(variation.white_balance, np.float32)
+    direction, strength = variation.light
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5
+    image = image * (1 + strength * (math.cos(direction) * xx + math.sin(direction) * yy))[..., None]
+    mean = image.mean()
+    image = (image - mean) * variation.contrast + mean * variation.brightness
+    return np.clip(image + rng.normal(0, variation.noise, image.shape).astype(np.float32), 0, 1)
+
+
+def _label_map(points: np.ndarray, size: int) -> np.ndarray:
+    """LaPa/MT labels from the mesh: skin, brows, eyes (image-left 2/4, image-right 3/5), lips, mouth."""
+    labels = np.zeros((size, size), np.uint8)
+    image_left, image_right = sorted(((RIGHT_EYE, BROWS[0]), (LEFT_EYE, BROWS[1])),
+                                     key=lambda eye_brow: points[list(eye_brow[0])][:, 0].mean())
+    regions = (("skin", FACE_OVAL), ("left_eye", image_left[0]), ("left_brow", image_left[1]),
+               ("right_eye", image_right[0]), ("right_brow", image_right[1]),
+               ("upper_lip", UPPER_LIP), ("lower_lip", LOWER_LIP), ("mouth", LIPS_INNER))
+    for name, ring in regions:
+        labels[_polygon_mask(size, [points[list(ring)]]) > 0.5] = LABELS[name]
+    return labels
+
+
+def _identity_number(identity: str) -> int:
+    return sorted(PORTRAITS).index(identity)
+
+
+def render_with_masks(identity: str, index: int, seed: int = 0, size: int = 256, look: MakeupStyle = STYLE,
+                      strength: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, LookMasks]:
+    """:func:`render_pair` and the masks the look was laid along."""
+    rng = np.random.default_rng([seed, _identity_number(identity), index])
+    plain, plain_points = resample(identity, draw_variation(rng, np.ones(3), 0.0), size)
+    face = _polygon_mask(size, [plain_points[list(FACE_OVAL)]]) > 0.5
+    variation = draw_variation(rng, plain[face].mean(0), strength)
+    crop, points = resample(identity, variation, size)
+    masks = look_masks(points, size)
+    source = vary_colour(crop, masks.face, variation, rng)
+    return source, apply_look(source, masks, look), _label_map(points, size), masks
+
+
+def render_pair(identity: str, index: int, seed: int = 0, size: int = 256, look: MakeupStyle = STYLE,
+                strength: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(source, target, labels) of one pair: float32 S x S x 3 in [0, 1] and a uint8 label map.
+    ``strength`` scales every variation (0: the photo's plain crop, colours untouched but for noise 0)."""
+    return render_with_masks(identity, index, seed, size, look, strength)[:3]
+
+
+def pair_name(identity: str, index: int) -> str:
+    return f"real_{identity}_{index:04d}"
+
+
+def identity_of(name: str) -> str | None:
+    """The portrait a pair name comes from (None for any other pair)."""
+    parts = name.split("_")
+    return parts[1] if len(parts) == 3 and parts[0] == "real" and parts[1] in PORTRAITS else None
+
+
+def _write_pair(job: tuple[Path, str, int, int, int, str]) -> None:
+    out, identity, index, size, seed, look = job
+    name = pair_name(identity, index) + ".png"
+    if all((out / sub / name).exists() for sub in ("source", "target", "mask")):
+        return
+    source, target, labels = render_pair(identity, index, seed=seed, size=size, look=LOOKS[look])
+    for sub, array in (("mask", labels), ("source", to_uint8(source)), ("target", to_uint8(target))):
+        with atomic_path(out / sub / name) as tmp:  # a killed run never leaves a half-written pair
+            Image.fromarray(array).save(tmp, format="PNG")
+
+
+def write_portraits(out: Path, n: int, identities: tuple[str, ...] = tuple(PORTRAITS), size: int = 256,
+                    seed: int = 0, look: str = "berry", workers: int | None = None) -> Path:
+    """Render ``n`` pairs of each identity into ``out``; pairs already complete are kept."""
+    out = Path(out)
+    for identity in identities:
+        _landmarks(identity)  # a missing portrait or mesh fails here, before any worker starts
+    for sub in ("source", "target", "mask"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    jobs = [(out, identity, index, size, seed, look) for identity in identities for index in range(1, n + 1)]
+    workers = workers or min(4, os.cpu_count() or 1)
+    progress = dict(total=len(jobs), desc=f"rendering {len(jobs)} portrait pairs", unit="pair")
+    if workers == 1:
+        for job in tqdm(jobs, **progress):
+            _write_pair(job)
+    else:
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            for _ in tqdm(pool.imap_unordered(_write_pair, jobs, chunksize=8), **progress):
+                pass
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m train.portraits", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--n", type=int, default=100, help="pairs per identity (default: %(default)s)")
+    parser.add_argument("--size", type=int, default=256, help="image side in pixels (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    parser.add_argument("--look", choices=sorted(LOOKS), default="berry", help="the look (default: %(default)s)")
+    parser.add_argument("--identity", choices=sorted(PORTRAITS), action="append",
+                        help="a portrait to render (repeatable; default: all)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    identities = tuple(args.identity or PORTRAITS)
+    try:
+        write_portraits(args.out, args.n, identities, args.size, args.seed, args.look)
+    except PortraitUnavailable as error:
+        parser.exit(2, f"error: {error}\n")
+    log.info("wrote %d pairs of %s to %s (source/, target/, mask/)", args.n, ", ".join(identities), args.out)
+
+
+if __name__ == "__main__":
+    main()
