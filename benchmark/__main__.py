@@ -13,8 +13,8 @@ Quality on the checkpoint's recorded splits: the held-out **test** split is the 
 (nothing tunes on it: not the schedule, not the best checkpoint, not the export gate), the
 validation split beside it, and on the built-in data the real-photo test split (test-real: one
 person's portraits, never trained on; train/builtin.py). PSNR is the mean of per-image PSNR (the
-paper's convention), the pooled figure (one MSE over all pixels) beside it; SSIM; each artifact's PSNR against the
-PyTorch output; the no-makeup baseline (input vs target). The browser rows run the web page in
+paper's convention), the pooled figure (one MSE over all pixels) beside it; SSIM; each artifact's
+PSNR against the PyTorch output; the no-makeup baseline (input vs target). The browser rows run the web page in
 headless Chromium on the shipped ONNX (onnxruntime-web) and .tflite (LiteRT.js), both wasm
 (benchmark/browser.py).
 Latency per runtime at batch 1 and each thread count: median, p90, images/s, and the share of

@@ -72,7 +72,7 @@ def test_the_eyes_and_cheeks_are_made_up_where_the_label_map_puts_them(identity)
 
 def test_varied_pairs_differ_in_skin_tone_pose_and_shape():
     """The variation reaches what makes a face new: its crop, its shape and its colour."""
-    plain, _ = portraits.resample("collins", portraits.draw_variation(np.random.default_rng(0), np.ones(3), 0.0), SIZE)
+    plain, _ = portraits.resample("collins", portraits.draw_variation(np.random.default_rng(0), np.ones(3), ()), SIZE)
     sources = [portraits.render_pair("collins", index, size=SIZE)[0] for index in range(1, 7)]
     assert min(np.abs(source - plain).mean() for source in sources) > 0.02
     face_colours = np.array([source[SIZE // 2 - 8:SIZE // 2 + 8, SIZE // 2 - 8:SIZE // 2 + 8].mean((0, 1))

@@ -2,6 +2,7 @@
 
 Usage:
     python -m train.portraits --out DIR --n N [--size 256] [--seed 0] [--look berry] [--identity collins ...]
+                              [--vary pose,warp,skin,colour]
 
 Writes N pairs per identity in the layout of ``train/synthetic.py``: ``OUT/source/real_ID_0001.png``
 (the photo, varied), ``OUT/target/...`` (the same with the look) and ``OUT/mask/...`` (a LaPa/MT
@@ -27,6 +28,7 @@ import logging
 import math
 import multiprocessing
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,23 +107,30 @@ class Variation:
 WARP_BUMPS, WARP_RADIUS, WARP_REACH = 4, 0.18, 0.025  # bumps; their radius and largest push, crop fractions
 
 
-def draw_variation(rng: np.random.Generator, skin_colour: np.ndarray, strength: float = 1.0) -> Variation:
+# What a variation may change, each measurable on its own (--vary): the crop's pose, the face's
+# shape (a smooth local warp), its skin tone, and the light and colour of the whole photo.
+VARIATION_KINDS = ("pose", "warp", "skin", "colour")
+
+
+def draw_variation(rng: np.random.Generator, skin_colour: np.ndarray,
+                   kinds: tuple[str, ...] = VARIATION_KINDS) -> Variation:
     """One random variation; ``skin_colour`` is the photo's mean face colour (the skin-tone shift
-    moves it toward a random one of synthetic.SKIN_TONES). ``strength`` 0 gives the plain crop."""
-    s = strength
-    bumps = tuple((*rng.uniform(0.25, 0.75, 2), *rng.uniform(-WARP_REACH, WARP_REACH, 2) * s)
+    moves it toward a random one of synthetic.SKIN_TONES). Every value is drawn whatever ``kinds``
+    holds, so a pair's pose is the same with or without its warp; a kind left out stays neutral."""
+    pose, warp, skin, colour = (float(kind in kinds) for kind in VARIATION_KINDS)
+    bumps = tuple((*rng.uniform(0.25, 0.75, 2), *rng.uniform(-WARP_REACH, WARP_REACH, 2) * warp)
                   for _ in range(WARP_BUMPS))
     tone = SKIN_TONES[rng.integers(len(SKIN_TONES))]
-    toward = rng.uniform(0.3, 1.0) * s
+    toward = rng.uniform(0.3, 1.0) * skin
     gain = 1 + toward * (tone / np.maximum(skin_colour, 0.05) - 1)
     return Variation(
-        scale=float(np.exp(rng.uniform(-0.15, 0.2) * s)), angle=float(rng.uniform(-0.25, 0.25) * s),
-        shift=tuple(float(v) for v in rng.uniform(-0.06, 0.06, 2) * s), mirror=bool(rng.random() < 0.5 * s),
+        scale=float(np.exp(rng.uniform(-0.15, 0.2) * pose)), angle=float(rng.uniform(-0.25, 0.25) * pose),
+        shift=tuple(float(v) for v in rng.uniform(-0.06, 0.06, 2) * pose), mirror=bool(rng.random() < 0.5 * pose),
         warp=bumps, skin_gain=tuple(float(v) for v in np.clip(gain, 0.55, 1.7)),  # more clips the highlights
-        white_balance=tuple(float(v) for v in 1 + rng.uniform(-0.08, 0.08, 3) * s),
-        light=(float(rng.uniform(0, 2 * math.pi)), float(rng.uniform(0, 0.35) * s)),
-        brightness=float(1 + rng.uniform(-0.12, 0.12) * s), contrast=float(1 + rng.uniform(-0.12, 0.12) * s),
-        noise=float(rng.uniform(0.002, 0.012) * s))
+        white_balance=tuple(float(v) for v in 1 + rng.uniform(-0.08, 0.08, 3) * colour),
+        light=(float(rng.uniform(0, 2 * math.pi)), float(rng.uniform(0, 0.35) * colour)),
+        brightness=float(1 + rng.uniform(-0.12, 0.12) * colour), contrast=float(1 + rng.uniform(-0.12, 0.12) * colour),
+        noise=float(rng.uniform(0.002, 0.012)))
 
 
 @functools.cache
@@ -318,12 +327,12 @@ def _identity_number(identity: str) -> int:
 
 
 def render_with_masks(identity: str, index: int, seed: int = 0, size: int = 256, look: MakeupStyle = STYLE,
-                      strength: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, LookMasks]:
+                      kinds: tuple[str, ...] = VARIATION_KINDS) -> tuple[np.ndarray, np.ndarray, np.ndarray, LookMasks]:
     """:func:`render_pair` and the masks the look was laid along."""
     rng = np.random.default_rng([seed, _identity_number(identity), index])
-    plain, plain_points = resample(identity, draw_variation(rng, np.ones(3), 0.0), size)
+    plain, plain_points = resample(identity, draw_variation(rng, np.ones(3), kinds=()), size)
     face = _polygon_mask(size, [plain_points[list(FACE_OVAL)]]) > 0.5
-    variation = draw_variation(rng, plain[face].mean(0), strength)
+    variation = draw_variation(rng, plain[face].mean(0), kinds)
     crop, points = resample(identity, variation, size)
     masks = look_masks(points, size)
     source = vary_colour(crop, masks.face, variation, rng)
@@ -331,10 +340,10 @@ def render_with_masks(identity: str, index: int, seed: int = 0, size: int = 256,
 
 
 def render_pair(identity: str, index: int, seed: int = 0, size: int = 256, look: MakeupStyle = STYLE,
-                strength: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(source, target, labels) of one pair: float32 S x S x 3 in [0, 1] and a uint8 label map.
-    ``strength`` scales every variation (0: the photo's plain crop, colours untouched but for noise 0)."""
-    return render_with_masks(identity, index, seed, size, look, strength)[:3]
+                kinds: tuple[str, ...] = VARIATION_KINDS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(source, target, labels) of one pair: float32 S x S x 3 in [0, 1] and a uint8 label map;
+    ``kinds``: what the variation may change (VARIATION_KINDS; none: the photo's FFHQ crop)."""
+    return render_with_masks(identity, index, seed, size, look, kinds)[:3]
 
 
 def pair_name(identity: str, index: int) -> str:
@@ -347,26 +356,27 @@ def identity_of(name: str) -> str | None:
     return parts[1] if len(parts) == 3 and parts[0] == "real" and parts[1] in PORTRAITS else None
 
 
-def _write_pair(job: tuple[Path, str, int, int, int, str]) -> None:
-    out, identity, index, size, seed, look = job
+def _write_pair(job: tuple[Path, str, int, int, int, str, tuple[str, ...]]) -> None:
+    out, identity, index, size, seed, look, kinds = job
     name = pair_name(identity, index) + ".png"
     if all((out / sub / name).exists() for sub in ("source", "target", "mask")):
         return
-    source, target, labels = render_pair(identity, index, seed=seed, size=size, look=LOOKS[look])
+    source, target, labels = render_pair(identity, index, seed=seed, size=size, look=LOOKS[look], kinds=kinds)
     for sub, array in (("mask", labels), ("source", to_uint8(source)), ("target", to_uint8(target))):
         with atomic_path(out / sub / name) as tmp:  # a killed run never leaves a half-written pair
             Image.fromarray(array).save(tmp, format="PNG")
 
 
 def write_portraits(out: Path, n: int, identities: tuple[str, ...] = tuple(PORTRAITS), size: int = 256,
-                    seed: int = 0, look: str = "berry", workers: int | None = None) -> Path:
+                    seed: int = 0, look: str = "berry", kinds: tuple[str, ...] = VARIATION_KINDS,
+                    workers: int | None = None) -> Path:
     """Render ``n`` pairs of each identity into ``out``; pairs already complete are kept."""
     out = Path(out)
     for identity in identities:
         _landmarks(identity)  # a missing portrait or mesh fails here, before any worker starts
     for sub in ("source", "target", "mask"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    jobs = [(out, identity, index, size, seed, look) for identity in identities for index in range(1, n + 1)]
+    jobs = [(out, identity, index, size, seed, look, kinds) for identity in identities for index in range(1, n + 1)]
     workers = workers or min(4, os.cpu_count() or 1)
     progress = dict(total=len(jobs), desc=f"rendering {len(jobs)} portrait pairs", unit="pair")
     if workers == 1:
@@ -379,25 +389,65 @@ def write_portraits(out: Path, n: int, identities: tuple[str, ...] = tuple(PORTR
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
+RESIDUAL_GAIN = 3  # the figure's residual: mid-grey plus 3x (target - source), so a subtle look shows
+
+
+def write_figure(path: Path, identities: tuple[str, ...], per_identity: int = 2, size: int = 256, seed: int = 0,
+                 look: str = "berry", kinds: tuple[str, ...] = VARIATION_KINDS) -> Path:
+    """Before | after | residual, one row per pair (``per_identity`` pairs of each identity)."""
+    rows = []
+    for identity in identities:
+        for index in range(1, per_identity + 1):
+            source, target, _ = render_pair(identity, index, seed, size, LOOKS[look], kinds)
+            residual = np.clip(0.5 + RESIDUAL_GAIN * (target - source), 0, 1)
+            rows.append(np.concatenate([source, target, residual], axis=1))
+    with atomic_path(Path(path)) as tmp:
+        Image.fromarray(to_uint8(np.concatenate(rows, axis=0))).save(tmp, format="PNG")
+    return Path(path)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m train.portraits", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--out", type=Path, help="output folder for the pairs")
+    parser.add_argument("--figure", type=Path, help="also (or only) write a before | after | residual PNG here, "
+                        "one pair of each identity (docs/real_pairs.png)")
     parser.add_argument("--n", type=int, default=100, help="pairs per identity (default: %(default)s)")
     parser.add_argument("--size", type=int, default=256, help="image side in pixels (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
     parser.add_argument("--look", choices=sorted(LOOKS), default="berry", help="the look (default: %(default)s)")
     parser.add_argument("--identity", choices=sorted(PORTRAITS), action="append",
                         help="a portrait to render (repeatable; default: all)")
+    parser.add_argument("--vary", default=",".join(VARIATION_KINDS),
+                        help="what the variation changes, comma-separated from %(default)s; 'none' for the plain crop")
     args = parser.parse_args(argv)
+    args.kinds = tuple(kind for kind in args.vary.split(",") if kind and kind != "none")
+    if set(args.kinds) - set(VARIATION_KINDS):
+        parser.error(f"--vary takes {', '.join(VARIATION_KINDS)} or none, got {args.vary!r}")
+    if args.out is None and args.figure is None:
+        parser.error("give --out (the pairs), --figure (a picture of some), or both")
+    if args.n < 1 or args.size < 16:
+        parser.error("--n must be at least 1 and --size at least 16")
+    args.identities = tuple(args.identity or PORTRAITS)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    identities = tuple(args.identity or PORTRAITS)
     try:
-        write_portraits(args.out, args.n, identities, args.size, args.seed, args.look)
+        if args.out is not None:
+            write_portraits(args.out, args.n, args.identities, args.size, args.seed, args.look, args.kinds)
+            log.info("wrote %d pairs of %s to %s (source/, target/, mask/)", args.n, ", ".join(args.identities),
+                     args.out)
+        if args.figure is not None:
+            log.info("wrote %s", write_figure(args.figure, args.identities, 1, args.size, args.seed, args.look,
+                                              args.kinds))
     except PortraitUnavailable as error:
-        parser.exit(2, f"error: {error}\n")
-    log.info("wrote %d pairs of %s to %s (source/, target/, mask/)", args.n, ", ".join(identities), args.out)
+        log.error("%s", error)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
