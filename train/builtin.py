@@ -31,10 +31,9 @@ REAL_TEST_PAIRS = 40
 def write_builtin(out: Path, cartoons: int, size: int = 256) -> Path:
     """Render the built-in set into ``out`` (pairs already there are kept)."""
     write_dataset(out, cartoons, size, seed=0)
-    trained = tuple(identity for identity in PORTRAITS if identity != HELD_OUT)
+    counts = {identity: REAL_TEST_PAIRS if identity == HELD_OUT else REAL_TRAIN_PAIRS for identity in PORTRAITS}
     try:
-        write_portraits(out, REAL_TRAIN_PAIRS, trained, size)
-        write_portraits(out, REAL_TEST_PAIRS, (HELD_OUT,), size)
+        write_portraits(out, counts, size)
     except PortraitUnavailable as error:
         log.warning("built-in data without real portraits (%s): cartoons only, no real-photo test split", error)
     return out

@@ -367,16 +367,16 @@ def _write_pair(job: tuple[Path, str, int, int, int, str, tuple[str, ...]]) -> N
             Image.fromarray(array).save(tmp, format="PNG")
 
 
-def write_portraits(out: Path, n: int, identities: tuple[str, ...] = tuple(PORTRAITS), size: int = 256,
-                    seed: int = 0, look: str = "berry", kinds: tuple[str, ...] = VARIATION_KINDS,
-                    workers: int | None = None) -> Path:
-    """Render ``n`` pairs of each identity into ``out``; pairs already complete are kept."""
+def write_portraits(out: Path, counts: dict[str, int], size: int = 256, seed: int = 0, look: str = "berry",
+                    kinds: tuple[str, ...] = VARIATION_KINDS, workers: int | None = None) -> Path:
+    """Render ``counts[identity]`` pairs of each identity into ``out``; pairs already complete are kept."""
     out = Path(out)
-    for identity in identities:
+    for identity in counts:
         _landmarks(identity)  # a missing portrait or mesh fails here, before any worker starts
     for sub in ("source", "target", "mask"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    jobs = [(out, identity, index, size, seed, look, kinds) for identity in identities for index in range(1, n + 1)]
+    jobs = [(out, identity, index, size, seed, look, kinds) for identity, n in counts.items()
+            for index in range(1, n + 1)]
     workers = workers or min(4, os.cpu_count() or 1)
     progress = dict(total=len(jobs), desc=f"rendering {len(jobs)} portrait pairs", unit="pair")
     if workers == 1:
@@ -437,7 +437,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         if args.out is not None:
-            write_portraits(args.out, args.n, args.identities, args.size, args.seed, args.look, args.kinds)
+            write_portraits(args.out, dict.fromkeys(args.identities, args.n), args.size, args.seed, args.look,
+                            args.kinds)
             log.info("wrote %d pairs of %s to %s (source/, target/, mask/)", args.n, ", ".join(args.identities),
                      args.out)
         if args.figure is not None:
