@@ -117,3 +117,24 @@ def test_the_built_in_data_records_the_real_test_split_apart(tmp_path, monkeypat
     everything_else = names["train"] + names["val"] + names["test"]
     assert not any(portraits.HELD_OUT in name for name in everything_else)
     assert sum(portraits.identity_of(name) is not None for name in names["train"]) == 3 * (len(portraits.PORTRAITS) - 1)
+
+
+def test_the_benchmark_table_shows_the_real_photo_test_split_beside_the_cartoon_one():
+    from benchmark.report import markdown_table
+
+    quality = lambda *psnrs: {part: {"psnr_db": p, "psnr_pooled_db": p, "ssim": 0.9, "pairs": 4}  # noqa: E731
+                              for part, p in zip(("test", "val", "test-real"), psnrs, strict=True)}
+    rows = [{"name": "no makeup (input)", "format": "baseline", "bytes": None, "latency": {},
+             "quality": quality(31.0, 31.1, 29.37), "notes": []},
+            {"name": "PyTorch fp32 (reference)", "format": "pytorch", "bytes": 100, "latency": {},
+             "quality": quality(38.0, 38.1, 30.52), "notes": []}]
+    report = {"threads": [1], "headline_split": "test", "pairs": {"test": 4, "val": 4, "test-real": 4},
+              "rows": rows, "image_size": 64, "parameters": 25, "macs": 1e6,
+              "machine": {"cpu": "cpu", "cores": 1, "peak_fp32_gflops": {"1": 1.0}, "versions": {}},
+              "gates": {"split": "test", "max_drop_db": 0.5, "min_psnr_db": None, "failures": []}}
+    table = markdown_table(report)
+    header = table.splitlines()[0]
+    assert "PSNR test-real (mean)" in header
+    column = header.split(" | ").index("PSNR test-real (mean)")
+    assert [line.split(" | ")[column] for line in table.splitlines()[2:4]] == ["29.37 dB", "30.52 dB"]
+    assert "4 real-photo test (a person never trained on) pairs" in table
