@@ -8,12 +8,15 @@ Usage:
 
 Presets fill every option you do not give explicitly:
     paper (default with --data): 50 epochs, batch 32, full 256x256 images, Adam lr 2e-4.
-    cpu   (default without --data): 675 synthetic pairs (539 train), 128x128 random crops of the 256x256
-          images, batch 16, lr 5e-4, 120 epochs; about 9 minutes on 2 CPU cores.
+    cpu   (default without --data): the built-in set (train/builtin.py: 675 cartoon pairs, 539 of them
+          training, and 240 real-portrait pairs), 128x128 random crops of the 256x256 images, batch 16,
+          lr 5e-4, 120 epochs.
 
 Split: 10% validation (learning-rate schedule, best checkpoint, export gate) and 10% test
 (held out: only the benchmark reads it), the rest training, by --seed; recorded in every
-checkpoint. --test-fraction 0 gives the paper's 90/10 train/validation split.
+checkpoint. --test-fraction 0 gives the paper's 90/10 train/validation split. On the built-in
+set the split is of the cartoons; the portraits of two people train, and the third person's are
+the real-photo test split (test-real), held out like the test split.
 
 --resume continues OUT/tinybeauty_last.pt with the configuration stored in it (data, preset,
 split, seed, every option); only --epochs, --threads, --device, --sample-every and the W&B
@@ -155,9 +158,9 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, set[str]]:
 
 def add_data_options(add, defaults: TrainConfig) -> None:
     add("--data", help="folder of pairs (source/ + target/, non-makeup/ + makeup/, or pairs.csv); "
-        f"default: render the built-in synthetic set into {DEFAULT_SYNTHETIC_DIR}")
+        f"default: render the built-in set (cartoons, real portraits) into {DEFAULT_SYNTHETIC_DIR}")
     add("--synthetic-pairs", type=positive_int,
-        help=f"pairs to render when --data is not given (default {defaults.synthetic_pairs})")
+        help=f"cartoon pairs to render when --data is not given (default {defaults.synthetic_pairs})")
     add("--image-size", type=positive_int,
         help=f"images are resized to this square size (default {defaults.image_size})")
     add("--crop", type=positive_int, help="train on random square crops of this size (default: whole images)")
