@@ -78,6 +78,11 @@ def test_varied_pairs_differ_in_skin_tone_pose_and_shape():
     face_colours = np.array([source[SIZE // 2 - 8:SIZE // 2 + 8, SIZE // 2 - 8:SIZE // 2 + 8].mean((0, 1))
                              for source in sources])
     assert np.ptp(face_colours, axis=0).max() > 0.08  # skin tones differ by more than a shade
+    # Each kind of variation on its own changes the face; none leaves the plain crop (and noise).
+    unvaried = portraits.render_pair("collins", 1, size=SIZE, kinds=())[0]
+    assert np.abs(unvaried - plain).mean() < 0.012
+    for kind in portraits.VARIATION_KINDS:
+        assert np.abs(portraits.render_pair("collins", 1, size=SIZE, kinds=(kind,))[0] - unvaried).mean() > 0.004, kind
 
 
 def test_the_held_out_person_is_only_in_the_real_photo_test_split():
