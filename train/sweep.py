@@ -21,7 +21,8 @@ options after ``--`` by train's own parser (any spelling), where --seed, --out, 
 refused unless --overwrite. A seed whose training fails stops the sweep with its message.
 
 Writes OUT/sweep.json and OUT/sweep.md: per seed the test and validation PSNR of the best
-checkpoint (PyTorch), the no-makeup baseline, the epochs spent at the baseline (validation PSNR
+checkpoint (PyTorch), the no-makeup baseline, on the built-in data the real-photo test split's
+PSNR and baseline (train/builtin.py), the epochs spent at the baseline (validation PSNR
 within 0.1 dB of it), the training time, with --test-data the PSNR on NEW and its no-makeup
 baseline, and with --export each int8 file's loss; then the mean
 and the spread (sample standard deviation, min and max) over seeds.
@@ -53,6 +54,7 @@ from train.pairs import discover_pairs
 
 log = logging.getLogger("train.sweep")
 
+REAL_COLUMNS = {"test-real_psnr_db": "real-photo test PSNR", "test-real_baseline_db": "no makeup (real-photo test)"}
 AT_BASELINE_DB = 0.1  # an epoch "at the baseline": validation PSNR at most this far above it
 
 
@@ -193,7 +195,9 @@ def markdown(rows: list[dict], summary: dict, train_args: list[str]) -> str:
     formats = sorted({name for row in rows for name in row.get("int8_loss_db", {})})
     shipped = any("shipped_test_psnr_db" in row for row in rows)
     new_faces = any("test_data_psnr_db" in row for row in rows)
+    real = [key for key in REAL_COLUMNS if any(key in row for row in rows)]  # the built-in data's test-real
     head = ["seed", "test PSNR", *(["int8 ONNX test PSNR"] if shipped else []), "val PSNR", "no makeup (test)",
+            *[REAL_COLUMNS[key] for key in real],
             *(["--test-data PSNR", "--test-data no makeup"] if new_faces else []),
             "epochs at baseline", "minutes", *[f"{name} loss" for name in formats]]
     lines = [f"Recipe: `python -m train {' '.join(train_args)}` (CPU preset unless options say otherwise)", "",
@@ -201,7 +205,7 @@ def markdown(rows: list[dict], summary: dict, train_args: list[str]) -> str:
     db = lambda row, key: f"{row.get(key, float('nan')):.2f} dB"  # noqa: E731
     for row in rows:
         cells = [str(row["seed"]), db(row, "test_psnr_db"), *([db(row, "shipped_test_psnr_db")] if shipped else []),
-                 db(row, "val_psnr_db"), db(row, "test_baseline_db"),
+                 db(row, "val_psnr_db"), db(row, "test_baseline_db"), *[db(row, key) for key in real],
                  *([db(row, "test_data_psnr_db"), db(row, "test_data_baseline_db")] if new_faces else []),
                  str(row["epochs_at_baseline"]),
                  f"{row['train_minutes']:.1f}", *[f"{row['int8_loss_db'][name]:.3f} dB" for name in formats]]
@@ -209,7 +213,7 @@ def markdown(rows: list[dict], summary: dict, train_args: list[str]) -> str:
     cell = lambda key, unit="dB": (f"{summary[key]['mean']:.2f} ± {summary[key]['std']:.2f} {unit} "  # noqa: E731
                                    f"({summary[key]['min']:.2f}-{summary[key]['max']:.2f})") if key in summary else "-"
     cells = ["mean ± std (min-max)", cell("test_psnr_db"), *([cell("shipped_test_psnr_db")] if shipped else []),
-             cell("val_psnr_db"), cell("test_baseline_db"),
+             cell("val_psnr_db"), cell("test_baseline_db"), *[cell(key) for key in real],
              *([cell("test_data_psnr_db"), cell("test_data_baseline_db")] if new_faces else []),
              cell("epochs_at_baseline", ""), cell("train_minutes", ""),
              *[f"max {summary[f'int8_loss_db.{name}']['max']:.3f} dB" for name in formats]]
