@@ -12,7 +12,7 @@ missing input reads as a dynamic shape to onnxruntime's mobile checker, which th
 NNAPI partition), DepthToSpace on the uint8 tensor (a Q/DQ pair after it, exact: onnxruntime
 permutes bytes, not floats), the residual Add reading the float input face rather than its uint8
 copy, and one scale for every tensor a Concat joins (int8 concatenation copies bytes; the conv
-biases re-expressed in the moved scales). Each is checked by tests/test_onnx_graph.py; the figures
+biases re-expressed in the moved scales). Each is checked by tests/export/test_onnx_graph.py; the figures
 before and after are in docs/onnx_graph.md.
 """
 

@@ -4,14 +4,14 @@ Each trace is one JSON file: the tracker's settings, and per frame its size, tim
 search that answered (or null), every request the step made with the answer it was given (the
 mesh's points and face flag, the detector's faces), and what the step gave (the faces' crops and
 ids, the rejected detections, the search asked for, and the frame's detected/merged flags).
-pytest (tests/test_tracking_traces.py) and ``node --test`` (web/test/tracking.test.mjs) replay
+pytest (tests/faces/test_tracking_traces.py) and ``node --test`` (web/test/tracking.test.mjs) replay
 every trace through their language's step and fail at the first request or outcome that differs.
 
 Usage:
     python -m tools.tracking_traces                 # re-record every trace into tests/traces/tracking/
     python -m tools.tracking_traces --out DIR
 
-Recorded from real runs (the detector and the mesh on the astronaut clips of tests/test_tracking.py)
+Recorded from real runs (the detector and the mesh on the astronaut clips of tests/faces/test_tracking.py)
 and from hand-made worlds (scripted faces a mesh answer is placed on: a lost face, a returned
 one, two faces and a duplicate detection, a stale search), whose answers are fixed numbers so the
 edge cases hold whatever the networks do. The answers are rounded as they are stored, and the step
@@ -215,7 +215,7 @@ def canonical_mesh(points: np.ndarray) -> np.ndarray:
 
 
 def real_traces() -> dict[str, dict]:
-    """The detector and the mesh on the astronaut clips (tests/test_tracking.py's), in the frame (apply's way)."""
+    """The detector and the mesh on the astronaut clips (tests/faces/test_tracking.py's), in the frame (apply's way)."""
     from PIL import Image
     from skimage import data
 

@@ -21,7 +21,7 @@ from apply.video import apply_to_video
 from faces.tracking import FaceTracker
 from models.atomic import remove_leftovers, temp_path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RATE, FRAMES = 15, 6
 BACKGROUND = (200, 60, 40)  # a saturated colour: a wrong matrix shifts it by tens of levels
 SIZE = 64

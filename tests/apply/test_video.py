@@ -4,7 +4,6 @@ Every clip is made here with PyAV (FFmpeg's real encoders), a few hundred pixels
 """
 
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT
 from PIL import Image
 from skimage import data as skimage_data
 
@@ -290,7 +290,7 @@ def test_a_killed_run_leaves_nothing_under_the_final_name(artifacts, portrait, t
     out = tmp_path / "out"
     command = [sys.executable, "-m", "apply", "--model", str(artifacts / "tinybeauty.onnx"), str(clip),
                "--out", str(out)]
-    run = subprocess.Popen(command, cwd=os.path.dirname(os.path.dirname(__file__)), stdout=subprocess.DEVNULL,
+    run = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not list(out.glob(".long_makeup.mp4.*.tmp")):  # the encoder has started writing
