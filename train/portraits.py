@@ -15,8 +15,8 @@ warp of the face's shape, a skin-tone shift inside the face, white balance, a li
 brightness, contrast and sensor noise. The look follows the mesh: lipstick on the lip contours,
 shadow and a winged liner from the eye contours, blush on the cheeks; each blended so the photo's
 texture and shading show through (lipstick and shadow scale with the skin's own brightness, blush
-is a soft-light blend, every mask feathered). A look is a :class:`train.synthetic.MakeupStyle`;
-:data:`LOOKS` names them. Every pair is a pure function of (seed, identity, index).
+is a soft-light blend, every mask feathered). A look is a :class:`train.looks.Look`, from the catalogue
+``train.looks.LOOKS`` the cartoon renderer draws too. Every pair is a pure function of (seed, identity, index).
 """
 
 from __future__ import annotations
@@ -39,11 +39,10 @@ from tqdm import tqdm
 
 from faces.mesh import FACE_OVAL, LEFT_EYE, LIPS_INNER, LIPS_OUTER, RIGHT_EYE
 from models.atomic import atomic_path
-from train.synthetic import LABELS, SKIN_TONES, STYLE, MakeupStyle, to_uint8
+from train.looks import BERRY, LOOKS, Look, look_named
+from train.synthetic import LABELS, SKIN_TONES, to_uint8
 
 log = logging.getLogger(__name__)
-
-LOOKS: dict[str, MakeupStyle] = {"berry": STYLE}
 
 
 @dataclass(frozen=True)
@@ -81,6 +80,7 @@ HELD_OUT = "hopper"
 # MediaPipe canonical mesh indices (face_mesh_connections.py): faces.mesh's rings split into the
 # lids and lips they are made of, and the brows (lower edge outer -> inner, then the upper edge back).
 UPPER_LIDS = (RIGHT_EYE[8:] + RIGHT_EYE[:1], LEFT_EYE[8:] + LEFT_EYE[:1])  # inner corner -> outer corner
+LOWER_LIDS = (RIGHT_EYE[8::-1], LEFT_EYE[8::-1])  # inner corner -> outer corner
 BROWS = ((46, 53, 52, 65, 55, 107, 66, 105, 63, 70), (276, 283, 282, 295, 285, 336, 296, 334, 293, 300))
 UPPER_LIP = LIPS_OUTER[10:] + LIPS_OUTER[:1] + LIPS_INNER[:1] + LIPS_INNER[:10:-1] + LIPS_INNER[10:11]
 LOWER_LIP = LIPS_OUTER[:11] + LIPS_INNER[10::-1]
@@ -228,6 +228,7 @@ class LookMasks:
     face: np.ndarray
     lips: np.ndarray
     shadow: np.ndarray
+    lower_shadow: np.ndarray  # under the lower lashes (all zero for a look without it)
     liner: np.ndarray
     blush: np.ndarray
 
@@ -236,29 +237,39 @@ def _eye_width(points: np.ndarray, lid: tuple[int, ...]) -> float:
     return float(np.hypot(*(points[lid[-1]] - points[lid[0]])))
 
 
-def _shadow_and_liner(points: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Eyeshadow between each upper lid and its brow (tallest mid-lid), and a winged liner along the lid."""
-    shadows, liners, liner_width = [], [], 0.0
-    for lid, brow in zip(UPPER_LIDS, BROWS, strict=True):
+def _shadow_and_liner(points: np.ndarray, size: int, look: Look) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Eyeshadow between each upper lid and its brow (tallest mid-lid, reaching ``shadow_height``), its smudge
+    under the lower lid, and a liner along the lid winged past the outer corner by ``wing``."""
+    shadows, smudges, liners, liner_width = [], [], [], 0.0
+    for lid, lower, brow in zip(UPPER_LIDS, LOWER_LIDS, BROWS, strict=True):
         lid_xy, width = points[list(lid)], _eye_width(points, lid)
         up = points[list(brow[:5])].mean(0) - lid_xy.mean(0)
         profile = 0.35 + 0.65 * np.sin(np.linspace(0, math.pi, len(lid)))
-        shadows.append(np.concatenate([lid_xy, (lid_xy + 0.6 * up * profile[:, None])[::-1]]))
-        outward = (lid_xy[-1] - lid_xy[0]) / max(width, 1e-6)
-        wing = lid_xy[-1] + 0.32 * width * (outward * math.cos(0.45) + up / max(np.hypot(*up), 1e-6) * math.sin(0.45))
-        liners.append(np.concatenate([lid_xy[1:], wing[None]]))
-        liner_width = max(liner_width, 0.07 * width)
-    eyes = _polygon_mask(size, [points[list(RIGHT_EYE)], points[list(LEFT_EYE)]], blur=0.5)
-    shadow = _polygon_mask(size, shadows, blur=0.05 * size / 4) * (1 - eyes)
-    return shadow, _polygon_mask(size, liners, blur=0.4, width=liner_width)
+        shadows.append(np.concatenate([lid_xy, (lid_xy + 0.6 * look.shadow_height * up * profile[:, None])[::-1]]))
+        lower_xy = points[list(lower)]
+        smudges.append(np.concatenate([lower_xy, (lower_xy - 0.3 * up * profile[:, None])[::-1]]))
+        liners.append(lid_xy[1:])
+        if look.wing > 0:
+            outward = (lid_xy[-1] - lid_xy[0]) / max(width, 1e-6)
+            wing = lid_xy[-1] + 0.32 * look.wing * width * (
+                outward * math.cos(0.45) + up / max(np.hypot(*up), 1e-6) * math.sin(0.45))
+            liners[-1] = np.concatenate([lid_xy[1:], wing[None]])
+        liner_width = max(liner_width, 0.07 * look.liner_width * width)
+    outside_eyes = 1 - _polygon_mask(size, [points[list(RIGHT_EYE)], points[list(LEFT_EYE)]], blur=0.5)
+    shadow = _polygon_mask(size, shadows, blur=0.05 * size / 4) * outside_eyes
+    lower_shadow = np.zeros_like(shadow)
+    if look.lower_shadow_alpha > 0:
+        lower_shadow = _polygon_mask(size, smudges, blur=0.03 * size / 4) * outside_eyes
+    return shadow, lower_shadow, _polygon_mask(size, liners, blur=0.4, width=liner_width)
 
 
-def look_masks(points: np.ndarray, size: int) -> LookMasks:
-    """The soft masks of every part of a look from the face's mesh points (crop pixels)."""
+def look_masks(points: np.ndarray, size: int, look: Look = BERRY) -> LookMasks:
+    """The soft masks of every part of ``look`` from the face's mesh points (crop pixels)."""
     face = _polygon_mask(size, [points[list(FACE_OVAL)]], blur=1.0)
     lips = _polygon_mask(size, [points[list(UPPER_LIP)], points[list(LOWER_LIP)]], blur=0.6)
-    shadow, liner = _shadow_and_liner(points, size)
-    shadow = shadow * face  # a turned face's lid can reach past its outline: the shadow stays on the skin
+    shadow, lower_shadow, liner = _shadow_and_liner(points, size, look)
+    # A turned face's lid can reach past its outline: the shadow stays on the skin.
+    shadow, lower_shadow = shadow * face, lower_shadow * face
     cheeks = []
     for lid, corner in zip(UPPER_LIDS, (61, 291), strict=True):
         eye, width = points[list(lid)].mean(0), _eye_width(points, lid)
@@ -267,13 +278,13 @@ def look_masks(points: np.ndarray, size: int) -> LookMasks:
         angles = np.linspace(0, 2 * math.pi, 24, endpoint=False)
         cheeks.append(centre + np.column_stack([0.55 * width * np.cos(angles), 0.4 * width * np.sin(angles)]))
     blush = _polygon_mask(size, cheeks, blur=0.04 * size) * face
-    return LookMasks(face, lips, shadow, liner, blush)
+    return LookMasks(face, lips, shadow, lower_shadow, liner, blush)
 
 
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
-def apply_look(source: np.ndarray, masks: LookMasks, look: MakeupStyle) -> np.ndarray:
+def apply_look(source: np.ndarray, masks: LookMasks, look: Look) -> np.ndarray:
     """The look on a photo (float32 RGB in [0, 1]), blended so texture and shading stay."""
     luma = source @ LUMA
     lip_luma = float((luma * masks.lips).sum() / max(masks.lips.sum(), 1e-6))
@@ -282,6 +293,9 @@ def apply_look(source: np.ndarray, masks: LookMasks, look: MakeupStyle) -> np.nd
     target = _mix(source, np.clip(lipstick, 0, 1), look.lipstick_alpha * masks.lips)
     shadow = np.asarray(look.eyeshadow, np.float32) * target * 1.6  # multiply: the lid's shading stays
     target = _mix(target, shadow, look.eyeshadow_alpha * masks.shadow)
+    if look.lower_shadow_alpha > 0:
+        smudge = np.asarray(look.eyeshadow, np.float32) * target * 1.6
+        target = _mix(target, smudge, look.lower_shadow_alpha * masks.lower_shadow)
     target = _mix(target, np.broadcast_to(np.asarray(look.eyeliner, np.float32), target.shape),
                   look.eyeliner_alpha * masks.liner)
     blush = np.asarray(look.blush, np.float32)
@@ -326,7 +340,7 @@ def _identity_number(identity: str) -> int:
     return sorted(PORTRAITS).index(identity)
 
 
-def render_with_masks(identity: str, index: int, seed: int = 0, size: int = 256, look: MakeupStyle = STYLE,
+def render_with_masks(identity: str, index: int, seed: int = 0, size: int = 256, look: Look = BERRY,
                       kinds: tuple[str, ...] = VARIATION_KINDS) -> tuple[np.ndarray, np.ndarray, np.ndarray, LookMasks]:
     """:func:`render_pair` and the masks the look was laid along."""
     rng = np.random.default_rng([seed, _identity_number(identity), index])
@@ -334,12 +348,12 @@ def render_with_masks(identity: str, index: int, seed: int = 0, size: int = 256,
     face = _polygon_mask(size, [plain_points[list(FACE_OVAL)]]) > 0.5
     variation = draw_variation(rng, plain[face].mean(0), kinds)
     crop, points = resample(identity, variation, size)
-    masks = look_masks(points, size)
+    masks = look_masks(points, size, look)
     source = vary_colour(crop, masks.face, variation, rng)
     return source, apply_look(source, masks, look), _label_map(points, size), masks
 
 
-def render_pair(identity: str, index: int, seed: int = 0, size: int = 256, look: MakeupStyle = STYLE,
+def render_pair(identity: str, index: int, seed: int = 0, size: int = 256, look: Look = BERRY,
                 kinds: tuple[str, ...] = VARIATION_KINDS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(source, target, labels) of one pair: float32 S x S x 3 in [0, 1] and a uint8 label map;
     ``kinds``: what the variation may change (VARIATION_KINDS; none: the photo's FFHQ crop)."""
@@ -371,6 +385,7 @@ def write_portraits(out: Path, counts: dict[str, int], size: int = 256, seed: in
                     kinds: tuple[str, ...] = VARIATION_KINDS, workers: int | None = None) -> Path:
     """Render ``counts[identity]`` pairs of each identity into ``out``; pairs already complete are kept."""
     out = Path(out)
+    look_named(look)  # an unknown name fails here, naming the catalogue, before any worker starts
     for identity in counts:
         _landmarks(identity)  # a missing portrait or mesh fails here, before any worker starts
     for sub in ("source", "target", "mask"):
@@ -415,7 +430,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=100, help="pairs per identity (default: %(default)s)")
     parser.add_argument("--size", type=int, default=256, help="image side in pixels (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
-    parser.add_argument("--look", choices=sorted(LOOKS), default="berry", help="the look (default: %(default)s)")
+    parser.add_argument("--look", choices=list(LOOKS), default="berry", help="the look (default: %(default)s)")
     parser.add_argument("--identity", choices=sorted(PORTRAITS), action="append",
                         help="a portrait to render (repeatable; default: all)")
     parser.add_argument("--vary", default=",".join(VARIATION_KINDS),

@@ -1,17 +1,18 @@
-"""Embedded dataset: procedural faces and one makeup style, in the amplification layout.
+"""Embedded dataset: procedural faces and a makeup look, in the amplification layout.
 
 Usage:
-    python -m train.synthetic --out data/synthetic --n 800 [--size 256] [--seed 0]
+    python -m train.synthetic --out data/synthetic --n 800 [--size 256] [--seed 0] [--look berry]
 
 Writes ``OUT/source/image_0001.png`` (face without makeup), ``OUT/target/image_0001.png``
-(the same face with the style) and ``OUT/mask/image_0001.png`` (exact face-parsing label map,
+(the same face with the look) and ``OUT/mask/image_0001.png`` (exact face-parsing label map,
 LaPa/MT convention: 0 background, 1 skin, 2/3 brows, 4/5 eyes, 6 nose, 7 upper lip, 8 mouth,
 9 lower lip, 10 hair). Faces are roughly FFHQ-aligned (eyes near 40-47 % of the height).
 
-The style ("berry"): berry lipstick, mauve eyeshadow, a winged black eyeliner and a soft
-pink blush. It is subtle like real amplified data: the untouched source scores about 31 dB
-PSNR against its target (31.0 dB on the built-in set's validation and test splits). Every image
-is a pure function of (seed, index).
+The look (``--look``, from the catalogue in ``train/looks.py``) defaults to "berry", the built-in
+set's: berry lipstick, mauve eyeshadow, a winged black eyeliner and a soft pink blush. It is subtle
+like real amplified data: the untouched source scores about 31 dB PSNR against its target (31.0 dB
+on the built-in set's validation and test splits). Every image is a pure function of (seed, index);
+every look is drawn on the same faces.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
 from models.atomic import atomic_path
+from train.looks import BERRY, LOOKS, Look, look_named
 
 log = logging.getLogger(__name__)
 
@@ -48,21 +50,6 @@ HAIR_COLORS = np.array([
 IRIS_COLORS = np.array([[0.25, 0.15, 0.08], [0.30, 0.45, 0.65], [0.30, 0.45, 0.25], [0.12, 0.08, 0.05]])
 
 
-@dataclass(frozen=True)
-class MakeupStyle:
-    """One makeup look: colours (RGB in [0, 1]) and strengths (alpha)."""
-
-    lipstick: tuple[float, float, float] = (0.62, 0.08, 0.24)
-    lipstick_alpha: float = 0.55
-    eyeshadow: tuple[float, float, float] = (0.50, 0.30, 0.52)
-    eyeshadow_alpha: float = 0.40
-    eyeliner: tuple[float, float, float] = (0.05, 0.03, 0.04)
-    eyeliner_alpha: float = 0.90
-    blush: tuple[float, float, float] = (0.92, 0.42, 0.50)
-    blush_alpha: float = 0.22
-
-
-STYLE = MakeupStyle()
 
 
 def _blur(mask: np.ndarray, radius: float) -> np.ndarray:
@@ -253,44 +240,66 @@ def _draw_face(rng: np.random.Generator, canvas: Canvas) -> tuple[np.ndarray, np
     return image, labels, face, FaceMasks(skin_mask, upper, lower, mouth)
 
 
-def _apply_lipstick(source: np.ndarray, face: Face, masks: FaceMasks, style: MakeupStyle,
-                    canvas: Canvas) -> np.ndarray:
+def _apply_lipstick(source: np.ndarray, face: Face, masks: FaceMasks, look: Look, canvas: Canvas) -> np.ndarray:
     lips = _blur(np.clip(masks.upper_lip + masks.lower_lip, 0, 1) * (1 - masks.mouth), 1.0 * canvas.scale)
     shade = source.mean(axis=2, keepdims=True) / max(float(face.lip_natural.mean()), 1e-3)
-    lip_color = np.clip(np.asarray(style.lipstick, np.float32) * (0.6 + 0.4 * shade), 0, 1)
-    return source * (1 - style.lipstick_alpha * lips[..., None]) + lip_color * style.lipstick_alpha * lips[..., None]
+    lip_color = np.clip(np.asarray(look.lipstick, np.float32) * (0.6 + 0.4 * shade), 0, 1)
+    return source * (1 - look.lipstick_alpha * lips[..., None]) + lip_color * look.lipstick_alpha * lips[..., None]
 
 
-def _apply_eye_and_cheek_makeup(target: np.ndarray, labels: np.ndarray, face: Face, masks: FaceMasks,
-                                style: MakeupStyle, canvas: Canvas) -> np.ndarray:
-    """Eyeshadow, a winged eyeliner and blush on each side."""
-    S, f, s = canvas.at, face, canvas.scale
-    for side in (-1, 1):
-        ex = f.cx + side * f.eye_dx
-        lid = canvas.mask(lambda d, ex=ex: d.ellipse(
-            S(*_ellipse(ex + side * 2, f.eye_y - f.eye_ry * 0.9, f.eye_rx * 1.25, f.eye_ry * 1.6)), fill=255))
-        eye_here = (labels == LABELS["left_eye" if side < 0 else "right_eye"]).astype(np.float32)
-        shadow = _blur(lid, 4 * s) * (1 - _blur(eye_here, 0.5 * s))
-        tint = np.asarray(style.eyeshadow, np.float32) * target  # multiply blend keeps shading
-        target = (target * (1 - style.eyeshadow_alpha * shadow[..., None])
-                  + tint * 1.6 * style.eyeshadow_alpha * shadow[..., None])
+def _tint(target: np.ndarray, look: Look, alpha: float, mask: np.ndarray) -> np.ndarray:
+    """The eyeshadow as a multiply blend, which keeps the shading under it."""
+    tint = np.asarray(look.eyeshadow, np.float32) * target
+    return target * (1 - alpha * mask[..., None]) + tint * 1.6 * alpha * mask[..., None]
 
-        arc = _eye_arc(ex, f.eye_y - 0.6, f.eye_rx, f.eye_ry)
-        tip = (ex + side * (f.eye_rx + 7), f.eye_y - f.eye_ry - 3)
-        outer = arc[-1] if side > 0 else arc[0]
-        liner = canvas.mask(lambda d, arc=arc, tip=tip, outer=outer: (
-            d.line([tuple(S(*p)) for p in arc], fill=255, width=int(2.2 * s), joint="curve"),
-            d.line([tuple(S(*outer)), tuple(S(*tip))], fill=255, width=int(2.0 * s)),
-        ))
-        target = _blend(target, style.eyeliner, style.eyeliner_alpha * liner)
 
-        cheek = canvas.mask(lambda d, ex=ex: d.ellipse(
-            S(*_ellipse(ex + side * 4, (f.eye_y + f.mouth_y) / 2 + 2, 15, 10)), fill=255))
-        target = _blend(target, style.blush, style.blush_alpha * _blur(cheek, 7 * s) * masks.skin)
+def _eyeshadow(target: np.ndarray, eye_here: np.ndarray, ex: float, side: int, face: Face, look: Look,
+               canvas: Canvas) -> np.ndarray:
+    """Shadow on the lid (reaching ``shadow_height`` toward the brow) and, if the look has it, under the lashes."""
+    S, f, s, height = canvas.at, face, canvas.scale, look.shadow_height
+    lid = canvas.mask(lambda d: d.ellipse(
+        S(*_ellipse(ex + side * 2, f.eye_y - f.eye_ry * 0.9 * height, f.eye_rx * 1.25, f.eye_ry * 1.6 * height)),
+        fill=255))
+    outside_eye = 1 - _blur(eye_here, 0.5 * s)
+    target = _tint(target, look, look.eyeshadow_alpha, _blur(lid, 4 * s) * outside_eye)
+    if look.lower_shadow_alpha > 0:
+        lashes = canvas.mask(lambda d: d.ellipse(
+            S(*_ellipse(ex + side * 2, f.eye_y + f.eye_ry * 0.45, f.eye_rx * 1.1, f.eye_ry * 0.9)), fill=255))
+        target = _tint(target, look, look.lower_shadow_alpha, _blur(lashes, 2.5 * s) * outside_eye)
     return target
 
 
-def render_pair(index: int, seed: int = 0, size: int = 256, style: MakeupStyle = STYLE):
+def _eyeliner(target: np.ndarray, ex: float, side: int, face: Face, look: Look, canvas: Canvas) -> np.ndarray:
+    """A liner along the upper lid, flicked past the outer corner by ``wing``."""
+    S, f, s = canvas.at, face, canvas.scale
+    arc = _eye_arc(ex, f.eye_y - 0.6, f.eye_rx, f.eye_ry)
+    tip = (ex + side * (f.eye_rx + 7 * look.wing), f.eye_y - f.eye_ry - 3 * look.wing)
+    outer = arc[-1] if side > 0 else arc[0]
+
+    def draw(d: ImageDraw.ImageDraw) -> None:
+        d.line([tuple(S(*p)) for p in arc], fill=255, width=int(2.2 * s * look.liner_width), joint="curve")
+        if look.wing > 0:
+            d.line([tuple(S(*outer)), tuple(S(*tip))], fill=255, width=int(2.0 * s * look.liner_width))
+
+    return _blend(target, look.eyeliner, look.eyeliner_alpha * canvas.mask(draw))
+
+
+def _apply_eye_and_cheek_makeup(target: np.ndarray, labels: np.ndarray, face: Face, masks: FaceMasks,
+                                look: Look, canvas: Canvas) -> np.ndarray:
+    """Eyeshadow, eyeliner and blush on each side."""
+    S, f, s = canvas.at, face, canvas.scale
+    for side in (-1, 1):
+        ex = f.cx + side * f.eye_dx
+        eye_here = (labels == LABELS["left_eye" if side < 0 else "right_eye"]).astype(np.float32)
+        target = _eyeshadow(target, eye_here, ex, side, face, look, canvas)
+        target = _eyeliner(target, ex, side, face, look, canvas)
+        cheek = canvas.mask(lambda d, ex=ex: d.ellipse(
+            S(*_ellipse(ex + side * 4, (f.eye_y + f.mouth_y) / 2 + 2, 15, 10)), fill=255))
+        target = _blend(target, look.blush, look.blush_alpha * _blur(cheek, 7 * s) * masks.skin)
+    return target
+
+
+def render_pair(index: int, seed: int = 0, size: int = 256, look: Look = BERRY):
     """Return (source, target, labels): two float32 HxWx3 images in [0, 1] and a uint8 label map.
 
     Shapes are drawn at 2x and box-downsampled, so edges are anti-aliased like a photo. The
@@ -301,9 +310,9 @@ def render_pair(index: int, seed: int = 0, size: int = 256, style: MakeupStyle =
     canvas = Canvas(size * 2)
     image, labels, face, masks = _draw_face(rng, canvas)
     source = np.clip(image + rng.normal(0, 0.008, image.shape).astype(np.float32), 0, 1)
-    # The makeup style, on top of the finished source face.
-    target = _apply_lipstick(source, face, masks, style, canvas)
-    target = np.clip(_apply_eye_and_cheek_makeup(target, labels, face, masks, style, canvas), 0, 1)
+    # The look, on top of the finished source face: it draws nothing random, so every look has the same faces.
+    target = _apply_lipstick(source, face, masks, look, canvas)
+    target = np.clip(_apply_eye_and_cheek_makeup(target, labels, face, masks, look, canvas), 0, 1)
 
     def down(img: np.ndarray) -> np.ndarray:
         return img.reshape(size, 2, size, 2, 3).mean(axis=(1, 3))
@@ -315,23 +324,26 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
 
 
-def _write_pair(job: tuple[Path, int, int, int]) -> None:
-    out, index, size, seed = job
+def _write_pair(job: tuple[Path, int, int, int, str]) -> None:
+    out, index, size, seed, look = job
     name = f"image_{index:04d}.png"
     if all((out / sub / name).exists() for sub in ("source", "target", "mask")):
         return
-    source, target, labels = render_pair(index, seed=seed, size=size)
+    source, target, labels = render_pair(index, seed=seed, size=size, look=LOOKS[look])
     for sub, array in (("mask", labels), ("source", to_uint8(source)), ("target", to_uint8(target))):
         with atomic_path(out / sub / name) as tmp:  # a killed run never leaves a half-written pair
             Image.fromarray(array).save(tmp, format="PNG")
 
 
-def write_dataset(out: Path, n: int, size: int = 256, seed: int = 0, workers: int | None = None) -> Path:
-    """Render ``n`` pairs into ``out``; pairs already complete are kept (re-runs are cheap)."""
+def write_dataset(out: Path, n: int, size: int = 256, seed: int = 0, workers: int | None = None,
+                  look: str = "berry") -> Path:
+    """Render ``n`` pairs of ``look`` (a name in train.looks.LOOKS) into ``out``; pairs already complete are kept
+    (re-runs are cheap)."""
+    look_named(look)  # an unknown name fails here, naming the catalogue, before any worker starts
     out = Path(out)
     for sub in ("source", "target", "mask"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    jobs = [(out, index, size, seed) for index in range(1, n + 1)]
+    jobs = [(out, index, size, seed, look) for index in range(1, n + 1)]
     workers = workers or min(4, os.cpu_count() or 1)
     progress = dict(total=n, desc=f"rendering {n} synthetic pairs", unit="pair")
     if workers == 1:
@@ -350,9 +362,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=800, help="number of pairs")
     parser.add_argument("--size", type=int, default=256, help="image side in pixels")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed")
+    parser.add_argument("--look", choices=list(LOOKS), default="berry",
+                        help="the look (train/looks.py; default: %(default)s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    write_dataset(args.out, args.n, args.size, args.seed)
+    write_dataset(args.out, args.n, args.size, args.seed, look=args.look)
     log.info("wrote %d pairs to %s (source/, target/, mask/)", args.n, args.out)
 
 
