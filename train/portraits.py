@@ -247,7 +247,7 @@ def _shadow_and_liner(points: np.ndarray, size: int, look: Look) -> tuple[np.nda
         profile = 0.35 + 0.65 * np.sin(np.linspace(0, math.pi, len(lid)))
         shadows.append(np.concatenate([lid_xy, (lid_xy + 0.6 * look.shadow_height * up * profile[:, None])[::-1]]))
         lower_xy = points[list(lower)]
-        smudges.append(np.concatenate([lower_xy, (lower_xy - 0.3 * up * profile[:, None])[::-1]]))
+        smudges.append(np.concatenate([lower_xy, (lower_xy - 0.35 * up * profile[:, None])[::-1]]))
         liners.append(lid_xy[1:])
         if look.wing > 0:
             outward = (lid_xy[-1] - lid_xy[0]) / max(width, 1e-6)
