@@ -132,3 +132,15 @@ def test_classic_lips_are_redder_than_natural_ones_and_smoky_lips_nude(renderer)
     assert redness("classic") > redness("natural") + 0.1
     assert redness("classic") > redness("smoky") + 0.1
     assert redness("berry") > redness("smoky")
+
+
+def test_the_figure_shows_every_look_on_both_faces(tmp_path):
+    from PIL import Image
+
+    assert looks.main(["--figure", str(tmp_path / "looks.png"), "--size", "64"]) == 0
+    with Image.open(tmp_path / "looks.png") as figure:
+        assert figure.size == (looks.LABEL_WIDTH + 6 * 64, looks.HEADER_HEIGHT + len(looks.LOOKS) * 64)
+    grid = looks.figure_image(64)
+    rows = grid.reshape(len(looks.LOOKS), 64, 6, 64, 3)
+    np.testing.assert_array_equal(rows[0, :, 0], rows[-1, :, 0])  # every row's "before" is the same cartoon
+    assert np.abs(rows[0, :, 1] - rows[-1, :, 1]).max() > 0.2  # and its "after" differs by look

@@ -9,7 +9,7 @@ shadow reaches, a smudge under the lower lashes, the liner's width and wing). ``
 lays it along a cartoon face's drawn shapes, ``train/portraits.py`` along a photo's face mesh; both
 read the same fields, so a look means the same on either. :data:`LOOKS` names the catalogue;
 ``berry`` is the look the built-in training set is made of. The figure shows, per look, a cartoon
-and a real portrait as before | after | residual x4.
+and a real portrait, each as before | after | residual x4.
 """
 
 from __future__ import annotations
@@ -106,7 +106,9 @@ def catalogue() -> list[dict]:
 RESIDUAL_GAIN = 4  # the figure's residual: mid-grey plus 4x (after - before), so a sheer look shows
 FIGURE_CARTOON = 1  # the cartoon pair the figure shows (index, seed 0)
 FIGURE_PORTRAIT = "collins"  # and the portrait, at its plain FFHQ crop
-LABEL_WIDTH = 72  # pixels of the left column that names each row's look
+LABEL_WIDTH, HEADER_HEIGHT = 72, 24  # pixels of the left column that names each row's look, and of the top row
+COLUMNS = ("cartoon: before", "after", f"residual x{RESIDUAL_GAIN}", f"portrait ({FIGURE_PORTRAIT}): before", "after",
+           f"residual x{RESIDUAL_GAIN}")
 
 
 def _row(before: np.ndarray, after: np.ndarray) -> list[np.ndarray]:
@@ -127,18 +129,20 @@ def figure_image(size: int = 192) -> np.ndarray:
 
 
 def write_figure(path: Path, size: int = 192) -> Path:
-    """:func:`figure_image` with each row's look named in a left column, written atomically as a PNG."""
+    """:func:`figure_image` with each row's look and each column named, written atomically as a PNG."""
     from PIL import Image, ImageDraw
 
     from models.atomic import atomic_path
     from train.synthetic import to_uint8
 
     grid = Image.fromarray(to_uint8(figure_image(size)))
-    canvas = Image.new("RGB", (grid.width + LABEL_WIDTH, grid.height), (255, 255, 255))
-    canvas.paste(grid, (LABEL_WIDTH, 0))
+    canvas = Image.new("RGB", (grid.width + LABEL_WIDTH, grid.height + HEADER_HEIGHT), (255, 255, 255))
+    canvas.paste(grid, (LABEL_WIDTH, HEADER_HEIGHT))
     draw = ImageDraw.Draw(canvas)
+    for column, title in enumerate(COLUMNS):
+        draw.text((LABEL_WIDTH + column * size + 6, HEADER_HEIGHT // 2 - 6), title, fill=(0, 0, 0))
     for row, name in enumerate(LOOKS):
-        draw.text((8, row * size + size // 2 - 6), name, fill=(0, 0, 0))
+        draw.text((8, HEADER_HEIGHT + row * size + size // 2 - 6), name, fill=(0, 0, 0))
     with atomic_path(Path(path)) as tmp:
         canvas.save(tmp, format="PNG")
     return Path(path)
