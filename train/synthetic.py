@@ -50,8 +50,6 @@ HAIR_COLORS = np.array([
 IRIS_COLORS = np.array([[0.25, 0.15, 0.08], [0.30, 0.45, 0.65], [0.30, 0.45, 0.25], [0.12, 0.08, 0.05]])
 
 
-
-
 def _blur(mask: np.ndarray, radius: float) -> np.ndarray:
     image = Image.fromarray(np.clip(mask * 255.0, 0, 255).astype(np.uint8))
     return np.asarray(image.filter(ImageFilter.GaussianBlur(radius)), dtype=np.float32) / 255.0
