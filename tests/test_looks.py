@@ -1,4 +1,4 @@
-"""The catalogue of looks (train/looks.py) as both built-in renderers draw it: deterministic, each look
+"""The catalogue of looks (train/looks) as both built-in renderers draw it: deterministic, each look
 made up only where it goes, and the looks distinct in colour and in the regions they claim."""
 
 from __future__ import annotations
@@ -7,8 +7,10 @@ import hashlib
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from train import looks, portraits, synthetic
+from train.looks import figure
 from train.synthetic import LABELS
 
 SIZE = 128
@@ -135,12 +137,10 @@ def test_classic_lips_are_redder_than_natural_ones_and_smoky_lips_nude(renderer)
 
 
 def test_the_figure_shows_every_look_on_both_faces(tmp_path):
-    from PIL import Image
-
-    assert looks.main(["--figure", str(tmp_path / "looks.png"), "--size", "64"]) == 0
-    with Image.open(tmp_path / "looks.png") as figure:
-        assert figure.size == (looks.LABEL_WIDTH + 6 * 64, looks.HEADER_HEIGHT + len(looks.LOOKS) * 64)
-    grid = looks.figure_image(64)
+    assert figure.main(["--figure", str(tmp_path / "looks.png"), "--size", "64"]) == 0
+    with Image.open(tmp_path / "looks.png") as written:
+        assert written.size == (figure.LABEL_WIDTH + 6 * 64, figure.HEADER_HEIGHT + len(looks.LOOKS) * 64)
+    grid = figure.figure_image(64)
     rows = grid.reshape(len(looks.LOOKS), 64, 6, 64, 3)
     np.testing.assert_array_equal(rows[0, :, 0], rows[-1, :, 0])  # every row's "before" is the same cartoon
     assert np.abs(rows[0, :, 1] - rows[-1, :, 1]).max() > 0.2  # and its "after" differs by look

@@ -8,7 +8,7 @@ Writes ``OUT/source/image_0001.png`` (face without makeup), ``OUT/target/image_0
 LaPa/MT convention: 0 background, 1 skin, 2/3 brows, 4/5 eyes, 6 nose, 7 upper lip, 8 mouth,
 9 lower lip, 10 hair). Faces are roughly FFHQ-aligned (eyes near 40-47 % of the height).
 
-The look (``--look``, from the catalogue in ``train/looks.py``) defaults to "berry", the built-in
+The look (``--look``, from the catalogue in ``train/looks``) defaults to "berry", the built-in
 set's: berry lipstick, mauve eyeshadow, a winged black eyeliner and a soft pink blush. It is subtle
 like real amplified data: the untouched source scores about 31 dB PSNR against its target (31.0 dB
 on the built-in set's validation and test splits). Every image is a pure function of (seed, index);
@@ -361,7 +361,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=256, help="image side in pixels")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed")
     parser.add_argument("--look", choices=list(LOOKS), default="berry",
-                        help="the look (train/looks.py; default: %(default)s)")
+                        help="the look (train/looks; default: %(default)s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     write_dataset(args.out, args.n, args.size, args.seed, look=args.look)
