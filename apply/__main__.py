@@ -36,23 +36,33 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from apply.composite import FEATHER, MASK_CENTRE, MASK_RADII  # noqa: F401 (tests read the mask here)
-from apply.photo import NoFaceFound, apply_to_file, result_paths
-from apply.video import apply_to_video, is_video, make_tracker
-from export.loading import load_model
-from export.runtime import ModelFileError, RuntimeUnavailable, silence_known_noise
-from faces import DetectorUnavailable, FaceTracker, UnsearchableImage
-from faces.tracking import STILL_MAX_FACES
+from apply.outputs import is_video, result_paths
 from models.atomic import remove_leftovers
-from models.checkpoint import CheckpointError
 from models.cli import number_in, output_folder
-from models.data import DataError
+
+if TYPE_CHECKING:  # imported for the run only (load_tools), never for --help
+    from export.loading import LoadedModel
+    from faces import FaceTracker
 
 log = logging.getLogger("apply")
 
 MAX_STRENGTH = 2.0
+# The mask's shape, read here by the page's tests; it lives with the compositing (apply/composite.py).
+MASK_NAMES = ("FEATHER", "MASK_CENTRE", "MASK_RADII")
+
+
+def __getattr__(name: str):
+    """The mask's constants, imported only when asked for: this module's top stays free of torch,
+    so --help and argument errors answer without loading it."""
+    if name in MASK_NAMES:
+        from apply import composite
+
+        return getattr(composite, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _same_file(first: Path, second: Path) -> bool:
@@ -97,7 +107,7 @@ def _aligned_by(faces: list[str]) -> str:
             + f"{fallback} detector keypoints where the mesh found no face")
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m apply", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True, help="a shipped model file (.onnx, .tflite, .pte, "
@@ -113,43 +123,88 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # one photo given twice: once
     args.images = list({photo.resolve(): photo for photo in reversed(args.images)}.values())[::-1]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    # The command line and the clash check need nothing heavy; torch, the runtimes, PyAV and the
+    # face networks are imported (load_tools) only once there is work to do.
+    args = parse_args(argv)
     clashes = output_clashes(args.images, args.out, args.side_by_side, args.overwrite)
     if clashes:
         print("python -m apply: nothing done, so that no file is replaced:\n  " + "\n  ".join(clashes) +
               "\nRename a photo, pick another --out, or pass --overwrite to replace earlier results "
               "(photos given are never replaced).", file=sys.stderr)
         return 2
+    from export.runtime import silence_known_noise
+
     silence_known_noise()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        model = load_model(args.model)
-        # Photos: one frame of the video's chain each, unsmoothed (faces.tracking.still_faces).
-        stills = None if args.aligned else FaceTracker(model.image_size, threads=None, smoothing=False,
-                                                        max_faces=STILL_MAX_FACES)
-        tracker = make_tracker(model.image_size) if any(map(is_video, args.images)) else None
-    except (RuntimeUnavailable, CheckpointError, ModelFileError, DetectorUnavailable, FileNotFoundError) as error:
-        log.error("cannot use %s: %s", args.model, error)
+    tools = load_tools(args)
+    if tools is None:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     for leftover in remove_leftovers(args.out):  # temp files of an earlier run that was killed
         log.info("removed %s, left by an earlier run that was stopped", leftover)
-    failed = 0
-    for index, path in enumerate(args.images, start=1):
-        try:
-            if is_video(path):  # apply/video.py: faces tracked frame to frame
-                video = apply_to_video(model.runner, tracker, path, args.out, args.strength)
-                written, what = [video.path], _count(video.most_faces)
-            else:
-                written, faces = apply_to_file(model.runner, stills, path, args.out, model.image_size,
-                                               args.strength, args.side_by_side)
-                what = "aligned crop" if args.aligned else _aligned_by(faces)
-            log.info("[%d/%d] %s (%s) -> %s", index, len(args.images), path, what, ", ".join(map(str, written)))
-        except (DataError, NoFaceFound, UnsearchableImage, OSError) as error:  # the log names the file
-            failed += 1
-            log.error("[%d/%d] skipped %s: %s", index, len(args.images), path, error)
+    failed = sum(not make_up(tools, args, index, path) for index, path in enumerate(args.images, start=1))
     log.info("%d of %d inputs done with %s (%s)", len(args.images) - failed, len(args.images), args.model,
-             model.runtime)
+             tools.model.runtime)
     return 1 if failed else 0
+
+
+@dataclass
+class Tools:
+    model: LoadedModel
+    stills: FaceTracker | None  # the photos' (unsmoothed): none for aligned crops or when every input is a video
+    tracker: FaceTracker | None  # the videos' (apply/video.py): none without a video
+
+
+def load_tools(args: argparse.Namespace) -> Tools | None:
+    """The model and the face trackers the inputs need, each loaded once; None (logged) where one
+    cannot be loaded."""
+    from export.loading import load_model
+    from export.runtime import ModelFileError, RuntimeUnavailable
+    from faces import DetectorUnavailable, FaceTracker
+    from faces.tracking import STILL_MAX_FACES
+    from models.checkpoint import CheckpointError
+
+    photos = not args.aligned and not all(map(is_video, args.images))
+    try:
+        model = load_model(args.model)
+        # Photos: one frame of the video's chain each, unsmoothed (faces.tracking.still_faces).
+        stills = FaceTracker(model.image_size, threads=None, smoothing=False,
+                             max_faces=STILL_MAX_FACES) if photos else None
+        if any(map(is_video, args.images)):
+            from apply.video import make_tracker
+
+            return Tools(model, stills, make_tracker(model.image_size))
+        return Tools(model, stills, None)
+    except (RuntimeUnavailable, CheckpointError, ModelFileError, DetectorUnavailable, FileNotFoundError) as error:
+        log.error("cannot use %s: %s", args.model, error)
+        return None
+
+
+def make_up(tools: Tools, args: argparse.Namespace, index: int, path: Path) -> bool:
+    """One input made up and its results written; False (logged, naming the file) where it failed."""
+    from apply.photo import NoFaceFound, apply_to_file
+    from faces import UnsearchableImage
+    from models.data import DataError
+
+    try:
+        if is_video(path):  # apply/video.py: faces tracked frame to frame
+            from apply.video import apply_to_video
+
+            video = apply_to_video(tools.model.runner, tools.tracker, path, args.out, args.strength)
+            written, what = [video.path], _count(video.most_faces)
+        else:
+            written, faces = apply_to_file(tools.model.runner, tools.stills, path, args.out, tools.model.image_size,
+                                           args.strength, args.side_by_side)
+            what = "aligned crop" if args.aligned else _aligned_by(faces)
+        log.info("[%d/%d] %s (%s) -> %s", index, len(args.images), path, what, ", ".join(map(str, written)))
+        return True
+    except (DataError, NoFaceFound, UnsearchableImage, OSError) as error:  # the log names the file
+        log.error("[%d/%d] skipped %s: %s", index, len(args.images), path, error)
+        return False
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from apply.composite import made_up_faces
-from apply.video import is_video, output_path
+from apply.outputs import result_paths
 from export.runtime import Runner
 from faces import FaceTracker, still_faces
 from models.atomic import atomic_path
@@ -68,14 +68,6 @@ def apply_to_file(runner: Runner, tracker: FaceTracker | None, path: Path, out_d
         pair.paste(result, (image.width, 0))
         written.append(_save(pair, pair_path[0]))
     return written, faces
-
-
-def result_paths(path: Path, out_dir: Path, side_by_side: bool) -> list[Path]:
-    """Where a photo's results go: OUT/NAME_makeup.png, then OUT/NAME_before_after.png (a video's:
-    OUT/NAME_makeup.SUFFIX, apply/video.py)."""
-    if is_video(path):
-        return [output_path(path, out_dir)]
-    return [out_dir / f"{path.stem}_makeup.png"] + ([out_dir / f"{path.stem}_before_after.png"] if side_by_side else [])
 
 
 def _save(image: Image.Image, path: Path) -> Path:

@@ -38,6 +38,7 @@ import torch
 from tqdm import tqdm
 
 from apply.composite import make_up_frame
+from apply.outputs import CONTAINERS, output_path
 from export.runtime import Runner
 from faces import Alignment
 from models.atomic import atomic_path
@@ -46,7 +47,6 @@ from models.data import DataError
 log = logging.getLogger("apply")
 
 # The containers taken, by suffix: FFmpeg's muxer name for each.
-CONTAINERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
 # Video encoder per container. CRF 18 is visually lossless for H.264; "veryfast" keeps 720p
 # encoding near 10 ms a frame. WebM carries VP8/VP9/AV1 only: VP9 in its realtime mode.
 X264 = ("libx264", {"crf": "18", "preset": "veryfast"})
@@ -85,14 +85,6 @@ class VideoResult:
     def stage_ms(self) -> dict[str, float]:
         """Milliseconds per frame spent in each stage."""
         return {stage: 1000 * seconds / max(self.frames, 1) for stage, seconds in self.stage_seconds.items()}
-
-
-def is_video(path: Path) -> bool:
-    return Path(path).suffix.lower() in CONTAINERS
-
-
-def output_path(path: Path, out_dir: Path) -> Path:
-    return Path(out_dir) / f"{Path(path).stem}_makeup{Path(path).suffix.lower()}"
 
 
 def make_tracker(image_size: int):

@@ -1,0 +1,58 @@
+"""Every command answers --help and a bad argument at once: none imports torch, a model runtime,
+PyAV or the image libraries before its command line is parsed (each imports what its work needs
+when the work starts). Behaviour, not timing: the modules loaded are listed, not the seconds."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# What takes a second or more to import, or drags in a native runtime: none of it before parsing.
+HEAVY = ("torch", "onnxruntime", "onnx", "av", "cv2", "ai_edge_litert", "tensorflow", "executorch", "coremltools",
+         "numpy", "PIL", "matplotlib", "skimage")
+# A command line each module's parser refuses (exit 2), and the option its message names.
+BAD_ARGUMENTS = {
+    "apply": (["--model", "m.onnx", "face.png", "--out", "out", "--strength", "9"], "--strength"),
+}
+# The command run as `python -m MODULE ARGS...`; then the heavy modules it imported, as JSON on stderr's last line.
+PROBE = """
+import json, runpy, sys
+sys.argv = [sys.argv[1], *sys.argv[2:]]
+try:
+    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+except SystemExit as done:
+    code = done.code
+else:
+    code = 0
+print(json.dumps({"code": code, "heavy": sorted(set(map(lambda n: n.split(".")[0], sys.modules)) & set(HEAVY))}),
+      file=sys.stderr)
+"""
+
+
+def run_probe(module: str, *args: str) -> tuple[dict, str]:
+    """(the exit code and heavy modules imported, what the command wrote to stdout and stderr)."""
+    done = subprocess.run([sys.executable, "-c", f"HEAVY = {HEAVY!r}\n{PROBE}", module, *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    *said, last = done.stderr.rstrip("\n").split("\n")
+    return json.loads(last), done.stdout + "\n".join(said)
+
+
+@pytest.mark.parametrize("module", sorted(BAD_ARGUMENTS))
+def test_help_imports_nothing_heavy(module):
+    outcome, said = run_probe(module, "--help")
+    assert outcome == {"code": 0, "heavy": []}
+    assert f"python -m {module}" in said
+
+
+@pytest.mark.parametrize("module", sorted(BAD_ARGUMENTS))
+def test_a_bad_argument_is_refused_before_anything_heavy_is_imported(module, tmp_path):
+    args, named = BAD_ARGUMENTS[module]
+    outcome, said = run_probe(module, *args)
+    assert outcome == {"code": 2, "heavy": []}
+    assert named in said
