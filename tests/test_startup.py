@@ -18,6 +18,7 @@ HEAVY = ("torch", "onnxruntime", "onnx", "av", "cv2", "ai_edge_litert", "tensorf
 # A command line each module's parser refuses (exit 2), and the option its message names.
 BAD_ARGUMENTS = {
     "apply": (["--model", "m.onnx", "face.png", "--out", "out", "--strength", "9"], "--strength"),
+    "web": (["--port", "99999"], "--port"),
 }
 # The command run as `python -m MODULE ARGS...`; then the heavy modules it imported, as JSON on stderr's last line.
 PROBE = """

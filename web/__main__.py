@@ -19,7 +19,6 @@ from pathlib import Path
 
 from models.atomic import DiskFullError
 from models.cli import output_folder, port_number
-from web.server import DEFAULT_MODEL, DETECTOR, SetupError, bundle, make_server, url_of
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
                              "into DIR for a static host (which must send the COOP/COEP headers for threads); "
                              "files of DIR with other names are left alone")
     args = parser.parse_args(argv)
+    # The server reads the formats table (which imports torch): only once there is a page to serve
+    # or bundle, so --help and argument errors answer at once.
+    from web.server import DEFAULT_MODEL, DETECTOR, SetupError, bundle, make_server, url_of
+
     if args.bundle:
         try:
             files = bundle(args.artifacts, args.bundle)
