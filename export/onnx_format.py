@@ -21,15 +21,20 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
 import torch
 
 from export.common import INPUT_NAME, OUTPUT_NAME, ExportInputs, ExportMeta
 from export.runtime import Runner
 from models.rescale import output_conv
 from models.tinybeauty import TinyBeauty, quantized_outputs
+
+# The functions that build or edit a graph (export) import onnx where they run: running a file
+# (load, read_metadata: apply, the benchmark) never needs it, and importing it takes about 0.5 s.
+if TYPE_CHECKING:
+    import onnx
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +46,7 @@ SAME_SCALE_OPS = {"Concat", "Resize", "MaxPool", "DepthToSpace"}
 
 
 def _export_simplified(model: TinyBeauty, inputs: ExportInputs, path: Path) -> onnx.ModelProto:
+    import onnx
     import onnxsim
 
     raw = path.with_name(path.stem + ".raw.onnx")
@@ -73,6 +79,8 @@ def pixel_shuffle_as_dcr(graph: onnx.GraphProto) -> None:
     """Turn each CRD DepthToSpace fed by a Conv into DCR, reordering that Conv's output channels so
     the result is the same tensor. CRD reads output channel c, block offset k from input channel
     ``c * b*b + k``; DCR from ``k * C + c``. NNAPI runs DCR only; Core ML wants CRD's shape fixed."""
+    import onnx
+
     producers = _producers(graph)
     for node in graph.node:
         mode = next((a for a in node.attribute if a.name == "mode"), None)
@@ -94,6 +102,8 @@ def constant_resize_roi(graph: onnx.GraphProto) -> None:
     """Give each Resize an empty constant ``roi`` where the exporter left the input unnamed. Resize
     reads roi only in tf_crop_and_resize mode, so nothing changes, but a nameless input has no
     shape, and onnxruntime's mobile checker then counts the Resize as dynamic (NNAPI split)."""
+    import onnx
+
     roi = "resize_roi"
     for node in graph.node:
         if node.op_type == "Resize" and len(node.input) > 1 and not node.input[1]:
@@ -104,6 +114,8 @@ def constant_resize_roi(graph: onnx.GraphProto) -> None:
 
 def export_fp32(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta) -> Path:
     """The float reference graph, simplified. Not shipped: parity and latency compare against it."""
+    import onnx
+
     model_proto = _export_simplified(model, inputs, path)
     compact(model_proto, meta)
     onnx.save(model_proto, str(path))
@@ -136,6 +148,7 @@ class _Calibration:
 
 
 def export_int8(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta) -> Path:
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     fp32 = path.with_name(path.stem + ".fp32-for-int8.onnx")
@@ -211,6 +224,8 @@ def depth_to_space_in_uint8(graph: onnx.GraphProto) -> None:
     """QuantizeLinear + DequantizeLinear after each DepthToSpace that reads a DequantizeLinear, with the
     same scale and zero point: DepthToSpace only moves values, so nothing changes numerically, and
     onnxruntime (and NNAPI) drop the pair and run it on the uint8 tensor, a quarter of the bytes."""
+    import onnx
+
     producers = _producers(graph)
     for index in reversed(range(len(graph.node))):
         node = graph.node[index]
@@ -244,6 +259,8 @@ def _quantized_neighbours(graph: onnx.GraphProto) -> list[list[str]]:
 
 
 def _span(graph: onnx.GraphProto, scale: str, zero_point: str) -> tuple[float, float]:
+    import onnx
+
     s = float(onnx.numpy_helper.to_array(_initializer(graph, scale)))
     z = int(onnx.numpy_helper.to_array(_initializer(graph, zero_point)))
     return -z * s, (255 - z) * s
@@ -287,6 +304,8 @@ def requantize_conv_biases(graph: onnx.GraphProto) -> None:
     """Re-express each Conv's int32 bias in (input scale x weight scale), the scale an int8 conv
     adds it in: after :func:`share_concat_scales` moved some inputs' scales, the bias would
     otherwise be read at the wrong scale (onnxruntime's fused QLinearConv does) or refuse fusion."""
+    import onnx
+
     producers = _producers(graph)
     constant = {init.name: init for init in graph.initializer}
 
@@ -316,6 +335,8 @@ def drop_unused_initializers(graph: onnx.GraphProto) -> None:
 
 def compact(model_proto: onnx.ModelProto, meta: ExportMeta) -> None:
     """Drop doc strings, value_info and unused constants, shorten every internal name, set provenance metadata."""
+    import onnx
+
     graph = model_proto.graph
     drop_unused_initializers(graph)
     keep = {INPUT_NAME, OUTPUT_NAME}
@@ -363,5 +384,13 @@ def load(path: Path, threads: int | None = None) -> Runner:
 
 
 def read_metadata(path: Path) -> dict:
-    """The provenance stored in ``metadata_props``."""
-    return {prop.key: prop.value for prop in onnx.load(str(path), load_external_data=False).metadata_props}
+    """The provenance stored in ``metadata_props``, read by onnxruntime (graph left unoptimized): the
+    ``onnx`` package takes longer to import than the file takes to load, and running a file needs
+    nothing else from it."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+    return dict(session.get_modelmeta().custom_metadata_map)
