@@ -5,8 +5,8 @@ so an app passes a ``CVPixelBuffer`` straight in, and returns an RGB image of th
 (``made_up``, 0-255 per channel, same size). Weights are linearly quantized to 8 bits per
 output channel (``quantize_weights(nbits=8)``); activations run in float on device.
 
-Core ML cannot predict off macOS. On Linux, the format's stand-in check (``coreml_stand_in`` in
-export/formats.py) checks what Linux can check: the spec's inputs, outputs and layers
+Core ML cannot predict off macOS. On Linux, the format's stand-in check (:func:`stand_in`, named in
+export/formats.py's table) checks what Linux can check: the spec's inputs, outputs and layers
 (:func:`check_spec`), and that the weights stored in the file, dequantized and loaded back into
 the PyTorch model (:func:`dequantized_model`), reproduce the PyTorch output. On macOS :func:`load` runs
 the real model.
@@ -218,3 +218,14 @@ def load(path: Path, threads: int | None = None) -> Runner:
         return np.stack(outputs)
 
     return run
+
+
+def stand_in(path: Path, model: TinyBeauty, faces: torch.Tensor) -> tuple[np.ndarray, list[str]]:
+    spec = check_spec(path, int(faces.shape[-1]))
+    rebuilt, summary = dequantized_model(path, model)
+    with torch.no_grad():
+        outputs = rebuilt(faces).numpy()
+    checks = [f"spec: {spec['input']} -> {spec['output']}; layers {', '.join(summary['layers'])}",
+              f"weights: {summary['int8_convolutions']}/{summary['convolutions']} convolutions stored as 8-bit, "
+              "dequantized from the file into PyTorch and run (activations in fp32, as a weights-only check)"]
+    return outputs, checks
