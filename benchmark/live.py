@@ -16,6 +16,10 @@ or standing **still** (only the noise changes).
   and angle (degrees), tracking beside per-frame detection.
 - Tracking error on the moving clip (tools.tracking_metrics.path_error): each crop's centre against the
   path, i.e. the method's own mean centre on the still clip moved along the path.
+- Start-up, as a user meets it: ``python -m apply`` in a fresh process (its model at the threads
+  it picks), the median wall time of ``runs`` runs: ``--help``; a one-frame cut of the moving clip
+  (imports, model and face networks loaded, one frame made up and written: the wait before the
+  first frame); and the whole moving clip, whose frames/s end to end stand beside the steady rate.
 
 Writes OUT/live.png; returns the figures (report.json's "live", report.md's live section).
 """
@@ -26,6 +30,7 @@ import argparse
 import logging
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -94,6 +99,32 @@ def end_to_end(model, clip: Path, out: Path, tracker, runs: int) -> dict:
     rates = [r.frames_per_s for r in results]
     return {"frames": results[0].frames, "frames_per_s_best": max(rates),
             "frames_per_s_median": statistics.median(rates), "frames_per_s_runs": rates, "stage_ms_median": stages}
+
+
+def command_seconds(args: list[str], runs: int) -> list[float]:
+    """Wall seconds of ``python -m apply ARGS`` in a fresh process, each of ``runs`` runs."""
+    seconds = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "apply", *args], capture_output=True, text=True)
+        seconds.append(time.perf_counter() - started)
+        if done.returncode:
+            raise RuntimeError(f"python -m apply {' '.join(args)} failed (exit {done.returncode}): "
+                               + done.stderr.strip()[-2000:])
+    return seconds
+
+
+def start_up(model_path: Path, clips: dict[str, Path], frames: int, out: Path, runs: int) -> dict:
+    """apply as a user runs it: --help, a one-frame clip (the wait for the first frame) and the
+    whole moving clip (``frames`` frames), median seconds of ``runs`` fresh processes each."""
+    timed = {"help": command_seconds(["--help"], runs)}
+    for name in ("first_frame", "moving"):
+        timed[name] = command_seconds(["--model", str(model_path), str(clips[name]), "--out", str(out / name),
+                                       "--overwrite"], runs)
+    median = {name: statistics.median(seconds) for name, seconds in timed.items()}
+    return {"help_s": median["help"], "first_frame_s": median["first_frame"], "clip_s": median["moving"],
+            "clip_frames": frames, "clip_frames_per_s": frames / median["moving"], "runs": runs,
+            "seconds_runs": timed}
 
 
 def follow(tracker, frames: list[np.ndarray]) -> tuple[list, float]:
@@ -174,19 +205,21 @@ def measure_live(model_path: Path, out: Path, runs: int) -> dict:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="live-") as folder:
         clips = {name: write_clip(Path(folder) / f"{name}.mp4", frames)
-                 for name, frames in (("moving", moving_frames), ("still", still_frames))}
-        frames = {name: decoded(clip) for name, clip in clips.items()}
+                 for name, frames in (("moving", moving_frames), ("still", still_frames),
+                                      ("first_frame", moving_frames[:1]))}
+        frames = {name: decoded(clips[name]) for name in ("moving", "still")}
         trackers = {name: make(model.image_size, threads=1) for name, make in TRACKERS.items()}
         traces = {name: steadiness(tracker, frames["still"], frames["moving"], path)
                   for name, tracker in trackers.items()}
         end = {name: end_to_end(model, clips["moving"], Path(folder) / "out", tracker,
                                 runs if name == "tracking" else 1)
                for name, tracker in trackers.items()}
+        started = start_up(model_path, clips, MOVING_FRAMES, Path(folder) / "command", runs)
     live = {"model": str(model_path), "runtime": f"{model.runtime}, 1 thread", "clip": {
                 "size": list(FRAME_SIZE), "frames_per_s": RATE, "moving_frames": MOVING_FRAMES,
                 "still_frames": STILL_FRAMES, "codec": "H.264 CRF 18 + AAC", "portrait": "skimage.data.astronaut()"},
             "load_average": {"before": list(load_before), "after": list(os.getloadavg())}, "cores": os.cpu_count(),
-            "end_to_end": end,
+            "end_to_end": end, "start_up": started,
             "steadiness": {name: {k: v for k, v in trace.items() if k not in ("centres", "expected_centres")}
                            for name, trace in traces.items()}}
     live["plot"] = str(plot(live, traces, Path(out) / "live.png"))
@@ -215,7 +248,18 @@ def markdown_lines(live: dict | None) -> list[str]:
                      + " | ".join(f"{row['stage_ms_median'][s]:.1f}" for s in STAGES)
                      + f" | {jitter['centre_px']:.2f} / {jitter['scale_pct']:.2f} / {jitter['angle_deg']:.2f} | "
                      f"{error['mean_px']:.2f} / {error['max_px']:.2f} | {steady['missed_frames']} |")
-    return lines
+    return lines + start_up_lines(live.get("start_up"), live["end_to_end"]["tracking"])
+
+
+def start_up_lines(started: dict | None, steady: dict) -> list[str]:
+    """Start-up beside the steady rate; nothing for a report made before it was measured."""
+    if not started:
+        return []
+    return ["", f"Start-up (`python -m apply` in a fresh process, median of {started['runs']}): `--help` "
+            f"{started['help_s']:.2f} s; a one-frame clip {started['first_frame_s']:.2f} s (imports, model and face "
+            f"networks loaded, the frame made up and written); the {started['clip_frames']}-frame clip "
+            f"{started['clip_s']:.2f} s, {started['clip_frames_per_s']:.1f} frames/s end to end beside the steady "
+            f"{steady['frames_per_s_median']:.1f} above (1 model thread there; the command picks its own)."]
 
 
 def main(argv: list[str] | None = None) -> int:
