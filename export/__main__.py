@@ -31,39 +31,12 @@ a checkpoint whose weights, or whose outputs on the check faces, hold NaN or inf
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
-import logging
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from export.common import ExportInputs, ExportMeta, fresh_staging_dir, git_commit, parity
-from export.formats import BY_NAME, FORMATS, ExportFormat
-from export.manifest import MANIFEST
-from export.runtime import RuntimeUnavailable, run_in_batches_of_one, silence_known_noise
-from models.atomic import (
-    OutputFolderError,
-    check_output_folder,
-    replace_directory,
-    sha256_file,
-    sha256_tree,
-    tree_bytes,
-    write_text,
-)
-from models.checkpoint import CheckpointError, checkpoint_split, load_checkpoint
+from export.formats import BY_NAME, FORMATS
 from models.cli import finite_float, output_folder, positive_int
-from models.data import DataError, faces_as_tensors, load_split
 from models.gates import MAX_PSNR_DROP_DB, SIZE_BUDGET_BYTES
-from models.int8 import trained_activation_ranges
-from models.metrics import psnr_db
-from models.rescale import equalize_skips
-from models.tinybeauty import TinyBeauty
-
-log = logging.getLogger("export")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -91,196 +64,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def prepare_inputs(split: dict, data_override: str | None, n_calibration: int, n_val: int) -> ExportInputs:
-    """Calibration faces from the recorded training split, check faces from the recorded
-    validation split (each spread evenly over its split)."""
-    calibration, _ = faces_as_tensors(load_split(split, "train", data_override, limit=n_calibration))
-    val_source, val_target = faces_as_tensors(load_split(split, "val", data_override, limit=n_val))
-    return ExportInputs(val_source[:1].clone(), calibration, val_source, val_target)
-
-
-def check_artifact(fmt: ExportFormat, path: Path, model: TinyBeauty, inputs: ExportInputs,
-                   reference: torch.Tensor, budget: int, max_drop: float) -> dict:
-    """Size, then the real runtime (or the format's stand-in), then parity. Returns the record."""
-    size_bytes = tree_bytes(path)
-    record = {"format": fmt.name, "file": fmt.filename, "shipped": fmt.shipped, "precision": fmt.precision,
-              "runtime": fmt.runtime, "bytes": size_bytes, "budget_bytes": budget if fmt.shipped else None,
-              "sha256": sha256_tree(path), "checks_run": [], "checks_skipped": [], "problems": []}
-    if fmt.shipped:
-        record["checks_run"].append(f"size: {size_bytes:,} bytes of a {budget:,}-byte budget")
-        if size_bytes > budget:
-            record["problems"].append(f"{size_bytes:,} bytes is over the {budget:,}-byte budget")
-    n = len(inputs.val_source)
-    outputs = None
-    try:
-        outputs = run_in_batches_of_one(fmt.load(path), inputs.val_source.numpy())
-        record["checks_run"].append(f"ran with {fmt.runtime} on {n} validation faces")
-    except RuntimeUnavailable as why:
-        record["checks_skipped"].append(f"prediction with {fmt.runtime}: {why}")
-        if fmt.stand_in is None:
-            record["problems"].append(f"no runtime and no stand-in check: {why}")
-        else:
-            outputs, checks = fmt.stand_in(path, model, inputs.val_source)
-            record["checks_run"] += checks
-    if outputs is not None:
-        record |= parity(outputs, reference, inputs.val_target)
-        record["pytorch_psnr_vs_truth_db"] = psnr_db(reference, inputs.val_target)
-        record["psnr_drop_db"] = record["pytorch_psnr_vs_truth_db"] - record["psnr_vs_truth_db"]
-        record["checks_run"].append(f"parity on {n} validation faces: {record['psnr_vs_pytorch_db']:.2f} dB vs "
-                                    f"PyTorch, {record['psnr_vs_truth_db']:.2f} dB vs truth")
-        if not np.isfinite(outputs).all():
-            record["problems"].append("output has NaN or infinity")
-        if record["psnr_drop_db"] > max_drop:
-            record["problems"].append(f"loses {record['psnr_drop_db']:.2f} dB of ground-truth PSNR vs PyTorch "
-                                      f"({record['psnr_vs_truth_db']:.2f} vs "
-                                      f"{record['pytorch_psnr_vs_truth_db']:.2f}), "
-                                      f"over the {max_drop} dB limit")
-    record["passed"] = not record["problems"]
-    return record
-
-
-def format_table(records: list[dict]) -> str:
-    lines = ["| format | file | bytes | % of budget | PSNR vs PyTorch | PSNR vs truth | status |",
-             "|---|---|---:|---:|---:|---:|---|"]
-    for r in records:
-        pct = f"{100 * r['bytes'] / r['budget_bytes']:.1f}%" if r.get("budget_bytes") else "not shipped"
-        vs_pt = f"{r['psnr_vs_pytorch_db']:.2f} dB" if "psnr_vs_pytorch_db" in r else "not measured"
-        vs_gt = f"{r['psnr_vs_truth_db']:.2f} dB" if "psnr_vs_truth_db" in r else "not measured"
-        note = "pass" if r["passed"] else "FAIL: " + "; ".join(r["problems"])
-        if r["checks_skipped"] and r["passed"]:
-            note += " (stand-in checks; " + "; ".join(r["checks_skipped"]) + ")"
-        lines.append(f"| {r['format']} | {r['file']} | {r['bytes']:,} | {pct} | {vs_pt} | {vs_gt} | {note} |")
-    return "\n".join(lines)
-
-
-def checked(fmt: ExportFormat, staging: Path, model: TinyBeauty, inputs: ExportInputs, meta: ExportMeta,
-            reference: torch.Tensor, args: argparse.Namespace) -> dict:
-    """Export one format into the staging folder and check it. Any error, in the converter or
-    in a check, becomes a failed record: it is reported, and the previous set stays in place."""
-    path = staging / fmt.filename
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = dataclasses.replace(meta, layout=fmt.layout)
-    start = time.perf_counter()
-    try:
-        fmt.export(model, inputs, path, meta)
-        record = check_artifact(fmt, path, model, inputs, reference, args.budget_bytes, args.max_psnr_drop)
-    except Exception as error:  # every failure ends as a report, never a half-installed set
-        log.exception("%s failed", fmt.name)
-        return {"format": fmt.name, "file": fmt.filename, "bytes": tree_bytes(path) if path.exists() else 0,
-                "passed": False, "checks_run": [], "checks_skipped": [],
-                "problems": [f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"]}
-    record["export_s"] = round(time.perf_counter() - start, 2)
-    record |= {"input": meta.as_strings()["tinybeauty.input"], "output": meta.as_strings()["tinybeauty.output"],
-               "checkpoint": meta.checkpoint, "checkpoint_sha256": meta.checkpoint_sha256}
-    return record
-
-
-def check_replaceable(out: Path) -> None:
-    """The set replaces --out as a whole, staged beside it: refuse a folder that is not an artifact
-    set (replacing it would delete its files) and a parent the staging folder cannot be made in."""
-    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
-        raise OutputFolderError(f"{out} holds files but no {MANIFEST}, so it is not an artifact set; export replaces "
-                                "its --out as a whole and would delete them: name a new or empty folder")
-    check_output_folder(out.absolute().parent)
-
-
-def finite_reference(model: TinyBeauty, inputs: ExportInputs, checkpoint: Path) -> torch.Tensor:
-    """PyTorch's output on the check faces, which every format is compared to; refused, naming the
-    checkpoint, when it is not finite (no converter could be checked against it)."""
-    with torch.no_grad():
-        reference = model(inputs.val_source)
-    if not torch.isfinite(reference).all():
-        raise CheckpointError(f"{checkpoint}: the model's output on the validation faces holds NaN or infinity; "
-                              "use an earlier checkpoint or retrain, e.g. with a lower --lr")
-    return reference
-
-
-def export_meta(args: argparse.Namespace, checkpoint: dict, inputs: ExportInputs) -> ExportMeta:
-    """The provenance every file carries."""
-    return ExportMeta(checkpoint=str(args.checkpoint), checkpoint_sha256=sha256_file(args.checkpoint),
-                      git_commit=git_commit(), val_psnr_db=float(checkpoint.get("val_psnr", float("nan"))),
-                      image_size=inputs.image_size, extra={"epoch": checkpoint.get("epoch", "?")})
-
-
-def int8_weights(model: TinyBeauty, checkpoint: dict, inputs: ExportInputs,
-                 no_equalize: bool) -> tuple[TinyBeauty, dict, ExportInputs]:
-    """(the network the formats with int8 activations export, its skip factors, the inputs with the
-    trained activation ranges where the checkpoint has them)."""
-    # Formats with int8 activations get weights rescaled so each skip and its decoder partner share a
-    # range (float-exact; ranges from the calibration faces). Parity is always against the model as trained.
-    rescaled, factors = model, {}
-    if not no_equalize:
-        # A quantization-aware fine-tune trained with fixed factors: use them, so the int8 files
-        # round the very tensors it trained (models/rescale.py, train/qat.py).
-        rescaled, factors = equalize_skips(model, inputs.calibration, checkpoint.get("skip_factors"))
-        log.info("skip connections rescaled for int8 concatenation: %s",
-                 ", ".join(f"{name} x{k:.3g}" for name, k in factors.items()))
-        # ... and round each activation over the range it trained with (models/int8.py). The ranges
-        # belong to the rescaled network: without the rescaling (--no-equalize) the formats calibrate.
-        if checkpoint.get("skip_factors"):
-            inputs = dataclasses.replace(inputs, activation_ranges=trained_activation_ranges(checkpoint))
-    log.info("int8 activation ranges: %s", "as the quantization-aware phase trained them" if inputs.activation_ranges
-             else f"calibrated on {len(inputs.calibration)} training faces")
-    return rescaled, factors, inputs
-
-
-def export_all(args: argparse.Namespace, staging: Path, model: TinyBeauty, rescaled: TinyBeauty,
-               inputs: ExportInputs, meta: ExportMeta, reference: torch.Tensor) -> list[dict]:
-    """Every format asked for, exported into the staging folder and checked: one record each."""
-    records = []
-    for index, name in enumerate(args.formats, start=1):
-        fmt = BY_NAME[name]
-        log.info("[%d/%d] %s -> %s", index, len(args.formats), fmt.name, fmt.filename)
-        record = checked(fmt, staging, rescaled if fmt.int8_activations else model, inputs, meta, reference, args)
-        for check in record["checks_run"]:
-            log.info("    %s", check)
-        for skipped in record["checks_skipped"]:
-            log.info("    skipped %s", skipped)
-        records.append(record)
-    return records
-
-
-def manifest_of(args: argparse.Namespace, checkpoint: dict, split: dict, model: TinyBeauty, meta: ExportMeta,
-                inputs: ExportInputs, factors: dict, records: list[dict]) -> dict:
-    return {"checkpoint": str(args.checkpoint), "checkpoint_sha256": meta.checkpoint_sha256,
-            "checkpoint_epoch": checkpoint.get("epoch"), "val_psnr_db": meta.val_psnr_db,
-            "model_config": model.config.to_dict(), "train_config": checkpoint.get("train_config", {}),
-            "split": {key: split[key] for key in ("data", "seed", "val_fraction", "test_fraction", "image_size")}
-            | {f"{part}_pairs": len(split[part]) for part in ("train", "val", "test")},
-            "git_commit": meta.git_commit, "image_size": inputs.image_size, "budget_bytes": args.budget_bytes,
-            "max_psnr_drop_db": args.max_psnr_drop, "val_images": len(inputs.val_source),
-            "calibration_images": len(inputs.calibration), "skip_rescale": factors,
-            "activation_ranges": inputs.activation_ranges or "calibrated", "artifacts": records}
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    silence_known_noise()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    try:
-        check_replaceable(args.out)
-        model, checkpoint = load_checkpoint(args.checkpoint)
-        split = checkpoint_split(checkpoint, args.checkpoint)
-        inputs = prepare_inputs(split, args.data, args.calibration_images, args.val_images)
-        reference = finite_reference(model, inputs, args.checkpoint)
-    except (CheckpointError, DataError, OutputFolderError) as error:
-        log.error("%s", error)
-        return 2
-    meta = export_meta(args, checkpoint, inputs)
-    staging = fresh_staging_dir(args.out)
-    rescaled, factors, inputs = int8_weights(model, checkpoint, inputs, args.no_equalize)
-    records = export_all(args, staging, model, rescaled, inputs, meta, reference)
-    print("\n" + format_table(records) + "\n")
-    failed = [r for r in records if not r["passed"]]
-    if failed:
-        log.error("export failed for %s; nothing in %s was replaced (the rejected set stays in %s)",
-                  ", ".join(r["format"] for r in failed), args.out, staging)
-        return 1
-    manifest = manifest_of(args, checkpoint, split, model, meta, inputs, factors, records)
-    write_text(staging / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-    replace_directory(staging, args.out)  # another export's set arriving meanwhile: the last to finish stays
-    log.info("wrote %s and %s", ", ".join(r["file"] for r in records), args.out / MANIFEST)
-    return 0
+    # torch, the converters and the data come in with the work (export/pipeline.py): --help and
+    # argument errors answer at once.
+    from export.pipeline import run
+
+    return run(args)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ HEAVY = ("torch", "onnxruntime", "onnx", "av", "cv2", "ai_edge_litert", "tensorf
 BAD_ARGUMENTS = {
     "apply": (["--model", "m.onnx", "face.png", "--out", "out", "--strength", "9"], "--strength"),
     "web": (["--port", "99999"], "--port"),
+    "export": (["--budget-bytes", "0"], "--budget-bytes"),
 }
 # The command run as `python -m MODULE ARGS...`; then the heavy modules it imported, as JSON on stderr's last line.
 PROBE = """
