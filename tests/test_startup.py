@@ -20,6 +20,7 @@ BAD_ARGUMENTS = {
     "apply": (["--model", "m.onnx", "face.png", "--out", "out", "--strength", "9"], "--strength"),
     "web": (["--port", "99999"], "--port"),
     "export": (["--budget-bytes", "0"], "--budget-bytes"),
+    "benchmark": (["--min-runs", "0"], "--min-runs"),
 }
 # The command run as `python -m MODULE ARGS...`; then the heavy modules it imported, as JSON on stderr's last line.
 PROBE = """

@@ -1,0 +1,250 @@
+"""The benchmark itself, run by ``python -m benchmark`` once its command line is parsed
+(benchmark/__main__.py says what it measures): every artifact scored and timed, the reports written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import logging
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmark.browser import browser_row, page_row_name
+from benchmark.latency import available_cores, measure_latency, peak_gflops
+from benchmark.live import live_section
+from benchmark.mobile import shipped_onnx_usability
+from benchmark.report import write_reports
+from export.formats import BY_NAME
+from export.manifest import ManifestError, check_source_checkpoint, read_manifest
+from export.runtime import (
+    RuntimeUnavailable,
+    pytorch_runner,
+    run_in_batches_of_one,
+    silence_known_noise,
+)
+from models.checkpoint import CheckpointError, checkpoint_split, load_checkpoint
+from models.data import REAL_TEST_SPLIT, DataError, faces_as_tensors, load_split
+from models.gates import QUALITY_BAR_DB
+from models.metrics import mean_psnr_db, psnr_db, ssim
+from models.tinybeauty import count_macs, count_parameters
+from web.server import PAGE_MODELS
+
+log = logging.getLogger("benchmark")
+
+RUNTIME_PACKAGES = ("torch", "onnxruntime", "playwright", "onnx", "coremltools", "executorch", "ai-edge-litert",
+                    "litert-torch", "numpy")
+SPLIT_LABELS = {"test": "test (held out)", "val": "validation", REAL_TEST_SPLIT: "real-photo test (held-out person)"}
+REFERENCE_FORMAT = "pytorch"  # the row every artifact's drop is measured from
+SAMPLE_FACES = 4  # faces per model in samples.png
+
+
+def quality(outputs: np.ndarray, source: torch.Tensor, target: torch.Tensor, reference: torch.Tensor | None) -> dict:
+    made_up = torch.from_numpy(np.asarray(outputs, np.float32))
+    row = {"psnr_db": mean_psnr_db(made_up, target), "psnr_pooled_db": psnr_db(made_up, target),
+           "ssim": ssim(made_up, target), "pairs": len(target)}
+    if reference is not None:  # parity is pooled: per-image PSNR of near-identical images hits the cap
+        row["psnr_vs_pytorch_db"] = psnr_db(made_up, reference)
+    return row
+
+
+def latency_by_threads(make_runner, example: np.ndarray, threads: list[int], args: argparse.Namespace) -> dict:
+    """Batch-1 latency of a fresh runner at each thread count (a runtime fixes threads when built)."""
+    figures = {}
+    for count in threads:
+        runner = make_runner(count)
+        figures[str(count)] = measure_latency(lambda: runner(example),  # noqa: B023 (called at once)
+                                              min_runs=args.min_runs, min_seconds=args.min_seconds)
+    return figures
+
+
+def package_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def machine_info(thread_counts: list[int]) -> dict:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "platform": platform.platform(), "cpu": cpu, "cores": available_cores(), "python": platform.python_version(),
+        "versions": {name: package_version(name) for name in RUNTIME_PACKAGES},
+        "peak_fp32_gflops": {str(t): peak_gflops(t) for t in thread_counts},
+    }
+
+
+def load_inputs(args: argparse.Namespace):
+    """The verified manifest, the checkpoint it came from, and the recorded test/val faces."""
+    manifest = read_manifest(args.artifacts)
+    checkpoint_path = check_source_checkpoint(manifest)
+    model, checkpoint = load_checkpoint(checkpoint_path)
+    split = checkpoint_split(checkpoint, checkpoint_path)
+    faces = {part: faces_as_tensors(load_split(split, part, args.data, limit=args.images))
+             for part in SPLIT_LABELS if split.get(part)}
+    return manifest, model, checkpoint, faces
+
+
+def score_artifact(entry: dict, args: argparse.Namespace, model, faces: dict, references: dict,
+                   threads: list[int], example: np.ndarray) -> tuple[dict, dict]:
+    """One artifact's row: quality per split in its own runtime (or its stand-in), and latency."""
+    fmt, path = BY_NAME[entry["format"]], args.artifacts / entry["file"]
+    row = {"name": f"{fmt.name} ({fmt.precision})", "format": fmt.name, "file": str(path), "shipped": fmt.shipped,
+           "bytes": entry["bytes"], "runtime": fmt.runtime, "latency": {}, "quality": {}, "notes": []}
+    outputs = {}
+    try:
+        runner = fmt.load(path)
+        outputs = {part: run_in_batches_of_one(runner, source.numpy()) for part, (source, _) in faces.items()}
+        row["notes"].append(f"ran with {fmt.runtime}")
+        row["latency"] = latency_by_threads(lambda t: fmt.load(path, t), example, threads, args)
+    except RuntimeUnavailable as why:
+        row["notes"].append(f"not run: {why}")
+        if fmt.stand_in is None:
+            row["notes"].append("no stand-in check: quality not measured")
+        else:
+            for part, (source, _) in faces.items():
+                outputs[part], checks = fmt.stand_in(path, model, source)
+            row["notes"] += ["quality from the stand-in: " + checks[-1], "latency: not measured"]
+            row["stand_in"] = True
+    for part, made_up in outputs.items():
+        row["quality"][part] = quality(made_up, *faces[part], references[part])
+    curve = fmt.read_metadata(path).get("tinybeauty.size_quality")
+    if curve:  # the export's size/quality search (the .mlpackage's bit widths), kept in the file
+        row["size_quality"] = json.loads(curve)
+    return row, outputs
+
+
+def headline_split(faces: dict) -> str:
+    """The split the gates and the table's first columns are on: the held-out test split, or the
+    validation split for a checkpoint trained without one (--test-fraction 0)."""
+    return "test" if "test" in faces else "val"
+
+
+def reference_rows(model, faces: dict, references: dict, manifest: dict, threads: list[int], example: np.ndarray,
+                   args: argparse.Namespace) -> list[dict]:
+    """The two rows every artifact is read against: the untouched input, and PyTorch fp32."""
+    baseline = {"name": "no makeup (input)", "format": "baseline", "bytes": None, "latency": {},
+                "quality": {part: quality(source.numpy(), source, target, None)
+                            for part, (source, target) in faces.items()},
+                "notes": ["untouched input vs target"]}
+    pytorch = {"name": "PyTorch fp32 (reference)", "format": REFERENCE_FORMAT, "file": manifest["checkpoint"],
+               "bytes": count_parameters(model) * 4, "runtime": "PyTorch eager fp32",
+               "quality": {part: quality(references[part].numpy(), *faces[part], references[part]) for part in faces},
+               "latency": latency_by_threads(lambda t: pytorch_runner(model, t), example, threads, args),
+               "notes": ["bytes: parameters x 4 (fp32 weights)"]}
+    return [baseline, pytorch]
+
+
+def as_samples(outputs: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(outputs[:SAMPLE_FACES], np.float32))
+
+
+def score_exports(manifest: dict, args: argparse.Namespace, model, faces: dict, references: dict,
+                  threads: list[int], example: np.ndarray, headline: str) -> tuple[list[dict], dict]:
+    """A row per artifact, then the browser row; and the headline split's first outputs of each."""
+    rows, samples = [], {}
+    for entry in manifest["artifacts"]:
+        log.info("%s: %s", entry["format"], args.artifacts / entry["file"])
+        row, outputs = score_artifact(entry, args, model, faces, references, threads, example)
+        if headline in outputs:
+            samples[row["format"]] = as_samples(outputs[headline])
+        rows.append(row)
+    for fmt in () if args.no_browser else PAGE_MODELS:
+        log.info("%s: the web page in headless Chromium, %s", page_row_name(fmt), PAGE_MODELS[fmt])
+        browser, outputs = browser_row(args.artifacts, manifest, faces, threads, args.min_runs, args.min_seconds, fmt)
+        for part, made_up in outputs.items():
+            browser["quality"][part] = quality(made_up, *faces[part], references[part])
+        if headline in outputs:
+            samples[browser["format"]] = as_samples(outputs[headline])
+        rows.append(browser)
+    return rows, samples
+
+
+def add_compute_share(rows: list[dict], macs: int, info: dict) -> None:
+    """Each latency figure's achieved GFLOP/s and its share of the measured fp32 peak."""
+    for row in rows:
+        for t, figures in row["latency"].items():
+            if t not in info["peak_fp32_gflops"]:  # a runtime's own default thread count, beside the report's
+                continue
+            achieved = 2 * macs / (figures["median_ms"] / 1000) / 1e9
+            figures["gflops"] = achieved
+            figures["share_of_fp32_peak"] = achieved / info["peak_fp32_gflops"][t]
+
+
+def gate_failures(rows: list[dict], headline: str, max_drop: float, min_psnr: float | None) -> list[str]:
+    """On the headline split: every model more than max_drop dB below PyTorch on truth, or under min_psnr."""
+    reference = next(row for row in rows if row["format"] == REFERENCE_FORMAT)
+    reference_truth = reference["quality"][headline]["psnr_db"]
+    failures = []
+    for row in rows:
+        scored = row["quality"].get(headline)
+        if row["format"] == "baseline" or scored is None:  # the untouched input is a yardstick, not a model
+            continue
+        drop = reference_truth - scored["psnr_db"]
+        if drop > max_drop:
+            failures.append(f"{row['name']}: {drop:.2f} dB below PyTorch on truth (limit {max_drop} dB)")
+        if min_psnr is not None and scored["psnr_db"] < min_psnr:
+            failures.append(f"{row['name']}: {scored['psnr_db']:.2f} dB vs truth, under the {min_psnr} dB bar")
+    return failures
+
+
+def run(args: argparse.Namespace) -> int:
+    """The benchmark ``python -m benchmark`` asks for (benchmark/__main__.py): 0 done, 1 a failed gate,
+    2 bad input."""
+    silence_known_noise()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        manifest, model, checkpoint, faces = load_inputs(args)
+    except (ManifestError, CheckpointError, DataError) as error:
+        log.error("%s", error)
+        return 2
+    headline = headline_split(faces)
+    embedded = not checkpoint.get("train_config", {}).get("data")
+    min_psnr = args.min_psnr if args.min_psnr is not None else (QUALITY_BAR_DB if embedded else None)
+    threads = args.threads or sorted({1, available_cores()})
+    log.info("scoring on %s; headline: %s; latency at %s thread(s)",
+             ", ".join(f"{len(target)} {SPLIT_LABELS[part]} pairs" for part, (_, target) in faces.items()),
+             SPLIT_LABELS[headline], threads)
+
+    with torch.no_grad():
+        references = {part: model(source) for part, (source, _) in faces.items()}
+    source, target = faces[headline]
+    example = source[:1].numpy()
+    rows = reference_rows(model, faces, references, manifest, threads, example, args)
+    samples = {"input": source[:SAMPLE_FACES], "target": target[:SAMPLE_FACES],
+               "PyTorch fp32": references[headline][:SAMPLE_FACES]}
+    exported, exported_samples = score_exports(manifest, args, model, faces, references, threads, example, headline)
+    rows += exported
+    samples |= exported_samples
+
+    macs = count_macs(model, source.shape[-2], source.shape[-1])
+    info = machine_info(threads)
+    add_compute_share(rows, macs, info)
+    failures = gate_failures(rows, headline, args.max_drop, min_psnr)
+    report = {"machine": info, "manifest": str(args.artifacts / "manifest.json"), "checkpoint": manifest["checkpoint"],
+              "checkpoint_sha256": manifest["checkpoint_sha256"], "headline_split": headline,
+              "pairs": {part: len(target) for part, (_, target) in faces.items()},
+              "image_size": int(source.shape[-1]), "macs": macs, "parameters": count_parameters(model),
+              "threads": threads, "gates": {"split": headline, "max_drop_db": args.max_drop, "min_psnr_db": min_psnr,
+                                            "failures": failures}, "rows": rows,
+              "mobile": shipped_onnx_usability(args.artifacts)}
+    if not args.no_live:  # benchmark/live.py: a 720p clip through apply; tracking beside per-frame detection
+        report["live"] = live_section(args.artifacts / BY_NAME["onnx"].filename, args.out)
+    paths = write_reports(report, samples, args.out)
+    print("\n" + paths["markdown_table"] + "\n")
+    log.info("wrote %s", ", ".join(str(p) for k, p in paths.items() if k != "markdown_table"))
+    for failure in failures:
+        log.error("gate failed: %s", failure)
+    return 1 if failures else 0
+
