@@ -59,3 +59,13 @@ def test_a_bad_argument_is_refused_before_anything_heavy_is_imported(module, tmp
     outcome, said = run_probe(module, *args)
     assert outcome == {"code": 2, "heavy": []}
     assert named in said
+
+
+def test_apply_refuses_a_clash_before_anything_heavy_is_imported(tmp_path):
+    """Results that would replace a file are found from the names alone (apply/outputs.py)."""
+    (tmp_path / "face.png").write_bytes(b"not read")
+    (tmp_path / "face_makeup.png").write_bytes(b"an earlier result")
+    outcome, said = run_probe("apply", "--model", str(tmp_path / "m.onnx"), str(tmp_path / "face.png"),
+                              "--out", str(tmp_path))
+    assert outcome == {"code": 2, "heavy": []}
+    assert "face_makeup.png (a result of" in said and "exists already" in said
