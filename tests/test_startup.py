@@ -69,3 +69,13 @@ def test_apply_refuses_a_clash_before_anything_heavy_is_imported(tmp_path):
                               "--out", str(tmp_path))
     assert outcome == {"code": 2, "heavy": []}
     assert "face_makeup.png (a result of" in said and "exists already" in said
+
+
+def test_the_live_report_puts_start_up_beside_the_steady_rate():
+    from benchmark.live import start_up_lines
+
+    started = {"help_s": 0.05, "first_frame_s": 1.47, "clip_s": 3.67, "clip_frames": 90, "clip_frames_per_s": 24.5,
+               "runs": 3}
+    line = "".join(start_up_lines(started, {"frames_per_s_median": 42.9}))
+    assert all(figure in line for figure in ("0.05 s", "1.47 s", "3.67 s", "24.5 frames/s", "42.9", "median of 3"))
+    assert start_up_lines(None, {"frames_per_s_median": 42.9}) == []  # a report from before start-up was measured
