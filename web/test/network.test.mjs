@@ -1,6 +1,6 @@
 // Where the page turns pixels into the model's tensor and back (web/static/makeup.mjs: faceTensor,
 // runModel) and how it picks a runtime (web/static/network.mjs), in plain Node. The runtimes themselves
-// run in Chromium (tests/test_web.py).
+// run in Chromium (tests/web/test_web.py).
 import assert from 'node:assert/strict';
 import {test} from 'node:test';
 

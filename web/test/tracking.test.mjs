@@ -1,5 +1,5 @@
 // The tracker's recorded traces (tests/traces/tracking/, written by `python -m tools.tracking_traces`) replayed through
-// the page's tracking_step.mjs, as tests/test_tracking_traces.py replays them through faces.tracking_step: a
+// the page's tracking_step.mjs, as tests/faces/test_tracking_traces.py replays them through faces.tracking_step: a
 // decision or a number that changes on one side only fails that side's replay. Plain Node, no browser:
 //   node --test web/test/
 import assert from 'node:assert/strict';
@@ -13,7 +13,7 @@ const PARAMS = JSON.parse(readFileSync(new URL('faces/tracking.json', ROOT), 'ut
 const TRACES = new URL('tests/traces/tracking/', ROOT);
 const NAMES = readdirSync(TRACES).filter((name) => name.endsWith('.json')).map((name) => name.slice(0, -5)).sort();
 const TOLERANCE = 1e-6;  // tools.tracking_traces.TOLERANCE
-// Each number the step reads, changed (tests/test_tracking_traces.py's CHANGES): some trace must notice.
+// Each number the step reads, changed (tests/faces/test_tracking_traces.py's CHANGES): some trace must notice.
 const CHANGES = {smoothing: {centre: [0.5, 20.0], size: [0.5, 20.0], angle: [0.5, 20.0]}, derivative_cutoff: 1.0,
                  fallback_fps: 60, mesh_passes: 2, region_hold: {shift: 0.06, scale: 0.05, degrees: 3.0},
                  match_iou: 0.7, duplicate_iou: 0.2, stale_widen: 1.5, around_reach: 5};
