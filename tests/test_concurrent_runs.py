@@ -7,6 +7,7 @@ A training run holds its --out while it writes there: a second one is refused be
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from conftest import ROOT, train_args
 from export.common import fresh_staging_dir
 from export.manifest import MANIFEST, read_manifest
 from train.__main__ import main as train_main
+from train.sweep import main as sweep_main
 
 SETS = {("onnx", "ptl"): {"tinybeauty.onnx", "tinybeauty.ptl"},
         ("onnx-fp32", "onnx"): {"reference/tinybeauty_fp32.onnx", "tinybeauty.onnx"}}
@@ -76,3 +78,24 @@ def test_a_second_training_run_into_a_folder_in_use_is_refused(synthetic_data, t
     assert first.returncode == 0, log[-3000:]
     assert len((out / "metrics.csv").read_text().splitlines()) == 1 + epochs  # the header, then the first run's rows
     assert torch.load(out / "tinybeauty_last.pt", weights_only=True)["epoch"] == epochs
+
+
+def test_a_second_sweep_into_a_folder_in_use_is_refused(synthetic_data, tmp_path, caplog):
+    out = tmp_path / "sweep"
+    recipe = ["--data", str(synthetic_data), "--variant", "nano", "--image-size", "64", "--batch-size", "4",
+              "--epochs", "4", "--val-fraction", "0.25", "--test-fraction", "0.1"]
+    first = subprocess.Popen([sys.executable, "-m", "train.sweep", "--seeds", "0", "--out", str(out), "--", *recipe],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        while not (out / "seed_0" / "config.json").exists() and first.poll() is None:  # its first seed trains
+            time.sleep(0.05)
+        assert first.poll() is None, "the first sweep ended before the second could start: give it more epochs"
+        # --overwrite: only the folder being in use can refuse it
+        assert sweep_main(["--seeds", "1", "--out", str(out), "--overwrite", "--", *recipe]) == 2
+        assert f"{out} is being written by another run" in caplog.text
+        log = first.communicate(timeout=900)[0]
+    finally:
+        first.kill()  # no run left behind when the test fails; a finished one is not touched
+    assert first.returncode == 0, log[-3000:]
+    assert [row["seed"] for row in json.loads((out / "sweep.json").read_text())["seeds"]] == [0]
+    assert not (out / "seed_1").exists()

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import torch
 
-from models.atomic import write_text
+from models.atomic import OutputFolderError, lock_folder, write_text
 from models.checkpoint import checkpoint_split, load_checkpoint
 from models.cli import output_folder, positive_int, seed_number
 from models.data import DataError, decode_pairs, faces_as_tensors
@@ -261,8 +261,13 @@ def write_report(args: argparse.Namespace, train_args: list[str], rows: list[dic
 def main(argv: list[str] | None = None) -> int:
     args, train_args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    args.out.mkdir(parents=True, exist_ok=True)
     try:
+        lock_folder(args.out)  # a second sweep into this --out is refused here, before any seed trains
         test_data = load_test_data(args)
+    except OutputFolderError as error:
+        log.error("%s", error)
+        return 2
     except DataError as error:
         log.error("--test-data: %s", error)
         return 2
