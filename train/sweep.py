@@ -41,7 +41,7 @@ from pathlib import Path
 
 import torch
 
-from models.atomic import OutputFolderError, lock_folder, write_text
+from models.atomic import OutputFolderError, lock_folder, unlock_folder, write_text
 from models.checkpoint import checkpoint_split, load_checkpoint
 from models.cli import output_folder, positive_int, seed_number
 from models.data import DataError, decode_pairs, faces_as_tensors
@@ -264,10 +264,18 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     try:
         lock_folder(args.out)  # a second sweep into this --out is refused here, before any seed trains
-        test_data = load_test_data(args)
     except OutputFolderError as error:
         log.error("%s", error)
         return 2
+    try:
+        return sweep(args, train_args)
+    finally:
+        unlock_folder(args.out)  # sweeps one after another in one process reuse the folder
+
+
+def sweep(args: argparse.Namespace, train_args: list[str]) -> int:
+    try:
+        test_data = load_test_data(args)
     except DataError as error:
         log.error("--test-data: %s", error)
         return 2
