@@ -26,8 +26,6 @@ import functools
 import importlib.util
 import logging
 import math
-import multiprocessing
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +33,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
-from tqdm import tqdm
 
 from faces.mesh import FACE_OVAL, LEFT_EYE, LIPS_INNER, LIPS_OUTER, RIGHT_EYE
 from models.atomic import atomic_path
 from train.looks import BERRY, LOOKS, Look, look_named
-from train.synthetic import LABELS, SKIN_TONES, to_uint8
+from train.synthetic import LABELS, SKIN_TONES, render_jobs, to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -392,15 +389,7 @@ def write_portraits(out: Path, counts: dict[str, int], size: int = 256, seed: in
         (out / sub).mkdir(parents=True, exist_ok=True)
     jobs = [(out, identity, index, size, seed, look, kinds) for identity, n in counts.items()
             for index in range(1, n + 1)]
-    workers = workers or min(4, os.cpu_count() or 1)
-    progress = dict(total=len(jobs), desc=f"rendering {len(jobs)} portrait pairs", unit="pair")
-    if workers == 1:
-        for job in tqdm(jobs, **progress):
-            _write_pair(job)
-    else:
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            for _ in tqdm(pool.imap_unordered(_write_pair, jobs, chunksize=8), **progress):
-                pass
+    render_jobs(_write_pair, jobs, f"rendering {len(jobs)} portrait pairs", workers)
     return out
 
 

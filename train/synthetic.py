@@ -342,16 +342,22 @@ def write_dataset(out: Path, n: int, size: int = 256, seed: int = 0, workers: in
     for sub in ("source", "target", "mask"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     jobs = [(out, index, size, seed, look) for index in range(1, n + 1)]
+    render_jobs(_write_pair, jobs, f"rendering {n} synthetic pairs", workers)
+    return out
+
+
+def render_jobs(write_pair, jobs: list, description: str, workers: int | None) -> None:
+    """Run ``write_pair`` (a module-level function, for the spawned workers) on every job, with a
+    progress bar: in this process for one worker, else in a pool of ``workers`` (default: up to 4)."""
     workers = workers or min(4, os.cpu_count() or 1)
-    progress = dict(total=n, desc=f"rendering {n} synthetic pairs", unit="pair")
+    progress = dict(total=len(jobs), desc=description, unit="pair")
     if workers == 1:
         for job in tqdm(jobs, **progress):
-            _write_pair(job)
-    else:
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            for _ in tqdm(pool.imap_unordered(_write_pair, jobs, chunksize=8), **progress):
-                pass
-    return out
+            write_pair(job)
+        return
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        for _ in tqdm(pool.imap_unordered(write_pair, jobs, chunksize=8), **progress):
+            pass
 
 
 def main(argv: list[str] | None = None) -> None:
