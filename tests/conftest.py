@@ -16,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,6 +57,16 @@ def _only_in_the_slow_lane(fixture: str) -> None:
     if item is not None and item.get_closest_marker("slow") is None:
         pytest.fail(f"{item.nodeid} asks for the {fixture!r} fixture at run time, which trains: take it as an "
                     f"argument (tests/conftest.py then marks the test slow) or mark the test slow")
+
+
+def grown(mask, pixels: int):
+    """A boolean mask grown by ``pixels`` in every direction (a square dilation, wrapping at the edges):
+    the tests' allowance around a region that a feathered edge may reach."""
+    result = mask.copy()
+    for dy in range(-pixels, pixels + 1):
+        for dx in range(-pixels, pixels + 1):
+            result |= np.roll(mask, (dy, dx), axis=(0, 1))
+    return result
 
 
 def train_args(data: Path, out: Path, *extra: str) -> list[str]:

@@ -7,6 +7,7 @@ import hashlib
 
 import numpy as np
 import pytest
+from conftest import grown
 from PIL import Image
 
 from train import looks, portraits, synthetic
@@ -67,16 +68,8 @@ def test_each_look_leaves_the_background_alone(name):
                                                                 look=looks.LOOKS[name])
     change = np.abs(target - source).max(axis=2)
     made_up = np.max([masks.lips, masks.shadow, masks.lower_shadow, masks.liner, masks.blush], axis=0) > 0.002
-    assert change[~_grown(made_up, 2)].max() < 0.002
-    assert change[~_grown(labels > 0, 3)].max() < 1e-6
-
-
-def _grown(mask: np.ndarray, pixels: int) -> np.ndarray:
-    grown = mask.copy()
-    for dy in range(-pixels, pixels + 1):
-        for dx in range(-pixels, pixels + 1):
-            grown |= np.roll(mask, (dy, dx), axis=(0, 1))
-    return grown
+    assert change[~grown(made_up, 2)].max() < 0.002
+    assert change[~grown(labels > 0, 3)].max() < 1e-6
 
 
 def _regions(labels: np.ndarray) -> dict[str, np.ndarray]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import grown
 
 from train import portraits
 from train.synthetic import LABELS
@@ -24,14 +25,6 @@ def test_a_pair_is_a_pure_function_of_seed_identity_and_index(identity):
     assert np.abs(first[0] - other_index[0]).mean() > 0.01
 
 
-def _grown(mask: np.ndarray, pixels: int) -> np.ndarray:
-    grown = mask.copy()
-    for dy in range(-pixels, pixels + 1):
-        for dx in range(-pixels, pixels + 1):
-            grown |= np.roll(mask, (dy, dx), axis=(0, 1))
-    return grown
-
-
 @pytest.mark.parametrize("identity", sorted(portraits.PORTRAITS))
 @pytest.mark.parametrize("index", [1, 2])
 def test_the_look_changes_only_its_regions(identity, index):
@@ -41,9 +34,9 @@ def test_the_look_changes_only_its_regions(identity, index):
     assert lips.sum() > 20 and change[lips].mean() > 0.05  # the lipstick shows
     # Outside every part of the look (grown by two pixels): untouched.
     made_up = np.max([masks.lips, masks.shadow, masks.liner, masks.blush], axis=0) > 0.002
-    assert change[~_grown(made_up, 2)].max() < 0.002
+    assert change[~grown(made_up, 2)].max() < 0.002
     # Away from the face (the label map's background, three pixels clear of it): untouched.
-    assert change[~_grown(labels > 0, 3)].max() < 1e-6
+    assert change[~grown(labels > 0, 3)].max() < 1e-6
     # The forehead (skin above the brows, clear of the shadow that reaches up to them): untouched.
     brows = np.isin(labels, [LABELS["left_brow"], LABELS["right_brow"]])
     top_of_brows = np.nonzero(brows.any(axis=1))[0].min()
