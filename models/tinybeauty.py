@@ -44,6 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.variants import INPUT_MULTIPLE, VARIANT_FIELDS
+
 
 @dataclass(frozen=True)
 class TinyBeautyConfig:
@@ -94,14 +96,10 @@ class TinyBeautyConfig:
 
 
 ACTIVATIONS = {"relu": nn.ReLU}
-# Inputs' sides must be divisible by this: the stem's stride 2 times two 2x max-pools.
-INPUT_MULTIPLE = 8
 
-# Named variants: one dict, one factory (see `build_model`).
-VARIANTS: dict[str, TinyBeautyConfig] = {
-    "tiny": TinyBeautyConfig(),
-    "nano": TinyBeautyConfig(widths=(8, 16, 24), bottleneck_width=24),  # tests and smoke runs
-}
+# Named variants: one dict, one factory (see `build_model`); their fields are models/variants.py's, which
+# the command lines read without torch.
+VARIANTS: dict[str, TinyBeautyConfig] = {name: TinyBeautyConfig(**values) for name, values in VARIANT_FIELDS.items()}
 
 
 @dataclass(frozen=True)

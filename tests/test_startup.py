@@ -21,6 +21,8 @@ BAD_ARGUMENTS = {
     "web": (["--port", "99999"], "--port"),
     "export": (["--budget-bytes", "0"], "--budget-bytes"),
     "benchmark": (["--min-runs", "0"], "--min-runs"),
+    "train": (["--seed", "-1"], "--seed"),
+    "train.sweep": (["--seeds", "-1", "--out", "unused"], "--seeds"),  # refused at --seeds, before --out is read
 }
 # The command run as `python -m MODULE ARGS...`; then the heavy modules it imported, as JSON on stderr's last line.
 PROBE = """
@@ -79,3 +81,17 @@ def test_the_live_report_puts_start_up_beside_the_steady_rate():
     line = "".join(start_up_lines(started, {"frames_per_s_median": 42.9}))
     assert all(figure in line for figure in ("0.05 s", "1.47 s", "3.67 s", "24.5 frames/s", "42.9", "median of 3"))
     assert start_up_lines(None, {"frames_per_s_median": 42.9}) == []  # a report from before start-up was measured
+
+
+@pytest.mark.parametrize("module,args,named", [
+    ("train", ["--variant", "huge"], "--variant"),  # the choices come from models/variants.py and train/config.py
+    ("train", ["--no-such-option"], "--no-such-option"),
+    ("train.sweep", ["--out", "{tmp}", "--no-such-option"], "--no-such-option"),
+    ("train.sweep", ["--out", "{tmp}", "--", "--pixel-loss", "l3"], "--pixel-loss"),  # train's parser, after --
+    ("train.sweep", ["--out", "{tmp}", "--", "--seed=5"], "--seed"),  # an option the sweep sets per seed
+])
+def test_training_refuses_a_bad_option_before_anything_heavy_is_imported(module, args, named, tmp_path):
+    outcome, said = run_probe(module, *(arg.format(tmp=tmp_path / "sweep") for arg in args))
+    assert outcome == {"code": 2, "heavy": []}
+    assert named in said and "error:" in said
+    assert not (tmp_path / "sweep").exists()  # nothing written for a refused command line

@@ -32,32 +32,11 @@ second run into an --out that a run is writing is refused (exit 2) before it tou
 from __future__ import annotations
 
 import argparse
-import logging
-import math
-import os
 import sys
-import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from models.atomic import (
-    DiskFullError,
-    OutputFolderError,
-    check_output_folder,
-    lock_folder,
-    remove_leftovers,
-    unlock_folder,
-)
-from models.checkpoint import (
-    CheckpointError,
-    checkpoint_split,
-    read_checkpoint,
-    rebuild_model,
-    save_checkpoint,
-)
+from models.atomic import OutputFolderError, check_output_folder
 from models.cli import (
     fraction_from_zero,
     fraction_open,
@@ -68,69 +47,17 @@ from models.cli import (
     positive_int,
     seed_number,
 )
-from models.data import REAL_TEST_SPLIT, DataError, PairCache, split_record
-from models.tinybeauty import INPUT_MULTIPLE, VARIANTS, build_model, describe
-from train import phases, trainer
-from train.augment import AUGMENTATIONS
-from train.builtin import builtin_split, write_builtin
-from train.dataset import PairDataset, load_pairs, load_split_for_training
-from train.eye_masks import EYE_MASK_SOURCES
-from train.losses import PIXEL_LOSSES
-from train.numerics import flush_denormals
-from train.split import split_indices
-
-log = logging.getLogger("train")
-
-DEFAULT_SYNTHETIC_DIR = Path("data/synthetic")
-
-
-@dataclass
-class TrainConfig:
-    data: str | None = None
-    out: str = "tinybeauty_model"
-    preset: str = "paper"
-    variant: str = "tiny"
-    epochs: int = 50
-    batch_size: int = 32
-    image_size: int = 256
-    crop: int | None = None
-    lr: float = 2e-4
-    l1_weight: float = 1.0
-    eyeliner_weight: float = 0.5
-    pixel_loss: str = "charbonnier"  # the paper's l1 sat at the baseline for 7-25+ epochs by seed (train/losses.py)
-    charbonnier_eps: float = 1e-2
-    qat_epochs: int | None = None  # None: the last twelfth of --epochs (QAT_SHARE)
-    precision: str = "fp32"
-    palette_bits: int = 0  # 4-bit tables cost 0.36 dB of test PSNR on seed 1 (docs/training.md)
-    plateau_factor: float = 0.5
-    plateau_patience: int = 5
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    eye_mask: str = "auto"
-    augment: str = "none"
-    reparam: bool = False
-    seed: int = 0
-    sample_every: int = 5
-    synthetic_pairs: int = 675
-    device: str = "auto"
-    threads: int | None = None
-    resume: bool = False
-    overwrite: bool = False
-    wandb: bool = False
-    wandb_project: str = "tinybeauty"
-
-
-PRECISIONS = ("fp32", "bf16")
-# Quantization-aware fine-tuning takes the last twelfth of the epochs unless --qat-epochs says:
-# 10 of the CPU preset's 120, 4 of the paper's 50, none in runs of a few epochs.
-QAT_SHARE = 1 / 12
-PRESETS: dict[str, dict] = {
-    "paper": {},
-    "cpu": {"epochs": 120, "batch_size": 16, "crop": 128, "lr": 5e-4, "synthetic_pairs": 675},
-}
-# What a resumed run may change; everything else comes from the checkpoint's train_config.
-RESUME_MAY_CHANGE = {"epochs", "threads", "device", "sample_every", "wandb", "wandb_project", "resume", "overwrite",
-                     "out"}
+from models.variants import INPUT_MULTIPLE, VARIANT_FIELDS
+from train.config import (
+    AUGMENTATIONS,
+    DEFAULT_SYNTHETIC_DIR,
+    EYE_MASK_SOURCES,
+    PIXEL_LOSSES,
+    PRECISIONS,
+    PRESETS,
+    QAT_SHARE,
+    TrainConfig,
+)
 
 
 def parse_args(argv: list[str] | None) -> tuple[TrainConfig, set[str]]:
@@ -180,7 +107,7 @@ def add_data_options(add, defaults: TrainConfig) -> None:
 
 def add_schedule_options(add, defaults: TrainConfig) -> None:
     add("--preset", choices=sorted(PRESETS), help="schedule preset (default: paper with --data, cpu without)")
-    add("--variant", choices=sorted(VARIANTS), help=f"model size (default {defaults.variant})")
+    add("--variant", choices=sorted(VARIANT_FIELDS), help=f"model size (default {defaults.variant})")
     add("--reparam", action="store_true", default=None, help="train each 3x3 conv as parallel 3x3, 1x1 and identity "
         "branches, merged into the plain network before export (docs/training.md)")
     add("--epochs", type=positive_int, help=f"epochs (paper {defaults.epochs})")
@@ -246,294 +173,13 @@ def config_problems(config: TrainConfig) -> list[str]:
     return problems
 
 
-def resumed_config(given: TrainConfig, given_names: set[str], stored: dict, path: Path) -> TrainConfig:
-    """The stored run's config with only the options a resume may change taken from the command
-    line. A flag that contradicts the stored value is a CheckpointError naming it."""
-    same = lambda name, a, b: (Path(a).resolve() == Path(b).resolve()) if name == "data" and a and b else a == b  # noqa: E731
-    conflicts = [f"--{name.replace('_', '-')} {getattr(given, name)} (the run has {stored.get(name)})"
-                 for name in sorted(given_names - RESUME_MAY_CHANGE)
-                 if name in stored and not same(name, getattr(given, name), stored[name])]
-    if conflicts:
-        raise CheckpointError(f"--resume continues {path} with its own configuration, but the command line "
-                              f"contradicts it: {'; '.join(conflicts)}. Drop these flags, or start a new run with "
-                              "--overwrite or another --out")
-    known = {f.name for f in fields(TrainConfig)}
-    values = {k: v for k, v in stored.items() if k in known}
-    values |= {name: getattr(given, name) for name in given_names & RESUME_MAY_CHANGE}
-    return TrainConfig(**(values | {"resume": True, "overwrite": False, "out": given.out}))
-
-
-def resolve_device(name: str, dist_info: trainer.Distributed) -> torch.device:
-    if name == "auto":
-        name = f"cuda:{dist_info.local_rank}" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
-def start_wandb(config: TrainConfig):
-    try:
-        import wandb
-    except ImportError as error:
-        raise SystemExit("--wandb needs the wandb package: pip install 'tinybeauty[wandb]' "
-                         "(or drop --wandb)") from error
-    if not os.environ.get("WANDB_API_KEY") and not os.environ.get("WANDB_MODE"):
-        os.environ["WANDB_MODE"] = "offline"  # never needs a network unless the user set it up
-    return wandb.init(project=config.wandb_project, config=asdict(config), dir=config.out)
-
-
-@flush_denormals()  # the whole run, entered before any tensor work (train/numerics.py)
 def main(argv: list[str] | None = None) -> int:
     config, given_names = parse_args(argv)
-    dist_info = trainer.setup_distributed()
-    logging.basicConfig(level=logging.INFO if dist_info.is_main else logging.WARNING,
-                        format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    try:
-        return run(config, given_names, dist_info)
-    except (DataError, CheckpointError, DiskFullError, OutputFolderError) as error:  # each names its file
-        log.error("%s", error)
-        return 2
-    finally:
-        unlock_folder(config.out)  # held from the start of the outputs (start_outputs)
-        if dist_info.enabled:
-            torch.distributed.destroy_process_group()
+    # torch, the data and the network come in with the work (train/pipeline.py): --help and argument
+    # errors answer at once.
+    from train.pipeline import run_command
 
-
-def prepare_data(config: TrainConfig, dist_info: trainer.Distributed) -> tuple[PairCache, dict[str, np.ndarray], dict]:
-    """Decode the pairs, split them by seed, and build the split record every checkpoint carries."""
-    data_dir = Path(config.data) if config.data else DEFAULT_SYNTHETIC_DIR
-    if not config.data:
-        if dist_info.is_main:
-            log.info("no --data: using the built-in set (%d cartoon pairs and real portraits) in %s",
-                     config.synthetic_pairs, data_dir)
-            write_builtin(data_dir, config.synthetic_pairs, config.image_size)
-        if dist_info.enabled:
-            torch.distributed.barrier()
-    cache = load_pairs(data_dir, config.image_size, eye_mask=config.eye_mask)
-    fractions = (config.val_fraction, config.test_fraction, config.seed)
-    indices = split_indices(len(cache), *fractions) if config.data else builtin_split(cache.names, *fractions)
-    split = split_record(data_dir, cache, indices, config.image_size, config.val_fraction, config.test_fraction,
-                         config.seed)
-    return cache, indices, split
-
-
-def resume_data(split: dict) -> tuple[PairCache, dict[str, np.ndarray]]:
-    """The recorded training and validation pairs with their eye masks, content hashes checked
-    (training never reads the test split)."""
-    names = ("train", "val")
-    parts = [load_split_for_training(split, part) for part in names]
-    offsets = np.cumsum([0] + [len(part) for part in parts])
-    merged = PairCache(
-        [p for part in parts for p in part.pairs], [h for part in parts for h in part.hashes],
-        np.concatenate([part.sources for part in parts]), np.concatenate([part.targets for part in parts]),
-        np.concatenate([part.eye_masks for part in parts]), split.get("eye_mask", "band"))
-    return merged, {name: np.arange(offsets[i], offsets[i + 1]) for i, name in enumerate(names)}
-
-
-def open_run(config: TrainConfig, given_names: set[str], dist_info: trainer.Distributed
-             ) -> tuple[TrainConfig, dict | None]:
-    """The run's config and, with --resume, the checkpoint it continues. Refuses to start over an
-    earlier run unless --overwrite."""
-    out = Path(config.out)
-    last_path = out / trainer.CHECKPOINTS["last"]
-    checkpoint = None
-    if config.resume:
-        checkpoint = read_checkpoint(last_path)
-        config = resumed_config(config, given_names, checkpoint.get("train_config", {}), last_path)
-    elif last_path.exists() and not config.overwrite:
-        raise CheckpointError(f"{out} already holds a run ({trainer.CHECKPOINTS['last']}); pass --resume to continue "
-                              "it, --overwrite to replace it, or another --out")
-    return config, checkpoint
-
-
-def load_data(config: TrainConfig, checkpoint: dict | None, dist_info: trainer.Distributed
-              ) -> tuple[PairCache, dict[str, np.ndarray], dict]:
-    """The pairs, their split indices and the split record: a resumed run's recorded ones, else new."""
-    if checkpoint:
-        split = checkpoint_split(checkpoint, Path(config.out) / trainer.CHECKPOINTS["last"])
-        cache, indices = resume_data(split)
-    else:
-        cache, indices, split = prepare_data(config, dist_info)
-    log.info("%d train, %d validation, %d test pairs, %d real-photo test pairs (seed %d)", len(split["train"]),
-             len(split["val"]), len(split["test"]), len(split.get(REAL_TEST_SPLIT, ())), config.seed)
-    return cache, indices, split
-
-
-def build_network(config: TrainConfig, checkpoint: dict | None, device: torch.device) -> torch.nn.Module:
-    """A new network (its initial weights drawn from the seeded generator), or a resumed run's,
-    rebuilt from its checkpoint's own model_config and weights."""
-    if checkpoint:
-        model = rebuild_model(checkpoint, Path(config.out) / trainer.CHECKPOINTS["last"])
-    else:
-        model = build_model(config.variant, reparam=config.reparam)
-    model = model.to(device)
-    log.info("%s", describe(model))
-    return model
-
-
-def start_training(run: trainer.RunContext, network: torch.nn.Module, checkpoint: dict | None,
-                   resumed: phases.Phase | None) -> trainer.Training:
-    """What the loop updates, before its first epoch; a resumed run's figures, rows and phase."""
-    state = {"best_val_psnr": -math.inf, "best_val_loss": math.inf, "val_psnr": math.nan, "baseline_psnr": math.nan}
-    training = trainer.Training(network, state)
-    if checkpoint:
-        state.update({k: checkpoint[k] for k in state})
-        training.start_epoch = checkpoint["epoch"] + 1
-        training.rows = [r for r in trainer.read_metrics(run.out / trainer.METRICS_FILE)
-                         if int(r["epoch"]) < training.start_epoch]
-        phases.resume(resumed, run, training, checkpoint)
-        log.info("resuming from %s at epoch %d (%s phase)", run.out / trainer.CHECKPOINTS["last"],
-                 training.start_epoch, resumed.name)
-    return training
-
-
-@dataclass
-class Loaders:
-    train_set: PairDataset
-    sampler: torch.utils.data.Sampler
-    shuffle_generator: torch.Generator
-    train: torch.utils.data.DataLoader
-    val: torch.utils.data.DataLoader
-    sample_source: torch.Tensor  # the first four validation pairs, for the sample grids
-    sample_target: torch.Tensor
-
-    def set_epoch(self, epoch: int, seed: int, distributed: bool) -> None:
-        """Every random stream of an epoch (shuffle order, crops, flips) is seeded by (seed, epoch), so
-        a resumed run continues exactly as the uninterrupted run would have."""
-        self.train_set.set_epoch(epoch)
-        if distributed:
-            self.sampler.set_epoch(epoch)
-        else:
-            self.shuffle_generator.manual_seed(seed * 1_000_003 + epoch)
-
-
-def make_loaders(config: TrainConfig, cache: PairCache, indices: dict[str, np.ndarray],
-                 dist_info: trainer.Distributed) -> Loaders:
-    train_set = PairDataset(cache, indices["train"], train=True, crop=config.crop,
-                            seed=config.seed * 1000 + dist_info.rank, augment=config.augment)
-    val_set = PairDataset(cache, indices["val"], train=False)
-    shuffle_generator = torch.Generator()
-    sampler = (torch.utils.data.DistributedSampler(train_set, seed=config.seed) if dist_info.enabled
-               else torch.utils.data.RandomSampler(train_set, generator=shuffle_generator))
-    per_process_batch = max(1, config.batch_size // dist_info.world_size)
-    train_loader = torch.utils.data.DataLoader(train_set, batch_size=per_process_batch, sampler=sampler,
-                                               drop_last=len(train_set) >= per_process_batch)
-    val_loader = torch.utils.data.DataLoader(val_set, batch_size=16)
-    sample_source, sample_target, _ = next(iter(torch.utils.data.DataLoader(val_set, batch_size=4)))
-    return Loaders(train_set, sampler, shuffle_generator, train_loader, val_loader, sample_source, sample_target)
-
-
-def start_outputs(config: TrainConfig, device: torch.device, dist_info: trainer.Distributed):
-    """The output folder, held by this run (a second run into it is refused), with the resolved
-    config.json; and the W&B run (None without --wandb)."""
-    if dist_info.is_main:
-        out = Path(config.out)
-        out.mkdir(parents=True, exist_ok=True)
-        lock_folder(out)  # a second run into this --out is refused here, before it touches a file of this one
-        if not (config.resume or config.overwrite) and (out / trainer.CHECKPOINTS["last"]).exists():
-            raise CheckpointError(f"{out} holds a run written since this one started; pass --overwrite to replace "
-                                  "it, or another --out")
-        for leftover in remove_leftovers(out):  # temp files of a killed earlier run
-            log.info("removed %s (left by an interrupted write)", leftover)
-        resolved = asdict(config) | {"world_size": dist_info.world_size, "device": str(device)}
-        trainer.write_json(resolved, out / "config.json")
-        log.info("training %d epochs (preset %s), batch %d, lr %g, %s, on %s x%d", config.epochs, config.preset,
-                 config.batch_size, config.lr, f"{config.crop}px crops" if config.crop else "whole images",
-                 device, dist_info.world_size)
-    return start_wandb(config) if config.wandb and dist_info.is_main else None
-
-
-def train_and_evaluate(run: trainer.RunContext, training: trainer.Training, epoch: int) -> tuple[dict, dict[str, bool]]:
-    """One epoch of training, then validation and the schedule's step: (metrics, which bests improved)."""
-    config, dist_info = run.config, run.dist
-    run.loaders.set_epoch(epoch, config.seed, dist_info.enabled)
-    loss_weights = {"l1_weight": config.l1_weight, "eyeliner_weight": config.eyeliner_weight,
-                    "pixel_loss": config.pixel_loss, "charbonnier_eps": config.charbonnier_eps}
-    epoch_start = time.perf_counter()
-    bf16 = config.precision == "bf16" and training.phase.bf16
-    metrics = trainer.train_one_epoch(training.model, run.loaders.train, training.optimizer, run.device, loss_weights,
-                                      epoch, show_progress=dist_info.is_main and sys.stderr.isatty(), bf16=bf16)
-    metrics |= trainer.evaluate(training.model, run.loaders.val, run.device, loss_weights)
-    metrics["images_per_s"] *= dist_info.world_size
-    trainer.step_plateau(training.scheduler, metrics)
-    metrics |= {"epoch": epoch, "lr": training.optimizer.param_groups[0]["lr"],
-                "epoch_s": time.perf_counter() - epoch_start}
-    state = training.state
-    improved = {"best_loss": metrics["val_loss"] < state["best_val_loss"],
-                "best_psnr": metrics["val_psnr"] > state["best_val_psnr"]}
-    state["best_val_loss"] = min(state["best_val_loss"], metrics["val_loss"])
-    state["best_val_psnr"] = max(state["best_val_psnr"], metrics["val_psnr"])
-    state["val_psnr"], state["baseline_psnr"] = metrics["val_psnr"], metrics["baseline_psnr"]
-    return metrics, improved
-
-
-def record_epoch(run: trainer.RunContext, training: trainer.Training, metrics: dict, improved: dict[str, bool]
-                 ) -> None:
-    """The epoch's metrics row, checkpoints, sample grid and curves, log line and W&B step."""
-    config, out, epoch = run.config, run.out, metrics["epoch"]
-    metrics_path = out / trainer.METRICS_FILE
-    # Metrics first, checkpoints second: a kill in between leaves a row that --resume drops
-    # and redoes, never a checkpoint whose epoch has no row.
-    training.rows.append(metrics)
-    trainer.write_metrics(metrics_path, training.rows)
-    trainer.save_epoch_checkpoints(out, trainer.checkpoint_payload(run, training, epoch), improved)
-    if epoch % config.sample_every == 0 or epoch == config.epochs:
-        grid = trainer.sample_grid(training.model, run.loaders.sample_source.to(run.device),
-                                   run.loaders.sample_target.to(run.device))
-        trainer.write_png(grid, out / f"samples_epoch_{epoch:03d}.png")
-        trainer.plot_curves(metrics_path, out / "training_curves.png")
-    log.info("epoch %3d/%d  loss %.4f  val PSNR %.2f dB (no makeup %.2f dB, best %.2f)  lr %.1e  %.0f img/s  %.1fs",
-             epoch, config.epochs, metrics["train_loss"], metrics["val_psnr"], metrics["baseline_psnr"],
-             training.state["best_val_psnr"], metrics["lr"], metrics["images_per_s"], metrics["epoch_s"])
-    if run.wandb_run is not None:
-        run.wandb_run.log(metrics, step=epoch)
-
-
-def finish_run(run: trainer.RunContext, training: trainer.Training, run_start: float) -> None:
-    """The final checkpoint (a copy of the last epoch's) and the summary line."""
-    last = run.out / trainer.CHECKPOINTS["last"]
-    if last.exists():
-        save_checkpoint(run.out / trainer.CHECKPOINTS["final"], read_checkpoint(last))
-    log.info("done in %.0fs: best validation PSNR %.2f dB (no-makeup baseline %.2f dB); checkpoints in %s",
-             time.perf_counter() - run_start, training.state["best_val_psnr"], training.state["baseline_psnr"],
-             run.out)
-    best = run.out / trainer.CHECKPOINTS["best_psnr"]
-    if best.exists():  # the held-out splits, scored once at the end: reported, never used to choose
-        scores = trainer.score_checkpoint(best)
-        trainer.write_json(scores, run.out / trainer.HELD_OUT_FILE)
-        for part in ("test", REAL_TEST_SPLIT):
-            if f"{part}_psnr_db" in scores:
-                log.info("%s split: PSNR %.2f dB (no-makeup baseline %.2f dB), best-PSNR checkpoint", part,
-                         scores[f"{part}_psnr_db"], scores[f"{part}_baseline_db"])
-    if run.wandb_run is not None:
-        run.wandb_run.finish()
-
-
-def run(config: TrainConfig, given_names: set[str], dist_info: trainer.Distributed) -> int:
-    config, checkpoint = open_run(config, given_names, dist_info)
-    plan = phases.schedule(config)
-    last_path = Path(config.out) / trainer.CHECKPOINTS["last"]
-    resumed = phases.resumed_phase(plan, checkpoint, last_path, config.epochs) if checkpoint else None
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    device = resolve_device(config.device, dist_info)
-    # The seed fixes the initial weights; the order of the steps below fixes every later draw.
-    torch.manual_seed(config.seed)
-    network = build_network(config, checkpoint, device)  # before the data: a checkpoint that does not fit stops here
-    cache, indices, split = load_data(config, checkpoint, dist_info)
-    loaders = make_loaders(config, cache, indices, dist_info)
-    wandb_run = start_outputs(config, device, dist_info)
-    context = trainer.RunContext(config, device, dist_info, cache, indices, split, loaders, wandb_run)
-    training = start_training(context, network, checkpoint, resumed)
-    run_start = time.perf_counter()
-    for epoch in range(training.start_epoch, config.epochs + 1):
-        phase = phases.phase_of_epoch(plan, epoch)
-        if phase is not training.phase:
-            phases.enter(phase, context, training)
-        metrics, improved = train_and_evaluate(context, training, epoch)
-        if dist_info.is_main:
-            record_epoch(context, training, metrics, improved)
-    if dist_info.is_main:
-        finish_run(context, training, run_start)
-    return 0
+    return run_command(config, given_names)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ import math
 import numpy as np
 import torch
 
-AUGMENTATIONS = ("none", "photometric", "geometric", "both")
 # Small on purpose: the style is one colour, so large hue or brightness changes would teach
 # the network other makeup; a face still reads as a face at +-10% scale and +-10 degrees.
 # (name, neutral value, +- range) of each value drawn, uniformly, in draw order.

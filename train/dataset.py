@@ -15,13 +15,13 @@ import torch
 from models.data import DataError, Pair, PairCache, split_pairs
 from train.augment import (
     AUGMENT_STREAM,
-    AUGMENTATIONS,
     GEOMETRIC_DRAWS,
     PHOTOMETRIC_DRAWS,
     draw_values,
     photometric,
     warp_window,
 )
+from train.config import AUGMENTATIONS
 from train.eye_masks import decode_with_eye_masks
 from train.pairs import discover_pairs
 

@@ -33,13 +33,6 @@ log = logging.getLogger(__name__)
 # FFHQ's alignment puts the eye centres near y = 0.47 and x = 0.37 / 0.63 at 1024 px; the band
 # covers both eyes with brows and lids and fades out over a few pixels.
 EYE_BAND = {"top": 0.30, "bottom": 0.56, "left": 0.18, "right": 0.82}
-# Where the eye mask comes from: face-parsing label maps, face landmarks (BlazeFace, detected once
-# per source image and cached in DIR/.tinybeauty_landmarks.json), the face mesh's eye contours, or
-# the fixed band. "auto" is the mesh: over three seeds of the CPU preset on the built-in data it
-# beat the label maps by 1.1-1.6 dB of test PSNR per seed (docs/training.md). An image in which a
-# located source (mesh, landmarks) finds no face takes its label map where the dataset has them,
-# else the band.
-EYE_MASK_SOURCES = ("auto", "labels", "landmarks", "mesh", "band")
 LANDMARK_CACHE = ".tinybeauty_landmarks.json"
 # "mesh": the eye contours of the 468-point face mesh (faces.mesh), filled and grown like the label
 # masks; the contours are cached in DIR/.tinybeauty_mesh.json (16 points per eye).

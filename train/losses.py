@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from train.config import PIXEL_LOSSES
+
 SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 LUMA = (0.299, 0.587, 0.114)
 
@@ -40,9 +42,6 @@ def eyeliner_loss(prediction: torch.Tensor, target: torch.Tensor, eye_mask: torc
     true_x, true_y = sobel_edges(target)
     error = (pred_x - true_x).abs() + (pred_y - true_y).abs()
     return (error * eye_mask).mean()
-
-
-PIXEL_LOSSES = ("l1", "charbonnier")
 
 
 def charbonnier(error: torch.Tensor, eps: float) -> torch.Tensor:

@@ -28,7 +28,7 @@ from train.qat import QuantAware
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from train.__main__ import TrainConfig
+    from train.config import TrainConfig
     from train.trainer import RunContext, Training
 
 log = logging.getLogger(__name__)

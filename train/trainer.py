@@ -24,21 +24,17 @@ from models.checkpoint import checkpoint_split, load_checkpoint, save_checkpoint
 from models.data import REAL_TEST_SPLIT, faces_as_tensors, load_split
 from models.gates import QUALITY_BAR_DB
 from models.metrics import mean_psnr_db, psnr_db
+from train.config import CHECKPOINTS
 from train.losses import makeup_loss
 
 if TYPE_CHECKING:
     from models.data import PairCache
-    from train.__main__ import Loaders, TrainConfig
+    from train.config import TrainConfig
     from train.phases import Phase
+    from train.pipeline import Loaders
 
 log = logging.getLogger(__name__)
 
-CHECKPOINTS = {
-    "best_loss": "tinybeauty_best_loss.pt",
-    "best_psnr": "tinybeauty_best_psnr.pt",
-    "final": "tinybeauty_final.pt",
-    "last": "tinybeauty_last.pt",  # written every epoch; what --resume continues from
-}
 METRICS_FILE = "metrics.csv"
 METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_l1", "train_eyeliner", "val_loss", "val_psnr",
                   "val_psnr_pooled", "baseline_psnr", "images_per_s", "epoch_s"]

@@ -64,7 +64,7 @@ def test_subnormals_are_read_from_bits_so_flushing_cannot_hide_them():
 
 
 ENTRY_FIRST = """
-import torch, train.__main__, train.sweep
+import torch, train.__main__, train.pipeline, train.sweep, train.sweep_runs
 from train.numerics import flush_denormals, threads_that_keep_subnormals, PROBE_ELEMENTS
 assert torch.get_num_threads() > 1
 {late}

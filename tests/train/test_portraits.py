@@ -101,7 +101,8 @@ def test_the_built_in_data_records_the_real_test_split_apart(tmp_path, monkeypat
     """What `python -m train` records without --data: the held-out person's pairs in test-real only,
     the other portraits' in training."""
     import train.builtin
-    from train.__main__ import parse_args, prepare_data
+    from train.__main__ import parse_args
+    from train.pipeline import prepare_data
     from train.trainer import Distributed
 
     monkeypatch.chdir(tmp_path)

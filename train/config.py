@@ -1,0 +1,79 @@
+"""What a training run is made of, as plain data read without torch: its options (TrainConfig, the
+presets), the choices they offer (variants in models/variants.py, pixel losses, augmentations, eye-mask
+sources) and the checkpoints it writes. ``python -m train`` and ``python -m train.sweep`` parse their
+command lines with these before anything heavy is imported; the modules that do the work read the same
+names (train/losses.py, train/augment.py, train/eye_masks.py, train/trainer.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_SYNTHETIC_DIR = Path("data/synthetic")
+# The pixel term of the loss (train/losses.py).
+PIXEL_LOSSES = ("l1", "charbonnier")
+# Changes applied identically to both images of a training pair (train/augment.py).
+AUGMENTATIONS = ("none", "photometric", "geometric", "both")
+# Where the eye mask comes from (train/eye_masks.py): face-parsing label maps, face landmarks (BlazeFace,
+# detected once per source image and cached in DIR/.tinybeauty_landmarks.json), the face mesh's eye contours,
+# or the fixed band. "auto" is the mesh: over three seeds of the CPU preset on the built-in data it beat the
+# label maps by 1.1-1.6 dB of test PSNR per seed (docs/training.md). An image in which a located source (mesh,
+# landmarks) finds no face takes its label map where the dataset has them, else the band.
+EYE_MASK_SOURCES = ("auto", "labels", "landmarks", "mesh", "band")
+CHECKPOINTS = {
+    "best_loss": "tinybeauty_best_loss.pt",
+    "best_psnr": "tinybeauty_best_psnr.pt",
+    "final": "tinybeauty_final.pt",
+    "last": "tinybeauty_last.pt",  # written every epoch; what --resume continues from
+}
+
+
+@dataclass
+class TrainConfig:
+    """One run's resolved options: written to OUT/config.json and into every checkpoint (train_config)."""
+
+    data: str | None = None
+    out: str = "tinybeauty_model"
+    preset: str = "paper"
+    variant: str = "tiny"
+    epochs: int = 50
+    batch_size: int = 32
+    image_size: int = 256
+    crop: int | None = None
+    lr: float = 2e-4
+    l1_weight: float = 1.0
+    eyeliner_weight: float = 0.5
+    pixel_loss: str = "charbonnier"  # the paper's l1 sat at the baseline for 7-25+ epochs by seed (train/losses.py)
+    charbonnier_eps: float = 1e-2
+    qat_epochs: int | None = None  # None: the last twelfth of --epochs (QAT_SHARE)
+    precision: str = "fp32"
+    palette_bits: int = 0  # 4-bit tables cost 0.36 dB of test PSNR on seed 1 (docs/training.md)
+    plateau_factor: float = 0.5
+    plateau_patience: int = 5
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    eye_mask: str = "auto"
+    augment: str = "none"
+    reparam: bool = False
+    seed: int = 0
+    sample_every: int = 5
+    synthetic_pairs: int = 675
+    device: str = "auto"
+    threads: int | None = None
+    resume: bool = False
+    overwrite: bool = False
+    wandb: bool = False
+    wandb_project: str = "tinybeauty"
+
+
+PRECISIONS = ("fp32", "bf16")
+# Quantization-aware fine-tuning takes the last twelfth of the epochs unless --qat-epochs says:
+# 10 of the CPU preset's 120, 4 of the paper's 50, none in runs of a few epochs.
+QAT_SHARE = 1 / 12
+PRESETS: dict[str, dict] = {
+    "paper": {},
+    "cpu": {"epochs": 120, "batch_size": 16, "crop": 128, "lr": 5e-4, "synthetic_pairs": 675},
+}
+# What a resumed run may change; everything else comes from the checkpoint's train_config.
+RESUME_MAY_CHANGE = {"epochs", "threads", "device", "sample_every", "wandb", "wandb_project", "resume", "overwrite",
+                     "out"}
