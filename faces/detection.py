@@ -10,6 +10,7 @@ keypoints per face: the eyes, the nose tip, the mouth centre and the ears.
 from __future__ import annotations
 
 import importlib.util
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,15 +21,29 @@ DETECTOR_FILE = "face_detection_full_range.tflite"
 DETECTOR_SIZE = 192
 MIN_SCORE = 0.5
 NMS_IOU = 0.3
-# What one search may cost, whatever the image's shape (search_plan). A face needs this many pixels
-# across: BlazeFace's smallest anchors cover about 1/12 of its 192-pixel input.
-MIN_FACE_PIXELS = 16
-# Long side / short side: a long image is searched in overlapping squares, about two per multiple,
-# so this bounds the passes (at most 2 * MAX_ASPECT); a photo of a face is far squarer.
-MAX_ASPECT = 16
-# A larger image is shrunk to this long side first: the whole-image pass letterboxes onto a square
-# of the long side (4096^2 RGB: 48 MiB), and every square searched is still >= 256 px (> 192) across.
-MAX_SEARCH_SIDE = 4096
+# What one search may cost, whatever the image's shape (search_plan): the numbers, and why each, are in
+# detection.json, which the page's detector reads too (web/static/faces.mjs searchPlan).
+SEARCH_FILE = Path(__file__).with_name("detection.json")
+SEARCH_KEYS = ("min_face_pixels", "max_aspect", "max_search_side", "tile_above_aspect")
+
+
+def load_search_bounds(path: Path = SEARCH_FILE) -> dict:
+    """The detector's search bounds (detection.json, also the page's), checked for every key search_plan reads."""
+    try:
+        bounds = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: the face detector's search bounds cannot be read ({error}); "
+                         "restore it from git (git checkout -- faces/detection.json)") from error
+    missing = [key for key in SEARCH_KEYS if key not in bounds]
+    if missing:
+        raise ValueError(f"{path} lacks {', '.join(missing)}: restore it from git "
+                         "(git checkout -- faces/detection.json)")
+    return bounds
+
+
+SEARCH = load_search_bounds()
+MIN_FACE_PIXELS, MAX_ASPECT = SEARCH["min_face_pixels"], SEARCH["max_aspect"]
+MAX_SEARCH_SIDE, TILE_ABOVE_ASPECT = SEARCH["max_search_side"], SEARCH["tile_above_aspect"]
 
 
 class DetectorUnavailable(RuntimeError):
@@ -81,7 +96,7 @@ def search_plan(width: int, height: int) -> tuple[float, list[tuple[int, int, in
     width, height = (round(width * scale), round(height * scale)) if scale < 1 else (width, height)
     short, long = min(width, height), max(width, height)
     regions = [(0, 0, width, height)]
-    if long > 1.25 * short:
+    if long > TILE_ABOVE_ASPECT * short:
         starts = np.linspace(0, long - short, int(np.ceil(2 * (long - short) / short)) + 1).round().astype(int)
         regions += [(x, 0, x + short, short) if width > height else (0, x, short, x + short) for x in starts]
     return scale, regions

@@ -5,8 +5,9 @@ onnxruntime-web's wasm build (the three files the page loads, from ``web/node_mo
 (its ES module, its one helper module and two wasm builds, plain and threaded), the face networks
 (``web/build/face_detector.onnx``, ``face_mesh.onnx`` and the mesh's original ``face_landmark.tflite``)
 and the exported model set (``.onnx`` and ``.tflite`` files and ``manifest.json`` under the artifacts
-folder); besides, the face tracker's numbers (``faces/tracking.json``, which faces.tracking_step reads too)
-are served beside the page's files as ``tracking.json``.
+folder); besides, the numbers faces/ and the page share are served beside the page's files: the face
+tracker's (``faces/tracking.json``, which faces.tracking_step reads too) as ``tracking.json`` and the face
+detector's search bounds (``faces/detection.json``, faces.detection's) as ``detection.json``.
 Every response carries ``Cross-Origin-Opener-Policy: same-origin`` and
 ``Cross-Origin-Embedder-Policy: require-corp``: without them the page is not cross-origin
 isolated, SharedArrayBuffer is missing, and onnxruntime-web silently runs on one thread.
@@ -25,6 +26,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from export.formats import BY_NAME
+from faces.detection import SEARCH_FILE as DETECTION_PARAMS
 from faces.tracking_step import PARAMS_FILE as TRACKING_PARAMS
 from models.atomic import atomic_path, write_text
 
@@ -46,6 +48,8 @@ DETECTOR = WEB / "build" / "face_detector.onnx"  # written by `python -m tools.f
 MESH = WEB / "build" / "face_mesh.onnx"  # `python -m tools.face_models --network mesh` (make setup)
 MESH_TFLITE = WEB / "build" / "face_landmark.tflite"  # the mesh as MediaPipe ships it (make setup copies it)
 MODEL_SUFFIXES = {".onnx", ".tflite"}
+# One file for both languages each: tracking.mjs imports tracking.json, faces.mjs loadDetector fetches detection.json.
+SHARED_NUMBERS = {path.name: path for path in (TRACKING_PARAMS, DETECTION_PARAMS)}
 # The page's default model: the shipped int8 .tflite in LiteRT.js, named by the formats table (the page
 # asks for its name, PAGE_CONFIG, instead of spelling it). LiteRT.js runs it faster than onnxruntime-web
 # runs the int8 ONNX (the README's results table), which keeps the camera live on 2 cores; the ONNX stays
@@ -89,8 +93,8 @@ def resolve(url_path: str, artifacts: Path) -> Path | None:
         return None
     if path in ("/", "/index.html"):
         return STATIC / "index.html"
-    if path == "/" + TRACKING_PARAMS.name:  # one file for both languages: tracking.mjs imports it
-        return TRACKING_PARAMS
+    if path.lstrip("/") in SHARED_NUMBERS:
+        return SHARED_NUMBERS[path.lstrip("/")]
     folder, _, rest = path.lstrip("/").partition("/")
     if folder == "ort":
         return ORT_DIST / rest if rest in ORT_FILES else None
@@ -122,13 +126,13 @@ PAGE_MODELS = {"onnx": BY_NAME["onnx"].filename, "tflite": DEFAULT_MODEL}
 
 def bundle(artifacts: Path, out: Path, models: tuple[str, ...] = tuple(PAGE_MODELS.values())) -> list[Path]:
     """Copy what the page needs into ``out`` with the URL layout the server uses, for any static
-    host: the page's files, its config.json and tracking.json, ort/ (three files), litert/ (LiteRT.js),
+    host: the page's files, its config.json, tracking.json and detection.json, ort/ (three files), litert/ (LiteRT.js),
     detector/ and model/ (both files the page runs). The host must send the two
     cross-origin isolation headers for multi-threaded wasm; without them the page runs on one
     thread and says so."""
     check_runtime_installed()
     files = {STATIC / name: out / name for name in sorted(p.name for p in STATIC.iterdir() if p.is_file())}
-    files[TRACKING_PARAMS] = out / TRACKING_PARAMS.name
+    files |= {path: out / name for name, path in SHARED_NUMBERS.items()}
     files |= {ORT_DIST / name: out / "ort" / name for name in ORT_FILES}
     files |= {LITERT_HELPER: out / "litert" / "wasm-utils.js"}
     files |= {path: out / "litert" / "wasm" / name for name, path in LITERT_WASM.items()}

@@ -6,7 +6,7 @@
 // `window.tinybeauty` exposes the state and a few calls for the tests and the benchmark, which
 // feed photos through the same file input a person uses.
 import {CameraLoop} from './camera.mjs';
-import {alignFace, boxRegion, detectFaces, loadDetector} from './faces.mjs';
+import {UnsearchableImage, alignFace, boxRegion, detectFaces, loadDetector} from './faces.mjs';
 import {
   InputError, MASK, MAX_STRENGTH, clampBox, compose, decodePhoto, defaultBox, faceTensor, loadModel,
   pixelsOf, runModel, timeModel, wholePhoto,
@@ -168,9 +168,16 @@ async function findFaces() {
   let found = [];
   if (state.choice !== 'whole' && state.choice !== 'box' && state.detector) {
     const started = performance.now();
-    // Without the mesh, the detector's keypoints place each crop.
-    found = state.stills ? await stillFaces(state.stills, state.photo) :
-      (await detectFaces(state.detector, state.photo)).map((face) => ({region: alignFace(face), by: 'detector'}));
+    try {
+      // Without the mesh, the detector's keypoints place each crop.
+      found = state.stills ? await stillFaces(state.stills, state.photo) :
+        (await detectFaces(state.detector, state.photo)).map((face) => ({region: alignFace(face),
+                                                                           by: 'detector'}));
+    } catch (error) {  // refused before any pass (faces.mjs searchPlan), as apply skips such a photo
+      if (!(error instanceof UnsearchableImage)) throw error;
+      throw new InputError(`${state.name}: ${error.message}. Pick a photo of a face, or place the face box by hand ` +
+                           '("a box placed by hand" in the Faces menu).');
+    }
     state.detectMs = performance.now() - started;
   }
   state.alignedBy = found.map((face) => face.by);  // 'mesh', or 'detector' where the mesh rejected a face

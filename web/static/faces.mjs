@@ -8,27 +8,78 @@ const MIN_SCORE = 0.5;
 const NMS_IOU = 0.3;
 // FFHQ's square: half its side is the larger of 2 x the eye distance and 1.8 x the eye-to-mouth one.
 export const EYE_HALF_SIDE = 2.0, MOUTH_HALF_SIDE = 1.8;
+// The detector's search bounds: faces/detection.json (faces.detection reads it too), served beside the page
+// as detection.json and fetched with the detector's network.
+const SEARCH_BOUNDS = new URL('./detection.json', import.meta.url);
 
+/** An image of a shape that cannot hold a face (faces.detection.UnsearchableImage): the message describes
+ *  the shape; the caller adds the file. */
+export class UnsearchableImage extends Error {}
+
+/** {network, search}: BlazeFace's network from `url`, and the search bounds every detectFaces reads. */
 export async function loadDetector(url, {threads} = {}) {
   // network.mjs (the runtimes) is loaded with the first network: the geometry here runs without them
   // (tracking_step.mjs in plain Node, web/test/).
   const {openNetwork} = await import('./network.mjs');
   const response = await fetch(url);
   if (!response.ok) throw new Error(`the face detector ${url} could not be fetched (HTTP ${response.status}); run \`make setup\``);
-  return {network: await openNetwork(url, new Uint8Array(await response.arrayBuffer()), {threads})};
+  const bounds = await fetch(SEARCH_BOUNDS);
+  if (!bounds.ok) {
+    throw new Error(`the face detector's search bounds ${SEARCH_BOUNDS.pathname} could not be fetched ` +
+                    `(HTTP ${bounds.status})`);
+  }
+  return {network: await openNetwork(url, new Uint8Array(await response.arrayBuffer()), {threads}),
+          search: await bounds.json()};
 }
 
-/** One letterboxed pass over a region [x0, y0, x1, y1] of the canvas: detections in image pixels. */
-async function detectIn(detector, canvas, [x0, y0, x1, y1]) {
+/** Python's round (and numpy's): a half goes to the even neighbour, so both languages plan the same pixels. */
+function roundHalfEven(value) {
+  const floor = Math.floor(value);
+  return value - floor === 0.5 ? floor + (floor % 2) : Math.round(value);
+}
+
+/** faces.detection.search_plan, on the same numbers (`bounds`: detection.json): {scale, regions}. The image is
+ *  searched shrunk by `scale` (1: as it is; long side at most max_search_side), as a whole and, when it is
+ *  landscape or portrait (and `tiles`), in overlapping squares of its short side ([x0, y0, x1, y1] in the shrunk
+ *  image's pixels): at most 2 x max_aspect passes. Throws UnsearchableImage for a shape that cannot hold a face. */
+export function searchPlan(width, height, bounds, {tiles = true} = {}) {
+  let short = Math.min(width, height), long = Math.max(width, height);
+  if (short < bounds.min_face_pixels) {
+    throw new UnsearchableImage(`the image is ${width}x${height} pixels, too small to hold a face (its short ` +
+                                `side needs at least ${bounds.min_face_pixels})`);
+  }
+  if (long > bounds.max_aspect * short) {
+    throw new UnsearchableImage(`the image is ${width}x${height} pixels, ${roundHalfEven(long / short)} times as ` +
+                                `long as it is wide: more than the ${bounds.max_aspect}:1 a photo of a face can be`);
+  }
+  const scale = Math.min(1, bounds.max_search_side / long);
+  if (scale < 1) [width, height] = [roundHalfEven(width * scale), roundHalfEven(height * scale)];
+  [short, long] = [Math.min(width, height), Math.max(width, height)];
+  const regions = [[0, 0, width, height]];
+  if (tiles && long > bounds.tile_above_aspect * short) {
+    const count = Math.ceil((2 * (long - short)) / short) + 1;
+    const step = (long - short) / (count - 1);  // numpy's linspace: k x step, the last one exact
+    for (let k = 0; k < count; k++) {
+      const start = k === count - 1 ? long - short : roundHalfEven(k * step);
+      regions.push(width > height ? [start, 0, start + short, short] : [0, start, short, start + short]);
+    }
+  }
+  return {scale, regions};
+}
+
+/** One letterboxed pass over a region [x0, y0, x1, y1] of the canvas shrunk by `scale` (searchPlan's):
+ *  detections in the canvas's pixels. */
+async function detectIn(detector, canvas, [x0, y0, x1, y1], scale = 1) {
   const width = x1 - x0, height = y1 - y0, side = Math.max(width, height);
   const pad = [Math.floor((side - width) / 2), Math.floor((side - height) / 2)];
-  const scale = DETECTOR_SIZE / side;
+  const toInput = DETECTOR_SIZE / side;
   const square = new OffscreenCanvas(DETECTOR_SIZE, DETECTOR_SIZE);
   const context = square.getContext('2d', {willReadFrequently: true});
   context.fillStyle = '#000';
   context.fillRect(0, 0, DETECTOR_SIZE, DETECTOR_SIZE);
   context.imageSmoothingQuality = 'high';
-  context.drawImage(canvas, x0, y0, width, height, pad[0] * scale, pad[1] * scale, width * scale, height * scale);
+  context.drawImage(canvas, x0 / scale, y0 / scale, width / scale, height / scale, pad[0] * toInput, pad[1] * toInput,
+                    width * toInput, height * toInput);
   const pixels = context.getImageData(0, 0, DETECTOR_SIZE, DETECTOR_SIZE).data;
   const image = new Float32Array(DETECTOR_SIZE * DETECTOR_SIZE * 3);
   for (let i = 0, j = 0; i < pixels.length; i += 4) {
@@ -44,9 +95,9 @@ async function detectIn(detector, canvas, [x0, y0, x1, y1]) {
     const score = 1 / (1 + Math.exp(-logit));
     if (!(score > MIN_SCORE)) continue;
     const anchor = [((i % CELLS) + 0.5) / CELLS, (Math.floor(i / CELLS) + 0.5) / CELLS];
-    const at = (k, axis) => (regressors[16 * i + k] / DETECTOR_SIZE + anchor[axis]) * side + shift[axis];
+    const at = (k, axis) => ((regressors[16 * i + k] / DETECTOR_SIZE + anchor[axis]) * side + shift[axis]) / scale;
     const centre = [at(0, 0), at(1, 1)];
-    const size = [regressors[16 * i + 2] / DETECTOR_SIZE * side, regressors[16 * i + 3] / DETECTOR_SIZE * side];
+    const size = [2, 3].map((k) => (regressors[16 * i + k] / DETECTOR_SIZE) * side / scale);
     const points = [];
     for (let k = 0; k < 6; k++) points.push([at(4 + 2 * k, 0), at(5 + 2 * k, 1)]);
     found.push({box: [centre[0] - size[0] / 2, centre[1] - size[1] / 2, centre[0] + size[0] / 2, centre[1] + size[1] / 2],
@@ -80,21 +131,14 @@ function weightedNms(detections) {
 }
 
 /** Faces in the canvas, best first: the whole image letterboxed, plus overlapping square tiles of
- *  its short side for a landscape or portrait photo (a small face covers more of the 192 pixels).
- *  `tiles: false`: the whole image's pass alone (faces of about a tenth of its long side and up). */
+ *  its short side for a landscape or portrait photo (a small face covers more of the 192 pixels), in
+ *  the passes searchPlan lays out on the detector's bounds. `tiles: false`: the whole image's pass alone
+ *  (faces of about a tenth of its long side and up). Throws UnsearchableImage, before any pass, for a
+ *  shape that cannot hold a face. */
 export async function detectFaces(detector, canvas, {tiles = true} = {}) {
-  const {width, height} = canvas;
-  const regions = [[0, 0, width, height]];
-  const short = Math.min(width, height), long = Math.max(width, height);
-  if (tiles && long > 1.25 * short) {
-    const count = Math.ceil((2 * (long - short)) / short) + 1;
-    for (let k = 0; k < count; k++) {
-      const start = Math.round(((long - short) * k) / (count - 1));
-      regions.push(width > height ? [start, 0, start + short, short] : [0, start, short, start + short]);
-    }
-  }
+  const {scale, regions} = searchPlan(canvas.width, canvas.height, detector.search, {tiles});
   const found = [];
-  for (const region of regions) found.push(...await detectIn(detector, canvas, region));
+  for (const region of regions) found.push(...await detectIn(detector, canvas, region, scale));
   return weightedNms(found);
 }
 
