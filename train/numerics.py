@@ -2,13 +2,14 @@
 normal float's, and a convolution that keeps meeting them trains ~10x slower.
 
 Every entry point that trains or evaluates (``python -m train``, its fine-tuning phase and
-validation, ``python -m train.sweep``, each torchrun worker: each runs ``main``) runs inside
-:func:`flush_denormals`, which sets the CPU's flush-to-zero and denormals-are-zero flags: a
-result that would be subnormal is 0, and a subnormal input reads as 0. The flags are per thread.
-PyTorch's intra-op threads copy them from the thread that starts them, at the first parallel
-operation of the process, and keep them; so the context is entered before any tensor work (the
-first line of ``main``). Entered later (a test process, a notebook), it covers the calling thread
-only -- which runs every operation too small to split -- and says so in the log. DataLoader
+validation, ``python -m train.sweep``, each torchrun worker) runs its work inside
+:func:`flush_denormals` (train/pipeline.py ``run_command``, train/sweep_runs.py ``sweep``), which
+sets the CPU's flush-to-zero and denormals-are-zero flags: a result that would be subnormal is 0,
+and a subnormal input reads as 0. The flags are per thread. PyTorch's intra-op threads copy them
+from the thread that starts them, at the first parallel operation of the process, and keep them;
+so the context is entered before any tensor work (as the work starts, once the command line is
+parsed). Entered later (a test process, a notebook), it covers the calling thread only -- which
+runs every operation too small to split -- and says so in the log. DataLoader
 workers, when a loader has them, are forked processes with the flags of the thread that forks them.
 
 Where they come from: a parameter whose gradient is exactly 0 every step (a ReLU channel that
