@@ -19,16 +19,14 @@ from PIL import Image
 
 DETECTOR_FILE = "face_detection_full_range.tflite"
 DETECTOR_SIZE = 192
-MIN_SCORE = 0.5
-NMS_IOU = 0.3
 # What one search may cost, whatever the image's shape (search_plan): the numbers, and why each, are in
 # detection.json, which the page's detector reads too (web/static/faces.mjs searchPlan).
 SEARCH_FILE = Path(__file__).with_name("detection.json")
-SEARCH_KEYS = ("min_face_pixels", "max_aspect", "max_search_side", "tile_above_aspect")
+SEARCH_KEYS = ("min_face_pixels", "max_aspect", "max_search_side", "tile_above_aspect", "min_score", "nms_iou")
 
 
 def load_search_bounds(path: Path = SEARCH_FILE) -> dict:
-    """The detector's search bounds (detection.json, also the page's), checked for every key search_plan reads."""
+    """The detector's numbers (detection.json, also the page's), checked for every key the detector reads."""
     try:
         bounds = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
@@ -44,6 +42,7 @@ def load_search_bounds(path: Path = SEARCH_FILE) -> dict:
 SEARCH = load_search_bounds()
 MIN_FACE_PIXELS, MAX_ASPECT = SEARCH["min_face_pixels"], SEARCH["max_aspect"]
 MAX_SEARCH_SIDE, TILE_ABOVE_ASPECT = SEARCH["max_search_side"], SEARCH["tile_above_aspect"]
+MIN_SCORE, NMS_IOU = SEARCH["min_score"], SEARCH["nms_iou"]
 
 
 class DetectorUnavailable(RuntimeError):

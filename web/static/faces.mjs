@@ -4,11 +4,10 @@
 
 export const DETECTOR_SIZE = 192;
 const CELLS = DETECTOR_SIZE / 4;  // one anchor per cell of a 48 x 48 grid
-const MIN_SCORE = 0.5;
-const NMS_IOU = 0.3;
 // FFHQ's square: half its side is the larger of 2 x the eye distance and 1.8 x the eye-to-mouth one.
 export const EYE_HALF_SIDE = 2.0, MOUTH_HALF_SIDE = 1.8;
-// The detector's search bounds: faces/detection.json (faces.detection reads it too), served beside the page
+// The detector's numbers (the score a detection needs, the overlap that merges two, the search bounds):
+// faces/detection.json (faces.detection reads it too), served beside the page
 // as detection.json and fetched with the detector's network.
 const SEARCH_BOUNDS = new URL('./detection.json', import.meta.url);
 
@@ -93,7 +92,7 @@ async function detectIn(detector, canvas, [x0, y0, x1, y1], scale = 1) {
   for (let i = 0; i < CELLS * CELLS; i++) {
     const logit = Math.min(80, Math.max(-80, classificators[i]));
     const score = 1 / (1 + Math.exp(-logit));
-    if (!(score > MIN_SCORE)) continue;
+    if (!(score > detector.search.min_score)) continue;
     const anchor = [((i % CELLS) + 0.5) / CELLS, (Math.floor(i / CELLS) + 0.5) / CELLS];
     const at = (k, axis) => ((regressors[16 * i + k] / DETECTOR_SIZE + anchor[axis]) * side + shift[axis]) / scale;
     const centre = [at(0, 0), at(1, 1)];
@@ -114,13 +113,13 @@ export function boxIou(a, b) {
 }
 
 /** MediaPipe's weighted NMS: overlapping detections are averaged by score, not dropped. */
-function weightedNms(detections) {
+function weightedNms(detections, iou) {
   let remaining = [...detections].sort((a, b) => b.score - a.score);
   const kept = [];
   while (remaining.length) {
     const best = remaining[0];
-    const group = remaining.filter((d) => boxIou(best.box, d.box) > NMS_IOU);
-    remaining = remaining.filter((d) => !(boxIou(best.box, d.box) > NMS_IOU));
+    const group = remaining.filter((d) => boxIou(best.box, d.box) > iou);
+    remaining = remaining.filter((d) => !(boxIou(best.box, d.box) > iou));
     const total = group.reduce((sum, d) => sum + d.score, 0);
     const mean = (pick) => pick(group[0]).map((_, k) => group.reduce((sum, d) => sum + pick(d)[k] * d.score, 0) / total);
     const points = best.points.map((_, k) => mean((d) => d.points[k]));
@@ -139,7 +138,7 @@ export async function detectFaces(detector, canvas, {tiles = true} = {}) {
   const {scale, regions} = searchPlan(canvas.width, canvas.height, detector.search, {tiles});
   const found = [];
   for (const region of regions) found.push(...await detectIn(detector, canvas, region, scale));
-  return weightedNms(found);
+  return weightedNms(found, detector.search.nms_iou);
 }
 
 /** Faces near boxes seen a few frames ago (a worker's detection, tracking.mjs): one pass on a square of
@@ -154,7 +153,7 @@ export async function detectAround(detector, canvas, boxes, reach = 6) {
                     Math.min(width, Math.ceil(cx + half)), Math.min(height, Math.ceil(cy + half))];
     if (region[2] - region[0] >= 2 && region[3] - region[1] >= 2) found.push(...await detectIn(detector, canvas, region));
   }
-  return weightedNms(found);
+  return weightedNms(found, detector.search.nms_iou);
 }
 
 /** The FFHQ-style square of one face (Karras et al. 2019): {origin, xAxis, yAxis} in image pixels,
