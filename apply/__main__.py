@@ -5,13 +5,18 @@ Usage:
     python -m apply --model artifacts/tinybeauty.tflite group.jpg --out out/ --strength 1.5 --side-by-side
     python -m apply --model tinybeauty_model/tinybeauty_best_psnr.pt crops/*.png --out out/ --aligned
     python -m apply --model artifacts/tinybeauty.onnx clip.mp4 --out out/   # video: apply/video.py
+    python -m apply --model artifacts/tinybeauty.onnx selfie.jpg --out out/ --regions lips=1,eyes=0.5,cheeks=0
 
 For each photo (turned upright by its EXIF orientation): every face is detected (BlazeFace,
 faces/), landmarked by the 468-point face mesh and aligned from the mesh to the FFHQ-style crop
 the model was trained on (a similarity transform; the code a video's frames go through), and run
 through the model at the size the file records (256x256 for the shipped files). The residual it
 adds is warped back with the inverse transform and blended through a feathered face mask:
-``photo + strength x mask x residual``. A face the detector finds but the mesh rejects (its face
+``photo + strength x mask x residual``. ``--regions`` gives lips, eyes, cheeks and the rest of the
+face each a strength of its own (0 to 2, those not named 1): the mask is weighted by soft regions placed
+from each face's mesh (faces/regions.json, which the page reads too; a face without a mesh, or an
+aligned crop, has them where an average face has them), costing no model run; all at 1 is the plain
+mask, to the bit. A face the detector finds but the mesh rejects (its face
 flag low) is aligned from the detector's eyes and mouth instead, and the summary line says so
 ("2 faces: 1 mesh, 1 detector keypoints where the mesh found no face"). Pixels outside the faces
 keep their exact values; the photo keeps its size, and its mode (RGBA keeps its alpha; greyscale
@@ -93,6 +98,16 @@ def output_clashes(photos: list[Path], out_dir: Path, side_by_side: bool, overwr
 strength_value = number_in(float, 0, MAX_STRENGTH)
 
 
+def region_strengths(text: str) -> dict[str, float]:
+    """--regions: "lips=1,eyes=0.5" -> a strength for every region (faces.regions: the standard library only)."""
+    from faces.regions import RegionError, parse_strengths
+
+    try:
+        return parse_strengths(text)
+    except RegionError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _count(faces: int) -> str:
     return f"{faces} face{'s' if faces != 1 else ''}"
 
@@ -116,6 +131,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=output_folder, required=True, help="output folder (created if missing)")
     parser.add_argument("--strength", type=strength_value, default=1.0,
                         help=f"face + strength x residual, 0 to {MAX_STRENGTH} (default: %(default)s)")
+    parser.add_argument("--regions", type=region_strengths, default=None, metavar="NAME=STRENGTH,...",
+                        help="a strength per face region, 0 to 2 each: lips, eyes (with liner and shadow), cheeks, "
+                        "rest (of the face); those not named stay 1, e.g. lips=1,eyes=0.5,cheeks=0")
     parser.add_argument("--aligned", action="store_true", help="the photos are aligned face crops: no detection")
     parser.add_argument("--side-by-side", action="store_true", help="also write a before | after image")
     parser.add_argument("--overwrite", action="store_true", help="replace results that exist already in OUT "
@@ -194,11 +212,12 @@ def make_up(tools: Tools, args: argparse.Namespace, index: int, path: Path) -> b
         if is_video(path):  # apply/video.py: faces tracked frame to frame
             from apply.video import apply_to_video
 
-            video = apply_to_video(tools.model.runner, tools.tracker, path, args.out, args.strength)
+            video = apply_to_video(tools.model.runner, tools.tracker, path, args.out, args.strength,
+                                   regions=args.regions)
             written, what = [video.path], _count(video.most_faces)
         else:
             written, faces = apply_to_file(tools.model.runner, tools.stills, path, args.out, tools.model.image_size,
-                                           args.strength, args.side_by_side)
+                                           args.strength, args.side_by_side, args.regions)
             what = "aligned crop" if args.aligned else _aligned_by(faces)
         log.info("[%d/%d] %s (%s) -> %s", index, len(args.images), path, what, ", ".join(map(str, written)))
         return True

@@ -3,7 +3,9 @@
 Shared by photos (``apply/photo.py``: the whole photo as a tensor) and videos
 (``apply/video.py``: only each face's region of a uint8 frame is touched, so a 1280x720 frame
 costs what its faces cost). Both give the same pixels: the region is the crop's footprint plus
-the bilinear filter's reach, so every sample a face takes lies inside it.
+the bilinear filter's reach, so every sample a face takes lies inside it. Per-region strength
+(``--regions``) multiplies the face mask by a weight map over the crop (faces/region_weights.py); with
+every strength at 1 that map is exactly 1.0, and the result is the mask's alone to the bit.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch.nn.functional as F
 
 from export.runtime import Runner
 from faces import Alignment
+from faces.region_weights import face_shapes, weight_map
 
 # The feathered face mask, in fractions of the aligned crop: an ellipse over the face (FFHQ crops
 # put the eyes at ~0.45 and the mouth at ~0.7 of the height) that fades to zero over FEATHER.
@@ -57,13 +60,24 @@ def _sample_affine(image: torch.Tensor, linear: np.ndarray, offset: np.ndarray, 
     return F.grid_sample(image, grid[None], mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def made_up_faces(runner: Runner, photo: torch.Tensor, alignments: list[Alignment], strength: float
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """photo: 1 x 3 x H x W in [0, 1]. Returns (made-up photo, mask coverage), same size."""
+def region_weights(strengths: dict[str, float] | None, faces: list[tuple[Alignment, np.ndarray | None]]
+                   ) -> list[np.ndarray] | None:
+    """Each face's per-region weights over its crop (faces.region_weights), from its mesh landmarks (N x 2+
+    image pixels; None: the template's regions); None where no strengths are given (the face mask alone)."""
+    if strengths is None:
+        return None
+    return [weight_map(face_shapes(None if landmarks is None else alignment.to_crop(landmarks[:, :2]) / alignment.size),
+                       strengths, alignment.size) for alignment, landmarks in faces]
+
+
+def made_up_faces(runner: Runner, photo: torch.Tensor, alignments: list[Alignment], strength: float,
+                  weights: list[np.ndarray] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """photo: 1 x 3 x H x W in [0, 1]. Returns (made-up photo, mask coverage), same size. ``weights``: each
+    face's per-region weights (:func:`region_weights`), multiplied into its face mask; None: the mask alone."""
     height, width = photo.shape[-2:]
     result, coverage = photo.clone(), torch.zeros(1, 1, height, width)
     mask = face_mask(alignments[0].size) if alignments else None
-    for alignment in alignments:
+    for index, alignment in enumerate(alignments):
         size = alignment.size
         basis = np.stack([alignment.x_axis, alignment.y_axis], axis=1).astype(np.float64)  # crop -> image, columns
         # Supersample the crop when the face is larger than the crop (no aliasing), then average.
@@ -77,7 +91,8 @@ def made_up_faces(runner: Runner, photo: torch.Tensor, alignments: list[Alignmen
             continue
         # The footprint's pixels, read back in the crop: crop pixels = size x basis^-1 (image - origin).
         to_crop = size * np.linalg.inv(basis)
-        back = _sample_affine(torch.cat([residual * mask, mask], dim=1), to_crop,
+        weighted = mask if weights is None else mask * torch.from_numpy(weights[index])
+        back = _sample_affine(torch.cat([residual * weighted, mask], dim=1), to_crop,
                               to_crop @ (np.array([x0, y0], np.float64) - alignment.origin), (y1 - y0, x1 - x0))
         result[..., y0:y1, x0:x1] = (result[..., y0:y1, x0:x1] + strength * back[:, :3]).clamp(0, 1)
         coverage[..., y0:y1, x0:x1] = torch.maximum(coverage[..., y0:y1, x0:x1], back[:, 3:])
@@ -91,19 +106,22 @@ def face_region(alignment: Alignment, width: int, height: int) -> tuple[int, int
             min(width, x1 + REGION_MARGIN), min(height, y1 + REGION_MARGIN))
 
 
-def make_up_frame(runner: Runner, frame: np.ndarray, alignments: list[Alignment], strength: float) -> int:
+def make_up_frame(runner: Runner, frame: np.ndarray, alignments: list[Alignment], strength: float,
+                  weights: list[np.ndarray] | None = None) -> int:
     """Make up each face of an H x W x 3 uint8 RGB frame in place, touching only its region;
-    pixels the face mask does not reach keep their exact values. Returns the faces made up."""
+    pixels the face mask does not reach keep their exact values. Returns the faces made up.
+    ``weights``: as made_up_faces'."""
     height, width = frame.shape[:2]
     done = 0
-    for alignment in alignments:
+    for index, alignment in enumerate(alignments):
         x0, y0, x1, y1 = face_region(alignment, width, height)
         if x1 <= x0 or y1 <= y0:
             continue  # wholly outside the frame
         region = frame[y0:y1, x0:x1]
         local = dataclasses.replace(alignment, origin=np.asarray(alignment.origin, np.float64) - (x0, y0))
         pixels = torch.from_numpy(np.ascontiguousarray(region)).permute(2, 0, 1)[None].float() / 255
-        made_up, coverage = made_up_faces(runner, pixels, [local], strength)
+        made_up, coverage = made_up_faces(runner, pixels, [local], strength,
+                                          None if weights is None else [weights[index]])
         reached = (coverage[0, 0] > 0).numpy()
         made_up_pixels = (made_up[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
         region[reached] = made_up_pixels[reached]

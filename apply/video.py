@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from apply.composite import make_up_frame
+from apply.composite import make_up_frame, region_weights
 from apply.outputs import CONTAINERS, output_path
 from export.runtime import Runner
 from faces import Alignment
@@ -295,8 +295,8 @@ def _decode_stage(items: Iterator, outbox: _Pipe, seconds: dict, ending: dict) -
     outbox.close()
 
 
-def _make_up_stage(inbox: _Pipe, outbox: _Pipe, runner: Runner, tracker, strength: float, turns: int,
-                   seconds: dict, progress: tqdm) -> tuple[int, int]:
+def _make_up_stage(inbox: _Pipe, outbox: _Pipe, runner: Runner, tracker, strength: float, regions: dict | None,
+                   turns: int, seconds: dict, progress: tqdm) -> tuple[int, int]:
     """Track the faces (on the upright frame), then make them up in place. Returns (frames, most faces)."""
     timed = _TimedRunner(runner)
     frames = most_faces = 0
@@ -308,7 +308,9 @@ def _make_up_stage(inbox: _Pipe, outbox: _Pipe, runner: Runner, tracker, strengt
             tracked, model_before = time.perf_counter(), timed.seconds
             height, width = item.rgb.shape[:2]
             alignments = [to_coded(face.alignment, turns, width, height) for face in faces]
-            most_faces = max(most_faces, make_up_frame(timed, item.rgb, alignments, strength))
+            # the regions in the crop, which turning the frame does not move: from the upright frame's faces
+            weights = region_weights(regions, [(face.alignment, face.landmarks) for face in faces])
+            most_faces = max(most_faces, make_up_frame(timed, item.rgb, alignments, strength, weights))
             model = timed.seconds - model_before
             seconds["track"] += tracked - start
             seconds["model"] += model
@@ -363,7 +365,7 @@ def _in_thread(name: str, failed: threading.Event, errors: list, work, *args) ->
 
 
 def _run_pipeline(items: Iterator, sink, video_out, audio_out, reencode_audio: bool, runner: Runner, tracker,
-                  strength: float, turns: int, progress: tqdm) -> tuple[int, int, dict, float]:
+                  strength: float, regions: dict | None, turns: int, progress: tqdm) -> tuple[int, int, dict, float]:
     """Decode and encode in their own threads, the faces in this one. Returns (frames, most faces,
     seconds per stage, where the last frame ends). Raises the first stage's failure."""
     failed, errors = threading.Event(), []
@@ -374,7 +376,8 @@ def _run_pipeline(items: Iterator, sink, video_out, audio_out, reencode_audio: b
                           reencode_audio, seconds)]
     frames = most_faces = 0
     try:
-        frames, most_faces = _make_up_stage(decoded, made_up, runner, tracker, strength, turns, seconds, progress)
+        frames, most_faces = _make_up_stage(decoded, made_up, runner, tracker, strength, regions, turns, seconds,
+                                            progress)
     except _Stopped:
         pass
     except BaseException:  # Ctrl-C included: stop the other stages before the temp file goes
@@ -402,10 +405,11 @@ def _check_complete(path: Path, video, frames: int, most_faces: int, end_s: floa
 
 
 def apply_to_video(runner: Runner, tracker, path: Path, out_dir: Path, strength: float,
-                   progress: bool = True) -> VideoResult:
+                   progress: bool = True, regions: dict[str, float] | None = None) -> VideoResult:
     """Make up every tracked face of a video file; writes OUT/NAME_makeup.SUFFIX atomically.
 
     ``tracker``: faces.tracking.FaceTracker (or anything with its update()/reset()); reset here.
+    ``regions``: a strength per region (faces.regions), each frame's from each face's mesh there.
     Raises VideoError (naming the file) before anything appears under the final name."""
     path, started = Path(path), time.perf_counter()
     target, muxer = output_path(path, out_dir), CONTAINERS[path.suffix.lower()]
@@ -431,7 +435,7 @@ def apply_to_video(runner: Runner, tracker, path: Path, out_dir: Path, strength:
                 audio_out = _add_audio(sink, muxer, audio, reencode_audio)
                 frames, most_faces, seconds, end_s = _run_pipeline(
                     itertools.chain(head, items), sink, video_out, audio_out, reencode_audio, runner, tracker,
-                    strength, quarter_turns(first.rotation), bar)
+                    strength, regions, quarter_turns(first.rotation), bar)
                 _check_complete(path, video, frames, most_faces, end_s)
     except av.error.FFmpegError as error:
         raise VideoError(f"{path}: FFmpeg cannot read it as a video ({_reason(error)}); is it a complete, playable "

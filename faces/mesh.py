@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from faces.detection import DetectorUnavailable, Face, detector_path, litert_interpreter
+from faces.regions import CONTOURS
 
 MESH_FILE = "face_landmark.tflite"
 MESH_SIZE = 192
@@ -31,13 +32,11 @@ MIN_PRESENCE = 0.5
 SUPERSAMPLE = 2
 
 # Canonical mesh indices (MediaPipe, face_mesh_connections.py: FACEMESH_RIGHT_EYE, _LEFT_EYE,
-# _LIPS, _FACE_OVAL), as closed rings. "Right" is the subject's right: the image's left eye.
-RIGHT_EYE = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
-LEFT_EYE = (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466)
-LIPS_OUTER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
-LIPS_INNER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191)
-FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152,
-             148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
+# _LIPS, _FACE_OVAL, and the brows), as closed rings, from faces/regions.json (the page reads it too).
+# "Right" is the subject's right: the image's left eye.
+RIGHT_EYE, LEFT_EYE = CONTOURS["right_eye"], CONTOURS["left_eye"]
+LIPS_OUTER, LIPS_INNER, FACE_OVAL = CONTOURS["lips_outer"], CONTOURS["lips_inner"], CONTOURS["face_oval"]
+BROWS = (CONTOURS["right_brow"], CONTOURS["left_brow"])  # lower edge outer -> inner, then the upper edge back
 MOUTH_CORNERS = (61, 291)
 # The outer eye corners: MediaPipe levels the next region on the line from 33 to 263.
 EYE_LINE = (33, 263)

@@ -96,6 +96,7 @@ class PerFrameDetector:
 class StillFace:
     alignment: Alignment  # the model's crop of this face
     by: str  # "mesh", or "detector": the mesh found no face where the detector did, its keypoints' crop
+    landmarks: np.ndarray | None = None  # the mesh's 468 x 3 points in image pixels (None: detector only)
 
 
 def still_faces(image: np.ndarray | Image.Image, image_size: int,
@@ -107,7 +108,8 @@ def still_faces(image: np.ndarray | Image.Image, image_size: int,
         image = np.asarray(image.convert("RGB"))
     tracker = tracker or FaceTracker(image_size, threads=None, smoothing=False, max_faces=STILL_MAX_FACES)
     tracker.reset()
-    meshed = [StillFace(face.alignment, "mesh") for face in tracker.update(np.ascontiguousarray(image), 0.0)]
+    meshed = [StillFace(face.alignment, "mesh", face.landmarks)
+              for face in tracker.update(np.ascontiguousarray(image), 0.0)]
     return meshed + [StillFace(Alignment.from_face(face, image_size), "detector") for face in tracker.rejected]
 
 

@@ -34,7 +34,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
-from faces.mesh import FACE_OVAL, LEFT_EYE, LIPS_INNER, LIPS_OUTER, RIGHT_EYE
+from faces.mesh import BROWS, FACE_OVAL, LEFT_EYE, LIPS_INNER, LIPS_OUTER, MOUTH_CORNERS, RIGHT_EYE
+from faces.region_weights import CHEEK, lower_lid, upper_lid
 from models.atomic import atomic_path
 from train.looks import BERRY, LOOKS, Look, look_named
 from train.synthetic import LABELS, SKIN_TONES, render_jobs, to_uint8
@@ -75,10 +76,9 @@ PORTRAITS: dict[str, Portrait] = {
 HELD_OUT = "hopper"
 
 # MediaPipe canonical mesh indices (face_mesh_connections.py): faces.mesh's rings split into the
-# lids and lips they are made of, and the brows (lower edge outer -> inner, then the upper edge back).
-UPPER_LIDS = (RIGHT_EYE[8:] + RIGHT_EYE[:1], LEFT_EYE[8:] + LEFT_EYE[:1])  # inner corner -> outer corner
-LOWER_LIDS = (RIGHT_EYE[8::-1], LEFT_EYE[8::-1])  # inner corner -> outer corner
-BROWS = ((46, 53, 52, 65, 55, 107, 66, 105, 63, 70), (276, 283, 282, 295, 285, 336, 296, 334, 293, 300))
+# lids and lips they are made of (faces/regions.json states the rings, the brows and where the lids meet).
+UPPER_LIDS = (upper_lid(RIGHT_EYE), upper_lid(LEFT_EYE))  # inner corner -> outer corner
+LOWER_LIDS = (lower_lid(RIGHT_EYE), lower_lid(LEFT_EYE))  # inner corner -> outer corner
 UPPER_LIP = LIPS_OUTER[10:] + LIPS_OUTER[:1] + LIPS_INNER[:1] + LIPS_INNER[:10:-1] + LIPS_INNER[10:11]
 LOWER_LIP = LIPS_OUTER[:11] + LIPS_INNER[10::-1]
 SUPERSAMPLE = 2  # masks are drawn at twice the size and averaged down: anti-aliased edges
@@ -267,13 +267,14 @@ def look_masks(points: np.ndarray, size: int, look: Look = BERRY) -> LookMasks:
     shadow, lower_shadow, liner = _shadow_and_liner(points, size, look)
     # A turned face's lid can reach past its outline: the shadow stays on the skin.
     shadow, lower_shadow = shadow * face, lower_shadow * face
-    cheeks = []
-    for lid, corner in zip(UPPER_LIDS, (61, 291), strict=True):
+    cheeks = []  # where faces/regions.json puts the cheeks (its "cheek" numbers), as polygons
+    for lid, corner in zip(UPPER_LIDS, MOUTH_CORNERS, strict=True):
         eye, width = points[list(lid)].mean(0), _eye_width(points, lid)
         outward = (points[lid[-1]] - points[lid[0]]) / max(width, 1e-6)
-        centre = eye + 0.55 * (points[corner] - eye) + 0.2 * width * outward
+        centre = eye + CHEEK["toward_corner"] * (points[corner] - eye) + CHEEK["outward"] * width * outward
         angles = np.linspace(0, 2 * math.pi, 24, endpoint=False)
-        cheeks.append(centre + np.column_stack([0.55 * width * np.cos(angles), 0.4 * width * np.sin(angles)]))
+        cheeks.append(centre + np.column_stack([CHEEK["radii"][0] * width * np.cos(angles),
+                                                CHEEK["radii"][1] * width * np.sin(angles)]))
     blush = _polygon_mask(size, cheeks, blur=0.04 * size) * face
     return LookMasks(face, lips, shadow, lower_shadow, liner, blush)
 

@@ -3,6 +3,7 @@
 // No DOM here beyond offscreen canvases, so the UI (app.mjs), the tests and the benchmark all
 // drive exactly this code.
 import {RUNTIMES, formatOf, openNetwork} from './network.mjs';
+import {TEMPLATE, weightMap} from './regions.mjs';
 
 export const MAX_STRENGTH = 2;
 export const MAX_PIXELS = 50e6;       // a 48 MP phone photo fits; the page holds ~3 copies of it
@@ -197,9 +198,15 @@ function smoothstep(ramp) {
   return t * t * (3 - 2 * t);
 }
 
-function residualOf(face, madeUp) {
+/** madeUp - face: the residual, weighted per region (regions.mjs) where `regionStrengths` are not all 1, from
+ *  the shapes the region carries (regions.mjs shapedRegion: its face's mesh) or else the template's. */
+function residualOf(face, madeUp, region, size, regionStrengths) {
   const residual = new Float32Array(face.length);
   for (let i = 0; i < residual.length; i++) residual[i] = madeUp[i] - face[i];
+  const weights = weightMap(region.shapes ?? TEMPLATE, regionStrengths, size);
+  for (let base = 0; weights && base < residual.length; base += weights.length) {
+    for (let i = 0; i < weights.length; i++) residual[base + i] *= weights[i];
+  }
   return residual;
 }
 
@@ -207,12 +214,13 @@ function residualOf(face, madeUp) {
  *  The whole photo as the region (an aligned crop): the residual is upsampled onto every pixel
  *  (PyTorch's bilinear, align_corners=False). A face in a larger photo: the residual is warped back
  *  through the region's inverse transform and faded out by the feathered ellipse MASK. Pixels the
- *  masks do not reach (and alpha) keep their exact values. */
-export function compose(photo, faces, size, strength) {
+ *  masks do not reach (and alpha) keep their exact values. `regionStrengths` ({lips, eyes, cheeks, rest},
+ *  regions.mjs): the residual weighted per region first, as `apply --regions`; null or all 1: not at all. */
+export function compose(photo, faces, size, strength, regionStrengths = null) {
   const {width, height, data} = photo;
   const out = new ImageData(new Uint8ClampedArray(data), width, height);
   for (const {region, face, madeUp} of faces) {
-    const residual = residualOf(face, madeUp);
+    const residual = residualOf(face, madeUp, region, size, regionStrengths);
     if (isWholePhoto(region, width, height)) upsampleOnto(out.data, width, height, residual, size, strength);
     else warpOnto(out.data, width, height, region, residual, size, strength);
   }
@@ -223,8 +231,9 @@ export function compose(photo, faces, size, strength) {
  *  a patch {box: [x0, y0, x1, y1], pixels: ImageData} to put over the frame: only the pixels of the
  *  region's footprint are read and changed, so a camera frame never goes through a full-frame
  *  getImageData. `under`: the patches of this frame's earlier faces; where one overlaps, this face goes
- *  on top of its pixels, so the patches put in order show every face. null: the region is outside. */
-export function composePatch(source, {region, face, madeUp}, size, strength, under = []) {
+ *  on top of its pixels, so the patches put in order show every face. null: the region is outside.
+ *  `regionStrengths`: as compose()'s. */
+export function composePatch(source, {region, face, madeUp}, size, strength, under = [], regionStrengths = null) {
   const {width, height} = source.canvas;
   const whole = isWholePhoto(region, width, height);
   const box = whole ? [0, 0, width, height] : footprint(region, width, height);
@@ -232,7 +241,7 @@ export function composePatch(source, {region, face, madeUp}, size, strength, und
   if (x1 <= x0 || y1 <= y0) return null;
   const pixels = source.getImageData(x0, y0, x1 - x0, y1 - y0);
   for (const earlier of under) copyOverlap(earlier, {box, pixels});
-  const residual = residualOf(face, madeUp);
+  const residual = residualOf(face, madeUp, region, size, regionStrengths);
   if (whole) {
     upsampleOnto(pixels.data, width, height, residual, size, strength);
   } else {  // the same warp in the patch's own pixel grid (integer shift: the same pixel centres)
@@ -256,7 +265,7 @@ function copyOverlap(from, to) {
 /** The model on each region of a frame (`frame`: a 2D context holding it), each made-up face as
  *  composePatch's patch: {patches: [{box, pixels}], ms: {crop, model, compose}}, the patches to put over
  *  the frame in order. The camera's model stage, in a worker (worker.mjs) or in the page. */
-export async function makeUpFaces(frame, model, regions, strength) {
+export async function makeUpFaces(frame, model, regions, strength, regionStrengths = null) {
   const ms = {crop: 0, model: 0, compose: 0};
   const patches = [];
   for (const region of regions) {
@@ -266,7 +275,7 @@ export async function makeUpFaces(frame, model, regions, strength) {
     const {madeUp, ms: modelMs} = await runModel(model, face);
     ms.model += modelMs;
     const composing = performance.now();
-    const patch = composePatch(frame, {region, face, madeUp}, model.size, strength, patches);
+    const patch = composePatch(frame, {region, face, madeUp}, model.size, strength, patches, regionStrengths);
     if (patch) patches.push(patch);
     ms.compose += performance.now() - composing;
   }

@@ -1,0 +1,102 @@
+"""Per-region strength as a weight map over the model's crop, from a face's mesh (faces/regions.json).
+
+Each region (lips, eyes, cheeks) is a union of soft ellipses placed from the mesh points
+(:func:`region_shapes`), or, for a face without a mesh, the definition's template (where an average
+face has them). :func:`weight_map` turns the shapes and a strength per region into one weight per
+crop pixel: the regions' masks are made a partition of the face (where they overlap to more than 1
+they are scaled down to sum to 1; the remainder is the ``rest``), and the weight is the
+strength-weighted sum, ``rest + sum_r (strength_r - rest) x mask_r``, so that every strength at 1
+gives exactly 1.0 everywhere: the face mask alone, today's composite to the bit. ``apply`` multiplies
+the face mask by it; ``web/static/regions.mjs`` computes the same numbers for the page.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from faces.regions import CONTOURS, DEFINITION, REGION_NAMES, REMAINDER
+
+# An ellipse in the crop, in fractions of its side: [centre x, centre y, radius along, radius across, angle
+# (radians, of the along axis), feather (the mask reaches 0 at (1 + feather) x the radii)].
+Ellipse = list[float]
+Shapes = dict[str, list[Ellipse]]
+
+INNER_CORNER = DEFINITION["inner_corner"]
+CHEEK = DEFINITION["cheek"]
+TEMPLATE: Shapes = {name: [list(map(float, ellipse)) for ellipse in ellipses]
+                    for name, ellipses in DEFINITION["template"].items()}
+
+
+def upper_lid(ring: tuple[int, ...]) -> tuple[int, ...]:
+    """An eye ring's upper lid, inner corner to outer corner (the rings start at the outer corner)."""
+    return ring[INNER_CORNER:] + ring[:1]
+
+
+def lower_lid(ring: tuple[int, ...]) -> tuple[int, ...]:
+    """An eye ring's lower lid, inner corner to outer corner."""
+    return ring[INNER_CORNER::-1]
+
+
+def _box_ellipse(spec: dict, points: np.ndarray) -> Ellipse:
+    """The ellipse through the box of the spec's contours along its axis, its half sides grown."""
+    inside = points[[index for name in spec["box"] for index in CONTOURS[name]]]
+    start, end = points[spec["axis"][0]], points[spec["axis"][1]]
+    angle = math.atan2(end[1] - start[1], end[0] - start[0])
+    along_axis, across_axis = np.array([math.cos(angle), math.sin(angle)]), np.array([-math.sin(angle), math.cos(angle)])
+    along, across = inside @ along_axis, inside @ across_axis
+    mid_along, mid_across = (along.min() + along.max()) / 2, (across.min() + across.max()) / 2
+    centre = mid_along * along_axis + mid_across * across_axis
+    return [float(centre[0]), float(centre[1]), float((along.max() - along.min()) / 2 * spec["grow"][0]),
+            float((across.max() - across.min()) / 2 * spec["grow"][1]), angle, float(spec["feather"])]
+
+
+def _cheek_ellipse(spec: dict, points: np.ndarray) -> Ellipse:
+    """train/portraits.py's blush: below the eye, toward the mouth corner and a little outward."""
+    lid = upper_lid(CONTOURS[spec["cheek"]])
+    eye, width = points[list(lid)].mean(0), float(np.hypot(*(points[lid[-1]] - points[lid[0]])))
+    outward = (points[lid[-1]] - points[lid[0]]) / max(width, 1e-9)
+    centre = eye + CHEEK["toward_corner"] * (points[spec["corner"]] - eye) + CHEEK["outward"] * width * outward
+    radius_along, radius_across = CHEEK["radii"]
+    return [float(centre[0]), float(centre[1]), radius_along * width, radius_across * width, 0.0, float(CHEEK["feather"])]
+
+
+def region_shapes(points: np.ndarray) -> Shapes:
+    """Each region's ellipses from a face's mesh: 468 x 2+ points in fractions of the crop's side."""
+    points = np.asarray(points, np.float64)[:, :2]
+    return {name: [_box_ellipse(spec, points) if "box" in spec else _cheek_ellipse(spec, points) for spec in specs]
+            for name, specs in DEFINITION["shapes"].items()}
+
+
+def ellipse_mask(ellipse: Ellipse, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """1 inside the ellipse, 0 from (1 + feather) x its radii outwards, smoothstep between; u, v in
+    fractions of the crop's side."""
+    centre_x, centre_y, radius_along, radius_across, angle, feather = ellipse
+    cos, sin = math.cos(angle), math.sin(angle)
+    du, dv = u - centre_x, v - centre_y
+    along, across = (du * cos + dv * sin) / radius_along, (dv * cos - du * sin) / radius_across
+    ramp = np.clip((1 + feather - np.sqrt(along * along + across * across)) / feather, 0, 1)
+    return ramp * ramp * (3 - 2 * ramp)
+
+
+def weight_map(shapes: Shapes, strengths: dict[str, float], size: int) -> np.ndarray:
+    """size x size float32 weights at the crop's pixel centres: rest + sum_r (strength_r - rest) x mask_r,
+    the masks scaled to sum to at most 1; exactly 1.0 where every strength is 1."""
+    centres = (np.arange(size, dtype=np.float64) + 0.5) / size
+    v, u = np.meshgrid(centres, centres, indexing="ij")
+    masks = {}
+    for name in REGION_NAMES:
+        if name != REMAINDER:
+            masks[name] = np.max([ellipse_mask(ellipse, u, v) for ellipse in shapes[name]], axis=0)
+    total = np.maximum(sum(masks.values()), 1.0)
+    rest = strengths[REMAINDER]
+    weight = np.full((size, size), rest, np.float64)
+    for name, mask in masks.items():
+        weight += (strengths[name] - rest) * (mask / total)
+    return weight.astype(np.float32)
+
+
+def face_shapes(points_in_crop: np.ndarray | None) -> Shapes:
+    """The shapes of one face: from its mesh (crop fractions) where it has one, else the template."""
+    return TEMPLATE if points_in_crop is None else region_shapes(points_in_crop)

@@ -1,0 +1,117 @@
+// Per-region strength (lips, eyes, cheeks, the rest of the face): faces/region_weights.py in JavaScript, on
+// the same definition (faces/regions.json, which the server serves as regions.json). Each region is a union
+// of soft ellipses in the model's crop, placed from the face's mesh (or, for a face without one, the
+// definition's template); weightMap() turns them and a strength per region into one weight per crop pixel,
+// rest + sum_r (strength_r - rest) x mask_r with the masks scaled to sum to at most 1, which makeup.mjs
+// multiplies into the residual before it goes back onto the photo: no model run. Every strength at 1 is no
+// weighting at all (weightMap gives null). web/test/regions.test.mjs checks these numbers against Python's.
+import DEFINITION from './regions.json' with {type: 'json'};
+
+export {DEFINITION};
+export const REGION_NAMES = DEFINITION.regions;
+export const REMAINDER = DEFINITION.remainder;
+export const MIN_REGION_STRENGTH = DEFINITION.strength.min, MAX_REGION_STRENGTH = DEFINITION.strength.max;
+export const NEUTRAL = Object.freeze(Object.fromEntries(REGION_NAMES.map((name) => [name, 1])));
+export const TEMPLATE = DEFINITION.template;
+const CONTOURS = DEFINITION.contours, CHEEK = DEFINITION.cheek;
+
+/** An eye ring's upper lid, inner corner to outer corner (the rings start at the outer corner). */
+export function upperLid(ring) {
+  return [...ring.slice(DEFINITION.inner_corner), ring[0]];
+}
+
+/** The ellipse through the box of the spec's contours along its axis, its half sides grown:
+ *  [centre x, centre y, radius along, radius across, angle, feather] in fractions of the crop's side. */
+function boxEllipse(spec, points) {
+  const [start, end] = spec.axis.map((index) => points[index]);
+  const angle = Math.atan2(end[1] - start[1], end[0] - start[0]), cos = Math.cos(angle), sin = Math.sin(angle);
+  let alongMin = Infinity, alongMax = -Infinity, acrossMin = Infinity, acrossMax = -Infinity;
+  for (const name of spec.box) {
+    for (const index of CONTOURS[name]) {
+      const [x, y] = points[index], along = x * cos + y * sin, across = x * -sin + y * cos;
+      alongMin = Math.min(alongMin, along); alongMax = Math.max(alongMax, along);
+      acrossMin = Math.min(acrossMin, across); acrossMax = Math.max(acrossMax, across);
+    }
+  }
+  const midAlong = (alongMin + alongMax) / 2, midAcross = (acrossMin + acrossMax) / 2;
+  return [midAlong * cos + midAcross * -sin, midAlong * sin + midAcross * cos,
+          (alongMax - alongMin) / 2 * spec.grow[0], (acrossMax - acrossMin) / 2 * spec.grow[1], angle, spec.feather];
+}
+
+/** train/portraits.py's blush: below the eye, toward the mouth corner and a little outward. */
+function cheekEllipse(spec, points) {
+  const lid = upperLid(CONTOURS[spec.cheek]);
+  const eye = [0, 1].map((axis) => lid.reduce((sum, index) => sum + points[index][axis], 0) / lid.length);
+  const first = points[lid[0]], last = points[lid[lid.length - 1]];
+  const width = Math.hypot(last[0] - first[0], last[1] - first[1]);
+  const outward = [(last[0] - first[0]) / Math.max(width, 1e-9), (last[1] - first[1]) / Math.max(width, 1e-9)];
+  const corner = points[spec.corner];
+  const centre = [0, 1].map((axis) => eye[axis] + CHEEK.toward_corner * (corner[axis] - eye[axis]) +
+                                      CHEEK.outward * width * outward[axis]);
+  return [centre[0], centre[1], CHEEK.radii[0] * width, CHEEK.radii[1] * width, 0, CHEEK.feather];
+}
+
+/** Each region's ellipses from a face's mesh: 468 [x, y] in fractions of the crop's side. */
+export function regionShapes(points) {
+  return Object.fromEntries(Object.entries(DEFINITION.shapes).map(([name, specs]) => [
+    name, specs.map((spec) => (spec.box ? boxEllipse(spec, points) : cheekEllipse(spec, points)))]));
+}
+
+/** Image points (468 [x, y] pixels) in fractions of a crop {origin, xAxis, yAxis}. */
+export function pointsInCrop({origin, xAxis, yAxis}, points) {
+  const det = xAxis[0] * yAxis[1] - yAxis[0] * xAxis[1];
+  return points.map(([x, y]) => {
+    const dx = x - origin[0], dy = y - origin[1];
+    return [(dx * yAxis[1] - dy * yAxis[0]) / det, (dy * xAxis[0] - dx * xAxis[1]) / det];
+  });
+}
+
+/** The crop with its face's region shapes (from its mesh landmarks, in image pixels) attached, for
+ *  makeup.mjs; a crop without shapes gets the template's. */
+export function shapedRegion(region, landmarks) {
+  return landmarks ? {...region, shapes: regionShapes(pointsInCrop(region, landmarks))} : region;
+}
+
+export function isNeutral(strengths) {
+  return !strengths || REGION_NAMES.every((name) => strengths[name] === 1);
+}
+
+/** One ellipse's mask, max'ed into `mask` (size x size), over the square it can reach only. */
+function maxEllipseInto(mask, [centreX, centreY, radiusAlong, radiusAcross, angle, feather], size) {
+  const cos = Math.cos(angle), sin = Math.sin(angle), reach = (1 + feather) * Math.max(radiusAlong, radiusAcross);
+  const from = (centre) => Math.max(0, Math.floor((centre - reach) * size));
+  const to = (centre) => Math.min(size, Math.ceil((centre + reach) * size) + 1);
+  for (let row = from(centreY), rows = to(centreY); row < rows; row++) {
+    const dv = (row + 0.5) / size - centreY;
+    for (let column = from(centreX), columns = to(centreX); column < columns; column++) {
+      const du = (column + 0.5) / size - centreX;
+      const along = (du * cos + dv * sin) / radiusAlong, across = (dv * cos - du * sin) / radiusAcross;
+      const ramp = Math.min(1, Math.max(0, (1 + feather - Math.sqrt(along * along + across * across)) / feather));
+      const value = ramp * ramp * (3 - 2 * ramp);
+      if (value > mask[row * size + column]) mask[row * size + column] = value;
+    }
+  }
+}
+
+/** size x size weights (Float32Array, row-major) at the crop's pixel centres, as faces.region_weights.weight_map:
+ *  rest + sum_r (strength_r - rest) x mask_r, the masks scaled to sum to at most 1. null where every strength is
+ *  1 (the weights would all be exactly 1). `shapes`: regionShapes' (or the template's). */
+export function weightMap(shapes, strengths, size) {
+  if (isNeutral(strengths)) return null;
+  const names = REGION_NAMES.filter((name) => name !== REMAINDER);
+  const masks = names.map((name) => {
+    const mask = new Float64Array(size * size);
+    for (const ellipse of shapes[name]) maxEllipseInto(mask, ellipse, size);
+    return mask;
+  });
+  const rest = strengths[REMAINDER], weights = new Float32Array(size * size);
+  for (let i = 0; i < weights.length; i++) {
+    let total = 0;
+    for (const mask of masks) total += mask[i];
+    total = Math.max(total, 1);
+    let weight = rest;
+    for (let k = 0; k < names.length; k++) weight += (strengths[names[k]] - rest) * (masks[k][i] / total);
+    weights[i] = weight;
+  }
+  return weights;
+}
