@@ -3,9 +3,10 @@
 Each region (lips, eyes, cheeks) is a union of soft ellipses placed from the mesh points
 (:func:`region_shapes`), or, for a face without a mesh, the definition's template (where an average
 face has them). :func:`weight_map` turns the shapes and a strength per region into one weight per
-crop pixel: the regions' masks are made a partition of the face (where they overlap to more than 1
-they are scaled down to sum to 1; the remainder is the ``rest``), and the weight is the
-strength-weighted sum, ``rest + sum_r (strength_r - rest) x mask_r``, so that every strength at 1
+crop pixel: the regions' masks are made a partition of the face, each region taking its mask's share
+of what the regions before it left (lips first: where the lips' mask is 1 their strength rules alone,
+whatever soft cheek reaches there; the remainder is the ``rest``), and the weight is the
+strength-weighted sum, ``rest + sum_r (strength_r - rest) x share_r``, so that every strength at 1
 gives exactly 1.0 everywhere: the face mask alone, today's composite to the bit. ``apply`` multiplies
 the face mask by it; ``web/static/regions.mjs`` computes the same numbers for the page.
 """
@@ -40,16 +41,19 @@ def lower_lid(ring: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def _box_ellipse(spec: dict, points: np.ndarray) -> Ellipse:
-    """The ellipse through the box of the spec's contours along its axis, its half sides grown."""
+    """The ellipse centred on the box of the spec's contours along its axis, of the box's proportions and just
+    large enough to hold every point (a smile's corners reach past the box's inscribed ellipse), then grown."""
     inside = points[[index for name in spec["box"] for index in CONTOURS[name]]]
     start, end = points[spec["axis"][0]], points[spec["axis"][1]]
     angle = math.atan2(end[1] - start[1], end[0] - start[0])
     along_axis, across_axis = np.array([math.cos(angle), math.sin(angle)]), np.array([-math.sin(angle), math.cos(angle)])
     along, across = inside @ along_axis, inside @ across_axis
     mid_along, mid_across = (along.min() + along.max()) / 2, (across.min() + across.max()) / 2
+    half_along, half_across = (along.max() - along.min()) / 2, (across.max() - across.min()) / 2
+    reach = float(np.sqrt(((along - mid_along) / half_along) ** 2 + ((across - mid_across) / half_across) ** 2).max())
     centre = mid_along * along_axis + mid_across * across_axis
-    return [float(centre[0]), float(centre[1]), float((along.max() - along.min()) / 2 * spec["grow"][0]),
-            float((across.max() - across.min()) / 2 * spec["grow"][1]), angle, float(spec["feather"])]
+    return [float(centre[0]), float(centre[1]), float(half_along * reach * spec["grow"][0]),
+            float(half_across * reach * spec["grow"][1]), angle, float(spec["feather"])]
 
 
 def _cheek_ellipse(spec: dict, points: np.ndarray) -> Ellipse:
@@ -81,19 +85,19 @@ def ellipse_mask(ellipse: Ellipse, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def weight_map(shapes: Shapes, strengths: dict[str, float], size: int) -> np.ndarray:
-    """size x size float32 weights at the crop's pixel centres: rest + sum_r (strength_r - rest) x mask_r,
-    the masks scaled to sum to at most 1; exactly 1.0 where every strength is 1."""
+    """size x size float32 weights at the crop's pixel centres: rest + sum_r (strength_r - rest) x share_r, each
+    region's share its mask over what the regions before it left (REGION_NAMES' order: lips, eyes, cheeks);
+    exactly 1.0 where every strength is 1."""
     centres = (np.arange(size, dtype=np.float64) + 0.5) / size
     v, u = np.meshgrid(centres, centres, indexing="ij")
-    masks = {}
-    for name in REGION_NAMES:
-        if name != REMAINDER:
-            masks[name] = np.max([ellipse_mask(ellipse, u, v) for ellipse in shapes[name]], axis=0)
-    total = np.maximum(sum(masks.values()), 1.0)
     rest = strengths[REMAINDER]
-    weight = np.full((size, size), rest, np.float64)
-    for name, mask in masks.items():
-        weight += (strengths[name] - rest) * (mask / total)
+    weight, left = np.full((size, size), rest, np.float64), np.ones((size, size))
+    for name in REGION_NAMES:
+        if name == REMAINDER:
+            continue
+        share = np.max([ellipse_mask(ellipse, u, v) for ellipse in shapes[name]], axis=0) * left
+        weight += (strengths[name] - rest) * share
+        left -= share
     return weight.astype(np.float32)
 
 

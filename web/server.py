@@ -6,8 +6,9 @@ onnxruntime-web's wasm build (the three files the page loads, from ``web/node_mo
 (``web/build/face_detector.onnx``, ``face_mesh.onnx`` and the mesh's original ``face_landmark.tflite``)
 and the exported model set (``.onnx`` and ``.tflite`` files and ``manifest.json`` under the artifacts
 folder); besides, the numbers faces/ and the page share are served beside the page's files: the face
-tracker's (``faces/tracking.json``, which faces.tracking_step reads too) as ``tracking.json`` and the face
-detector's search bounds (``faces/detection.json``, faces.detection's) as ``detection.json``.
+tracker's (``faces/tracking.json``, which faces.tracking_step reads too) as ``tracking.json``, the face
+detector's search bounds (``faces/detection.json``, faces.detection's) as ``detection.json`` and the face
+regions for per-region strength (``faces/regions.json``, faces.regions') as ``regions.json``.
 Every response carries ``Cross-Origin-Opener-Policy: same-origin`` and
 ``Cross-Origin-Embedder-Policy: require-corp``: without them the page is not cross-origin
 isolated, SharedArrayBuffer is missing, and onnxruntime-web silently runs on one thread.
@@ -27,6 +28,7 @@ from urllib.parse import unquote, urlsplit
 
 from export.formats import BY_NAME
 from faces.detection import SEARCH_FILE as DETECTION_PARAMS
+from faces.regions import REGIONS_FILE
 from faces.tracking_step import PARAMS_FILE as TRACKING_PARAMS
 from models.atomic import atomic_path, write_text
 
@@ -48,8 +50,9 @@ DETECTOR = WEB / "build" / "face_detector.onnx"  # written by `python -m tools.f
 MESH = WEB / "build" / "face_mesh.onnx"  # `python -m tools.face_models --network mesh` (make setup)
 MESH_TFLITE = WEB / "build" / "face_landmark.tflite"  # the mesh as MediaPipe ships it (make setup copies it)
 MODEL_SUFFIXES = {".onnx", ".tflite"}
-# One file for both languages each: tracking.mjs imports tracking.json, faces.mjs loadDetector fetches detection.json.
-SHARED_NUMBERS = {path.name: path for path in (TRACKING_PARAMS, DETECTION_PARAMS)}
+# One file for both languages each: tracking.mjs imports tracking.json, faces.mjs loadDetector fetches detection.json,
+# regions.mjs imports regions.json.
+SHARED_NUMBERS = {path.name: path for path in (TRACKING_PARAMS, DETECTION_PARAMS, REGIONS_FILE)}
 # The page's default model: the shipped int8 .tflite in LiteRT.js, named by the formats table (the page
 # asks for its name, PAGE_CONFIG, instead of spelling it). LiteRT.js runs it faster than onnxruntime-web
 # runs the int8 ONNX (the README's results table), which keeps the camera live on 2 cores; the ONNX stays
@@ -126,7 +129,7 @@ PAGE_MODELS = {"onnx": BY_NAME["onnx"].filename, "tflite": DEFAULT_MODEL}
 
 def bundle(artifacts: Path, out: Path, models: tuple[str, ...] = tuple(PAGE_MODELS.values())) -> list[Path]:
     """Copy what the page needs into ``out`` with the URL layout the server uses, for any static
-    host: the page's files, its config.json, tracking.json and detection.json, ort/ (three files), litert/ (LiteRT.js),
+    host: the page's files, its config.json, tracking.json, detection.json and regions.json, ort/ (three files), litert/ (LiteRT.js),
     detector/ and model/ (both files the page runs). The host must send the two
     cross-origin isolation headers for multi-threaded wasm; without them the page runs on one
     thread and says so."""

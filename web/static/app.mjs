@@ -13,6 +13,7 @@ import {
 } from './makeup.mjs';
 import {loadMesh} from './mesh.mjs';
 import {formatOf} from './network.mjs';
+import {MAX_REGION_STRENGTH, MIN_REGION_STRENGTH, NEUTRAL, REGION_NAMES} from './regions.mjs';
 import {FaceTracker, STILL_MAX_FACES, stillFaces} from './tracking.mjs';
 import {ModelStage, PageWorker, searchFor} from './workers.mjs';
 
@@ -36,6 +37,7 @@ const useModelWorker = () => (params.has('modelWorker') ? params.get('modelWorke
 // `workers` the camera's detector and model workers (workers.mjs), started with the first camera.
 const state = {model: null, detector: null, mesh: null, tracker: null, photo: null, pixels: null, name: '', mode: null,
                choice: null, box: null, regions: [], faces: [], result: null, strength: 1, modelMs: null,
+               regionStrengths: {...NEUTRAL},  // the region sliders' (regions.mjs): lips, eyes, cheeks, rest
                stills: null, alignedBy: [],  // the photos' face tracker (unsmoothed), how each face was aligned
                detectMs: null, frameMs: null, webcam: null, loop: null, frames: 0, camera: null, onFrame: null,
                workers: {detect: null, makeUp: null}};
@@ -218,7 +220,7 @@ async function process() {
 }
 
 function render() {
-  state.result = compose(state.pixels, state.faces, state.model.size, state.strength);
+  state.result = compose(state.pixels, state.faces, state.model.size, state.strength, state.regionStrengths);
   $('after').getContext('2d').putImageData(state.result, 0, 0);
   $('download').disabled = false;
   drawOverlay(state.mode === 'faces' ? state.faces.map((face) => face.region) : []);
@@ -293,6 +295,28 @@ $('strength').addEventListener('input', (event) => {
   $('strength-value').textContent = state.strength.toFixed(2);
   if (state.faces.length && !state.webcam) render();
 });
+
+/** One slider a region (regions.mjs's names and range), each a strength on the residual there: the photo is
+ *  composed again at once (no model run); the camera takes it at its next frame. */
+function addRegionSliders() {
+  for (const name of REGION_NAMES) {
+    const label = document.createElement('label');
+    label.className = 'strength';
+    const slider = Object.assign(document.createElement('input'), {
+      id: `region-${name}`, type: 'range', min: String(MIN_REGION_STRENGTH), max: String(MAX_REGION_STRENGTH),
+      step: '0.05', value: '1'});
+    const shown = Object.assign(document.createElement('output'), {id: `region-${name}-value`, textContent: '1.00'});
+    label.append(name, slider, shown);
+    slider.addEventListener('input', () => {
+      state.regionStrengths = {...state.regionStrengths, [name]: Number(slider.value)};
+      shown.textContent = Number(slider.value).toFixed(2);
+      if (state.faces.length && !state.webcam) render();
+    });
+    $('regions').append(label);
+  }
+}
+
+addRegionSliders();
 
 $('split').addEventListener('input', (event) => {
   const percent = Number(event.target.value);
@@ -432,7 +456,7 @@ function cameraSettings() {
   const {width, height} = $('before');
   state.mode = cameraMode();
   const regions = {faces: null, whole: [wholePhoto(width, height)], box: [boxRegion(state.box)]}[state.mode];
-  return {strength: state.strength, regions};
+  return {strength: state.strength, regions, regionStrengths: state.regionStrengths};
 }
 
 let shownAt = 0;
@@ -509,5 +533,9 @@ window.tinybeauty = {
   modelOutputBase64: (face = 0) => base64(state.faces[face].madeUp),  // raw model output, float32 NCHW
   resultBase64: () => base64(state.result.data),     // the made-up photo, RGBA bytes
   setStrength: (value) => { $('strength').value = String(value); $('strength').dispatchEvent(new Event('input')); },
+  setRegion: (name, value) => {
+    $(`region-${name}`).value = String(value);
+    $(`region-${name}`).dispatchEvent(new Event('input'));
+  },
   timeModel: (options) => timeModel(state.model, state.faces[0].face, options),
 };

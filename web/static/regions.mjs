@@ -2,7 +2,8 @@
 // the same definition (faces/regions.json, which the server serves as regions.json). Each region is a union
 // of soft ellipses in the model's crop, placed from the face's mesh (or, for a face without one, the
 // definition's template); weightMap() turns them and a strength per region into one weight per crop pixel,
-// rest + sum_r (strength_r - rest) x mask_r with the masks scaled to sum to at most 1, which makeup.mjs
+// rest + sum_r (strength_r - rest) x share_r, each region's share its mask over what the regions before it
+// left (lips, then eyes, then cheeks), which makeup.mjs
 // multiplies into the residual before it goes back onto the photo: no model run. Every strength at 1 is no
 // weighting at all (weightMap gives null). web/test/regions.test.mjs checks these numbers against Python's.
 import DEFINITION from './regions.json' with {type: 'json'};
@@ -20,22 +21,23 @@ export function upperLid(ring) {
   return [...ring.slice(DEFINITION.inner_corner), ring[0]];
 }
 
-/** The ellipse through the box of the spec's contours along its axis, its half sides grown:
- *  [centre x, centre y, radius along, radius across, angle, feather] in fractions of the crop's side. */
+/** The ellipse centred on the box of the spec's contours along its axis, of the box's proportions and just large
+ *  enough to hold every point, then grown: [centre x, centre y, radius along, radius across, angle, feather] in
+ *  fractions of the crop's side. */
 function boxEllipse(spec, points) {
   const [start, end] = spec.axis.map((index) => points[index]);
   const angle = Math.atan2(end[1] - start[1], end[0] - start[0]), cos = Math.cos(angle), sin = Math.sin(angle);
-  let alongMin = Infinity, alongMax = -Infinity, acrossMin = Infinity, acrossMax = -Infinity;
-  for (const name of spec.box) {
-    for (const index of CONTOURS[name]) {
-      const [x, y] = points[index], along = x * cos + y * sin, across = x * -sin + y * cos;
-      alongMin = Math.min(alongMin, along); alongMax = Math.max(alongMax, along);
-      acrossMin = Math.min(acrossMin, across); acrossMax = Math.max(acrossMax, across);
-    }
-  }
-  const midAlong = (alongMin + alongMax) / 2, midAcross = (acrossMin + acrossMax) / 2;
+  const projected = spec.box.flatMap((name) => CONTOURS[name].map((index) => {
+    const [x, y] = points[index];
+    return [x * cos + y * sin, x * -sin + y * cos];
+  }));
+  const alongs = projected.map(([along]) => along), acrosses = projected.map(([, across]) => across);
+  const midAlong = (Math.min(...alongs) + Math.max(...alongs)) / 2, midAcross = (Math.min(...acrosses) + Math.max(...acrosses)) / 2;
+  const halfAlong = (Math.max(...alongs) - Math.min(...alongs)) / 2, halfAcross = (Math.max(...acrosses) - Math.min(...acrosses)) / 2;
+  const reach = Math.max(...projected.map(([along, across]) => Math.sqrt(
+    ((along - midAlong) / halfAlong) ** 2 + ((across - midAcross) / halfAcross) ** 2)));
   return [midAlong * cos + midAcross * -sin, midAlong * sin + midAcross * cos,
-          (alongMax - alongMin) / 2 * spec.grow[0], (acrossMax - acrossMin) / 2 * spec.grow[1], angle, spec.feather];
+          halfAlong * reach * spec.grow[0], halfAcross * reach * spec.grow[1], angle, spec.feather];
 }
 
 /** train/portraits.py's blush: below the eye, toward the mouth corner and a little outward. */
@@ -94,24 +96,22 @@ function maxEllipseInto(mask, [centreX, centreY, radiusAlong, radiusAcross, angl
 }
 
 /** size x size weights (Float32Array, row-major) at the crop's pixel centres, as faces.region_weights.weight_map:
- *  rest + sum_r (strength_r - rest) x mask_r, the masks scaled to sum to at most 1. null where every strength is
- *  1 (the weights would all be exactly 1). `shapes`: regionShapes' (or the template's). */
+ *  rest + sum_r (strength_r - rest) x share_r, each region's share its mask over what the regions before it left
+ *  (REGION_NAMES' order). null where every strength is 1 (the weights would all be exactly 1). `shapes`:
+ *  regionShapes' (or the template's). */
 export function weightMap(shapes, strengths, size) {
   if (isNeutral(strengths)) return null;
-  const names = REGION_NAMES.filter((name) => name !== REMAINDER);
-  const masks = names.map((name) => {
-    const mask = new Float64Array(size * size);
+  const rest = strengths[REMAINDER], weights = new Float64Array(size * size).fill(rest);
+  const left = new Float64Array(size * size).fill(1);
+  for (const name of REGION_NAMES) {
+    if (name === REMAINDER) continue;
+    const mask = new Float64Array(size * size), gain = strengths[name] - rest;
     for (const ellipse of shapes[name]) maxEllipseInto(mask, ellipse, size);
-    return mask;
-  });
-  const rest = strengths[REMAINDER], weights = new Float32Array(size * size);
-  for (let i = 0; i < weights.length; i++) {
-    let total = 0;
-    for (const mask of masks) total += mask[i];
-    total = Math.max(total, 1);
-    let weight = rest;
-    for (let k = 0; k < names.length; k++) weight += (strengths[names[k]] - rest) * (masks[k][i] / total);
-    weights[i] = weight;
+    for (let i = 0; i < mask.length; i++) {
+      const share = mask[i] * left[i];
+      weights[i] += gain * share;
+      left[i] -= share;
+    }
   }
-  return weights;
+  return Float32Array.from(weights);
 }

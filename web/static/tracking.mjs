@@ -8,6 +8,7 @@
 import PARAMS from './tracking.json' with {type: 'json'};
 import {alignFace, detectAround, detectFaces} from './faces.mjs';
 import {runMesh} from './mesh.mjs';
+import {shapedRegion} from './regions.mjs';
 import {newState, step} from './tracking_step.mjs';
 
 export {PARAMS};
@@ -84,9 +85,11 @@ export class FaceTracker {
 
 /** A still photo, as faces.tracking.still_faces: one frame through the camera's chain, unsmoothed
  *  (`tracker`: a FaceTracker with smoothing false, reset here); faces the mesh rejects follow,
- *  aligned from the detector's keypoints. [{region, by: 'mesh' | 'detector'}]. */
+ *  aligned from the detector's keypoints. [{region, by: 'mesh' | 'detector'}]; a meshed face's region
+ *  carries its regions' shapes (regions.mjs shapedRegion). */
 export async function stillFaces(tracker, canvas) {
   tracker.reset();
-  const meshed = (await tracker.update(canvas, 0)).map((face) => ({region: face.region, by: 'mesh'}));
+  const meshed = (await tracker.update(canvas, 0)).map((face) => ({region: shapedRegion(face.region, face.landmarks),
+                                                                  by: 'mesh'}));
   return [...meshed, ...tracker.rejected.map((face) => ({region: alignFace(face), by: 'detector'}))];
 }

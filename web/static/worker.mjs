@@ -3,8 +3,8 @@
 // says which job it does, for the rest of its life:
 //   'detect'  BlazeFace (faces.mjs detectFaces: the whole frame, and its tiles unless `tiles` is false)
 //             on a frame's ImageBitmap -> {faces};
-//   'makeUp'  the model on a frame's face regions (makeup.mjs makeUpFaces: crop, model, residual onto
-//             the footprint) -> {patches (ImageData, transferred), ms}.
+//   'makeUp'  the model on a frame's face regions (makeup.mjs makeUpFaces: crop, model, residual weighted
+//             per face region, onto the footprint) -> {patches (ImageData, transferred), ms}.
 // Messages: {id, type: 'start', job, url, threads} then {id, type: 'run', ...the job's input}; each is
 // answered {id, ...reply} or {id, error}: any error fails the worker (the page then does the job itself).
 import {detectFaces, loadDetector} from './faces.mjs';
@@ -22,13 +22,13 @@ const JOBS = {
     const model = await loadModel(url, {threads: wanted});
     threads = model.threads;
     const frame = new OffscreenCanvas(1, 1).getContext('2d', {willReadFrequently: true});
-    return async ({bitmap, regions, strength}) => {
+    return async ({bitmap, regions, strength, regionStrengths}) => {
       const copying = performance.now();
       const {width, height} = bitmap;
       if (frame.canvas.width !== width || frame.canvas.height !== height) Object.assign(frame.canvas, {width, height});
       frame.drawImage(bitmap, 0, 0);
       const copy = performance.now() - copying;
-      const {patches, ms} = await makeUpFaces(frame, model, regions, strength);
+      const {patches, ms} = await makeUpFaces(frame, model, regions, strength, regionStrengths);
       return {reply: {patches, ms: {...ms, copy}}, transfer: patches.map((patch) => patch.pixels.data.buffer)};
     };
   },

@@ -73,7 +73,7 @@ export function searchFor(worker) {
   };
 }
 
-/** The camera's model stage: ``makeUp(canvas, regions, strength)`` -> makeUpFaces' {patches, ms}, in the
+/** The camera's model stage: ``makeUp(canvas, regions, strength, regionStrengths)`` -> makeUpFaces' {patches, ms}, in the
  *  worker while it works, else in the page. The frame the worker fails on is shown without makeup: the
  *  page's own onnxruntime must not run two sessions at once (its runs share one wasm stack), and the
  *  frame loop only waits for the model stage when it is in the page. */
@@ -86,18 +86,18 @@ export class ModelStage {
     return this.worker && !this.worker.failure ? 'worker' : 'page';
   }
 
-  async makeUp(canvas, regions, strength) {
+  async makeUp(canvas, regions, strength, regionStrengths = null) {
     if (this.where === 'worker') {
       const snapshot = createImageBitmap(canvas);
       try {
         const bitmap = await snapshot;
-        return await this.worker.run({bitmap, regions, strength}, [bitmap]);
+        return await this.worker.run({bitmap, regions, strength, regionStrengths}, [bitmap]);
       } catch (error) {
         if (!(error instanceof WorkerFailed)) throw error;
         return {patches: [], ms: {}};
       }
     }
     const frame = canvas.getContext('2d', {willReadFrequently: true});
-    return makeUpFaces(frame, this.model, regions, strength);
+    return makeUpFaces(frame, this.model, regions, strength, regionStrengths);
   }
 }
