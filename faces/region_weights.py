@@ -84,20 +84,36 @@ def ellipse_mask(ellipse: Ellipse, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return ramp * ramp * (3 - 2 * ramp)
 
 
+def _reach(ellipse: Ellipse, size: int) -> tuple[int, int, int, int]:
+    """The crop pixels an ellipse's mask can reach, as (row from, row to, column from, column to): beyond
+    (1 + feather) x its longer radius it is exactly 0, so only these are computed (a few % of the crop)."""
+    centre_x, centre_y, radius_along, radius_across, _, feather = ellipse
+    reach = (1 + feather) * max(radius_along, radius_across)
+    return (max(0, math.floor((centre_y - reach) * size)), min(size, math.ceil((centre_y + reach) * size) + 1),
+            max(0, math.floor((centre_x - reach) * size)), min(size, math.ceil((centre_x + reach) * size) + 1))
+
+
 def weight_map(shapes: Shapes, strengths: dict[str, float], size: int) -> np.ndarray:
     """size x size float32 weights at the crop's pixel centres: rest + sum_r (strength_r - rest) x share_r, each
     region's share its mask over what the regions before it left (REGION_NAMES' order: lips, eyes, cheeks);
     exactly 1.0 where every strength is 1."""
     centres = (np.arange(size, dtype=np.float64) + 0.5) / size
-    v, u = np.meshgrid(centres, centres, indexing="ij")
     rest = strengths[REMAINDER]
     weight, left = np.full((size, size), rest, np.float64), np.ones((size, size))
     for name in REGION_NAMES:
         if name == REMAINDER:
             continue
-        share = np.max([ellipse_mask(ellipse, u, v) for ellipse in shapes[name]], axis=0) * left
-        weight += (strengths[name] - rest) * share
-        left -= share
+        boxes = [_reach(ellipse, size) for ellipse in shapes[name]]
+        top, left_column = min(box[0] for box in boxes), min(box[2] for box in boxes)
+        rows, columns = slice(top, max(box[1] for box in boxes)), slice(left_column, max(box[3] for box in boxes))
+        mask = np.zeros((rows.stop - rows.start, columns.stop - columns.start))  # outside it the share is 0
+        for ellipse, (row, row_end, column, column_end) in zip(shapes[name], boxes, strict=True):
+            part = ellipse_mask(ellipse, centres[None, column:column_end], centres[row:row_end, None])
+            inside = mask[row - top:row_end - top, column - left_column:column_end - left_column]
+            np.maximum(inside, part, out=inside)
+        share = mask * left[rows, columns]
+        weight[rows, columns] += (strengths[name] - rest) * share
+        left[rows, columns] -= share
     return weight.astype(np.float32)
 
 

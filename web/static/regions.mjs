@@ -78,14 +78,20 @@ export function isNeutral(strengths) {
   return !strengths || REGION_NAMES.every((name) => strengths[name] === 1);
 }
 
-/** One ellipse's mask, max'ed into `mask` (size x size), over the square it can reach only. */
-function maxEllipseInto(mask, [centreX, centreY, radiusAlong, radiusAcross, angle, feather], size) {
-  const cos = Math.cos(angle), sin = Math.sin(angle), reach = (1 + feather) * Math.max(radiusAlong, radiusAcross);
-  const from = (centre) => Math.max(0, Math.floor((centre - reach) * size));
-  const to = (centre) => Math.min(size, Math.ceil((centre + reach) * size) + 1);
-  for (let row = from(centreY), rows = to(centreY); row < rows; row++) {
+/** The crop pixels an ellipse's mask can reach, [row from, row to, column from, column to]: beyond (1 + feather) x
+ *  its longer radius it is exactly 0, so only these are computed (a few % of the crop). */
+function reachOf([centreX, centreY, radiusAlong, radiusAcross, , feather], size) {
+  const reach = (1 + feather) * Math.max(radiusAlong, radiusAcross);
+  return [Math.max(0, Math.floor((centreY - reach) * size)), Math.min(size, Math.ceil((centreY + reach) * size) + 1),
+          Math.max(0, Math.floor((centreX - reach) * size)), Math.min(size, Math.ceil((centreX + reach) * size) + 1)];
+}
+
+/** One ellipse's mask, max'ed into `mask` (size x size), over the pixels it can reach ([rows, columns]). */
+function maxEllipseInto(mask, [centreX, centreY, radiusAlong, radiusAcross, angle, feather], size, [row0, row1, column0, column1]) {
+  const cos = Math.cos(angle), sin = Math.sin(angle);
+  for (let row = row0; row < row1; row++) {
     const dv = (row + 0.5) / size - centreY;
-    for (let column = from(centreX), columns = to(centreX); column < columns; column++) {
+    for (let column = column0; column < column1; column++) {
       const du = (column + 0.5) / size - centreX;
       const along = (du * cos + dv * sin) / radiusAlong, across = (dv * cos - du * sin) / radiusAcross;
       const ramp = Math.min(1, Math.max(0, (1 + feather - Math.sqrt(along * along + across * across)) / feather));
@@ -101,17 +107,24 @@ function maxEllipseInto(mask, [centreX, centreY, radiusAlong, radiusAcross, angl
  *  regionShapes' (or the template's). */
 export function weightMap(shapes, strengths, size) {
   if (isNeutral(strengths)) return null;
-  const rest = strengths[REMAINDER], weights = new Float64Array(size * size).fill(rest);
-  const left = new Float64Array(size * size).fill(1);
+  const rest = strengths[REMAINDER], weights = new Float32Array(size * size).fill(rest);
+  const exact = new Float64Array(size * size).fill(rest), left = new Float64Array(size * size).fill(1);
+  const mask = new Float64Array(size * size);
   for (const name of REGION_NAMES) {
     if (name === REMAINDER) continue;
-    const mask = new Float64Array(size * size), gain = strengths[name] - rest;
-    for (const ellipse of shapes[name]) maxEllipseInto(mask, ellipse, size);
-    for (let i = 0; i < mask.length; i++) {
-      const share = mask[i] * left[i];
-      weights[i] += gain * share;
-      left[i] -= share;
+    const boxes = shapes[name].map((ellipse) => reachOf(ellipse, size)), gain = strengths[name] - rest;
+    const [row0, row1, column0, column1] = [Math.min(...boxes.map((box) => box[0])), Math.max(...boxes.map((box) => box[1])),
+                                            Math.min(...boxes.map((box) => box[2])), Math.max(...boxes.map((box) => box[3]))];
+    for (let row = row0; row < row1; row++) mask.fill(0, row * size + column0, row * size + column1);
+    shapes[name].forEach((ellipse, k) => maxEllipseInto(mask, ellipse, size, boxes[k]));
+    for (let row = row0; row < row1; row++) {  // outside the box the share is 0: nothing changes
+      for (let i = row * size + column0, end = row * size + column1; i < end; i++) {
+        const share = mask[i] * left[i];
+        exact[i] += gain * share;
+        left[i] -= share;
+        weights[i] = exact[i];
+      }
     }
   }
-  return Float32Array.from(weights);
+  return weights;
 }
