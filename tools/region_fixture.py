@@ -7,7 +7,7 @@ Usage:
 The fixtures are real faces' meshes (public-domain portraits the installed packages ship, through
 ``faces.still_faces``), in fractions of their model crop, with the shapes and the weight maps
 faces.region_weights gives them for a few strength settings, and the template's for a face without a
-mesh. ``web/test/regions.test.mjs`` checks the page's regions.mjs against them; tests/faces/test_regions.py
+mesh. ``web/test/regions.test.mjs`` checks the page's regions.mjs against them; tests/faces/test_face_regions.py
 checks they are still what Python gives.
 
 The template is where a face without a mesh has its regions (a face aligned from the detector's

@@ -1,6 +1,6 @@
 // The page's per-region strength (web/static/regions.mjs) against Python's (faces/region_weights.py): the
 // recorded faces of tests/traces/regions/ (`python -m tools.region_fixture` writes them from real meshes, and
-// tests/faces/test_regions.py checks they are still what Python gives) through the page's code. Plain Node:
+// tests/faces/test_face_regions.py checks they are still what Python gives) through the page's code. Plain Node:
 //   node --test web/test/
 import assert from 'node:assert/strict';
 import {readFileSync, readdirSync} from 'node:fs';
