@@ -46,7 +46,8 @@ def _box_ellipse(spec: dict, points: np.ndarray) -> Ellipse:
     inside = points[[index for name in spec["box"] for index in CONTOURS[name]]]
     start, end = points[spec["axis"][0]], points[spec["axis"][1]]
     angle = math.atan2(end[1] - start[1], end[0] - start[0])
-    along_axis, across_axis = np.array([math.cos(angle), math.sin(angle)]), np.array([-math.sin(angle), math.cos(angle)])
+    along_axis = np.array([math.cos(angle), math.sin(angle)])
+    across_axis = np.array([-math.sin(angle), math.cos(angle)])
     along, across = inside @ along_axis, inside @ across_axis
     mid_along, mid_across = (along.min() + along.max()) / 2, (across.min() + across.max()) / 2
     half_along, half_across = (along.max() - along.min()) / 2, (across.max() - across.min()) / 2
@@ -63,7 +64,8 @@ def _cheek_ellipse(spec: dict, points: np.ndarray) -> Ellipse:
     outward = (points[lid[-1]] - points[lid[0]]) / max(width, 1e-9)
     centre = eye + CHEEK["toward_corner"] * (points[spec["corner"]] - eye) + CHEEK["outward"] * width * outward
     radius_along, radius_across = CHEEK["radii"]
-    return [float(centre[0]), float(centre[1]), radius_along * width, radius_across * width, 0.0, float(CHEEK["feather"])]
+    return [float(centre[0]), float(centre[1]), radius_along * width, radius_across * width, 0.0,
+            float(CHEEK["feather"])]
 
 
 def region_shapes(points: np.ndarray) -> Shapes:

@@ -31,7 +31,8 @@ FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "traces" / "regions"
 MAP_SIZE = 32  # the weight maps' side: small files, every ellipse still many pixels wide
 POINT_DECIMALS = 6  # a mesh point to a millionth of the crop
 # Strength settings the fixtures record: one that turns each region off, up, and the rest alone.
-SETTINGS = ({"lips": 0.0, "eyes": 0.5, "cheeks": 2.0, "rest": 1.0}, {"lips": 2.0, "eyes": 2.0, "cheeks": 2.0, "rest": 0.0},
+SETTINGS = ({"lips": 0.0, "eyes": 0.5, "cheeks": 2.0, "rest": 1.0},
+            {"lips": 2.0, "eyes": 2.0, "cheeks": 2.0, "rest": 0.0},
             {"lips": 1.0, "eyes": 1.0, "cheeks": 1.0, "rest": 0.3}, NEUTRAL)
 FRONTAL = ("astronaut", "hopper")
 
@@ -64,9 +65,10 @@ def fixture(about: str, points: np.ndarray | None) -> dict:
     if points is not None:
         points = np.round(points, POINT_DECIMALS)
     shapes = TEMPLATE if points is None else region_shapes(points)
+    weights = [{"strengths": strengths, "map": weight_map(shapes, strengths, MAP_SIZE).tolist()}
+               for strengths in SETTINGS]
     return {"about": about, "points": None if points is None else points.tolist(), "shapes": shapes,
-            "size": MAP_SIZE, "weights": [{"strengths": strengths, "map": weight_map(shapes, strengths, MAP_SIZE).tolist()}
-                                          for strengths in SETTINGS]}
+            "size": MAP_SIZE, "weights": weights}
 
 
 def template() -> dict[str, list[list[float]]]:
@@ -74,7 +76,8 @@ def template() -> dict[str, list[list[float]]]:
     shapes = []
     for name, image in portraits().items():
         if name in FRONTAL:
-            shapes += [region_shapes(mesh_in_crop(image)), region_shapes(mesh_in_crop(np.ascontiguousarray(image[:, ::-1])))]
+            mirrored = np.ascontiguousarray(image[:, ::-1])
+            shapes += [region_shapes(mesh_in_crop(image)), region_shapes(mesh_in_crop(mirrored))]
     return {region: np.round(np.mean([face[region] for face in shapes], axis=0), 4).tolist() for region in shapes[0]}
 
 

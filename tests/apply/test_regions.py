@@ -166,9 +166,14 @@ BAD = {"nose=1": ["'nose'"], "lips=3": ["'lips=3'", "between 0 and 2"], "lips=-0
        "eyes=abc": ["'eyes=abc'", "not a number"], "lips=1,lips=0": ["lips is given twice"],
        "lips": ["'lips' is not NAME=STRENGTH"], "lips=nan": ["'lips=nan'"], "lips=1,,eyes=1": ["'' is not"]}
 # Run as a person runs it, listing the heavy modules imported by the time the command line is refused.
-PROBE = ("import runpy, sys\nsys.argv = ['apply', *sys.argv[1:]]\ntry:\n    runpy.run_module('apply', run_name="
-         "'__main__', alter_sys=True)\nexcept SystemExit as done:\n    print(repr(done.code), sorted({'numpy', 'torch', "
-         "'PIL'} & set(sys.modules)), file=sys.stderr)\n")
+PROBE = """
+import runpy, sys
+sys.argv = ["apply", *sys.argv[1:]]
+try:
+    runpy.run_module("apply", run_name="__main__", alter_sys=True)
+except SystemExit as done:
+    print(repr(done.code), sorted({"numpy", "torch", "PIL"} & set(sys.modules)), file=sys.stderr)
+"""
 
 
 @pytest.mark.parametrize("value", sorted(BAD))

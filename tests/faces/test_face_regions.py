@@ -56,12 +56,12 @@ def test_each_region_holds_where_every_look_paints_it(identity):
         crop, points = portraits.resample(identity, portraits.draw_variation(
             np.random.default_rng([0, index]), np.ones(3)), SIZE)
         regions = masks_of(points)
+
+        def held(mask: np.ndarray, region: str, regions=regions) -> float:
+            return float((mask * regions[region]).sum() / max(mask.sum(), 1e-9))
+
         for name, look in LOOKS.items():
             painted = portraits.look_masks(points, SIZE, look)
-
-            def held(mask: np.ndarray, region: str) -> float:
-                return float((mask * regions[region]).sum() / max(mask.sum(), 1e-9))
-
             where = f"{identity} {index} {name}"
             assert held(painted.lips, "lips") > 0.99, where
             assert min(held(painted.shadow, "eyes"), held(painted.liner, "eyes")) > 0.99, where
