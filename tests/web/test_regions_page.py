@@ -9,8 +9,17 @@ import base64
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
-from test_web import _need, _psnr, scene, strong_model  # noqa: F401 (fixtures: the astronaut scene, a strong model)
+from test_web import (  # noqa: F401 (fixtures: the astronaut scene, a strong model, the camera's clip)
+    FACE_FOLLOWED,
+    MODEL_WORKER,
+    _need,
+    _psnr,
+    camera_clip,
+    scene,
+    strong_model,
+)
 
+from faces.regions import REGION_NAMES
 from tools.browser import BrowserPage, find_chromium
 
 pytestmark = pytest.mark.slow
@@ -62,3 +71,22 @@ def test_region_sliders_recompose_without_the_model_as_apply_does(strong_model, 
     agree, untouched = _psnr(no_lips[changed], by_apply[changed]), _psnr(photo[changed], by_apply[changed])
     print(f"page vs apply --regions lips=0: {agree:.2f} dB, untouched vs apply {untouched:.2f} dB")
     assert agree > untouched + 10
+
+
+def test_region_sliders_act_on_the_live_camera(strong_model, camera_clip):  # noqa: F811
+    """Every region at 0 on the camera (the model stage in its worker): the next frames' faces, each with its
+    regions from its own mesh, are shown exactly as the camera gave them."""
+    _need(find_chromium)
+    with BrowserPage(strong_model, "tinybeauty.onnx", camera_clip=camera_clip, query=MODEL_WORKER) as page:
+        page.start_camera(frames=3)
+        page.page.wait_for_function(FACE_FOLLOWED, timeout=60_000)
+        for name in REGION_NAMES:
+            page.page.evaluate(f"tinybeauty.setRegion('{name}', 0)")
+        recorded = page.record_camera(4)
+        page.stop_camera()
+        before, after = (page.shown_pixels(side) for side in ("before", "after"))
+        last = page.page.evaluate("tinybeauty.state.camera")
+    assert last["where"] == "worker" and len(last["regions"]) == 1, "the last frame shown had its face made up"
+    assert set(last["regions"][0]["shapes"]) == set(REGION_NAMES) - {"rest"}, "its regions from its mesh"
+    assert all(len(frame["regions"]) <= 1 for frame in recorded)
+    assert (after == before).all(), "every region at 0: no makeup anywhere"
