@@ -129,8 +129,8 @@ PAGE_MODELS = {"onnx": BY_NAME["onnx"].filename, "tflite": DEFAULT_MODEL}
 
 def bundle(artifacts: Path, out: Path, models: tuple[str, ...] = tuple(PAGE_MODELS.values())) -> list[Path]:
     """Copy what the page needs into ``out`` with the URL layout the server uses, for any static
-    host: the page's files, its config.json, tracking.json, detection.json and regions.json, ort/ (three files), litert/ (LiteRT.js),
-    detector/ and model/ (both files the page runs). The host must send the two
+    host: the page's files, its config.json, tracking.json, detection.json and regions.json, ort/ (three
+    files), litert/ (LiteRT.js), detector/ and model/ (both files the page runs). The host must send the two
     cross-origin isolation headers for multi-threaded wasm; without them the page runs on one
     thread and says so."""
     check_runtime_installed()
