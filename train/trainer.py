@@ -195,6 +195,14 @@ def sample_grid(model: nn.Module, source: torch.Tensor, target: torch.Tensor) ->
     return np.concatenate(rows, axis=0)
 
 
+def held_out_grid(model: nn.Module, source: torch.Tensor, target: torch.Tensor) -> np.ndarray:
+    """:func:`sample_grid` with the target's residual x4 as a fifth column, so a look that lands in the wrong
+    place, or too faintly, shows beside the one it should have drawn."""
+    wanted = to_uint8_image((target - source) * 4 + 0.5)
+    return np.concatenate([sample_grid(model, source, target),
+                           np.concatenate(np.split(wanted, len(source), axis=1), axis=0)], axis=1)
+
+
 def plot_curves(metrics_path: Path, out_path: Path) -> Path | None:
     """Loss, PSNR (with the no-makeup baseline) and training speed per epoch, as a PNG; the speed panel
     shows a stall (subnormal floats cost ~10x: train/numerics.py)."""
@@ -269,11 +277,14 @@ def save_epoch_checkpoints(out: Path, payload: dict, improved: dict[str, bool]) 
 
 SCORED_SPLITS = ("test", "val", REAL_TEST_SPLIT)
 HELD_OUT_FILE = "held_out.json"
+HELD_OUT_FACES = 4  # faces per held-out split in held_out_PART.png
 
 
 def score_checkpoint(path: Path) -> dict:
     """PSNR of a checkpoint in PyTorch on its recorded test, validation and real-photo test splits,
-    each with the no-makeup baseline (input vs target). Reported only: nothing is chosen by it."""
+    each with the no-makeup baseline (input vs target). Reported only: nothing is chosen by it.
+    Beside the checkpoint, ``held_out_PART.png`` shows :data:`HELD_OUT_FACES` faces of each held-out
+    split (spread over it) as :func:`held_out_grid` rows."""
     model, checkpoint = load_checkpoint(path)
     split = checkpoint_split(checkpoint, path)
     figures = {"epoch": int(checkpoint["epoch"])}
@@ -284,4 +295,7 @@ def score_checkpoint(path: Path) -> dict:
         with torch.no_grad():
             figures[f"{part}_psnr_db"] = mean_psnr_db(model(source), target)
         figures[f"{part}_baseline_db"] = mean_psnr_db(source, target)
+        if part != "val":
+            shown = np.unique(np.linspace(0, len(source) - 1, HELD_OUT_FACES).round().astype(int))
+            write_png(held_out_grid(model, source[shown], target[shown]), path.parent / f"held_out_{part}.png")
     return figures
