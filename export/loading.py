@@ -17,7 +17,7 @@ import numpy as np
 
 from export.formats import FORMATS, ExportFormat
 from export.runtime import ModelFileError, Runner, RuntimeUnavailable, pytorch_runner
-from models.checkpoint import load_checkpoint
+from models.checkpoint import load_checkpoint, require_one_look
 
 CHECKPOINT_SUFFIXES = {".pt", ".pth"}
 # The face size of a file that records none (an early export, or a checkpoint without a split):
@@ -81,6 +81,7 @@ def load_model(path: Path, threads: int | None = None) -> LoadedModel:
         raise FileNotFoundError(f"{path} does not exist; export first (`make export`) or pass an existing file")
     if path.suffix in CHECKPOINT_SUFFIXES:
         model, checkpoint = load_checkpoint(path)
+        require_one_look(model, path, "running a checkpoint (apply, the benchmark)")
         size = (checkpoint.get("split") or {}).get("image_size") or DEFAULT_IMAGE_SIZE
         loaded = LoadedModel(pytorch_runner(model, threads), "PyTorch eager fp32", int(size))
     else:

@@ -28,7 +28,7 @@ from models.atomic import (
     tree_bytes,
     write_text,
 )
-from models.checkpoint import CheckpointError, checkpoint_split, load_checkpoint
+from models.checkpoint import CheckpointError, checkpoint_split, load_checkpoint, require_one_look
 from models.data import DataError, faces_as_tensors, load_split
 from models.int8 import trained_activation_ranges
 from models.metrics import psnr_db
@@ -207,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         check_replaceable(args.out)
         model, checkpoint = load_checkpoint(args.checkpoint)
+        require_one_look(model, args.checkpoint, "the export")
         split = checkpoint_split(checkpoint, args.checkpoint)
         inputs = prepare_inputs(split, args.data, args.calibration_images, args.val_images)
         reference = finite_reference(model, inputs, args.checkpoint)

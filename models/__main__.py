@@ -1,10 +1,11 @@
 """Print each TinyBeauty variant's size: parameters, MACs at 256x256, fp32 and int8 weight bytes.
 
 Usage:
-    python -m models [--size 256]
+    python -m models [--size 256] [--looks berry,natural,classic,smoky]
 """
 
 import argparse
+from dataclasses import replace
 
 from models.tinybeauty import VARIANTS, build_model, describe
 
@@ -13,9 +14,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m models", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=256, help="input side in pixels (default: %(default)s)")
+    parser.add_argument("--looks", help="comma-separated look names: the variants holding that many looks "
+                        "(a head slice each; default: one look)")
     args = parser.parse_args(argv)
-    for name in VARIANTS:
-        print(f"{name:>5}: {describe(build_model(name), args.size, args.size)}")
+    looks = tuple(args.looks.split(",")) if args.looks else None
+    for name, config in VARIANTS.items():
+        model = build_model(replace(config, looks=looks) if looks else config)
+        print(f"{name:>5}: {describe(model, args.size, args.size)}")
 
 
 if __name__ == "__main__":

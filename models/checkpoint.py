@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from models.atomic import DiskFullError, atomic_path
-from models.tinybeauty import INPUT_MULTIPLE, TinyBeauty, build_model, merge
+from models.tinybeauty import INPUT_MULTIPLE, TinyBeauty, build_model, example_look_weights, merge
 
 CHECKPOINT_FORMAT = "tinybeauty-checkpoint-v2"  # v2: the data split is recorded
 
@@ -144,16 +144,26 @@ def check_finite(model: TinyBeauty, path: Path) -> None:
                               f"{', ...' if len(bad) > 3 else ''}): the training diverged; {advice}")
     side = 4 * INPUT_MULTIPLE  # the smallest face every variant takes, to keep the check cheap
     with torch.no_grad():
-        output = model(torch.full((1, 3, side, side), 0.5))
+        output = model(torch.full((1, 3, side, side), 0.5), example_look_weights(model.config))
     if not torch.isfinite(output).all():
         raise CheckpointError(f"{path}: the model's output on a plain face holds NaN or infinity (its weights "
                               f"overflow float32); {advice}")
 
 
+def require_one_look(model: TinyBeauty, path: Path, stage: str) -> None:
+    """A CheckpointError naming ``path`` for a network of several looks: ``stage`` (the export, the
+    tools that run a checkpoint) takes one look until it carries the look input."""
+    looks = model.config.looks
+    if len(looks) > 1:
+        raise CheckpointError(f"{path} holds {len(looks)} looks ({', '.join(looks)}); {stage} takes one-look "
+                              "checkpoints only, until the exported files carry the look input. Train one look "
+                              "(python -m train --looks NAME, or without --looks) to export it")
+
+
 def checkpoint_split(payload: dict, path: Path) -> dict:
     """The split a checkpoint was trained with; older checkpoints without one are refused."""
-    split = payload.get("split")
-    if not isinstance(split, dict) or "val" not in split:
+    split = payload.get("split")  # one look's record, or {"looks": {name: record}} (train/multilook.py)
+    if not isinstance(split, dict) or not ("val" in split or "looks" in split):
         raise CheckpointError(f"{path} records no data split (written by an older TinyBeauty); export and "
                               "benchmark need the exact validation and test faces, so retrain with this version")
     return split

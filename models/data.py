@@ -140,6 +140,7 @@ class PairCache:
     targets: np.ndarray
     eye_masks: np.ndarray | None = None
     eye_mask: str = "none"  # where the eye masks came from: labels, landmarks, band, or none
+    looks: np.ndarray | None = None  # each pair's look index, in a run of several looks (train/multilook.py)
 
     @property
     def names(self) -> list[str]:

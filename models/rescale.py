@@ -22,7 +22,7 @@ import copy
 import torch
 from torch import nn
 
-from models.tinybeauty import QuantizedOutput, TinyBeauty, quantized_outputs
+from models.tinybeauty import QuantizedOutput, TinyBeauty, example_look_weights, quantized_outputs
 
 
 def concatenated_skips(outputs: tuple[QuantizedOutput, ...]) -> list[tuple[QuantizedOutput, QuantizedOutput]]:
@@ -39,7 +39,8 @@ def output_conv(residual: nn.Module, output: QuantizedOutput) -> nn.Conv2d:
 
 @torch.no_grad()
 def activation_ranges(model: TinyBeauty, faces: torch.Tensor, modules: set[str]) -> dict[str, float]:
-    """Largest activation of each named residual-network module over ``faces`` (one at a time)."""
+    """Largest activation of each named residual-network module over ``faces`` (one at a time; with
+    several looks, an even blend of them: the shared modules do not depend on it)."""
     ranges = dict.fromkeys(modules, 0.0)
     residual = model.residual
     hooks = [residual.get_submodule(name).register_forward_hook(
@@ -47,7 +48,7 @@ def activation_ranges(model: TinyBeauty, faces: torch.Tensor, modules: set[str])
         for name in modules]
     try:
         for face in faces:
-            model(face[None])
+            model(face[None], example_look_weights(model.config))
     finally:
         for hook in hooks:
             hook.remove()

@@ -23,6 +23,19 @@ Layout (resolutions for a 256x256 input):
     dec1    upsample + concat(skip 1) + 3x3 conv   128
     head    1x1 conv to 3*2*2 channels + pixel shuffle -> 3-channel residual at 256
 
+Several looks in one network (``looks`` in the config, more than one name): everything up to dec1 is
+shared, and each look owns its slice of the head. The app gives ``look_weights`` [N, L] (one-hot to pick
+a look, or a blend): dec1's features are repeated once per look, each copy multiplied by its look's weight,
+and the head is one 1x1 conv over the L copies, so
+
+    residual = pixel_shuffle(sum_l w_l * W_l @ dec1 + b)      (W_l: look l's 12 x C slice, b shared)
+
+which is ``sum_l w_l * residual_l`` for weights that add up to 1: blends are exact. The ops are a
+repeat (concat), a broadcast Mul and the conv every runtime has; a copy multiplied by a weight in [0, 1]
+stays within dec1's range, so an int8 file can give the copies dec1's scale (one-hot copies are then
+exact), and the head's output is today's 12-channel residual. One look builds exactly the one-look
+network (same modules, keys and ``forward(face)``). See docs/design.md.
+
 Only quantization-friendly ops: conv, ReLU (fused into the conv at int8), max-pool, nearest
 upsampling, concat, pixel shuffle. No normalisation layers, so nothing has to be folded at export.
 
@@ -46,6 +59,9 @@ from torch import nn
 
 from models.variants import INPUT_MULTIPLE, VARIANT_FIELDS
 
+# A model without a looks entry holds the built-in set's one look.
+DEFAULT_LOOKS = ("berry",)
+
 
 @dataclass(frozen=True)
 class TinyBeautyConfig:
@@ -63,6 +79,9 @@ class TinyBeautyConfig:
     in_channels: int = 3
     # Train with parallel branches (ReparamConv) that `merge` folds into the plain convs before export.
     reparam: bool = False
+    # The looks the network holds, by name, in the order of its look_weights input; one name builds
+    # exactly the one-look network (no look input).
+    looks: tuple[str, ...] = DEFAULT_LOOKS
 
     def __post_init__(self) -> None:
         if len(self.widths) != 3 or min(self.widths) < 1:
@@ -75,10 +94,17 @@ class TinyBeautyConfig:
         if self.in_channels != 3:  # the residual is added to the face: one channel per colour
             raise ValueError(f"in_channels must be 3 (faces are RGB and every exporter takes RGB), "
                              f"got {self.in_channels}")
+        if not self.looks or len(set(self.looks)) != len(self.looks) or not all(self.looks):
+            raise ValueError(f"looks must be distinct non-empty names, at least one, got {list(self.looks)}")
 
     def to_dict(self) -> dict:
+        """Plain types for a checkpoint. The default one look is left out, so a one-look berry model's
+        model_config is what it was before several looks existed."""
         out = asdict(self)
         out["widths"] = list(self.widths)
+        out["looks"] = list(self.looks)
+        if self.looks == DEFAULT_LOOKS:
+            del out["looks"]
         return out
 
     @classmethod
@@ -90,8 +116,9 @@ class TinyBeautyConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown model_config keys {unknown}; known keys are {sorted(known)}")
-        if "widths" in values:
-            values["widths"] = tuple(values["widths"])
+        for name in ("widths", "looks"):
+            if name in values:
+                values[name] = tuple(values[name])
         return cls(**values)
 
 
@@ -125,7 +152,11 @@ class QuantizedOutput:
 
 
 def quantized_outputs(config: TinyBeautyConfig) -> tuple[QuantizedOutput, ...]:
-    """Every quantized output of the network ``config`` builds, in forward order (ResidualUNet.forward)."""
+    """Every quantized output of the network ``config`` builds, in forward order (ResidualUNet.forward).
+
+    The same with several looks: the head's conv then reads dec1's look-weighted copies (weights in
+    [0, 1] keep them within dec1's range, so they take dec1's; one-hot copies are dec1 and zeros, exact)
+    and still writes the 12-channel residual."""
     rows = [("stem", "stem", "stem.0", ()), ("enc1", "enc1", "enc1.0", ("stem",)),
             ("enc2", "enc2", "enc2.0", ("enc1",)), ("enc3", "enc3", "enc3.0", ("enc2",))]
     for index in range(config.bottleneck_convs):  # the last conv's output is the bottleneck's
@@ -207,7 +238,9 @@ class ResidualUNet(nn.Module):
         self.dec3 = conv_act(cb + c3, c2, act, reparam=rep)
         self.dec2 = conv_act(c2 + c2, c1, act, reparam=rep)
         self.dec1 = conv_act(c1 + c1, c1, act, reparam=rep)
-        self.head = nn.Conv2d(c1, config.in_channels * 4, 1)
+        self.looks = len(config.looks)
+        # One look: today's head. Several: each look's 12 x c1 slice side by side, over the look-weighted copies.
+        self.head = nn.Conv2d(c1 * self.looks, config.in_channels * 4, 1)
         self.pool = nn.MaxPool2d(2)
         self.up = nn.Upsample(scale_factor=2, mode="nearest")
         for module in self.modules():
@@ -219,7 +252,7 @@ class ResidualUNet(nn.Module):
         # zeroing the head: a zero head gives the backbone no gradient and it dies.
         nn.init.normal_(self.head.weight, std=1e-3)
 
-    def forward(self, face: torch.Tensor) -> torch.Tensor:
+    def forward(self, face: torch.Tensor, look_weights: torch.Tensor | None = None) -> torch.Tensor:
         skip1 = self.enc1(self.stem(face))
         skip2 = self.enc2(self.pool(skip1))
         skip3 = self.enc3(self.pool(skip2))
@@ -227,7 +260,15 @@ class ResidualUNet(nn.Module):
         deep = self.dec3(torch.cat([deep, skip3], dim=1))
         deep = self.dec2(torch.cat([self.up(deep), skip2], dim=1))
         deep = self.dec1(torch.cat([self.up(deep), skip1], dim=1))
+        if self.looks > 1:
+            deep = self.weighted_copies(deep, look_weights)
         return F.pixel_shuffle(self.head(deep), 2)
+
+    def weighted_copies(self, features: torch.Tensor, look_weights: torch.Tensor) -> torch.Tensor:
+        """``features`` once per look, look-major, each copy times its look's weight: [N, C*L, H, W]."""
+        channels = features.shape[1]
+        per_channel = look_weights.repeat_interleave(channels, dim=1)[:, :, None, None]  # [N, C*L, 1, 1]
+        return features.repeat(1, self.looks, 1, 1) * per_channel
 
 
 class TinyBeauty(nn.Module):
@@ -244,9 +285,24 @@ class TinyBeauty(nn.Module):
         self.config = config or TinyBeautyConfig()
         self.residual = ResidualUNet(self.config)
 
-    def forward(self, face: torch.Tensor, clamp: bool = True) -> torch.Tensor:
-        made_up = face + self.residual(face)
+    def forward(self, face: torch.Tensor, look_weights: torch.Tensor | None = None, clamp: bool = True) -> torch.Tensor:
+        """``look_weights`` [N, L] (several looks only; one-hot picks a look) says which looks to put on."""
+        made_up = face + self.residual(face, self.check_look_weights(face, look_weights))
         return torch.clamp(made_up, 0.0, 1.0) if clamp else made_up
+
+    def check_look_weights(self, face: torch.Tensor, look_weights: torch.Tensor | None) -> torch.Tensor | None:
+        """``look_weights`` as the residual network takes them; a ValueError naming the looks if they do not fit."""
+        looks = self.config.looks
+        if len(looks) == 1:
+            if look_weights is not None:
+                raise ValueError(f"this network holds one look ({looks[0]}) and takes no look_weights")
+            return None
+        expected = (face.shape[0], len(looks))
+        if look_weights is None or tuple(look_weights.shape) != expected:
+            found = "none" if look_weights is None else list(look_weights.shape)
+            raise ValueError(f"this network holds {len(looks)} looks ({', '.join(looks)}): give look_weights of "
+                             f"shape {list(expected)} (one-hot picks a look), got {found}")
+        return look_weights.to(face.dtype)
 
 
 def build_model(variant: str | TinyBeautyConfig | dict = "tiny", reparam: bool | None = None) -> TinyBeauty:
@@ -280,6 +336,19 @@ def merge(model: TinyBeauty) -> TinyBeauty:
     return plain.train(model.training)
 
 
+def one_hot_looks(look_indices: torch.Tensor, config: TinyBeautyConfig) -> torch.Tensor | None:
+    """The look_weights that pick each sample's look (None for a one-look network, which takes none)."""
+    if len(config.looks) == 1:
+        return None
+    return F.one_hot(look_indices.long(), len(config.looks)).float()
+
+
+def example_look_weights(config: TinyBeautyConfig, batch: int = 1) -> torch.Tensor | None:
+    """An even blend of every look (None for one look): a valid second input where any will do."""
+    count = len(config.looks)
+    return None if count == 1 else torch.full((batch, count), 1 / count)
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -296,7 +365,7 @@ def count_macs(model: nn.Module, height: int = 256, width: int = 256) -> int:
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
     try:
         with torch.no_grad():
-            model(torch.zeros(1, 3, height, width))
+            model(torch.zeros(1, 3, height, width), example_look_weights(model.config))
     finally:
         for handle in handles:
             handle.remove()
@@ -310,6 +379,8 @@ def describe(model: TinyBeauty, height: int = 256, width: int = 256) -> str:
     macs = count_macs(shipped, height, width)
     branches = (f" (trains with re-parameterised branches: {count_parameters(model):,} parameters, merged "
                 "before export)" if model.config.reparam else "")
+    looks = model.config.looks
+    branches += f"; {len(looks)} looks ({', '.join(looks)})" if len(looks) > 1 else ""
     return (
         f"TinyBeauty {model.config.widths}/{model.config.bottleneck_width}: "
         f"{params:,} parameters, {macs / 1e9:.3f} GMAC at {height}x{width}, "

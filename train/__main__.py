@@ -4,6 +4,9 @@ Usage:
     python -m train                              # CPU preset on the built-in data (cartoons, real portraits)
     python -m train --data DIR                   # the paper's schedule on your pairs
     python -m train --data DIR --epochs 5 --out runs/try1 --resume   # or --overwrite to start over
+    python -m train --looks berry,natural,classic,smoky   # several built-in looks in one network
+    python -m train --data berry=DIR1 --data smoky=DIR2  # several looks of your own (or --data PARENT
+                                                         # whose subfolders are the looks' pair folders)
     torchrun --nproc_per_node 2 -m train ...     # DistributedDataParallel (gloo on CPU)
 
 Presets fill every option you do not give explicitly:
@@ -21,6 +24,10 @@ the real-photo test split (test-real), held out like the test split.
 --resume continues OUT/tinybeauty_last.pt with the configuration stored in it (data, preset,
 split, seed, every option); only --epochs, --threads, --device, --sample-every and the W&B
 options may differ, any other flag that contradicts the checkpoint is refused.
+
+Several looks (train/multilook.py): one network with a head per look, each look's pairs split on their
+own (recorded per look), batches mixing looks, each sample's loss through its own look; validation,
+the log and held_out.json give each look's PSNR beside its no-makeup baseline.
 
 Writes to --out: tinybeauty_best_loss.pt, tinybeauty_best_psnr.pt, tinybeauty_final.pt,
 tinybeauty_last.pt (resume point), metrics.csv (one row per epoch), samples_epoch_*.png,
@@ -58,6 +65,8 @@ from train.config import (
     QAT_SHARE,
     TrainConfig,
 )
+from train.look_options import look_options, look_problems
+from train.looks import LOOKS
 
 
 def parse_args(argv: list[str] | None) -> tuple[TrainConfig, set[str]]:
@@ -73,6 +82,10 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, set[str]]:
     add_run_options(parser.add_argument_group("output and run").add_argument, defaults)
     given = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
     preset = given.get("preset") or ("paper" if given.get("data") else "cpu")
+    try:
+        given |= look_options(given.pop("data", None), given.pop("looks", None))
+    except ValueError as error:
+        parser.error(str(error))
     values = {**asdict(defaults), **PRESETS[preset], **given, "preset": preset}
     if values["qat_epochs"] is None:
         values["qat_epochs"] = round(values["epochs"] * QAT_SHARE)
@@ -84,8 +97,12 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, set[str]]:
 
 
 def add_data_options(add, defaults: TrainConfig) -> None:
-    add("--data", help="folder of pairs (source/ + target/, non-makeup/ + makeup/, or pairs.csv); "
+    add("--data", action="append", help="folder of pairs (source/ + target/, non-makeup/ + makeup/, or pairs.csv); "
+        "several looks: NAME=DIR once per look, or one folder whose subfolders are the looks' pair folders; "
         f"default: render the built-in set (cartoons, real portraits) into {DEFAULT_SYNTHETIC_DIR}")
+    add("--looks", help="several looks in one network, comma-separated: built-in looks (train/looks: "
+        f"{','.join(LOOKS)}) rendered on the same faces, or a choice of --data's subfolders (default: one look, "
+        "berry)")
     add("--synthetic-pairs", type=positive_int,
         help=f"cartoon pairs to render when --data is not given (default {defaults.synthetic_pairs})")
     add("--image-size", type=positive_int,
@@ -164,6 +181,7 @@ def config_problems(config: TrainConfig) -> list[str]:
         problems.append(f"--qat-epochs {config.qat_epochs} must be at most --epochs {config.epochs}")
     if config.palette_bits > 8:
         problems.append(f"--palette-bits {config.palette_bits} must be at most 8 (0 turns palettization off)")
+    problems += look_problems(config.look_data) if config.look_data else []
     if config.resume and config.overwrite:
         problems.append("--resume and --overwrite contradict each other; pick one")
     try:  # the default --out too: argparse checks only a value given on the command line

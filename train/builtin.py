@@ -28,12 +28,13 @@ REAL_TRAIN_PAIRS = 100
 REAL_TEST_PAIRS = 40
 
 
-def write_builtin(out: Path, cartoons: int, size: int = 256) -> Path:
-    """Render the built-in set into ``out`` (pairs already there are kept)."""
-    write_dataset(out, cartoons, size, seed=0)
+def write_builtin(out: Path, cartoons: int, size: int = 256, look: str = "berry") -> Path:
+    """Render the built-in set with ``look`` (train/looks) into ``out`` (pairs already there are kept);
+    every look is drawn on the same faces."""
+    write_dataset(out, cartoons, size, seed=0, look=look)
     counts = {identity: REAL_TEST_PAIRS if identity == HELD_OUT else REAL_TRAIN_PAIRS for identity in PORTRAITS}
     try:
-        write_portraits(out, counts, size)
+        write_portraits(out, counts, size, look=look)
     except PortraitUnavailable as error:
         log.warning("built-in data without real portraits (%s): cartoons only, no real-photo test split", error)
     return out

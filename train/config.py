@@ -6,10 +6,12 @@ names (train/losses.py, train/augment.py, train/eye_masks.py, train/trainer.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 DEFAULT_SYNTHETIC_DIR = Path("data/synthetic")
+# The folder layouts of a data set's pairs besides pairs.csv: (sources, targets) (train/pairs.py).
+PAIR_LAYOUTS = (("source", "target"), ("non-makeup", "makeup"))
 # The pixel term of the loss (train/losses.py).
 PIXEL_LOSSES = ("l1", "charbonnier")
 # Changes applied identically to both images of a training pair (train/augment.py).
@@ -33,6 +35,8 @@ class TrainConfig:
     """One run's resolved options: written to OUT/config.json and into every checkpoint (train_config)."""
 
     data: str | None = None
+    looks: list[str] | None = None  # several looks (or one named look), in the order of the network's look input
+    look_data: dict[str, str] | None = None  # each look's pair folder, for looks of one's own data
     out: str = "tinybeauty_model"
     preset: str = "paper"
     variant: str = "tiny"
@@ -64,6 +68,12 @@ class TrainConfig:
     overwrite: bool = False
     wandb: bool = False
     wandb_project: str = "tinybeauty"
+
+    def record(self) -> dict:
+        """The options as config.json and checkpoints record them; a run without looks leaves the look
+        options out, so it records exactly what it did before several looks existed."""
+        values = asdict(self)
+        return {k: v for k, v in values.items() if not (k in ("looks", "look_data") and v is None)}
 
 
 PRECISIONS = ("fp32", "bf16")

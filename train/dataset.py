@@ -57,6 +57,8 @@ class PairDataset(torch.utils.data.Dataset):
     Crops and flips come from the (seed, epoch) stream as they always have, the augmentation's
     values from a second stream of (seed, epoch): so ``none`` draws exactly what it did before
     ``augment`` existed, and every option sees the same crops and flips as ``none``.
+
+    A cache of several looks (``cache.looks``) adds each sample's look index as a fourth item.
     """
 
     def __init__(self, cache: PairCache, indices: np.ndarray | None = None, train: bool = False,
@@ -79,7 +81,7 @@ class PairDataset(torch.utils.data.Dataset):
         index = self.indices[item]
         arrays = [self.cache.sources[index], self.cache.targets[index], self.cache.eye_masks[index][..., None]]
         if not self.train:
-            return self._as_tensors(arrays)
+            return self._with_look(index, self._as_tensors(arrays))
         side = arrays[0].shape[0]
         top = left = 0
         if self.crop and self.crop < side:
@@ -95,7 +97,10 @@ class PairDataset(torch.utils.data.Dataset):
             source, target, eye = self._as_tensors([a[:, ::-1] for a in arrays] if flip else arrays)
         if self.augment in ("photometric", "both"):
             source, target = photometric([source, target], draw_values(self.augment_rng, PHOTOMETRIC_DRAWS))
-        return source, target, eye
+        return self._with_look(index, (source, target, eye))
+
+    def _with_look(self, index: int, tensors: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        return tensors if self.cache.looks is None else (*tensors, torch.tensor(int(self.cache.looks[index])))
 
     @staticmethod
     def _as_tensors(arrays: list[np.ndarray]) -> tuple[torch.Tensor, ...]:

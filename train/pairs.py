@@ -20,8 +20,7 @@ import os
 from pathlib import Path
 
 from models.data import IMAGE_SUFFIXES, DataError, Pair, unmatched_message
-
-LAYOUTS = (("source", "target"), ("non-makeup", "makeup"))
+from train.config import PAIR_LAYOUTS as LAYOUTS
 
 
 def check_link(path: Path) -> None:

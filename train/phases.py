@@ -18,11 +18,12 @@ import math
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
 from models.checkpoint import CheckpointError, unwrap_model
-from models.tinybeauty import merge
+from models.tinybeauty import merge, one_hot_looks
 from train.qat import QuantAware
 
 if TYPE_CHECKING:
@@ -124,15 +125,27 @@ class QuantAwarePhase(Phase):
     @staticmethod
     def _wrap(run: RunContext, training: Training, factors: dict[str, float] | None) -> QuantAware:
         net = merge(unwrap_model(training.model))  # --reparam's branches first: int8 rounds the shipped convs
-        faces = run.cache.sources[run.indices["train"][:QAT_CALIBRATION_FACES]]
+        chosen = calibration_indices(run.indices["train"], run.cache.looks)
+        faces = run.cache.sources[chosen]
         calibration = torch.from_numpy(faces).permute(0, 3, 1, 2).float().div(255).to(run.device)
-        return QuantAware(net, run.config.palette_bits, calibration, factors).to(run.device)
+        looks = None if run.cache.looks is None else \
+            one_hot_looks(torch.from_numpy(run.cache.looks[chosen]), net.config).to(run.device)
+        return QuantAware(net, run.config.palette_bits, calibration, factors, looks).to(run.device)
 
     @staticmethod
     def _start(run: RunContext, training: Training, wrapper: QuantAware, lr: float) -> None:
         training.optimizer = torch.optim.Adam([p for p in wrapper.parameters() if p.requires_grad], lr=lr)
         training.scheduler = plateau(training.optimizer, run.config)
         training.model = run.distribute(wrapper)
+
+
+def calibration_indices(train: np.ndarray, looks: np.ndarray | None) -> np.ndarray:
+    """The training pairs that set the fine-tuning's first activation ranges: the first ones, or as many
+    of each look's first ones with several looks (each look's head sets the head's range)."""
+    if looks is None:
+        return train[:QAT_CALIBRATION_FACES]
+    per_look = -(-QAT_CALIBRATION_FACES // (int(looks.max()) + 1))
+    return np.concatenate([train[looks[train] == look][:per_look] for look in np.unique(looks[train])])
 
 
 def schedule(config: TrainConfig) -> list[tuple[Phase, int]]:

@@ -10,7 +10,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +31,13 @@ from models.checkpoint import (
     save_checkpoint,
 )
 from models.data import REAL_TEST_SPLIT, DataError, PairCache, split_record
-from models.tinybeauty import build_model, describe
+from models.tinybeauty import VARIANTS, build_model, describe, one_hot_looks
 from train import phases, trainer
 from train.builtin import builtin_split, write_builtin
 from train.config import DEFAULT_SYNTHETIC_DIR, RESUME_MAY_CHANGE, TrainConfig
 from train.dataset import PairDataset, load_pairs, load_split_for_training
+from train.look_options import builtin_folder
+from train.multilook import LookSource, join_looks, looks_metadata, looks_split, split_counts
 from train.numerics import flush_denormals
 from train.split import split_indices
 
@@ -73,7 +75,7 @@ def start_wandb(config: TrainConfig):
                          "(or drop --wandb)") from error
     if not os.environ.get("WANDB_API_KEY") and not os.environ.get("WANDB_MODE"):
         os.environ["WANDB_MODE"] = "offline"  # never needs a network unless the user set it up
-    return wandb.init(project=config.wandb_project, config=asdict(config), dir=config.out)
+    return wandb.init(project=config.wandb_project, config=config.record(), dir=config.out)
 
 
 @flush_denormals()  # the whole run, entered before any tensor work (train/numerics.py)
@@ -94,27 +96,46 @@ def run_command(config: TrainConfig, given_names: set[str]) -> int:
             torch.distributed.destroy_process_group()
 
 
+def look_sources(config: TrainConfig) -> list[LookSource]:
+    """Where the run's pairs are: each look's folder (one folder for a one-look run)."""
+    if config.look_data:
+        return [LookSource(name, Path(folder)) for name, folder in config.look_data.items()]
+    if config.data:
+        return [LookSource((config.looks or ["berry"])[0], Path(config.data))]
+    return [LookSource(name, builtin_folder(DEFAULT_SYNTHETIC_DIR, name), builtin=True)
+            for name in config.looks or ["berry"]]
+
+
 def prepare_data(config: TrainConfig, dist_info: trainer.Distributed) -> tuple[PairCache, dict[str, np.ndarray], dict]:
-    """Decode the pairs, split them by seed, and build the split record every checkpoint carries."""
-    data_dir = Path(config.data) if config.data else DEFAULT_SYNTHETIC_DIR
-    if not config.data:
+    """Decode the pairs, split them by seed, and build the split record every checkpoint carries
+    (with several looks: each look's on its own, then joined)."""
+    sources = look_sources(config)
+    if sources[0].builtin:
         if dist_info.is_main:
-            log.info("no --data: using the built-in set (%d cartoon pairs and real portraits) in %s",
-                     config.synthetic_pairs, data_dir)
-            write_builtin(data_dir, config.synthetic_pairs, config.image_size)
+            for source in sources:
+                log.info("no --data: using the built-in set (%d cartoon pairs and real portraits) in %s",
+                         config.synthetic_pairs, source.data)
+                write_builtin(source.data, config.synthetic_pairs, config.image_size, look=source.name)
         if dist_info.enabled:
             torch.distributed.barrier()
-    cache = load_pairs(data_dir, config.image_size, eye_mask=config.eye_mask)
-    fractions = (config.val_fraction, config.test_fraction, config.seed)
-    indices = split_indices(len(cache), *fractions) if config.data else builtin_split(cache.names, *fractions)
-    split = split_record(data_dir, cache, indices, config.image_size, config.val_fraction, config.test_fraction,
-                         config.seed)
-    return cache, indices, split
+    parts, records = [], {}
+    for source in sources:
+        cache = load_pairs(source.data, config.image_size, eye_mask=config.eye_mask)
+        fractions = (config.val_fraction, config.test_fraction, config.seed)
+        indices = builtin_split(cache.names, *fractions) if source.builtin else split_indices(len(cache), *fractions)
+        records[source.name] = split_record(source.data, cache, indices, config.image_size, config.val_fraction,
+                                            config.test_fraction, config.seed)
+        parts.append((cache, indices))
+    if len(sources) == 1:
+        return *parts[0], records[sources[0].name]
+    return *join_looks(parts), looks_split(records)
 
 
 def resume_data(split: dict) -> tuple[PairCache, dict[str, np.ndarray]]:
     """The recorded training and validation pairs with their eye masks, content hashes checked
-    (training never reads the test split)."""
+    (training never reads the test split); each look's, joined, for a run of several looks."""
+    if "looks" in split:
+        return join_looks([resume_data(record) for record in split["looks"].values()])
     names = ("train", "val")
     parts = [load_split_for_training(split, part) for part in names]
     offsets = np.cumsum([0] + [len(part) for part in parts])
@@ -149,8 +170,10 @@ def load_data(config: TrainConfig, checkpoint: dict | None, dist_info: trainer.D
         cache, indices = resume_data(split)
     else:
         cache, indices, split = prepare_data(config, dist_info)
-    log.info("%d train, %d validation, %d test pairs, %d real-photo test pairs (seed %d)", len(split["train"]),
-             len(split["val"]), len(split["test"]), len(split.get(REAL_TEST_SPLIT, ())), config.seed)
+    counts = split_counts(split)
+    log.info("%d train, %d validation, %d test pairs, %d real-photo test pairs (seed %d)%s", counts["train"],
+             counts["val"], counts["test"], counts[REAL_TEST_SPLIT], config.seed,
+             f", over {len(split['looks'])} looks" if "looks" in split else "")
     return cache, indices, split
 
 
@@ -159,6 +182,8 @@ def build_network(config: TrainConfig, checkpoint: dict | None, device: torch.de
     rebuilt from its checkpoint's own model_config and weights."""
     if checkpoint:
         model = rebuild_model(checkpoint, Path(config.out) / trainer.CHECKPOINTS["last"])
+    elif config.looks:
+        model = build_model(replace(VARIANTS[config.variant], looks=tuple(config.looks)), reparam=config.reparam)
     else:
         model = build_model(config.variant, reparam=config.reparam)
     model = model.to(device)
@@ -189,8 +214,9 @@ class Loaders:
     shuffle_generator: torch.Generator
     train: torch.utils.data.DataLoader
     val: torch.utils.data.DataLoader
-    sample_source: torch.Tensor  # the first four validation pairs, for the sample grids
+    sample_source: torch.Tensor  # the first four validation pairs (of each look), for the sample grids
     sample_target: torch.Tensor
+    sample_looks: torch.Tensor | None  # their looks' one-hot weights (None for one look)
 
     def set_epoch(self, epoch: int, seed: int, distributed: bool) -> None:
         """Every random stream of an epoch (shuffle order, crops, flips) is seeded by (seed, epoch), so
@@ -214,8 +240,21 @@ def make_loaders(config: TrainConfig, cache: PairCache, indices: dict[str, np.nd
     train_loader = torch.utils.data.DataLoader(train_set, batch_size=per_process_batch, sampler=sampler,
                                                drop_last=len(train_set) >= per_process_batch)
     val_loader = torch.utils.data.DataLoader(val_set, batch_size=16)
-    sample_source, sample_target, _ = next(iter(torch.utils.data.DataLoader(val_set, batch_size=4)))
-    return Loaders(train_set, sampler, shuffle_generator, train_loader, val_loader, sample_source, sample_target)
+    samples = sample_pairs(config, cache, val_set)
+    return Loaders(train_set, sampler, shuffle_generator, train_loader, val_loader, *samples)
+
+
+def sample_pairs(config: TrainConfig, cache: PairCache, val_set: PairDataset
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The sample grids' rows: the first four validation pairs, or the first of each look with several."""
+    if cache.looks is None:
+        source, target, _ = next(iter(torch.utils.data.DataLoader(val_set, batch_size=4)))
+        return source, target, None
+    looks = cache.looks[val_set.indices]
+    items = [val_set[int(np.flatnonzero(looks == look)[0])] for look in np.unique(looks)]
+    weights = one_hot_looks(torch.stack([item[3] for item in items]), replace(VARIANTS[config.variant],
+                                                                               looks=tuple(config.looks)))
+    return torch.stack([item[0] for item in items]), torch.stack([item[1] for item in items]), weights
 
 
 def start_outputs(config: TrainConfig, device: torch.device, dist_info: trainer.Distributed):
@@ -230,7 +269,7 @@ def start_outputs(config: TrainConfig, device: torch.device, dist_info: trainer.
                                   "it, or another --out")
         for leftover in remove_leftovers(out):  # temp files of a killed earlier run
             log.info("removed %s (left by an interrupted write)", leftover)
-        resolved = asdict(config) | {"world_size": dist_info.world_size, "device": str(device)}
+        resolved = config.record() | {"world_size": dist_info.world_size, "device": str(device)}
         trainer.write_json(resolved, out / "config.json")
         log.info("training %d epochs (preset %s), batch %d, lr %g, %s, on %s x%d", config.epochs, config.preset,
                  config.batch_size, config.lr, f"{config.crop}px crops" if config.crop else "whole images",
@@ -270,16 +309,22 @@ def record_epoch(run: trainer.RunContext, training: trainer.Training, metrics: d
     # Metrics first, checkpoints second: a kill in between leaves a row that --resume drops
     # and redoes, never a checkpoint whose epoch has no row.
     training.rows.append(metrics)
-    trainer.write_metrics(metrics_path, training.rows)
+    trainer.write_metrics(metrics_path, training.rows, trainer.metric_columns(tuple(config.looks or ())))
     trainer.save_epoch_checkpoints(out, trainer.checkpoint_payload(run, training, epoch), improved)
     if epoch % config.sample_every == 0 or epoch == config.epochs:
+        looks = run.loaders.sample_looks
         grid = trainer.sample_grid(training.model, run.loaders.sample_source.to(run.device),
-                                   run.loaders.sample_target.to(run.device))
+                                   run.loaders.sample_target.to(run.device),
+                                   None if looks is None else looks.to(run.device))
         trainer.write_png(grid, out / f"samples_epoch_{epoch:03d}.png")
         trainer.plot_curves(metrics_path, out / "training_curves.png")
     log.info("epoch %3d/%d  loss %.4f  val PSNR %.2f dB (no makeup %.2f dB, best %.2f)  lr %.1e  %.0f img/s  %.1fs",
              epoch, config.epochs, metrics["train_loss"], metrics["val_psnr"], metrics["baseline_psnr"],
              training.state["best_val_psnr"], metrics["lr"], metrics["images_per_s"], metrics["epoch_s"])
+    looks = [name for name in config.looks or () if f"val_psnr_{name}" in metrics]
+    if looks:
+        log.info("          per look: %s", ", ".join(f"{name} {metrics[f'val_psnr_{name}']:.2f} dB (no makeup "
+                                                      f"{metrics[f'baseline_psnr_{name}']:.2f})" for name in looks))
     if run.wandb_run is not None:
         run.wandb_run.log(metrics, step=epoch)
 
@@ -296,10 +341,12 @@ def finish_run(run: trainer.RunContext, training: trainer.Training, run_start: f
     if best.exists():  # the held-out splits, scored once at the end: reported, never used to choose
         scores = trainer.score_checkpoint(best)
         trainer.write_json(scores, run.out / trainer.HELD_OUT_FILE)
-        for part in ("test", REAL_TEST_SPLIT):
-            if f"{part}_psnr_db" in scores:
-                log.info("%s split: PSNR %.2f dB (no-makeup baseline %.2f dB), best-PSNR checkpoint", part,
-                         scores[f"{part}_psnr_db"], scores[f"{part}_baseline_db"])
+        for name, figures in scores.get("looks", {None: scores}).items():
+            for part in ("test", REAL_TEST_SPLIT):
+                if f"{part}_psnr_db" in figures:
+                    log.info("%s%s split: PSNR %.2f dB (no-makeup baseline %.2f dB), best-PSNR checkpoint",
+                             f"{name}, " if name else "", part, figures[f"{part}_psnr_db"],
+                             figures[f"{part}_baseline_db"])
     if run.wandb_run is not None:
         run.wandb_run.finish()
 
@@ -318,7 +365,8 @@ def run(config: TrainConfig, given_names: set[str], dist_info: trainer.Distribut
     cache, indices, split = load_data(config, checkpoint, dist_info)
     loaders = make_loaders(config, cache, indices, dist_info)
     wandb_run = start_outputs(config, device, dist_info)
-    context = trainer.RunContext(config, device, dist_info, cache, indices, split, loaders, wandb_run)
+    looks = looks_metadata(config.looks, cache, indices["train"]) if config.looks else None
+    context = trainer.RunContext(config, device, dist_info, cache, indices, split, loaders, wandb_run, looks)
     training = start_training(context, network, checkpoint, resumed)
     run_start = time.perf_counter()
     for epoch in range(training.start_epoch, config.epochs + 1):

@@ -101,13 +101,14 @@ def _convs(model: TinyBeauty) -> dict[str, nn.Conv2d]:
 class QuantAware(nn.Module):
     """``model`` with int8 rounding (and palettized large weights) in its forward pass.
 
-    Same call as TinyBeauty: ``forward(face, clamp=True)``. Trains the table entries, the
+    Same call as TinyBeauty: ``forward(face, look_weights=None, clamp=True)``. Trains the table entries, the
     unpalettized weights and every bias; the running activation ranges update in train mode.
     ``factors``: the skip rescaling to train with (a resumed phase's); default: measured on
-    ``calibration``, which also sets the initial activation ranges."""
+    ``calibration``, which also sets the initial activation ranges (with several looks, each face
+    under ``calibration_looks``, its look's one-hot weights)."""
 
     def __init__(self, model: TinyBeauty, palette_bits: int, calibration: torch.Tensor,
-                 factors: dict[str, float] | None = None):
+                 factors: dict[str, float] | None = None, calibration_looks: torch.Tensor | None = None):
         super().__init__()
         self.model = model
         self.config = model.config
@@ -124,7 +125,7 @@ class QuantAware(nn.Module):
         self.skip_factors = dict(factors) if factors else skip_factors(model, calibration)
         self.register_buffer("ranges", torch.zeros(len(self.outputs), 2))
         self.groups = shared_range_groups(self.outputs)
-        self._set_initial_ranges(calibration)
+        self._set_initial_ranges(calibration, calibration_looks)
         for index, output in enumerate(self.outputs):
             model.residual.get_submodule(output.module).register_forward_hook(self._quantize_output(index))
 
@@ -134,7 +135,7 @@ class QuantAware(nn.Module):
         return self.palettes[key]() if key in self.palettes else self.convs[name].weight
 
     @torch.no_grad()
-    def _set_initial_ranges(self, faces: torch.Tensor) -> None:
+    def _set_initial_ranges(self, faces: torch.Tensor, look_weights: torch.Tensor | None) -> None:
         extremes = {output.module: [0.0, 0.0] for output in self.outputs}
 
         def record(name):
@@ -145,8 +146,9 @@ class QuantAware(nn.Module):
 
         hooks = [self.model.residual.get_submodule(name).register_forward_hook(record(name)) for name in extremes]
         try:
-            for batch in faces.split(8):
-                self._float_forward(batch)
+            weights = look_weights.split(8) if look_weights is not None else [None] * len(faces.split(8))
+            for batch, batch_weights in zip(faces.split(8), weights, strict=True):
+                self._float_forward(batch, batch_weights)
         finally:
             for hook in hooks:
                 hook.remove()
@@ -173,15 +175,16 @@ class QuantAware(nn.Module):
         weights = {f"{name}.weight": self.weight(name) for name in self.convs}
         return rescaled_parameters(self.model, self.skip_factors, weights)
 
-    def _float_forward(self, face: torch.Tensor) -> torch.Tensor:
-        return torch.func.functional_call(self.model, self.rescaled_parameters(), (face,), {"clamp": False})
+    def _float_forward(self, face: torch.Tensor, look_weights: torch.Tensor | None) -> torch.Tensor:
+        return torch.func.functional_call(self.model, self.rescaled_parameters(), (face, look_weights),
+                                          {"clamp": False})
 
-    def forward(self, face: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+    def forward(self, face: torch.Tensor, look_weights: torch.Tensor | None = None, clamp: bool = True) -> torch.Tensor:
         weights = self.rescaled_parameters()
         weights |= {f"{name}.weight": fake_int8_per_channel(weights[f"{name}.weight"]) for name in self.convs}
         self._active = True
         try:
-            made_up = torch.func.functional_call(self.model, weights, (face,), {"clamp": False})
+            made_up = torch.func.functional_call(self.model, weights, (face, look_weights), {"clamp": False})
         finally:
             self._active = False
         return torch.clamp(made_up, 0.0, 1.0) if clamp else made_up

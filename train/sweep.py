@@ -90,6 +90,10 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
                      f"{'is' if len(set_here) == 1 else 'are'} set per seed by the sweep; leave "
                      f"{'it' if len(set_here) == 1 else 'them'} out (the sweep's own --overwrite and --threads "
                      "go before --)")
+    if len(args.recipe.looks or ()) > 1:
+        parser.error(f"the sweep scores one look per run, and these options train {len(args.recipe.looks)} "
+                     f"({', '.join(args.recipe.looks)}); sweep each look alone (-- --looks NAME), or train the looks "
+                     "together per seed with python -m train --looks ... --seed N")
     earlier = earlier_sweep(args.out)
     if earlier and not args.overwrite:
         parser.error(f"--out {args.out} holds an earlier sweep ({earlier}); pass --overwrite to replace it, "

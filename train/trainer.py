@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +24,7 @@ from models.checkpoint import checkpoint_split, load_checkpoint, save_checkpoint
 from models.data import REAL_TEST_SPLIT, faces_as_tensors, load_split
 from models.gates import QUALITY_BAR_DB
 from models.metrics import mean_psnr_db, psnr_db
+from models.tinybeauty import one_hot_looks
 from train.config import CHECKPOINTS
 from train.losses import makeup_loss
 
@@ -38,6 +39,12 @@ log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.csv"
 METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_l1", "train_eyeliner", "val_loss", "val_psnr",
                   "val_psnr_pooled", "baseline_psnr", "images_per_s", "epoch_s"]
+
+
+def metric_columns(looks: tuple[str, ...]) -> list[str]:
+    """The metrics file's columns: with several looks, each look's validation PSNR and baseline too."""
+    per_look = [f"{kind}_{name}" for name in looks for kind in ("val_psnr", "baseline_psnr")] if len(looks) > 1 else []
+    return METRIC_COLUMNS + per_look
 
 
 @dataclass
@@ -68,6 +75,7 @@ class RunContext:
     split: dict
     loaders: Loaders
     wandb_run: object | None = None
+    looks: list[dict] | None = None  # a --looks run's looks (name, index, swatch), for its checkpoints
 
     @property
     def out(self) -> Path:
@@ -116,11 +124,11 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
     totals = {"loss": 0.0, "l1": 0.0, "eyeliner": 0.0}
     seen, start = 0, time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", disable=not show_progress, leave=False)
-    for source, target, eye_mask in bar:
-        source, target, eye_mask = source.to(device), target.to(device), eye_mask.to(device)
+    for batch in bar:
+        source, target, eye_mask = (tensor.to(device) for tensor in batch[:3])
         # Loss on the unclamped face + residual: the clamp would cut gradients at saturated pixels.
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            made_up = model(source, clamp=False)
+            made_up = model(source, batch_look_weights(model, batch, device), clamp=False)
         parts = makeup_loss(made_up.float(), target, eye_mask, **loss_weights)
         optimizer.zero_grad(set_to_none=True)
         parts["loss"].backward()
@@ -135,26 +143,53 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
     return metrics
 
 
+def batch_look_weights(model: nn.Module, batch, device: torch.device) -> torch.Tensor | None:
+    """The one-hot look weights of a batch of several looks (its fourth item); None for one look."""
+    if len(batch) < 4:
+        return None
+    return one_hot_looks(batch[3], unwrap_model(model).config).to(device)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, device: torch.device, loss_weights: dict) -> dict:
     """Validation loss and PSNR (prediction vs target) beside the no-makeup baseline (input vs target).
 
     PSNR is the mean of per-image PSNR (the paper's convention); ``val_psnr_pooled`` is one MSE
-    over every pixel, for comparison."""
+    over every pixel, for comparison. With several looks, each look's PSNR and baseline too
+    (``val_psnr_NAME``, ``baseline_psnr_NAME``), and ``val_psnr`` and ``baseline_psnr`` are their
+    means over the looks (each look counts the same)."""
     model.eval()
     net = unwrap_model(model)
-    predictions, sources, targets, loss_sum, count = [], [], [], 0.0, 0
-    for source, target, eye_mask in loader:
-        source, target, eye_mask = source.to(device), target.to(device), eye_mask.to(device)
-        made_up = net(source, clamp=False)
+    predictions, sources, targets, looks, loss_sum, count = [], [], [], [], 0.0, 0
+    for batch in loader:
+        source, target, eye_mask = (tensor.to(device) for tensor in batch[:3])
+        made_up = net(source, batch_look_weights(net, batch, device), clamp=False)
         loss_sum += makeup_loss(made_up, target, eye_mask, **loss_weights)["loss"].item() * len(source)
         count += len(source)
         predictions.append(made_up.clamp(0, 1).cpu())
         sources.append(source.cpu())
         targets.append(target.cpu())
+        looks.extend(batch[3].tolist() if len(batch) > 3 else [])
     prediction, source, target = torch.cat(predictions), torch.cat(sources), torch.cat(targets)
-    return {"val_loss": loss_sum / max(count, 1), "val_psnr": mean_psnr_db(prediction, target),
-            "val_psnr_pooled": psnr_db(prediction, target), "baseline_psnr": mean_psnr_db(source, target)}
+    metrics = {"val_loss": loss_sum / max(count, 1), "val_psnr": mean_psnr_db(prediction, target),
+               "val_psnr_pooled": psnr_db(prediction, target), "baseline_psnr": mean_psnr_db(source, target)}
+    return metrics | per_look_psnr(net.config.looks, torch.tensor(looks), prediction, source, target) if looks \
+        else metrics
+
+
+def per_look_psnr(names: tuple[str, ...], looks: torch.Tensor, prediction: torch.Tensor, source: torch.Tensor,
+                  target: torch.Tensor) -> dict:
+    """Each look's mean PSNR and no-makeup baseline, and their means over the looks that have pairs."""
+    figures = {}
+    for index, name in enumerate(names):
+        chosen = looks == index
+        if chosen.any():
+            figures[f"val_psnr_{name}"] = mean_psnr_db(prediction[chosen], target[chosen])
+            figures[f"baseline_psnr_{name}"] = mean_psnr_db(source[chosen], target[chosen])
+    present = [name for name in names if f"val_psnr_{name}" in figures]
+    figures["val_psnr"] = sum(figures[f"val_psnr_{name}"] for name in present) / len(present)
+    figures["baseline_psnr"] = sum(figures[f"baseline_psnr_{name}"] for name in present) / len(present)
+    return figures
 
 
 # Validation PSNR this far above the no-makeup baseline: the network has started to add makeup.
@@ -186,20 +221,22 @@ def write_png(array: np.ndarray, path: Path) -> Path:
 
 
 @torch.no_grad()
-def sample_grid(model: nn.Module, source: torch.Tensor, target: torch.Tensor) -> np.ndarray:
-    """Rows of: input | prediction | target | residual x4 (grey = no change)."""
+def sample_grid(model: nn.Module, source: torch.Tensor, target: torch.Tensor,
+                look_weights: torch.Tensor | None = None) -> np.ndarray:
+    """Rows of: input | prediction | target | residual x4 (grey = no change); ``look_weights``: each row's look."""
     net = unwrap_model(model).eval()
-    made_up = net(source)
+    made_up = net(source, look_weights)
     residual = (made_up - source) * 4 + 0.5
     rows = [to_uint8_image(torch.stack(images)) for images in zip(source, made_up, target, residual, strict=True)]
     return np.concatenate(rows, axis=0)
 
 
-def held_out_grid(model: nn.Module, source: torch.Tensor, target: torch.Tensor) -> np.ndarray:
+def held_out_grid(model: nn.Module, source: torch.Tensor, target: torch.Tensor,
+                  look_weights: torch.Tensor | None = None) -> np.ndarray:
     """:func:`sample_grid` with the target's residual x4 as a fifth column, so a look that lands in the wrong
     place, or too faintly, shows beside the one it should have drawn."""
     wanted = to_uint8_image((target - source) * 4 + 0.5)
-    return np.concatenate([sample_grid(model, source, target),
+    return np.concatenate([sample_grid(model, source, target, look_weights),
                            np.concatenate(np.split(wanted, len(source), axis=1), axis=0)], axis=1)
 
 
@@ -238,9 +275,9 @@ def read_metrics(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def write_metrics(path: Path, rows: list[dict]) -> None:
+def write_metrics(path: Path, rows: list[dict], columns: list[str] = METRIC_COLUMNS) -> None:
     with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
 
@@ -262,9 +299,9 @@ def checkpoint_payload(run: RunContext, training: Training, epoch: int) -> dict:
         "best_val_loss": float(state["best_val_loss"]),
         "val_psnr": float(state["val_psnr"]),
         "baseline_psnr": float(state["baseline_psnr"]),
-        "train_config": asdict(run.config),
+        "train_config": run.config.record(),
         "split": run.split,
-    }
+    } | ({"looks": run.looks} if run.looks else {})
 
 
 def save_epoch_checkpoints(out: Path, payload: dict, improved: dict[str, bool]) -> None:
@@ -283,19 +320,37 @@ HELD_OUT_FACES = 4  # faces per held-out split in held_out_PART.png
 def score_checkpoint(path: Path) -> dict:
     """PSNR of a checkpoint in PyTorch on its recorded test, validation and real-photo test splits,
     each with the no-makeup baseline (input vs target). Reported only: nothing is chosen by it.
-    Beside the checkpoint, ``held_out_PART.png`` shows :data:`HELD_OUT_FACES` faces of each held-out
-    split (spread over it) as :func:`held_out_grid` rows."""
+    Beside the checkpoint, ``held_out_PART.png`` (``held_out_LOOK_PART.png`` per look) shows
+    :data:`HELD_OUT_FACES` faces of each held-out split (spread over it) as :func:`held_out_grid` rows.
+    A checkpoint of several looks is scored per look, each through its own head: ``{"looks": {name:
+    figures}}``, with each look's name, index and swatch."""
     model, checkpoint = load_checkpoint(path)
     split = checkpoint_split(checkpoint, path)
     figures = {"epoch": int(checkpoint["epoch"])}
+    if "looks" not in split:
+        return figures | score_split(model, split, None, path.parent / "held_out")
+    looks = {look["name"]: look for look in checkpoint.get("looks", [])}
+    per_look = {}
+    for index, (name, record) in enumerate(split["looks"].items()):
+        weights = one_hot_looks(torch.tensor([index]), model.config)
+        per_look[name] = looks.get(name, {"name": name, "index": index}) | score_split(model, record, weights, path.parent / f"held_out_{name}")
+    return figures | {"looks": per_look}
+
+
+def score_split(model: nn.Module, split: dict, look_weights: torch.Tensor | None, pictures: Path) -> dict:
+    """``{part}_psnr_db`` and ``{part}_baseline_db`` of each scored part ``split`` records pairs of; the
+    held-out parts' faces drawn into ``pictures``_PART.png."""
+    figures = {}
     for part in SCORED_SPLITS:
         if not split.get(part):
             continue
         source, target = faces_as_tensors(load_split(split, part))
+        weights = None if look_weights is None else look_weights.expand(len(source), -1)
         with torch.no_grad():
-            figures[f"{part}_psnr_db"] = mean_psnr_db(model(source), target)
+            figures[f"{part}_psnr_db"] = mean_psnr_db(model(source, weights), target)
         figures[f"{part}_baseline_db"] = mean_psnr_db(source, target)
         if part != "val":
             shown = np.unique(np.linspace(0, len(source) - 1, HELD_OUT_FACES).round().astype(int))
-            write_png(held_out_grid(model, source[shown], target[shown]), path.parent / f"held_out_{part}.png")
+            write_png(held_out_grid(model, source[shown], target[shown], None if weights is None else weights[shown]),
+                      pictures.with_name(f"{pictures.name}_{part}.png"))
     return figures
