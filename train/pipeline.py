@@ -312,19 +312,19 @@ def record_epoch(run: trainer.RunContext, training: trainer.Training, metrics: d
     trainer.write_metrics(metrics_path, training.rows, trainer.metric_columns(tuple(config.looks or ())))
     trainer.save_epoch_checkpoints(out, trainer.checkpoint_payload(run, training, epoch), improved)
     if epoch % config.sample_every == 0 or epoch == config.epochs:
-        looks = run.loaders.sample_looks
+        sample_looks = run.loaders.sample_looks
         grid = trainer.sample_grid(training.model, run.loaders.sample_source.to(run.device),
                                    run.loaders.sample_target.to(run.device),
-                                   None if looks is None else looks.to(run.device))
+                                   None if sample_looks is None else sample_looks.to(run.device))
         trainer.write_png(grid, out / f"samples_epoch_{epoch:03d}.png")
         trainer.plot_curves(metrics_path, out / "training_curves.png")
     log.info("epoch %3d/%d  loss %.4f  val PSNR %.2f dB (no makeup %.2f dB, best %.2f)  lr %.1e  %.0f img/s  %.1fs",
              epoch, config.epochs, metrics["train_loss"], metrics["val_psnr"], metrics["baseline_psnr"],
              training.state["best_val_psnr"], metrics["lr"], metrics["images_per_s"], metrics["epoch_s"])
-    looks = [name for name in config.looks or () if f"val_psnr_{name}" in metrics]
-    if looks:
+    scored = [name for name in config.looks or () if f"val_psnr_{name}" in metrics]  # several looks only
+    if scored:
         log.info("          per look: %s", ", ".join(f"{name} {metrics[f'val_psnr_{name}']:.2f} dB (no makeup "
-                                                      f"{metrics[f'baseline_psnr_{name}']:.2f})" for name in looks))
+                                                      f"{metrics[f'baseline_psnr_{name}']:.2f})" for name in scored))
     if run.wandb_run is not None:
         run.wandb_run.log(metrics, step=epoch)
 
