@@ -150,6 +150,17 @@ class PairCache:
         return len(self.pairs)
 
 
+def concat_caches(caches: list[PairCache], eye_mask: str, looks: np.ndarray | None = None
+                  ) -> tuple[PairCache, np.ndarray]:
+    """``caches`` one after another as one cache (its eye masks from ``eye_mask``; ``looks``: each pair's
+    look index, for several looks), and each cache's first index in it (one more: the total)."""
+    joined = PairCache(
+        [pair for cache in caches for pair in cache.pairs], [h for cache in caches for h in cache.hashes],
+        np.concatenate([cache.sources for cache in caches]), np.concatenate([cache.targets for cache in caches]),
+        np.concatenate([cache.eye_masks for cache in caches]), eye_mask, looks)
+    return joined, np.cumsum([0] + [len(cache) for cache in caches])
+
+
 # Called once per pair with (pair, upright source image, the pair's file hashes); returns what
 # the caller computes per pair in the same pass (training's eye mask and where it came from).
 PairExtra = Callable[[Pair, Image.Image, list[str]], object]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.data import RECORDED_SPLITS, SPLIT_FORMAT, PairCache
+from models.data import RECORDED_SPLITS, SPLIT_FORMAT, PairCache, concat_caches
 from train.looks import LOOKS
 
 SWATCH_SHARE = 0.01  # a look's measured swatch: the made-up colour of the pixels it changes most (this share)
@@ -36,12 +36,9 @@ def join_looks(parts: list[tuple[PairCache, dict[str, np.ndarray]]]) -> tuple[Pa
     """Each look's cache and split indices -> one cache (``looks``: each pair's look index) and split
     indices into it."""
     caches = [cache for cache, _ in parts]
-    offsets = np.cumsum([0] + [len(cache) for cache in caches])
-    joined = PairCache(
-        [pair for cache in caches for pair in cache.pairs], [h for cache in caches for h in cache.hashes],
-        np.concatenate([cache.sources for cache in caches]), np.concatenate([cache.targets for cache in caches]),
-        np.concatenate([cache.eye_masks for cache in caches]), caches[0].eye_mask,
-        looks=np.concatenate([np.full(len(cache), look, np.int64) for look, cache in enumerate(caches)]))
+    joined, offsets = concat_caches(
+        caches, caches[0].eye_mask, np.concatenate([np.full(len(cache), look, np.int64)
+                                                    for look, cache in enumerate(caches)]))
     names = sorted({name for _, indices in parts for name in indices})
     indices = {name: np.concatenate([np.asarray(part.get(name, ()), dtype=np.int64) + offsets[look]
                                      for look, (_, part) in enumerate(parts)]) for name in names}

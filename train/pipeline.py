@@ -30,7 +30,7 @@ from models.checkpoint import (
     rebuild_model,
     save_checkpoint,
 )
-from models.data import REAL_TEST_SPLIT, DataError, PairCache, split_record
+from models.data import REAL_TEST_SPLIT, DataError, PairCache, concat_caches, split_record
 from models.tinybeauty import VARIANTS, build_model, describe, one_hot_looks
 from train import phases, trainer
 from train.builtin import builtin_split, write_builtin
@@ -138,11 +138,7 @@ def resume_data(split: dict) -> tuple[PairCache, dict[str, np.ndarray]]:
         return join_looks([resume_data(record) for record in split["looks"].values()])
     names = ("train", "val")
     parts = [load_split_for_training(split, part) for part in names]
-    offsets = np.cumsum([0] + [len(part) for part in parts])
-    merged = PairCache(
-        [p for part in parts for p in part.pairs], [h for part in parts for h in part.hashes],
-        np.concatenate([part.sources for part in parts]), np.concatenate([part.targets for part in parts]),
-        np.concatenate([part.eye_masks for part in parts]), split.get("eye_mask", "band"))
+    merged, offsets = concat_caches(parts, split.get("eye_mask", "band"))
     return merged, {name: np.arange(offsets[i], offsets[i + 1]) for i, name in enumerate(names)}
 
 
