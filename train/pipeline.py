@@ -31,12 +31,12 @@ from models.checkpoint import (
     save_checkpoint,
 )
 from models.data import REAL_TEST_SPLIT, DataError, PairCache, concat_caches, split_record
-from models.tinybeauty import VARIANTS, build_model, describe, one_hot_looks
+from models.tinybeauty import VARIANTS, TinyBeautyConfig, build_model, describe, one_hot_looks
 from train import phases, trainer
 from train.builtin import builtin_split, write_builtin
 from train.config import DEFAULT_SYNTHETIC_DIR, RESUME_MAY_CHANGE, TrainConfig
 from train.dataset import PairDataset, load_pairs, load_split_for_training
-from train.look_options import builtin_folder
+from train.look_options import BUILTIN_DEFAULT_LOOK, builtin_folder
 from train.multilook import LookSource, join_looks, looks_metadata, looks_split, split_counts
 from train.numerics import flush_denormals
 from train.split import split_indices
@@ -101,9 +101,9 @@ def look_sources(config: TrainConfig) -> list[LookSource]:
     if config.look_data:
         return [LookSource(name, Path(folder)) for name, folder in config.look_data.items()]
     if config.data:
-        return [LookSource((config.looks or ["berry"])[0], Path(config.data))]
+        return [LookSource((config.looks or [BUILTIN_DEFAULT_LOOK])[0], Path(config.data))]
     return [LookSource(name, builtin_folder(DEFAULT_SYNTHETIC_DIR, name), builtin=True)
-            for name in config.looks or ["berry"]]
+            for name in config.looks or [BUILTIN_DEFAULT_LOOK]]
 
 
 def prepare_data(config: TrainConfig, dist_info: trainer.Distributed) -> tuple[PairCache, dict[str, np.ndarray], dict]:
@@ -142,8 +142,7 @@ def resume_data(split: dict) -> tuple[PairCache, dict[str, np.ndarray]]:
     return merged, {name: np.arange(offsets[i], offsets[i + 1]) for i, name in enumerate(names)}
 
 
-def open_run(config: TrainConfig, given_names: set[str], dist_info: trainer.Distributed
-             ) -> tuple[TrainConfig, dict | None]:
+def open_run(config: TrainConfig, given_names: set[str]) -> tuple[TrainConfig, dict | None]:
     """The run's config and, with --resume, the checkpoint it continues. Refuses to start over an
     earlier run unless --overwrite."""
     out = Path(config.out)
@@ -173,15 +172,19 @@ def load_data(config: TrainConfig, checkpoint: dict | None, dist_info: trainer.D
     return cache, indices, split
 
 
+def network_config(config: TrainConfig) -> TinyBeautyConfig:
+    """The network a new run builds: its variant, holding the run's looks (the variant's one look without)."""
+    variant = VARIANTS[config.variant]
+    return replace(variant, looks=tuple(config.looks)) if config.looks else variant
+
+
 def build_network(config: TrainConfig, checkpoint: dict | None, device: torch.device) -> torch.nn.Module:
     """A new network (its initial weights drawn from the seeded generator), or a resumed run's,
     rebuilt from its checkpoint's own model_config and weights."""
     if checkpoint:
         model = rebuild_model(checkpoint, Path(config.out) / trainer.CHECKPOINTS["last"])
-    elif config.looks:
-        model = build_model(replace(VARIANTS[config.variant], looks=tuple(config.looks)), reparam=config.reparam)
     else:
-        model = build_model(config.variant, reparam=config.reparam)
+        model = build_model(network_config(config), reparam=config.reparam)
     model = model.to(device)
     log.info("%s", describe(model))
     return model
@@ -248,8 +251,7 @@ def sample_pairs(config: TrainConfig, cache: PairCache, val_set: PairDataset
         return source, target, None
     looks = cache.looks[val_set.indices]
     items = [val_set[int(np.flatnonzero(looks == look)[0])] for look in np.unique(looks)]
-    weights = one_hot_looks(torch.stack([item[3] for item in items]), replace(VARIANTS[config.variant],
-                                                                               looks=tuple(config.looks)))
+    weights = one_hot_looks(torch.stack([item[3] for item in items]), network_config(config))
     return torch.stack([item[0] for item in items]), torch.stack([item[1] for item in items]), weights
 
 
@@ -348,7 +350,7 @@ def finish_run(run: trainer.RunContext, training: trainer.Training, run_start: f
 
 
 def run(config: TrainConfig, given_names: set[str], dist_info: trainer.Distributed) -> int:
-    config, checkpoint = open_run(config, given_names, dist_info)
+    config, checkpoint = open_run(config, given_names)
     plan = phases.schedule(config)
     last_path = Path(config.out) / trainer.CHECKPOINTS["last"]
     resumed = phases.resumed_phase(plan, checkpoint, last_path, config.epochs) if checkpoint else None
