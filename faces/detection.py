@@ -10,12 +10,13 @@ keypoints per face: the eyes, the nose tip, the mouth centre and the ears.
 from __future__ import annotations
 
 import importlib.util
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from faces.shared_json import read_shared_json
 
 DETECTOR_FILE = "face_detection_full_range.tflite"
 DETECTOR_SIZE = 192
@@ -27,16 +28,7 @@ SEARCH_KEYS = ("min_face_pixels", "max_aspect", "max_search_side", "tile_above_a
 
 def load_search_bounds(path: Path = SEARCH_FILE) -> dict:
     """The detector's numbers (detection.json, also the page's), checked for every key the detector reads."""
-    try:
-        bounds = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: the face detector's search bounds cannot be read ({error}); "
-                         "restore it from git (git checkout -- faces/detection.json)") from error
-    missing = [key for key in SEARCH_KEYS if key not in bounds]
-    if missing:
-        raise ValueError(f"{path} lacks {', '.join(missing)}: restore it from git "
-                         "(git checkout -- faces/detection.json)")
-    return bounds
+    return read_shared_json(path, SEARCH_KEYS, "the face detector's search bounds")
 
 
 SEARCH = load_search_bounds()

@@ -11,9 +11,10 @@ face has no mesh. This module needs nothing beyond the standard library, so a co
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
+
+from faces.shared_json import read_shared_json
 
 REGIONS_FILE = Path(__file__).with_name("regions.json")
 KEYS = ("contours", "inner_corner", "regions", "remainder", "strength", "shapes", "cheek", "template")
@@ -21,15 +22,7 @@ KEYS = ("contours", "inner_corner", "regions", "remainder", "strength", "shapes"
 
 def load_definition(path: Path = REGIONS_FILE) -> dict:
     """The regions' definition (regions.json, also the page's), checked for every key read."""
-    try:
-        definition = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: the face regions cannot be read ({error}); restore it from git "
-                         "(git checkout -- faces/regions.json)") from error
-    missing = [key for key in KEYS if key not in definition]
-    if missing:
-        raise ValueError(f"{path} lacks {', '.join(missing)}: restore it from git (git checkout -- faces/regions.json)")
-    return definition
+    return read_shared_json(path, KEYS, "the face regions")
 
 
 DEFINITION = load_definition()

@@ -28,7 +28,6 @@ does in the same frame, and the search's frame is this frame, so ``seen`` is the
 from __future__ import annotations
 
 import copy
-import json
 import math
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ import numpy as np
 from faces.alignment import Alignment
 from faces.detection import Face, box_iou
 from faces.mesh import MIN_PRESENCE, Region, region_from_face, region_from_landmarks
+from faces.shared_json import read_shared_json
 
 PARAMS_FILE = Path(__file__).with_name("tracking.json")
 PARAM_KEYS = ("smoothing", "derivative_cutoff", "fallback_fps", "mesh_passes", "region_hold", "match_iou",
@@ -47,16 +47,7 @@ PARAM_KEYS = ("smoothing", "derivative_cutoff", "fallback_fps", "mesh_passes", "
 
 def load_params(path: Path = PARAMS_FILE) -> dict:
     """The tracker's numbers (tracking.json, also the page's), checked for every key the step reads."""
-    try:
-        params = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: the face tracker's parameters cannot be read ({error}); "
-                         "restore it from git (git checkout -- faces/tracking.json)") from error
-    missing = [key for key in PARAM_KEYS if key not in params]
-    if missing:
-        raise ValueError(f"{path} lacks {', '.join(missing)}: restore it from git "
-                         "(git checkout -- faces/tracking.json)")
-    return params
+    return read_shared_json(path, PARAM_KEYS, "the face tracker's parameters")
 
 
 PARAMS = load_params()
