@@ -57,15 +57,20 @@ def _box_ellipse(spec: dict, points: np.ndarray) -> Ellipse:
             float(half_across * reach * spec["grow"][1]), angle, float(spec["feather"])]
 
 
-def _cheek_ellipse(spec: dict, points: np.ndarray) -> Ellipse:
-    """train/portraits.py's blush: below the eye, toward the mouth corner and a little outward."""
-    lid = upper_lid(CONTOURS[spec["cheek"]])
+def cheek_ellipse(lid: tuple[int, ...], corner: int, points: np.ndarray) -> Ellipse:
+    """The cheek below an eye's upper ``lid`` (inner to outer corner), toward the mouth ``corner`` and a
+    little outward, sized by the eye's width, in the points' units: the built-in portraits' blush
+    (train/portraits.py) and the cheeks' region."""
     eye, width = points[list(lid)].mean(0), float(np.hypot(*(points[lid[-1]] - points[lid[0]])))
     outward = (points[lid[-1]] - points[lid[0]]) / max(width, 1e-9)
-    centre = eye + CHEEK["toward_corner"] * (points[spec["corner"]] - eye) + CHEEK["outward"] * width * outward
+    centre = eye + CHEEK["toward_corner"] * (points[corner] - eye) + CHEEK["outward"] * width * outward
     radius_along, radius_across = CHEEK["radii"]
     return [float(centre[0]), float(centre[1]), radius_along * width, radius_across * width, 0.0,
             float(CHEEK["feather"])]
+
+
+def _cheek_ellipse(spec: dict, points: np.ndarray) -> Ellipse:
+    return cheek_ellipse(upper_lid(CONTOURS[spec["cheek"]]), spec["corner"], points)
 
 
 def region_shapes(points: np.ndarray) -> Shapes:

@@ -35,7 +35,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from faces.mesh import BROWS, FACE_OVAL, LEFT_EYE, LIPS_INNER, LIPS_OUTER, MOUTH_CORNERS, RIGHT_EYE
-from faces.region_weights import CHEEK, lower_lid, upper_lid
+from faces.region_weights import cheek_ellipse, lower_lid, upper_lid
 from models.atomic import atomic_path
 from train.looks import BERRY, LOOKS, Look, look_named
 from train.synthetic import LABELS, SKIN_TONES, render_jobs, to_uint8
@@ -267,14 +267,12 @@ def look_masks(points: np.ndarray, size: int, look: Look = BERRY) -> LookMasks:
     shadow, lower_shadow, liner = _shadow_and_liner(points, size, look)
     # A turned face's lid can reach past its outline: the shadow stays on the skin.
     shadow, lower_shadow = shadow * face, lower_shadow * face
-    cheeks = []  # where faces/regions.json puts the cheeks (its "cheek" numbers), as polygons
+    cheeks = []  # where faces/regions.json puts the cheeks (the cheeks' region's ellipses), as polygons
+    angles = np.linspace(0, 2 * math.pi, 24, endpoint=False)
     for lid, corner in zip(UPPER_LIDS, MOUTH_CORNERS, strict=True):
-        eye, width = points[list(lid)].mean(0), _eye_width(points, lid)
-        outward = (points[lid[-1]] - points[lid[0]]) / max(width, 1e-6)
-        centre = eye + CHEEK["toward_corner"] * (points[corner] - eye) + CHEEK["outward"] * width * outward
-        angles = np.linspace(0, 2 * math.pi, 24, endpoint=False)
-        cheeks.append(centre + np.column_stack([CHEEK["radii"][0] * width * np.cos(angles),
-                                                CHEEK["radii"][1] * width * np.sin(angles)]))
+        centre_x, centre_y, radius_along, radius_across, _, _ = cheek_ellipse(lid, corner, points)
+        cheeks.append(np.array([centre_x, centre_y]) + np.column_stack([radius_along * np.cos(angles),
+                                                                        radius_across * np.sin(angles)]))
     blush = _polygon_mask(size, cheeks, blur=0.04 * size) * face
     return LookMasks(face, lips, shadow, lower_shadow, liner, blush)
 
