@@ -98,14 +98,16 @@ def output_clashes(photos: list[Path], out_dir: Path, side_by_side: bool, overwr
 strength_value = number_in(float, 0, MAX_STRENGTH)
 
 
-def region_strengths(text: str) -> dict[str, float]:
-    """--regions: "lips=1,eyes=0.5" -> a strength for every region (faces.regions: the standard library only)."""
-    from faces.regions import RegionError, parse_strengths
+def region_strengths(text: str) -> dict[str, float] | None:
+    """--regions: "lips=1,eyes=0.5" -> a strength for every region (faces.regions: the standard library only);
+    None where every strength is 1, which is the face mask alone: no weight map is drawn, as on the page."""
+    from faces.regions import NEUTRAL, RegionError, parse_strengths
 
     try:
-        return parse_strengths(text)
+        strengths = parse_strengths(text)
     except RegionError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+    return None if strengths == NEUTRAL else strengths
 
 
 def _count(faces: int) -> str:
