@@ -333,7 +333,8 @@ def score_checkpoint(path: Path) -> dict:
     per_look = {}
     for index, (name, record) in enumerate(split["looks"].items()):
         weights = one_hot_looks(torch.tensor([index]), model.config)
-        per_look[name] = looks.get(name, {"name": name, "index": index}) | score_split(model, record, weights, path.parent / f"held_out_{name}")
+        scores = score_split(model, record, weights, path.parent / f"held_out_{name}")
+        per_look[name] = looks.get(name, {"name": name, "index": index}) | scores
     return figures | {"looks": per_look}
 
 

@@ -2,9 +2,9 @@
 
 import numpy as np
 import torch
+from conftest import IMAGE_SIZE
 from PIL import Image
 
-from conftest import IMAGE_SIZE
 from models.data import faces_as_tensors, load_split
 
 
