@@ -57,10 +57,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.variants import INPUT_MULTIPLE, VARIANT_FIELDS
+from models.variants import DEFAULT_LOOK, INPUT_MULTIPLE, VARIANT_FIELDS
 
 # A model without a looks entry holds the built-in set's one look.
-DEFAULT_LOOKS = ("berry",)
+DEFAULT_LOOKS = (DEFAULT_LOOK,)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,10 @@ models/tinybeauty.py builds each variant's TinyBeautyConfig from the same entrie
 
 from __future__ import annotations
 
+# The look a network without a looks entry holds, and the built-in set's: the catalogue's berry
+# (train/looks).
+DEFAULT_LOOK = "berry"
+
 # Inputs' sides must be divisible by this: the stem's stride 2 times two 2x max-pools.
 INPUT_MULTIPLE = 8
 

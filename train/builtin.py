@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from models.data import REAL_TEST_SPLIT
+from models.variants import DEFAULT_LOOK
 from train.portraits import HELD_OUT, PORTRAITS, PortraitUnavailable, identity_of, write_portraits
 from train.split import split_indices
 from train.synthetic import write_dataset
@@ -28,7 +29,7 @@ REAL_TRAIN_PAIRS = 100
 REAL_TEST_PAIRS = 40
 
 
-def write_builtin(out: Path, cartoons: int, size: int = 256, look: str = "berry") -> Path:
+def write_builtin(out: Path, cartoons: int, size: int = 256, look: str = DEFAULT_LOOK) -> Path:
     """Render the built-in set with ``look`` (train/looks) into ``out`` (pairs already there are kept);
     every look is drawn on the same faces."""
     write_dataset(out, cartoons, size, seed=0, look=look)

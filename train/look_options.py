@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from models.variants import DEFAULT_LOOK
 from train.config import PAIR_LAYOUTS
 from train.looks import LOOKS, look_named
-
-# Built-in pairs of a look other than berry live beside the built-in folder: data/synthetic-smoky.
-BUILTIN_DEFAULT_LOOK = "berry"
 
 
 def look_options(data: list[str] | None, looks: str | None) -> dict:
@@ -104,5 +102,5 @@ def look_problems(look_data: dict[str, str]) -> list[str]:
 
 
 def builtin_folder(root: Path, look: str) -> Path:
-    """Where the built-in pairs of ``look`` are: ``root`` for berry (the default built-in set), beside it else."""
-    return Path(root) if look == BUILTIN_DEFAULT_LOOK else Path(root).with_name(f"{Path(root).name}-{look}")
+    """Where the built-in pairs of ``look`` are: ``root`` for the default look, else beside it: data/synthetic-smoky."""
+    return Path(root) if look == DEFAULT_LOOK else Path(root).with_name(f"{Path(root).name}-{look}")

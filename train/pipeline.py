@@ -32,11 +32,12 @@ from models.checkpoint import (
 )
 from models.data import REAL_TEST_SPLIT, DataError, PairCache, concat_caches, split_record
 from models.tinybeauty import VARIANTS, TinyBeautyConfig, build_model, describe, one_hot_looks
+from models.variants import DEFAULT_LOOK
 from train import phases, trainer
 from train.builtin import builtin_split, write_builtin
 from train.config import DEFAULT_SYNTHETIC_DIR, RESUME_MAY_CHANGE, TrainConfig
 from train.dataset import PairDataset, load_pairs, load_split_for_training
-from train.look_options import BUILTIN_DEFAULT_LOOK, builtin_folder
+from train.look_options import builtin_folder
 from train.multilook import LookSource, join_looks, looks_metadata, looks_split, split_counts
 from train.numerics import flush_denormals
 from train.split import split_indices
@@ -101,9 +102,9 @@ def look_sources(config: TrainConfig) -> list[LookSource]:
     if config.look_data:
         return [LookSource(name, Path(folder)) for name, folder in config.look_data.items()]
     if config.data:
-        return [LookSource((config.looks or [BUILTIN_DEFAULT_LOOK])[0], Path(config.data))]
+        return [LookSource((config.looks or [DEFAULT_LOOK])[0], Path(config.data))]
     return [LookSource(name, builtin_folder(DEFAULT_SYNTHETIC_DIR, name), builtin=True)
-            for name in config.looks or [BUILTIN_DEFAULT_LOOK]]
+            for name in config.looks or [DEFAULT_LOOK]]
 
 
 def prepare_data(config: TrainConfig, dist_info: trainer.Distributed) -> tuple[PairCache, dict[str, np.ndarray], dict]:

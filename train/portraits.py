@@ -37,6 +37,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from faces.mesh import BROWS, FACE_OVAL, LEFT_EYE, LIPS_INNER, LIPS_OUTER, MOUTH_CORNERS, RIGHT_EYE
 from faces.region_weights import cheek_ellipse, lower_lid, upper_lid
 from models.atomic import atomic_path
+from models.variants import DEFAULT_LOOK
 from train.looks import BERRY, LOOKS, Look, look_named
 from train.synthetic import LABELS, SKIN_TONES, render_jobs, to_uint8
 
@@ -377,7 +378,7 @@ def _write_pair(job: tuple[Path, str, int, int, int, str, tuple[str, ...]]) -> N
             Image.fromarray(array).save(tmp, format="PNG")
 
 
-def write_portraits(out: Path, counts: dict[str, int], size: int = 256, seed: int = 0, look: str = "berry",
+def write_portraits(out: Path, counts: dict[str, int], size: int = 256, seed: int = 0, look: str = DEFAULT_LOOK,
                     kinds: tuple[str, ...] = VARIATION_KINDS, workers: int | None = None) -> Path:
     """Render ``counts[identity]`` pairs of each identity into ``out``; pairs already complete are kept."""
     out = Path(out)
@@ -396,7 +397,7 @@ RESIDUAL_GAIN = 3  # the figure's residual: mid-grey plus 3x (target - source), 
 
 
 def write_figure(path: Path, identities: tuple[str, ...], per_identity: int = 2, size: int = 256, seed: int = 0,
-                 look: str = "berry", kinds: tuple[str, ...] = VARIATION_KINDS) -> Path:
+                 look: str = DEFAULT_LOOK, kinds: tuple[str, ...] = VARIATION_KINDS) -> Path:
     """Before | after | residual, one row per pair (``per_identity`` pairs of each identity)."""
     rows = []
     for identity in identities:
@@ -418,7 +419,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=100, help="pairs per identity (default: %(default)s)")
     parser.add_argument("--size", type=int, default=256, help="image side in pixels (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
-    parser.add_argument("--look", choices=list(LOOKS), default="berry", help="the look (default: %(default)s)")
+    parser.add_argument("--look", choices=list(LOOKS), default=DEFAULT_LOOK, help="the look (default: %(default)s)")
     parser.add_argument("--identity", choices=sorted(PORTRAITS), action="append",
                         help="a portrait to render (repeatable; default: all)")
     parser.add_argument("--vary", default=",".join(VARIATION_KINDS),

@@ -30,6 +30,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
 from models.atomic import atomic_path
+from models.variants import DEFAULT_LOOK
 from train.looks import BERRY, LOOKS, Look, look_named
 
 log = logging.getLogger(__name__)
@@ -334,7 +335,7 @@ def _write_pair(job: tuple[Path, int, int, int, str]) -> None:
 
 
 def write_dataset(out: Path, n: int, size: int = 256, seed: int = 0, workers: int | None = None,
-                  look: str = "berry") -> Path:
+                  look: str = DEFAULT_LOOK) -> Path:
     """Render ``n`` pairs of ``look`` (a name in train.looks.LOOKS) into ``out``; pairs already complete are kept
     (re-runs are cheap)."""
     look_named(look)  # an unknown name fails here, naming the catalogue, before any worker starts
@@ -366,7 +367,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=800, help="number of pairs")
     parser.add_argument("--size", type=int, default=256, help="image side in pixels")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed")
-    parser.add_argument("--look", choices=list(LOOKS), default="berry",
+    parser.add_argument("--look", choices=list(LOOKS), default=DEFAULT_LOOK,
                         help="the look (train/looks; default: %(default)s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
