@@ -82,15 +82,13 @@ def template() -> dict[str, list[list[float]]]:
 
 
 def write(out: Path) -> list[Path]:
-    from models.atomic import write_text
+    from tools.tracking_traces import write as write_records
 
     photos = portraits()
     fixtures = {"astronaut": fixture("A frontal face (the astronaut portrait).", mesh_in_crop(photos["astronaut"])),
                 "cameraman": fixture("A turned face (the cameraman).", mesh_in_crop(photos["cameraman"])),
                 "template": fixture("A face without a mesh: the template's shapes.", None)}
-    out.mkdir(parents=True, exist_ok=True)
-    return [write_text(out / f"{name}.json", json.dumps(recorded, separators=(",", ":")) + "\n")
-            for name, recorded in fixtures.items()]
+    return write_records(fixtures, out)
 
 
 def main(argv: list[str] | None = None) -> int:
