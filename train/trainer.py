@@ -173,8 +173,9 @@ def evaluate(model: nn.Module, loader, device: torch.device, loss_weights: dict)
     prediction, source, target = torch.cat(predictions), torch.cat(sources), torch.cat(targets)
     metrics = {"val_loss": loss_sum / max(count, 1), "val_psnr": mean_psnr_db(prediction, target),
                "val_psnr_pooled": psnr_db(prediction, target), "baseline_psnr": mean_psnr_db(source, target)}
-    return metrics | per_look_psnr(net.config.looks, torch.tensor(looks), prediction, source, target) if looks \
-        else metrics
+    if not looks:
+        return metrics
+    return metrics | per_look_psnr(net.config.looks, torch.tensor(looks), prediction, source, target)
 
 
 def per_look_psnr(names: tuple[str, ...], looks: torch.Tensor, prediction: torch.Tensor, source: torch.Tensor,
