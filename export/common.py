@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import json
 import os
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ from models.metrics import psnr_db
 from models.tinybeauty import QuantizedOutput
 
 INPUT_NAME = "face"
+LOOKS_INPUT_NAME = "look_weights"  # several looks only: float32 [1, L], one weight per look (models/look_choice.py)
 OUTPUT_NAME = "made_up"
 
 
@@ -40,13 +42,15 @@ class FloatResidualAdd(torch.nn.Module):
         super().__init__()
         self.residual = residual
 
-    def forward(self, face: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(face + self.residual(face), 0.0, 1.0)
+    def forward(self, face: torch.Tensor, look_weights: torch.Tensor | None = None) -> torch.Tensor:
+        residual = self.residual(face) if look_weights is None else self.residual(face, look_weights)
+        return torch.clamp(face + residual, 0.0, 1.0)
 
 
 @dataclass
 class ExportInputs:
-    """Tensors the exporters and their checks need, all N x 3 x H x W float in [0, 1]."""
+    """Tensors the exporters and their checks need: faces N x 3 x H x W float in [0, 1] and, for a
+    network of several looks, each face's look weights N x L (one-hot: the look of its pair)."""
 
     example: torch.Tensor  # 1 x 3 x H x W, fixes the exported input shape
     calibration: torch.Tensor  # training faces for int8 activation ranges
@@ -55,10 +59,27 @@ class ExportInputs:
     # The 8-bit range of each quantized output as a quantization-aware checkpoint trained it
     # (models/int8.py); None: every int8 format calibrates its own on ``calibration``.
     activation_ranges: dict[str, tuple[float, float]] | None = None
+    # Several looks: the look weights of example (an even blend: every look's slice is live), of each
+    # calibration face and of each check face (one-hot, the look of its pair). None for one look.
+    example_looks: torch.Tensor | None = None
+    calibration_looks: torch.Tensor | None = None
+    val_looks: torch.Tensor | None = None
 
     @property
     def image_size(self) -> int:
         return int(self.example.shape[-1])
+
+    @property
+    def example_args(self) -> tuple[torch.Tensor, ...]:
+        """What a converter traces the network with: (face,) or (face, look_weights)."""
+        return (self.example,) if self.example_looks is None else (self.example, self.example_looks)
+
+    def calibration_args(self) -> list[tuple[torch.Tensor, ...]]:
+        """Each calibration face as the network's inputs, batch 1: (face,) or (face, its look weights)."""
+        faces = [face[None] for face in self.calibration]
+        if self.calibration_looks is None:
+            return [(face,) for face in faces]
+        return [(face, looks[None]) for face, looks in zip(faces, self.calibration_looks, strict=True)]
 
 
 def _observed_output(node: torch.fx.Node, outputs: tuple[QuantizedOutput, ...]) -> str | None:
@@ -119,10 +140,22 @@ class ExportMeta:
     version: str = field(default_factory=package_version)
     author: str = "TinyBeauty developers"
     license: str = "MIT"
-    description: str = ("TinyBeauty makeup transfer: adds one learned makeup style to an aligned face "
-                        "(output = clamp(input + residual, 0, 1)).")
+    description: str = ("TinyBeauty makeup transfer: adds learned makeup to an aligned face, one look or "
+                        "any blend of the looks it holds (output = clamp(input + residual, 0, 1)).")
     layout: str = "NCHW"  # how the file takes its face: NCHW, NHWC (tensors) or image (Core ML)
     extra: dict = field(default_factory=dict)
+    # The catalogue, in the order of the look input: [{"name", "index", "swatch_hex"}]; one entry for a
+    # one-look file (which takes no look input).
+    looks: list[dict] = field(default_factory=list)
+
+    @property
+    def looks_input(self) -> bool:
+        return len(self.looks) > 1
+
+    def looks_spec(self) -> str:
+        names = ", ".join(look["name"] for look in self.looks)
+        return (f"{LOOKS_INPUT_NAME}: float32 [1,{len(self.looks)}] in [0,1], one weight per look ({names}); "
+                "one-hot picks a look, weights adding up to 1 blend looks")
 
     def io_spec(self, name: str) -> str:
         size = self.image_size
@@ -142,6 +175,8 @@ class ExportMeta:
             "tinybeauty.image_size": str(self.image_size),
             "tinybeauty.input": self.io_spec(INPUT_NAME),
             "tinybeauty.output": self.io_spec(OUTPUT_NAME),
+            **({"tinybeauty.looks": json.dumps(self.looks)} if self.looks else {}),
+            **({"tinybeauty.look_input": self.looks_spec()} if self.looks_input else {}),
             **{f"tinybeauty.{k}": str(v) for k, v in self.extra.items()},
         }
 

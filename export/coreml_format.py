@@ -220,11 +220,12 @@ def load(path: Path, threads: int | None = None) -> Runner:
     return run
 
 
-def stand_in(path: Path, model: TinyBeauty, faces: torch.Tensor) -> tuple[np.ndarray, list[str]]:
+def stand_in(path: Path, model: TinyBeauty, faces: torch.Tensor,
+             look_weights: torch.Tensor | None = None) -> tuple[np.ndarray, list[str]]:
     spec = check_spec(path, int(faces.shape[-1]))
     rebuilt, summary = dequantized_model(path, model)
     with torch.no_grad():
-        outputs = rebuilt(faces).numpy()
+        outputs = rebuilt(faces, look_weights).numpy()
     checks = [f"spec: {spec['input']} -> {spec['output']}; layers {', '.join(summary['layers'])}",
               f"weights: {summary['int8_convolutions']}/{summary['convolutions']} convolutions stored as 8-bit, "
               "dequantized from the file into PyTorch and run (activations in fp32, as a weights-only check)"]

@@ -9,6 +9,7 @@ so the imports run one way.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 
 from export.formats import FORMATS, ExportFormat
 from export.runtime import ModelFileError, Runner, RuntimeUnavailable, pytorch_runner
-from models.checkpoint import load_checkpoint, require_one_look
+from models.checkpoint import catalogue, load_checkpoint
 
 CHECKPOINT_SUFFIXES = {".pt", ".pth"}
 # The face size of a file that records none (an early export, or a checkpoint without a split):
@@ -30,6 +31,18 @@ class LoadedModel:
     runner: Runner
     runtime: str  # what runs it, in words
     image_size: int  # the square face size the file takes (a checkpoint: the size it was trained at)
+    # The looks it holds, in the order of its look input: [{"name", "index", "swatch_hex"}]. Several: the
+    # runner takes look_weights (models/look_choice.py); one: none.
+    looks: tuple[dict, ...] = ({"name": "the file's look", "index": 0, "swatch_hex": None},)
+
+    @property
+    def look_names(self) -> list[str]:
+        return [look["name"] for look in self.looks]
+
+    def even_blend(self) -> np.ndarray | None:
+        """Every look at an even share (None for one look): a valid look input where any will do."""
+        count = len(self.looks)
+        return None if count == 1 else np.full((1, count), 1 / count, np.float32)
 
 
 def format_for(path: Path) -> ExportFormat:
@@ -51,6 +64,19 @@ def recorded_size(metadata: dict) -> int | None:
     return int(next(group for group in found.groups() if group)) if found else None
 
 
+def recorded_looks(metadata: dict) -> tuple[dict, ...] | None:
+    """The catalogue a file's provenance records (``tinybeauty.looks``); None in files exported before it."""
+    text = metadata.get("tinybeauty.looks")
+    return tuple(json.loads(text)) if text else None
+
+
+def checkpoint_size(checkpoint: dict) -> int:
+    """The face size a checkpoint was trained at (its split's; each look's, for several)."""
+    split = checkpoint.get("split") or {}
+    split = next(iter(split["looks"].values())) if "looks" in split else split
+    return int(split.get("image_size") or DEFAULT_IMAGE_SIZE)
+
+
 def _first_line(error: Exception) -> str:
     text = str(error)
     return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
@@ -61,8 +87,9 @@ def _check_runs(path: Path, loaded: LoadedModel) -> None:
     is refused here, naming the file, not on the user's first photo."""
     size = loaded.image_size
     face = np.full((1, 3, size, size), 0.5, np.float32)
+    looks = loaded.even_blend()
     try:
-        made_up = np.asarray(loaded.runner(face))
+        made_up = np.asarray(loaded.runner(face) if looks is None else loaded.runner(face, looks))
     except Exception as error:  # each runtime raises its own types for a wrong input
         raise ModelFileError(f"{path} does not run as a TinyBeauty model on a 1x3x{size}x{size} face "
                              f"({_first_line(error)}); pass a file exported by `make export`") from error
@@ -81,19 +108,19 @@ def load_model(path: Path, threads: int | None = None) -> LoadedModel:
         raise FileNotFoundError(f"{path} does not exist; export first (`make export`) or pass an existing file")
     if path.suffix in CHECKPOINT_SUFFIXES:
         model, checkpoint = load_checkpoint(path)
-        require_one_look(model, path, "running a checkpoint (apply, the benchmark)")
-        size = (checkpoint.get("split") or {}).get("image_size") or DEFAULT_IMAGE_SIZE
-        loaded = LoadedModel(pytorch_runner(model, threads), "PyTorch eager fp32", int(size))
+        loaded = LoadedModel(pytorch_runner(model, threads), "PyTorch eager fp32", checkpoint_size(checkpoint),
+                             tuple(catalogue(model, checkpoint)))
     else:
         fmt = format_for(path)
         try:
             runner = fmt.load(path, threads)
-            size = recorded_size(fmt.read_metadata(path))
+            metadata = fmt.read_metadata(path)
+            size, looks = recorded_size(metadata), recorded_looks(metadata)
         except RuntimeUnavailable:
             raise
         except Exception as error:  # each runtime has its own error types for a damaged file
             raise ModelFileError(f"{path} could not be loaded by {fmt.runtime} ({_first_line(error)}); re-export "
                                  "it (`make export`) or pass another model file") from error
-        loaded = LoadedModel(runner, fmt.runtime, size or DEFAULT_IMAGE_SIZE)
+        loaded = LoadedModel(runner, fmt.runtime, size or DEFAULT_IMAGE_SIZE, *([looks] if looks else []))
     _check_runs(path, loaded)
     return loaded

@@ -21,6 +21,9 @@ from export.runtime import ModelFileError, RuntimeUnavailable
 from models.atomic import sha256_file, sha256_tree
 
 MANIFEST = "manifest.json"
+# The catalogue an app or the page reads: each look's name, index (in the files' look input), swatch
+# colour and figures (export/pipeline.py looks_document).
+LOOKS_FILE = "looks.json"
 # What every reader takes from an entry, and of which type; `bytes` is shown in the reports.
 ENTRY_FIELDS = {"format": str, "file": str, "sha256": str, "bytes": int}
 TOP_FIELDS = {"checkpoint": str, "checkpoint_sha256": str, "artifacts": list}

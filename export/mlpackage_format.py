@@ -284,13 +284,14 @@ def _short(weight_name: str) -> str:
     return weight_name.split("residual_", 1)[-1].removesuffix("_to_fp16").removesuffix("_weight")
 
 
-def stand_in(path: Path, model: TinyBeauty, faces: torch.Tensor) -> tuple[np.ndarray, list[str]]:
+def stand_in(path: Path, model: TinyBeauty, faces: torch.Tensor,
+             look_weights: torch.Tensor | None = None) -> tuple[np.ndarray, list[str]]:
     rebuilt, summary = stored_model(path, model)
     problems = coreml_format.image_io_problems(summary["spec"], int(faces.shape[-1]))
     if problems:
         raise ValueError(f"{path}: " + "; ".join(problems))
     with torch.no_grad():
-        outputs = rebuilt(faces).numpy()
+        outputs = rebuilt(faces, look_weights).numpy()
     bits = read_metadata(path).get("tinybeauty.weight_bits", "?")
     checks = ["spec: ML Program (iOS16), image in (RGB, scaled by 1/255) -> image out",
               f"weights: {summary['palettized']}/{summary['convolutions']} convolutions palettized (bits {bits}), "

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from export.common import INPUT_NAME, OUTPUT_NAME, ExportInputs, ExportMeta
+from export.common import INPUT_NAME, LOOKS_INPUT_NAME, OUTPUT_NAME, ExportInputs, ExportMeta
 from export.runtime import Runner
 from models.rescale import output_conv
 from models.tinybeauty import TinyBeauty, quantized_outputs
@@ -51,8 +51,9 @@ def _export_simplified(model: TinyBeauty, inputs: ExportInputs, path: Path) -> o
 
     raw = path.with_name(path.stem + ".raw.onnx")
     # The dynamo exporter writes weights beside the graph unless external_data=False.
-    torch.onnx.export(model.eval(), (inputs.example,), raw, dynamo=True, external_data=False, opset_version=OPSET,
-                      input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], verbose=False)
+    names = [INPUT_NAME, LOOKS_INPUT_NAME][:len(inputs.example_args)]
+    torch.onnx.export(model.eval(), inputs.example_args, raw, dynamo=True, external_data=False, opset_version=OPSET,
+                      input_names=names, output_names=[OUTPUT_NAME], verbose=False)
     simplified, ok = onnxsim.simplify(onnx.load(str(raw)))
     raw.unlink()
     if not ok:
@@ -140,8 +141,12 @@ def _float_tail(graph: onnx.GraphProto) -> list[str]:
 
 
 class _Calibration:
-    def __init__(self, faces: torch.Tensor):
-        self.batches = iter([{INPUT_NAME: face[None].numpy()} for face in faces])
+    """The calibration faces (each with its look weights, for several looks) as onnxruntime's reader."""
+
+    def __init__(self, inputs: ExportInputs):
+        names = (INPUT_NAME, LOOKS_INPUT_NAME)
+        self.batches = iter([{name: tensor.numpy() for name, tensor in zip(names, args, strict=False)}
+                             for args in inputs.calibration_args()])
 
     def get_next(self):
         return next(self.batches, None)
@@ -157,7 +162,7 @@ def export_int8(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: Expor
     quantized = path.with_name(path.stem + ".qdq.onnx")
     overrides = trained_range_overrides(simplified.graph, model, inputs.activation_ranges)
     quantize_static(
-        str(fp32), str(quantized), _Calibration(inputs.calibration),
+        str(fp32), str(quantized), _Calibration(inputs),
         quant_format=QuantFormat.QDQ, per_channel=True,
         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
         calibrate_method=CalibrationMethod.Percentile,
@@ -339,7 +344,7 @@ def compact(model_proto: onnx.ModelProto, meta: ExportMeta) -> None:
 
     graph = model_proto.graph
     drop_unused_initializers(graph)
-    keep = {INPUT_NAME, OUTPUT_NAME}
+    keep = {INPUT_NAME, LOOKS_INPUT_NAME, OUTPUT_NAME}
     renamed: dict[str, str] = {}
 
     def short(name: str) -> str:
@@ -376,8 +381,11 @@ def load(path: Path, threads: int | None = None) -> Runner:
     options.log_severity_level = 3
     session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
 
-    def run(faces: np.ndarray) -> np.ndarray:
-        return session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(faces, dtype=np.float32)})[0]
+    def run(faces: np.ndarray, look_weights: np.ndarray | None = None) -> np.ndarray:
+        feeds = {INPUT_NAME: np.ascontiguousarray(faces, dtype=np.float32)}
+        if look_weights is not None:
+            feeds[LOOKS_INPUT_NAME] = np.ascontiguousarray(look_weights, dtype=np.float32)
+        return session.run([OUTPUT_NAME], feeds)[0]
 
     return run
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.common import ExportInputs, ExportMeta, fresh_staging_dir, git_commit, parity
+from export.common import LOOKS_INPUT_NAME, ExportInputs, ExportMeta, fresh_staging_dir, git_commit, parity
 from export.formats import BY_NAME, ExportFormat
-from export.manifest import MANIFEST
+from export.manifest import LOOKS_FILE, MANIFEST
 from export.runtime import RuntimeUnavailable, run_in_batches_of_one, silence_known_noise
 from models.atomic import (
     OutputFolderError,
@@ -28,27 +28,107 @@ from models.atomic import (
     tree_bytes,
     write_text,
 )
-from models.checkpoint import CheckpointError, checkpoint_split, load_checkpoint, require_one_look
+from models.checkpoint import CheckpointError, catalogue, checkpoint_split, load_checkpoint
 from models.data import DataError, faces_as_tensors, load_split
+from models.gates import BLEND_MIN_PSNR_VS_PYTORCH_DB
 from models.int8 import trained_activation_ranges
 from models.metrics import psnr_db
 from models.rescale import equalize_skips
 from models.tinybeauty import TinyBeauty
+from train.looks import LOOKS
 
 log = logging.getLogger("export")
+BLEND_FACES = 4  # check faces a blend of looks is run on
 
 
 def prepare_inputs(split: dict, data_override: str | None, n_calibration: int, n_val: int) -> ExportInputs:
     """Calibration faces from the recorded training split, check faces from the recorded
-    validation split (each spread evenly over its split)."""
-    calibration, _ = faces_as_tensors(load_split(split, "train", data_override, limit=n_calibration))
-    val_source, val_target = faces_as_tensors(load_split(split, "val", data_override, limit=n_val))
-    return ExportInputs(val_source[:1].clone(), calibration, val_source, val_target)
+    validation split (each spread evenly over its split). Several looks: each look's own split
+    (``data_override`` then is the parent of folders named by look), ``n_val`` check faces per look and
+    the calibration faces shared out between the looks, each face with its look's one-hot weights."""
+    if "looks" not in split:
+        calibration, _ = faces_as_tensors(load_split(split, "train", data_override, limit=n_calibration))
+        val_source, val_target = faces_as_tensors(load_split(split, "val", data_override, limit=n_val))
+        return ExportInputs(val_source[:1].clone(), calibration, val_source, val_target)
+    records = list(split["looks"].items())
+    parts = []
+    for name, record in records:
+        moved = str(Path(data_override) / name) if data_override else None
+        calibration, _ = faces_as_tensors(load_split(record, "train", moved,
+                                                     limit=max(1, n_calibration // len(records))))
+        parts.append((calibration, *faces_as_tensors(load_split(record, "val", moved, limit=n_val))))
+    one_hot = lambda tensors: torch.cat([torch.nn.functional.one_hot(torch.full((len(t),), look), len(records))  # noqa: E731
+                                         for look, t in enumerate(tensors)]).float()
+    calibration, val_source, val_target = (torch.cat(tensors) for tensors in zip(*parts, strict=True))
+    return ExportInputs(val_source[:1].clone(), calibration, val_source, val_target,
+                        example_looks=torch.full((1, len(records)), 1 / len(records)),
+                        calibration_looks=one_hot([part[0] for part in parts]),
+                        val_looks=one_hot([part[1] for part in parts]))
 
 
-def check_artifact(fmt: ExportFormat, path: Path, model: TinyBeauty, inputs: ExportInputs,
+def artifact_outputs(fmt: ExportFormat, path: Path, model: TinyBeauty, inputs: ExportInputs,
+                     record: dict) -> np.ndarray | None:
+    """The file's outputs on the check faces (each with its look): its real runtime, else the format's
+    stand-in check; None, with the problem recorded, where neither can run here."""
+    looks = None if inputs.val_looks is None else inputs.val_looks.numpy()
+    try:
+        outputs = run_in_batches_of_one(fmt.load(path), inputs.val_source.numpy(), looks)
+        record["checks_run"].append(f"ran with {fmt.runtime} on {len(inputs.val_source)} validation faces")
+        return outputs
+    except RuntimeUnavailable as why:
+        record["checks_skipped"].append(f"prediction with {fmt.runtime}: {why}")
+        if fmt.stand_in is None:
+            record["problems"].append(f"no runtime and no stand-in check: {why}")
+            return None
+        outputs, checks = fmt.stand_in(path, model, inputs.val_source, inputs.val_looks)
+        record["checks_run"] += checks
+        return outputs
+
+
+def quality(outputs: np.ndarray, reference: torch.Tensor, target: torch.Tensor, max_drop: float) -> tuple[dict, list]:
+    """Parity of ``outputs`` with PyTorch and with the truth, and the problems it shows."""
+    figures = parity(outputs, reference, target)
+    figures["pytorch_psnr_vs_truth_db"] = psnr_db(reference, target)
+    figures["psnr_drop_db"] = figures["pytorch_psnr_vs_truth_db"] - figures["psnr_vs_truth_db"]
+    problems = ["output has NaN or infinity"] if not np.isfinite(outputs).all() else []
+    if figures["psnr_drop_db"] > max_drop:
+        problems.append(f"loses {figures['psnr_drop_db']:.2f} dB of ground-truth PSNR vs PyTorch "
+                        f"({figures['psnr_vs_truth_db']:.2f} vs {figures['pytorch_psnr_vs_truth_db']:.2f}), "
+                        f"over the {max_drop} dB limit")
+    return figures, problems
+
+
+def check_looks(fmt: ExportFormat, path: Path, outputs: np.ndarray, model: TinyBeauty, inputs: ExportInputs,
+                reference: torch.Tensor, meta: ExportMeta, max_drop: float, record: dict) -> None:
+    """Several looks: the gates per look (each look's check faces through its one-hot input), and a
+    blend (every look at an even share) against PyTorch's blend on the first faces."""
+    record["looks"] = {}
+    for index, look in enumerate(meta.looks):
+        rows = inputs.val_looks[:, index] == 1
+        figures, problems = quality(outputs[rows.numpy()], reference[rows], inputs.val_target[rows], max_drop)
+        record["looks"][look["name"]] = figures
+        record["problems"] += [f"{look['name']}: {problem}" for problem in problems]
+        record["checks_run"].append(f"look {look['name']}: {figures['psnr_vs_pytorch_db']:.2f} dB vs PyTorch, "
+                                    f"{figures['psnr_vs_truth_db']:.2f} dB vs truth on {int(rows.sum())} faces")
+    faces = inputs.val_source[:BLEND_FACES]
+    blend = inputs.example_looks.expand(len(faces), -1).contiguous()
+    with torch.no_grad():
+        blend_reference = model(faces, blend)
+    if fmt.stand_in is not None and any("prediction with" in skipped for skipped in record["checks_skipped"]):
+        blended, _ = fmt.stand_in(path, model, faces, blend)
+    else:
+        blended = run_in_batches_of_one(fmt.load(path), faces.numpy(), blend.numpy())
+    record["blend_psnr_vs_pytorch_db"] = psnr_db(torch.as_tensor(blended), blend_reference)
+    record["checks_run"].append(f"an even blend of the {len(meta.looks)} looks: "
+                                f"{record['blend_psnr_vs_pytorch_db']:.2f} dB vs PyTorch's blend")
+    if record["blend_psnr_vs_pytorch_db"] < BLEND_MIN_PSNR_VS_PYTORCH_DB:
+        record["problems"].append(f"a blend of looks is {record['blend_psnr_vs_pytorch_db']:.2f} dB from PyTorch's, "
+                                  f"under the {BLEND_MIN_PSNR_VS_PYTORCH_DB} dB floor")
+
+
+def check_artifact(fmt: ExportFormat, path: Path, model: TinyBeauty, inputs: ExportInputs, meta: ExportMeta,
                    reference: torch.Tensor, budget: int, max_drop: float) -> dict:
-    """Size, then the real runtime (or the format's stand-in), then parity. Returns the record."""
+    """Size, then the real runtime (or the format's stand-in), then parity (per look). Returns the record."""
     size_bytes = tree_bytes(path)
     record = {"format": fmt.name, "file": fmt.filename, "shipped": fmt.shipped, "precision": fmt.precision,
               "runtime": fmt.runtime, "bytes": size_bytes, "budget_bytes": budget if fmt.shipped else None,
@@ -57,31 +137,17 @@ def check_artifact(fmt: ExportFormat, path: Path, model: TinyBeauty, inputs: Exp
         record["checks_run"].append(f"size: {size_bytes:,} bytes of a {budget:,}-byte budget")
         if size_bytes > budget:
             record["problems"].append(f"{size_bytes:,} bytes is over the {budget:,}-byte budget")
-    n = len(inputs.val_source)
-    outputs = None
-    try:
-        outputs = run_in_batches_of_one(fmt.load(path), inputs.val_source.numpy())
-        record["checks_run"].append(f"ran with {fmt.runtime} on {n} validation faces")
-    except RuntimeUnavailable as why:
-        record["checks_skipped"].append(f"prediction with {fmt.runtime}: {why}")
-        if fmt.stand_in is None:
-            record["problems"].append(f"no runtime and no stand-in check: {why}")
-        else:
-            outputs, checks = fmt.stand_in(path, model, inputs.val_source)
-            record["checks_run"] += checks
+    outputs = artifact_outputs(fmt, path, model, inputs, record)
     if outputs is not None:
-        record |= parity(outputs, reference, inputs.val_target)
-        record["pytorch_psnr_vs_truth_db"] = psnr_db(reference, inputs.val_target)
-        record["psnr_drop_db"] = record["pytorch_psnr_vs_truth_db"] - record["psnr_vs_truth_db"]
-        record["checks_run"].append(f"parity on {n} validation faces: {record['psnr_vs_pytorch_db']:.2f} dB vs "
-                                    f"PyTorch, {record['psnr_vs_truth_db']:.2f} dB vs truth")
-        if not np.isfinite(outputs).all():
-            record["problems"].append("output has NaN or infinity")
-        if record["psnr_drop_db"] > max_drop:
-            record["problems"].append(f"loses {record['psnr_drop_db']:.2f} dB of ground-truth PSNR vs PyTorch "
-                                      f"({record['psnr_vs_truth_db']:.2f} vs "
-                                      f"{record['pytorch_psnr_vs_truth_db']:.2f}), "
-                                      f"over the {max_drop} dB limit")
+        figures, problems = quality(outputs, reference, inputs.val_target, max_drop)
+        record |= figures
+        record["checks_run"].append(f"parity on {len(inputs.val_source)} validation faces: "
+                                    f"{record['psnr_vs_pytorch_db']:.2f} dB vs PyTorch, "
+                                    f"{record['psnr_vs_truth_db']:.2f} dB vs truth")
+        if meta.looks_input:
+            check_looks(fmt, path, outputs, model, inputs, reference, meta, max_drop, record)
+        else:
+            record["problems"] += problems
     record["passed"] = not record["problems"]
     return record
 
@@ -110,7 +176,7 @@ def checked(fmt: ExportFormat, staging: Path, model: TinyBeauty, inputs: ExportI
     start = time.perf_counter()
     try:
         fmt.export(model, inputs, path, meta)
-        record = check_artifact(fmt, path, model, inputs, reference, args.budget_bytes, args.max_psnr_drop)
+        record = check_artifact(fmt, path, model, inputs, meta, reference, args.budget_bytes, args.max_psnr_drop)
     except Exception as error:  # every failure ends as a report, never a half-installed set
         log.exception("%s failed", fmt.name)
         return {"format": fmt.name, "file": fmt.filename, "bytes": tree_bytes(path) if path.exists() else 0,
@@ -135,18 +201,25 @@ def finite_reference(model: TinyBeauty, inputs: ExportInputs, checkpoint: Path) 
     """PyTorch's output on the check faces, which every format is compared to; refused, naming the
     checkpoint, when it is not finite (no converter could be checked against it)."""
     with torch.no_grad():
-        reference = model(inputs.val_source)
+        reference = model(inputs.val_source, inputs.val_looks)
     if not torch.isfinite(reference).all():
         raise CheckpointError(f"{checkpoint}: the model's output on the validation faces holds NaN or infinity; "
                               "use an earlier checkpoint or retrain, e.g. with a lower --lr")
     return reference
 
 
-def export_meta(args: argparse.Namespace, checkpoint: dict, inputs: ExportInputs) -> ExportMeta:
-    """The provenance every file carries."""
+def export_meta(args: argparse.Namespace, model: TinyBeauty, checkpoint: dict, inputs: ExportInputs) -> ExportMeta:
+    """The provenance every file carries, and its catalogue of looks."""
     return ExportMeta(checkpoint=str(args.checkpoint), checkpoint_sha256=sha256_file(args.checkpoint),
                       git_commit=git_commit(), val_psnr_db=float(checkpoint.get("val_psnr", float("nan"))),
-                      image_size=inputs.image_size, extra={"epoch": checkpoint.get("epoch", "?")})
+                      image_size=inputs.image_size, extra={"epoch": checkpoint.get("epoch", "?")},
+                      looks=[look | {"swatch_hex": look["swatch_hex"] or builtin_swatch(look["name"])}
+                             for look in catalogue(model, checkpoint)])
+
+
+def builtin_swatch(name: str) -> str | None:
+    """A built-in look's swatch (a one-look checkpoint records none); None for a look of one's own."""
+    return LOOKS[name].swatch_hex() if name in LOOKS else None
 
 
 def int8_weights(model: TinyBeauty, checkpoint: dict, inputs: ExportInputs,
@@ -187,17 +260,47 @@ def export_all(args: argparse.Namespace, staging: Path, model: TinyBeauty, resca
     return records
 
 
+def look_figures(inputs: ExportInputs, reference: torch.Tensor, meta: ExportMeta, records: list[dict]) -> list[dict]:
+    """``looks.json``'s entries: each look's name, index and swatch, its PyTorch PSNR on its check faces
+    beside their no-makeup baseline, and each file's PSNR on them (against the truth)."""
+    entries = []
+    for look in meta.looks:
+        rows = (slice(None) if not meta.looks_input
+                else (inputs.val_looks[:, look["index"]] == 1))
+        per_file = {r["format"]: (r["looks"][look["name"]] if meta.looks_input else r).get("psnr_vs_truth_db")
+                    for r in records}
+        entries.append(look | {"val_faces": len(inputs.val_source[rows]),
+                               "val_psnr_db": psnr_db(reference[rows], inputs.val_target[rows]),
+                               "val_baseline_db": psnr_db(inputs.val_source[rows], inputs.val_target[rows]),
+                               "val_psnr_db_by_format": per_file})
+    return entries
+
+
+def looks_document(meta: ExportMeta, entries: list[dict]) -> dict:
+    """What an app or the page reads to offer the catalogue (``looks.json`` beside the files)."""
+    return {"input": LOOKS_INPUT_NAME if meta.looks_input else None,
+            "input_spec": meta.looks_spec() if meta.looks_input else "one look: the files take no look input",
+            "image_size": meta.image_size, "looks": entries}
+
+
 def manifest_of(args: argparse.Namespace, checkpoint: dict, split: dict, model: TinyBeauty, meta: ExportMeta,
-                inputs: ExportInputs, factors: dict, records: list[dict]) -> dict:
+                inputs: ExportInputs, factors: dict, records: list[dict], looks: list[dict]) -> dict:
     return {"checkpoint": str(args.checkpoint), "checkpoint_sha256": meta.checkpoint_sha256,
             "checkpoint_epoch": checkpoint.get("epoch"), "val_psnr_db": meta.val_psnr_db,
             "model_config": model.config.to_dict(), "train_config": checkpoint.get("train_config", {}),
-            "split": {key: split[key] for key in ("data", "seed", "val_fraction", "test_fraction", "image_size")}
-            | {f"{part}_pairs": len(split[part]) for part in ("train", "val", "test")},
+            "split": split_summary(split), "looks": looks,
             "git_commit": meta.git_commit, "image_size": inputs.image_size, "budget_bytes": args.budget_bytes,
             "max_psnr_drop_db": args.max_psnr_drop, "val_images": len(inputs.val_source),
             "calibration_images": len(inputs.calibration), "skip_rescale": factors,
             "activation_ranges": inputs.activation_ranges or "calibrated", "artifacts": records}
+
+
+def split_summary(split: dict) -> dict:
+    """The split's settings and sizes (per look for several looks), without its file lists."""
+    if "looks" in split:
+        return {"looks": {name: split_summary(record) for name, record in split["looks"].items()}}
+    return ({key: split[key] for key in ("data", "seed", "val_fraction", "test_fraction", "image_size")}
+            | {f"{part}_pairs": len(split[part]) for part in ("train", "val", "test")})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -207,14 +310,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         check_replaceable(args.out)
         model, checkpoint = load_checkpoint(args.checkpoint)
-        require_one_look(model, args.checkpoint, "the export")
         split = checkpoint_split(checkpoint, args.checkpoint)
         inputs = prepare_inputs(split, args.data, args.calibration_images, args.val_images)
         reference = finite_reference(model, inputs, args.checkpoint)
     except (CheckpointError, DataError, OutputFolderError) as error:
         log.error("%s", error)
         return 2
-    meta = export_meta(args, checkpoint, inputs)
+    meta = export_meta(args, model, checkpoint, inputs)
     staging = fresh_staging_dir(args.out)
     rescaled, factors, inputs = int8_weights(model, checkpoint, inputs, args.no_equalize)
     records = export_all(args, staging, model, rescaled, inputs, meta, reference)
@@ -224,9 +326,12 @@ def run(args: argparse.Namespace) -> int:
         log.error("export failed for %s; nothing in %s was replaced (the rejected set stays in %s)",
                   ", ".join(r["format"] for r in failed), args.out, staging)
         return 1
-    manifest = manifest_of(args, checkpoint, split, model, meta, inputs, factors, records)
+    looks = look_figures(inputs, reference, meta, records)
+    manifest = manifest_of(args, checkpoint, split, model, meta, inputs, factors, records, looks)
+    write_text(staging / LOOKS_FILE, json.dumps(looks_document(meta, looks), indent=2) + "\n")
     write_text(staging / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     replace_directory(staging, args.out)  # another export's set arriving meanwhile: the last to finish stays
-    log.info("wrote %s and %s", ", ".join(r["file"] for r in records), args.out / MANIFEST)
+    log.info("wrote %s, %s and %s (looks: %s)", ", ".join(r["file"] for r in records), args.out / LOOKS_FILE,
+             args.out / MANIFEST, ", ".join(look["name"] for look in looks))
     return 0
 

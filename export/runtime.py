@@ -2,7 +2,9 @@
 ``apply`` share.
 
 A :data:`Runner` takes N x 3 x H x W float32 faces in [0, 1] and returns the made-up faces in
-the same layout, whatever the file's own layout (each format's ``load`` adapts it). Opening a
+the same layout, whatever the file's own layout (each format's ``load`` adapts it). A file of
+several looks also takes ``look_weights``, float32 N x L (one-hot picks a look, weights adding up to 1
+blend looks: models/look_choice.py); a one-look file takes None there. Opening a
 file by its suffix (:func:`export.loading.load_model`) sits above the formats table; this module
 imports no format, so the format modules and the table can import it.
 """
@@ -16,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-Runner = Callable[[np.ndarray], np.ndarray]
+Runner = Callable[..., np.ndarray]  # (faces, look_weights=None) -> made-up faces
 
 
 class RuntimeUnavailable(RuntimeError):
@@ -28,9 +30,11 @@ class ModelFileError(ValueError):
     not what its suffix says, or a network of another shape)."""
 
 
-def run_in_batches_of_one(runner: Runner, faces: np.ndarray) -> np.ndarray:
-    """Artifacts are exported for batch 1, as a phone runs them."""
-    return np.concatenate([runner(faces[i:i + 1]) for i in range(len(faces))], axis=0)
+def run_in_batches_of_one(runner: Runner, faces: np.ndarray, look_weights: np.ndarray | None = None) -> np.ndarray:
+    """Artifacts are exported for batch 1, as a phone runs them; ``look_weights`` (several looks): one row per face."""
+    if look_weights is None:
+        return np.concatenate([runner(faces[i:i + 1]) for i in range(len(faces))], axis=0)
+    return np.concatenate([runner(faces[i:i + 1], look_weights[i:i + 1]) for i in range(len(faces))], axis=0)
 
 
 def pytorch_runner(model: torch.nn.Module, threads: int | None = None) -> Runner:
@@ -38,9 +42,10 @@ def pytorch_runner(model: torch.nn.Module, threads: int | None = None) -> Runner
     if threads:
         torch.set_num_threads(threads)
 
-    def run(faces: np.ndarray) -> np.ndarray:
+    def run(faces: np.ndarray, look_weights: np.ndarray | None = None) -> np.ndarray:
+        as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
         with torch.no_grad():
-            return model(torch.from_numpy(np.ascontiguousarray(faces, dtype=np.float32))).numpy()
+            return model(as_tensor(faces), None if look_weights is None else as_tensor(look_weights)).numpy()
 
     return run
 

@@ -150,14 +150,13 @@ def check_finite(model: TinyBeauty, path: Path) -> None:
                               f"overflow float32); {advice}")
 
 
-def require_one_look(model: TinyBeauty, path: Path, stage: str) -> None:
-    """A CheckpointError naming ``path`` for a network of several looks: ``stage`` (the export, the
-    tools that run a checkpoint) takes one look until it carries the look input."""
-    looks = model.config.looks
-    if len(looks) > 1:
-        raise CheckpointError(f"{path} holds {len(looks)} looks ({', '.join(looks)}); {stage} takes one-look "
-                              "checkpoints only, until the exported files carry the look input. Train one look "
-                              "(python -m train --looks NAME, or without --looks) to export it")
+def catalogue(model: TinyBeauty, payload: dict) -> list[dict]:
+    """The looks a checkpoint holds, in the order of the network's look input: ``[{"name", "index",
+    "swatch_hex"}]`` as training recorded them (several looks), or its one look (swatch unknown: None)."""
+    recorded = payload.get("looks")
+    if recorded:
+        return [dict(look) for look in recorded]
+    return [{"name": name, "index": index, "swatch_hex": None} for index, name in enumerate(model.config.looks)]
 
 
 def checkpoint_split(payload: dict, path: Path) -> dict:

@@ -11,3 +11,6 @@
 SIZE_BUDGET_BYTES = 100_000
 MAX_PSNR_DROP_DB = 0.5
 QUALITY_BAR_DB = 34.0
+# A blend of looks has no ground truth: a file's blend must stay this close to PyTorch's blend (a
+# file that ran its looks but mixed them wrongly lands far below; int8 files score ~40 dB and more).
+BLEND_MIN_PSNR_VS_PYTORCH_DB = 30.0

@@ -6,8 +6,6 @@ from dataclasses import replace
 import pytest
 import torch
 
-from export.__main__ import main as export_main
-from models.checkpoint import load_checkpoint, save_checkpoint
 from models.tinybeauty import (
     VARIANTS,
     TinyBeautyConfig,
@@ -121,12 +119,3 @@ def test_quantization_aware_forward_takes_the_looks():
         rounded, exact = wrapper(face, looks), model(face, looks)
     assert (rounded - exact).abs().max() < 0.05
     assert not torch.allclose(rounded[0], wrapper(face, one_hot_looks(torch.tensor([3] * 4), model.config))[0])
-
-
-def test_export_refuses_a_checkpoint_of_several_looks(tmp_path, caplog):
-    model = several()
-    path = save_checkpoint(tmp_path / "looks.pt", {"model": model.state_dict(), "model_config": model.config.to_dict()})
-    assert load_checkpoint(path)[0].config.looks == LOOKS  # it loads (and runs: check_finite)
-    assert export_main(["--checkpoint", str(path), "--out", str(tmp_path / "out")]) == 2
-    assert "holds 4 looks (berry, natural, classic, smoky)" in caplog.text and "one-look" in caplog.text
-    assert not (tmp_path / "out").exists()
