@@ -6,6 +6,7 @@ Usage:
     python -m apply --model tinybeauty_model/tinybeauty_best_psnr.pt crops/*.png --out out/ --aligned
     python -m apply --model artifacts/tinybeauty.onnx clip.mp4 --out out/   # video: apply/video.py
     python -m apply --model artifacts/tinybeauty.onnx selfie.jpg --out out/ --regions lips=1,eyes=0.5,cheeks=0
+    python -m apply --model artifacts/tinybeauty.onnx selfie.jpg --out out/ --look berry=0.7,smoky=0.3
 
 For each photo (turned upright by its EXIF orientation): every face is detected (BlazeFace,
 faces/), landmarked by the 468-point face mesh and aligned from the mesh to the FFHQ-style crop
@@ -16,7 +17,9 @@ adds is warped back with the inverse transform and blended through a feathered f
 face each a strength of its own (0 to 2, those not named 1): the mask is weighted by soft regions placed
 from each face's mesh (faces/regions.json, which the page reads too; a face without a mesh, or an
 aligned crop, has them where an average face has them), costing no model run; all at 1 is the plain
-mask, to the bit. A face the detector finds but the mesh rejects (its face
+mask, to the bit. A file of several looks (artifacts/looks.json lists them) puts on the one ``--look``
+names (by name or index; the first without it), or a blend of them: ``--look berry=0.7,smoky=0.3``, weights
+adding up to 1, the same model run. A face the detector finds but the mesh rejects (its face
 flag low) is aligned from the detector's eyes and mouth instead, and the summary line says so
 ("2 faces: 1 mesh, 1 detector keypoints where the mesh found no face"). Pixels outside the faces
 keep their exact values; the photo keeps its size, and its mode (RGBA keeps its alpha; greyscale
@@ -51,6 +54,7 @@ from models.cli import number_in, output_folder
 
 if TYPE_CHECKING:  # imported for the run only (load_tools), never for --help
     from export.loading import LoadedModel
+    from export.runtime import Runner
     from faces import FaceTracker
 
 log = logging.getLogger("apply")
@@ -136,6 +140,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--regions", type=region_strengths, default=None, metavar="NAME=STRENGTH,...",
                         help="a strength per face region, 0 to 2 each: lips, eyes (with liner and shadow), cheeks, "
                         "rest (of the face); those not named stay 1, e.g. lips=1,eyes=0.5,cheeks=0")
+    parser.add_argument("--look", metavar="NAME | NAME=WEIGHT,...", default=None,
+                        help="for a file of several looks: the look to put on (name or index; default: the first), "
+                        "or a blend whose weights add up to 1, e.g. berry=0.7,smoky=0.3")
     parser.add_argument("--aligned", action="store_true", help="the photos are aligned face crops: no detection")
     parser.add_argument("--side-by-side", action="store_true", help="also write a before | after image")
     parser.add_argument("--overwrite", action="store_true", help="replace results that exist already in OUT "
@@ -167,14 +174,16 @@ def main(argv: list[str] | None = None) -> int:
     for leftover in remove_leftovers(args.out):  # temp files of an earlier run that was killed
         log.info("removed %s, left by an earlier run that was stopped", leftover)
     failed = sum(not make_up(tools, args, index, path) for index, path in enumerate(args.images, start=1))
-    log.info("%d of %d inputs done with %s (%s)", len(args.images) - failed, len(args.images), args.model,
-             tools.model.runtime)
+    log.info("%d of %d inputs done with %s (%s), look: %s", len(args.images) - failed, len(args.images), args.model,
+             tools.model.runtime, tools.look)
     return 1 if failed else 0
 
 
 @dataclass
 class Tools:
     model: LoadedModel
+    runner: Runner  # the model putting on the looks --look chose
+    look: str  # that choice, in words
     stills: FaceTracker | None  # the photos' (unsmoothed): none for aligned crops or when every input is a video
     tracker: FaceTracker | None  # the videos' (apply/video.py): none without a video
 
@@ -187,19 +196,23 @@ def load_tools(args: argparse.Namespace) -> Tools | None:
     from faces import DetectorUnavailable, FaceTracker
     from faces.tracking import STILL_MAX_FACES
     from models.checkpoint import CheckpointError
+    from models.look_choice import LookChoiceError, describe, look_weights
 
     photos = not args.aligned and not all(map(is_video, args.images))
     try:
         model = load_model(args.model)
+        weights = look_weights(args.look, model.look_names, where=str(args.model))
+        chosen = (model.runner_for(weights), describe(weights, model.look_names))
         # Photos: one frame of the video's chain each, unsmoothed (faces.tracking.still_faces).
         stills = FaceTracker(model.image_size, threads=None, smoothing=False,
                              max_faces=STILL_MAX_FACES) if photos else None
         if any(map(is_video, args.images)):
             from apply.video import make_tracker
 
-            return Tools(model, stills, make_tracker(model.image_size))
-        return Tools(model, stills, None)
-    except (RuntimeUnavailable, CheckpointError, ModelFileError, DetectorUnavailable, FileNotFoundError) as error:
+            return Tools(model, *chosen, stills, make_tracker(model.image_size))
+        return Tools(model, *chosen, stills, None)
+    except (RuntimeUnavailable, CheckpointError, ModelFileError, DetectorUnavailable, FileNotFoundError,
+            LookChoiceError) as error:
         log.error("cannot use %s: %s", args.model, error)
         return None
 
@@ -214,11 +227,11 @@ def make_up(tools: Tools, args: argparse.Namespace, index: int, path: Path) -> b
         if is_video(path):  # apply/video.py: faces tracked frame to frame
             from apply.video import apply_to_video
 
-            video = apply_to_video(tools.model.runner, tools.tracker, path, args.out, args.strength,
+            video = apply_to_video(tools.runner, tools.tracker, path, args.out, args.strength,
                                    regions=args.regions)
             written, what = [video.path], _count(video.most_faces)
         else:
-            written, faces = apply_to_file(tools.model.runner, tools.stills, path, args.out, tools.model.image_size,
+            written, faces = apply_to_file(tools.runner, tools.stills, path, args.out, tools.model.image_size,
                                            args.strength, args.side_by_side, args.regions)
             what = "aligned crop" if args.aligned else _aligned_by(faces)
         log.info("[%d/%d] %s (%s) -> %s", index, len(args.images), path, what, ", ".join(map(str, written)))

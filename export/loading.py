@@ -39,6 +39,13 @@ class LoadedModel:
     def look_names(self) -> list[str]:
         return [look["name"] for look in self.looks]
 
+    def runner_for(self, look_weights: np.ndarray | None) -> Runner:
+        """A runner of faces alone that puts on the looks ``look_weights`` [1, L] chooses (models/look_choice.py);
+        the plain runner for None (a one-look file)."""
+        if look_weights is None:
+            return self.runner
+        return lambda faces: self.runner(faces, np.repeat(look_weights, len(faces), axis=0))
+
     def even_blend(self) -> np.ndarray | None:
         """Every look at an even share (None for one look): a valid look input where any will do."""
         count = len(self.looks)
