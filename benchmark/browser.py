@@ -63,10 +63,12 @@ def _camera(artifacts: Path, model_file: str, min_seconds: float) -> tuple[dict 
 
 
 def browser_row(artifacts: Path, manifest: dict, faces: dict[str, tuple[torch.Tensor, torch.Tensor]],
-                threads: list[int], min_runs: int, min_seconds: float,
-                fmt: str = "onnx") -> tuple[dict, dict[str, np.ndarray]]:
+                threads: list[int], min_runs: int, min_seconds: float, fmt: str = "onnx",
+                looks: dict[str, torch.Tensor] | None = None,
+                names: tuple[str, ...] = ()) -> tuple[dict, dict[str, np.ndarray]]:
     """(row without quality, outputs per split) of the page running PAGE_MODELS[fmt]; the row says
-    'not run' where no browser is installed (or the set has no such file)."""
+    'not run' where no browser is installed (or the set has no such file). ``looks`` (several looks):
+    each split's one-hot look per face, in the order of ``names``."""
     model_file, name = PAGE_MODELS[fmt], page_row_name(fmt)
     entry = next((e for e in manifest["artifacts"] if e["file"] == model_file), {})
     runtime = "LiteRT.js" if model_file.endswith(".tflite") else "onnxruntime-web"
@@ -75,6 +77,10 @@ def browser_row(artifacts: Path, manifest: dict, faces: dict[str, tuple[torch.Te
            "runtime": f"{runtime} (wasm) in Chromium", "latency": {}, "quality": {}, "notes": []}
     if not entry:
         row["notes"] += [f"not run: {model_file} is not in this export", "latency: not measured"]
+        return row, {}
+    if looks:
+        row["notes"] += [f"not run: the page does not yet choose among the {len(names)} looks of this file",
+                         "latency: not measured"]
         return row, {}
     outputs: dict[str, np.ndarray] = {}
     try:

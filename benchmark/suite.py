@@ -52,12 +52,14 @@ def quality(outputs: np.ndarray, source: torch.Tensor, target: torch.Tensor, ref
     return row
 
 
-def latency_by_threads(make_runner, example: np.ndarray, threads: list[int], args: argparse.Namespace) -> dict:
-    """Batch-1 latency of a fresh runner at each thread count (a runtime fixes threads when built)."""
+def latency_by_threads(make_runner, example: tuple[np.ndarray, ...], threads: list[int],
+                       args: argparse.Namespace) -> dict:
+    """Batch-1 latency of a fresh runner at each thread count (a runtime fixes threads when built);
+    ``example``: (face,) or, for several looks, (face, look weights)."""
     figures = {}
     for count in threads:
         runner = make_runner(count)
-        figures[str(count)] = measure_latency(lambda: runner(example),  # noqa: B023 (called at once)
+        figures[str(count)] = measure_latency(lambda: runner(*example),  # noqa: B023 (called at once)
                                               min_runs=args.min_runs, min_seconds=args.min_seconds)
     return figures
 
@@ -86,26 +88,56 @@ def machine_info(thread_counts: list[int]) -> dict:
 
 
 def load_inputs(args: argparse.Namespace):
-    """The verified manifest, the checkpoint it came from, and the recorded test/val faces."""
+    """The verified manifest, the checkpoint it came from, the recorded test/val faces per split and,
+    for several looks, each face's look (one-hot rows, per split; each look's own recorded split, --images
+    faces of each)."""
     manifest = read_manifest(args.artifacts)
     checkpoint_path = check_source_checkpoint(manifest)
     model, checkpoint = load_checkpoint(checkpoint_path)
     split = checkpoint_split(checkpoint, checkpoint_path)
-    faces = {part: faces_as_tensors(load_split(split, part, args.data, limit=args.images))
-             for part in SPLIT_LABELS if split.get(part)}
-    return manifest, model, checkpoint, faces
+    if "looks" not in split:
+        faces = {part: faces_as_tensors(load_split(split, part, args.data, limit=args.images))
+                 for part in SPLIT_LABELS if split.get(part)}
+        return manifest, model, checkpoint, faces, {}
+    records = list(split["looks"].items())
+    faces, looks = {}, {}
+    for part in SPLIT_LABELS:
+        parts = [(index, faces_as_tensors(load_split(record, part, Path(args.data) / name if args.data else None,
+                                                     limit=args.images)))
+                 for index, (name, record) in enumerate(records) if record.get(part)]
+        if parts:
+            faces[part] = tuple(torch.cat(tensors) for tensors in zip(*(pair for _, pair in parts), strict=True))
+            looks[part] = torch.cat([torch.nn.functional.one_hot(torch.full((len(pair[0]),), index), len(records))
+                                     for index, pair in parts]).float()
+    return manifest, model, checkpoint, faces, looks
 
 
-def score_artifact(entry: dict, args: argparse.Namespace, model, faces: dict, references: dict,
-                   threads: list[int], example: np.ndarray) -> tuple[dict, dict]:
-    """One artifact's row: quality per split in its own runtime (or its stand-in), and latency."""
+def by_look(outputs: dict[str, np.ndarray], faces: dict, references: dict | None, looks: dict,
+            names: list[str]) -> dict[str, dict[str, dict]]:
+    """Each look's quality per split: its own faces (through its one-hot input) against their targets."""
+    figures = {}
+    for index, name in enumerate(names):
+        figures[name] = {}
+        for part, made_up in outputs.items():
+            rows = looks[part][:, index] == 1
+            if rows.any():
+                source, target = (tensor[rows] for tensor in faces[part])
+                reference = None if references is None else references[part][rows]
+                figures[name][part] = quality(np.asarray(made_up)[rows.numpy()], source, target, reference)
+    return figures
+
+
+def score_artifact(entry: dict, args: argparse.Namespace, model, faces: dict, references: dict, looks: dict,
+                   threads: list[int], example: tuple[np.ndarray, ...]) -> tuple[dict, dict]:
+    """One artifact's row: quality per split (and per look) in its own runtime (or its stand-in), and latency."""
     fmt, path = BY_NAME[entry["format"]], args.artifacts / entry["file"]
     row = {"name": f"{fmt.name} ({fmt.precision})", "format": fmt.name, "file": str(path), "shipped": fmt.shipped,
            "bytes": entry["bytes"], "runtime": fmt.runtime, "latency": {}, "quality": {}, "notes": []}
     outputs = {}
     try:
         runner = fmt.load(path)
-        outputs = {part: run_in_batches_of_one(runner, source.numpy()) for part, (source, _) in faces.items()}
+        outputs = {part: run_in_batches_of_one(runner, source.numpy(), looks[part].numpy() if looks else None)
+                   for part, (source, _) in faces.items()}
         row["notes"].append(f"ran with {fmt.runtime}")
         row["latency"] = latency_by_threads(lambda t: fmt.load(path, t), example, threads, args)
     except RuntimeUnavailable as why:
@@ -114,11 +146,13 @@ def score_artifact(entry: dict, args: argparse.Namespace, model, faces: dict, re
             row["notes"].append("no stand-in check: quality not measured")
         else:
             for part, (source, _) in faces.items():
-                outputs[part], checks = fmt.stand_in(path, model, source)
+                outputs[part], checks = fmt.stand_in(path, model, source, looks.get(part))
             row["notes"] += ["quality from the stand-in: " + checks[-1], "latency: not measured"]
             row["stand_in"] = True
     for part, made_up in outputs.items():
         row["quality"][part] = quality(made_up, *faces[part], references[part])
+    if looks and outputs:
+        row["looks"] = by_look(outputs, faces, references, looks, model.config.looks)
     curve = fmt.read_metadata(path).get("tinybeauty.size_quality")
     if curve:  # the export's size/quality search (the .mlpackage's bit widths), kept in the file
         row["size_quality"] = json.loads(curve)
@@ -131,8 +165,8 @@ def headline_split(faces: dict) -> str:
     return "test" if "test" in faces else "val"
 
 
-def reference_rows(model, faces: dict, references: dict, manifest: dict, threads: list[int], example: np.ndarray,
-                   args: argparse.Namespace) -> list[dict]:
+def reference_rows(model, faces: dict, references: dict, looks: dict, manifest: dict, threads: list[int],
+                   example: tuple[np.ndarray, ...], args: argparse.Namespace) -> list[dict]:
     """The two rows every artifact is read against: the untouched input, and PyTorch fp32."""
     baseline = {"name": "no makeup (input)", "format": "baseline", "bytes": None, "latency": {},
                 "quality": {part: quality(source.numpy(), source, target, None)
@@ -143,6 +177,11 @@ def reference_rows(model, faces: dict, references: dict, manifest: dict, threads
                "quality": {part: quality(references[part].numpy(), *faces[part], references[part]) for part in faces},
                "latency": latency_by_threads(lambda t: pytorch_runner(model, t), example, threads, args),
                "notes": ["bytes: parameters x 4 (fp32 weights)"]}
+    if looks:
+        baseline["looks"] = by_look({part: source.numpy() for part, (source, _) in faces.items()}, faces, None, looks,
+                                    model.config.looks)
+        pytorch["looks"] = by_look({part: ref.numpy() for part, ref in references.items()}, faces, references, looks,
+                                   model.config.looks)
     return [baseline, pytorch]
 
 
@@ -150,21 +189,24 @@ def as_samples(outputs: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.asarray(outputs[:SAMPLE_FACES], np.float32))
 
 
-def score_exports(manifest: dict, args: argparse.Namespace, model, faces: dict, references: dict,
-                  threads: list[int], example: np.ndarray, headline: str) -> tuple[list[dict], dict]:
+def score_exports(manifest: dict, args: argparse.Namespace, model, faces: dict, references: dict, looks: dict,
+                  threads: list[int], example: tuple[np.ndarray, ...], headline: str) -> tuple[list[dict], dict]:
     """A row per artifact, then the browser row; and the headline split's first outputs of each."""
     rows, samples = [], {}
     for entry in manifest["artifacts"]:
         log.info("%s: %s", entry["format"], args.artifacts / entry["file"])
-        row, outputs = score_artifact(entry, args, model, faces, references, threads, example)
+        row, outputs = score_artifact(entry, args, model, faces, references, looks, threads, example)
         if headline in outputs:
             samples[row["format"]] = as_samples(outputs[headline])
         rows.append(row)
     for fmt in () if args.no_browser else PAGE_MODELS:
         log.info("%s: the web page in headless Chromium, %s", page_row_name(fmt), PAGE_MODELS[fmt])
-        browser, outputs = browser_row(args.artifacts, manifest, faces, threads, args.min_runs, args.min_seconds, fmt)
+        browser, outputs = browser_row(args.artifacts, manifest, faces, threads, args.min_runs, args.min_seconds, fmt,
+                                       looks, model.config.looks)
         for part, made_up in outputs.items():
             browser["quality"][part] = quality(made_up, *faces[part], references[part])
+        if looks and outputs:
+            browser["looks"] = by_look(outputs, faces, references, looks, model.config.looks)
         if headline in outputs:
             samples[browser["format"]] = as_samples(outputs[headline])
         rows.append(browser)
@@ -182,8 +224,14 @@ def add_compute_share(rows: list[dict], macs: int, info: dict) -> None:
             figures["share_of_fp32_peak"] = achieved / info["peak_fp32_gflops"][t]
 
 
-def gate_failures(rows: list[dict], headline: str, max_drop: float, min_psnr: float | None) -> list[str]:
-    """On the headline split: every model more than max_drop dB below PyTorch on truth, or under min_psnr."""
+def gate_failures(rows: list[dict], headline: str, max_drop: float, min_psnr: float | None,
+                  names: list[str] | None = None) -> list[str]:
+    """On the headline split: every model more than max_drop dB below PyTorch on truth, or under min_psnr;
+    with several looks (``names``), each look on its own faces."""
+    if names:
+        return [f"{name}: {failure}" for name in names
+                for failure in gate_failures([row | {"quality": row.get("looks", {}).get(name, {})} for row in rows],
+                                             headline, max_drop, min_psnr)]
     reference = next(row for row in rows if row["format"] == REFERENCE_FORMAT)
     reference_truth = reference["quality"][headline]["psnr_db"]
     failures = []
@@ -205,7 +253,7 @@ def run(args: argparse.Namespace) -> int:
     silence_known_noise()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
-        manifest, model, checkpoint, faces = load_inputs(args)
+        manifest, model, checkpoint, faces, looks = load_inputs(args)
     except (ManifestError, CheckpointError, DataError) as error:
         log.error("%s", error)
         return 2
@@ -218,24 +266,27 @@ def run(args: argparse.Namespace) -> int:
              SPLIT_LABELS[headline], threads)
 
     with torch.no_grad():
-        references = {part: model(source) for part, (source, _) in faces.items()}
+        references = {part: model(source, looks.get(part)) for part, (source, _) in faces.items()}
     source, target = faces[headline]
-    example = source[:1].numpy()
-    rows = reference_rows(model, faces, references, manifest, threads, example, args)
+    names = list(model.config.looks) if looks else []
+    # Latency of a several-look file with every look live (an even blend): its slowest input.
+    example = (source[:1].numpy(),) + ((np.full((1, len(names)), 1 / len(names), np.float32),) if looks else ())
+    rows = reference_rows(model, faces, references, looks, manifest, threads, example, args)
     samples = {"input": source[:SAMPLE_FACES], "target": target[:SAMPLE_FACES],
                "PyTorch fp32": references[headline][:SAMPLE_FACES]}
-    exported, exported_samples = score_exports(manifest, args, model, faces, references, threads, example, headline)
+    exported, exported_samples = score_exports(manifest, args, model, faces, references, looks, threads, example,
+                                               headline)
     rows += exported
     samples |= exported_samples
 
     macs = count_macs(model, source.shape[-2], source.shape[-1])
     info = machine_info(threads)
     add_compute_share(rows, macs, info)
-    failures = gate_failures(rows, headline, args.max_drop, min_psnr)
+    failures = gate_failures(rows, headline, args.max_drop, min_psnr, names)
     report = {"machine": info, "manifest": str(args.artifacts / "manifest.json"), "checkpoint": manifest["checkpoint"],
               "checkpoint_sha256": manifest["checkpoint_sha256"], "headline_split": headline,
               "pairs": {part: len(target) for part, (_, target) in faces.items()},
-              "image_size": int(source.shape[-1]), "macs": macs, "parameters": count_parameters(model),
+              "looks": names, "image_size": int(source.shape[-1]), "macs": macs, "parameters": count_parameters(model),
               "threads": threads, "gates": {"split": headline, "max_drop_db": args.max_drop, "min_psnr_db": min_psnr,
                                             "failures": failures}, "rows": rows,
               "mobile": shipped_onnx_usability(args.artifacts)}
