@@ -76,9 +76,29 @@ def markdown_table(report: dict) -> str:
     lines.append(f"Gates ({gates['split']} split): at most {gates['max_drop_db']} dB below PyTorch on truth"
                  + (f", at least {gates['min_psnr_db']} dB vs truth" if gates["min_psnr_db"] is not None else "")
                  + f": {verdict}.")
+    lines += looks_lines(report)
     lines += mobile_lines(report.get("mobile"))
     lines += live_lines(report.get("live"))
     return "\n".join(lines)
+
+
+def looks_lines(report: dict) -> list[str]:
+    """A file of several looks: each look's PSNR on its own faces (mean per image), per model and split."""
+    if not report.get("looks"):
+        return []
+    headline = report["headline_split"]
+    parts = [headline] + [part for part in report["pairs"] if part != headline]
+    lines = ["", "Per look (each look's own recorded faces, through its one-hot look input):", "",
+             "| look | model | " + " | ".join(f"PSNR {part}" for part in parts) + f" | vs PyTorch ({headline}) |",
+             "|" + "---|" * (len(parts) + 3)]
+    for name in report["looks"]:
+        for row in (row for row in report["rows"] if name in row.get("looks", {})):
+            scored = row["looks"][name]
+            star = " *" if row.get("stand_in") else ""
+            cells = [name, row["name"], *[_db(scored.get(part, {}).get("psnr_db"), star) for part in parts],
+                     _db(scored.get(headline, {}).get("psnr_vs_pytorch_db"), star)]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def plot(report: dict, path: Path) -> Path:
