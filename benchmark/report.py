@@ -202,7 +202,23 @@ def sample_grid(samples: dict[str, torch.Tensor], path: Path) -> Path:
     return path
 
 
-def write_reports(report: dict, samples: dict[str, torch.Tensor], out: Path) -> dict:
+def looks_grid(grid: dict[str, torch.Tensor], path: Path) -> Path:
+    """One row per face: the input, then per look the made-up face and its residual x4 (grey = no change)."""
+    source = grid["input"].clamp(0, 1)
+    columns, labels = [source], ["input"]
+    for name, made_up in ((k, v) for k, v in grid.items() if k != "input"):
+        columns += [made_up.clamp(0, 1), ((made_up - source) * 4 + 0.5).clamp(0, 1)]
+        labels += [name, f"{name} residual x4"]
+    rows = [np.concatenate([(c[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for c in columns], axis=1)
+            for i in range(len(source))]
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.concatenate(rows, axis=0)).save(tmp, format="PNG")
+    write_text(path.with_suffix(".txt"), "columns: " + " | ".join(labels) + "\n")
+    return path
+
+
+def write_reports(report: dict, samples: dict[str, torch.Tensor], out: Path,
+                  looks: dict[str, torch.Tensor] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     remove_leftovers(out)  # temp files of an earlier benchmark that was killed mid-write
     table = markdown_table(report)
@@ -216,4 +232,6 @@ def write_reports(report: dict, samples: dict[str, torch.Tensor], out: Path) -> 
         paths["size_quality"] = out / "size_quality.png"
     if plot_camera(report, out / "camera.png"):
         paths["camera"] = out / "camera.png"
+    if looks:  # a file of several looks: each look on the same faces (looks.txt names the columns)
+        paths["looks"] = looks_grid(looks, out / "looks.png")
     return paths | {"markdown_table": table}

@@ -185,6 +185,21 @@ def reference_rows(model, faces: dict, references: dict, looks: dict, manifest: 
     return [baseline, pytorch]
 
 
+def look_grid_faces(artifacts: Path, manifest: dict, model, faces: dict, names: list[str]) -> dict[str, torch.Tensor]:
+    """The looks side by side on the same faces (the first of the headline split and of test-real):
+    ``{"input": [F,3,H,W], look: [F,3,H,W] made up ...}``, through the shipped int8 ONNX (PyTorch where
+    the set has none). The built-in looks are drawn on the same faces, so any look's source is the face."""
+    picks = torch.stack([faces[part][0][0] for part in ("test", "val", REAL_TEST_SPLIT) if part in faces][:2])
+    entry = next((e for e in manifest["artifacts"] if e["format"] == "onnx"), None)
+    runner = BY_NAME["onnx"].load(artifacts / entry["file"]) if entry else pytorch_runner(model)
+    grid = {"input": picks}
+    for index, name in enumerate(names):
+        one_hot = np.zeros((len(picks), len(names)), np.float32)
+        one_hot[:, index] = 1
+        grid[name] = torch.from_numpy(run_in_batches_of_one(runner, picks.numpy(), one_hot))
+    return grid
+
+
 def as_samples(outputs: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.asarray(outputs[:SAMPLE_FACES], np.float32))
 
@@ -292,7 +307,8 @@ def run(args: argparse.Namespace) -> int:
               "mobile": shipped_onnx_usability(args.artifacts)}
     if not args.no_live:  # benchmark/live.py: a 720p clip through apply; tracking beside per-frame detection
         report["live"] = live_section(args.artifacts / BY_NAME["onnx"].filename, args.out)
-    paths = write_reports(report, samples, args.out)
+    grid = look_grid_faces(args.artifacts, manifest, model, faces, names) if looks else None
+    paths = write_reports(report, samples, args.out, grid)
     print("\n" + paths["markdown_table"] + "\n")
     log.info("wrote %s", ", ".join(str(p) for k, p in paths.items() if k != "markdown_table"))
     for failure in failures:

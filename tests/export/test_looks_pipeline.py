@@ -127,3 +127,6 @@ def test_the_benchmark_scores_and_gates_each_look(two_look_set, tmp_path):
     assert baseline["berry"]["test"]["psnr_db"] != baseline["smoky"]["test"]["psnr_db"]
     assert rows["onnx"]["latency"]["1"]["median_ms"] > 0
     assert "| look |" in (out / "report.md").read_text()
+    grid = Image.open(out / "looks.png")  # input, then each look made up and its residual, per face
+    assert grid.size == (IMAGE_SIZE * 5, IMAGE_SIZE * 2)
+    assert (out / "looks.txt").read_text().startswith("columns: input | berry | berry residual x4 | smoky")
