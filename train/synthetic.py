@@ -63,7 +63,16 @@ def _shape_mask(size: int, draw_fn) -> np.ndarray:
 
 
 def _blend(image: np.ndarray, color, alpha: np.ndarray) -> np.ndarray:
-    return image * (1.0 - alpha[..., None]) + np.asarray(color, np.float32) * alpha[..., None]
+    """``image`` with ``color`` laid over it by ``alpha``, computed only over the box where alpha is not 0
+    (most masks cover a small part of the canvas): outside it the blend is ``image`` exactly, so the
+    result is the whole-canvas formula's to the bit."""
+    rows, cols = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
+    out = image.copy()
+    if len(rows):
+        box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+        a = alpha[box][..., None]
+        out[box] = image[box] * (1.0 - a) + np.asarray(color, np.float32) * a
+    return out
 
 
 def _ellipse(cx: float, cy: float, rx: float, ry: float) -> list[float]:
