@@ -62,17 +62,21 @@ def _shape_mask(size: int, draw_fn) -> np.ndarray:
     return np.asarray(image, dtype=np.float32) / 255.0
 
 
-def _blend(image: np.ndarray, color, alpha: np.ndarray) -> np.ndarray:
-    """``image`` with ``color`` laid over it by ``alpha``, computed only over the box where alpha is not 0
-    (most masks cover a small part of the canvas): outside it the blend is ``image`` exactly, so the
-    result is the whole-canvas formula's to the bit."""
+def _in_box(image: np.ndarray, alpha: np.ndarray, blend) -> np.ndarray:
+    """``blend(image, alpha[..., None])`` computed only over the box where ``alpha`` is not 0 (most masks
+    cover a small part of the canvas). Each blend here is ``image * (1 - k * alpha) + ... * alpha``, which
+    is ``image`` exactly where alpha is 0, so the result is the whole-canvas formula's to the bit."""
     rows, cols = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
     out = image.copy()
     if len(rows):
         box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-        a = alpha[box][..., None]
-        out[box] = image[box] * (1.0 - a) + np.asarray(color, np.float32) * a
+        out[box] = blend(image[box], alpha[box][..., None])
     return out
+
+
+def _blend(image: np.ndarray, color, alpha: np.ndarray) -> np.ndarray:
+    color = np.asarray(color, np.float32)
+    return _in_box(image, alpha, lambda image, a: image * (1.0 - a) + color * a)
 
 
 def _ellipse(cx: float, cy: float, rx: float, ry: float) -> list[float]:
@@ -250,15 +254,20 @@ def _draw_face(rng: np.random.Generator, canvas: Canvas) -> tuple[np.ndarray, np
 
 def _apply_lipstick(source: np.ndarray, face: Face, masks: FaceMasks, look: Look, canvas: Canvas) -> np.ndarray:
     lips = _blur(np.clip(masks.upper_lip + masks.lower_lip, 0, 1) * (1 - masks.mouth), 1.0 * canvas.scale)
-    shade = source.mean(axis=2, keepdims=True) / max(float(face.lip_natural.mean()), 1e-3)
-    lip_color = np.clip(np.asarray(look.lipstick, np.float32) * (0.6 + 0.4 * shade), 0, 1)
-    return source * (1 - look.lipstick_alpha * lips[..., None]) + lip_color * look.lipstick_alpha * lips[..., None]
+    natural = max(float(face.lip_natural.mean()), 1e-3)
+
+    def blend(source: np.ndarray, lips: np.ndarray) -> np.ndarray:
+        shade = source.mean(axis=2, keepdims=True) / natural
+        lip_color = np.clip(np.asarray(look.lipstick, np.float32) * (0.6 + 0.4 * shade), 0, 1)
+        return source * (1 - look.lipstick_alpha * lips) + lip_color * look.lipstick_alpha * lips
+
+    return _in_box(source, lips, blend)
 
 
 def _tint(target: np.ndarray, look: Look, alpha: float, mask: np.ndarray) -> np.ndarray:
     """The eyeshadow as a multiply blend, which keeps the shading under it."""
-    tint = np.asarray(look.eyeshadow, np.float32) * target
-    return target * (1 - alpha * mask[..., None]) + tint * 1.6 * alpha * mask[..., None]
+    shadow = np.asarray(look.eyeshadow, np.float32)
+    return _in_box(target, mask, lambda target, m: target * (1 - alpha * m) + shadow * target * 1.6 * alpha * m)
 
 
 def _eyeshadow(target: np.ndarray, eye_here: np.ndarray, ex: float, side: int, face: Face, look: Look,
