@@ -11,12 +11,15 @@ installed) the set is the cartoons alone, and says so.
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
 
+from models.atomic import atomic_path
 from models.data import REAL_TEST_SPLIT
 from models.variants import DEFAULT_LOOK
+from train.eye_masks import LANDMARK_CACHE, MESH_CACHE
 from train.portraits import HELD_OUT, PORTRAITS, PortraitUnavailable, identity_of, write_portraits
 from train.split import split_indices
 from train.synthetic import write_dataset
@@ -39,6 +42,17 @@ def write_builtin(out: Path, cartoons: int, size: int = 256, look: str = DEFAULT
     except PortraitUnavailable as error:
         log.warning("built-in data without real portraits (%s): cartoons only, no real-photo test split", error)
     return out
+
+
+def share_face_caches(folder: Path, earlier: list[Path]) -> None:
+    """Give a built-in look's folder the face landmarks an earlier look's folder found: every look is drawn
+    on the same faces, the caches are keyed by the source file's sha256, so the mesh need not run again
+    on the same pictures (a few minutes of the first run of a catalogue). A folder's own cache is kept."""
+    for name in (MESH_CACHE, LANDMARK_CACHE):
+        found = next((other / name for other in earlier if (other / name).is_file()), None)
+        if found is not None and not (folder / name).exists():
+            with atomic_path(folder / name) as tmp:
+                shutil.copyfile(found, tmp)
 
 
 def builtin_split(names: list[str], val_fraction: float, test_fraction: float, seed: int) -> dict[str, np.ndarray]:

@@ -34,7 +34,7 @@ from models.data import REAL_TEST_SPLIT, DataError, PairCache, concat_caches, sp
 from models.tinybeauty import VARIANTS, TinyBeautyConfig, build_model, describe, one_hot_looks
 from models.variants import DEFAULT_LOOK
 from train import phases, trainer
-from train.builtin import builtin_split, write_builtin
+from train.builtin import builtin_split, share_face_caches, write_builtin
 from train.config import DEFAULT_SYNTHETIC_DIR, RESUME_MAY_CHANGE, TrainConfig
 from train.dataset import PairDataset, load_pairs, load_split_for_training
 from train.look_options import builtin_folder
@@ -120,7 +120,9 @@ def prepare_data(config: TrainConfig, dist_info: trainer.Distributed) -> tuple[P
         if dist_info.enabled:
             torch.distributed.barrier()
     parts, records = [], {}
-    for source in sources:
+    for index, source in enumerate(sources):
+        if source.builtin:
+            share_face_caches(source.data, [earlier.data for earlier in sources[:index]])
         cache = load_pairs(source.data, config.image_size, eye_mask=config.eye_mask)
         fractions = (config.val_fraction, config.test_fraction, config.seed)
         indices = builtin_split(cache.names, *fractions) if source.builtin else split_indices(len(cache), *fractions)
