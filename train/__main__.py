@@ -7,6 +7,8 @@ Usage:
     python -m train --looks berry,natural,classic,smoky   # several built-in looks in one network
     python -m train --data berry=DIR1 --data smoky=DIR2  # several looks of your own (or --data PARENT
                                                          # whose subfolders are the looks' pair folders)
+    python -m train --add-look smoky --from runs/looks/tinybeauty_best_psnr.pt --out runs/plus_smoky
+                                                 # one more look on a trained network (--data DIR: yours)
     torchrun --nproc_per_node 2 -m train ...     # DistributedDataParallel (gloo on CPU)
 
 Presets fill every option you do not give explicitly:
@@ -28,6 +30,11 @@ options may differ, any other flag that contradicts the checkpoint is refused.
 Several looks (train/multilook.py): one network with a head per look, each look's pairs split on their
 own (recorded per look), batches mixing looks, each sample's loss through its own look; validation,
 the log and held_out.json give each look's PSNR beside its no-makeup baseline.
+
+--add-look NAME --from CHECKPOINT (train/add_look.py) copies the network of CHECKPOINT with one look
+more and trains only the new look's head slice, on its own pairs, everything else frozen: the earlier
+looks' outputs stay bit-identical. The variant, image size, split fractions, seed and schedule options
+come from the checkpoint's run unless given; the earlier looks' recorded splits are kept.
 
 Writes to --out: tinybeauty_best_loss.pt, tinybeauty_best_psnr.pt, tinybeauty_final.pt,
 tinybeauty_last.pt (resume point), metrics.csv (one row per epoch), samples_epoch_*.png,
@@ -56,6 +63,7 @@ from models.cli import (
 )
 from models.variants import INPUT_MULTIPLE, VARIANT_FIELDS
 from train.config import (
+    ADD_LOOK_EPOCHS,
     AUGMENTATIONS,
     DEFAULT_SYNTHETIC_DIR,
     EYE_MASK_SOURCES,
@@ -65,7 +73,7 @@ from train.config import (
     QAT_SHARE,
     TrainConfig,
 )
-from train.look_options import look_options, look_problems
+from train.look_options import add_look_options, look_options, look_problems
 from train.looks import LOOKS
 
 
@@ -83,7 +91,11 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, set[str]]:
     given = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
     preset = given.get("preset") or ("paper" if given.get("data") else "cpu")
     try:
-        given |= look_options(given.pop("data", None), given.pop("looks", None))
+        if given.get("add_look") or given.get("start_from"):
+            added = add_look_options(given) | ({} if "epochs" in given else {"epochs": ADD_LOOK_EPOCHS})
+            given = {k: v for k, v in given.items() if k != "data"} | added
+        else:
+            given |= look_options(given.pop("data", None), given.pop("looks", None))
     except ValueError as error:
         parser.error(str(error))
     values = {**asdict(defaults), **PRESETS[preset], **given, "preset": preset}
@@ -103,6 +115,10 @@ def add_data_options(add, defaults: TrainConfig) -> None:
     add("--looks", help="several looks in one network, comma-separated: built-in looks (train/looks: "
         f"{','.join(LOOKS)}) rendered on the same faces, or a choice of --data's subfolders (default: one look, "
         "berry)")
+    add("--add-look", metavar="NAME", help="add one look to the network of --from without starting over: only "
+        "its head slice trains, on its pairs alone (--data DIR; none for a built-in look), every earlier look's "
+        f"output stays bit-identical (default {ADD_LOOK_EPOCHS} epochs; docs/training.md)")
+    add("--from", dest="start_from", metavar="CHECKPOINT", help="the checkpoint --add-look adds its look to")
     add("--synthetic-pairs", type=positive_int,
         help=f"cartoon pairs to render when --data is not given (default {defaults.synthetic_pairs})")
     add("--image-size", type=positive_int,

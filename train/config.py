@@ -37,6 +37,8 @@ class TrainConfig:
     data: str | None = None
     looks: list[str] | None = None  # several looks (or one named look), in the order of the network's look input
     look_data: dict[str, str] | None = None  # each look's pair folder, for looks of one's own data
+    add_look: str | None = None  # --add-look: the look trained onto the frozen network of ``start_from``
+    start_from: str | None = None  # --from: the checkpoint the look is added to (train/add_look.py)
     out: str = "tinybeauty_model"
     preset: str = "paper"
     variant: str = "tiny"
@@ -73,7 +75,11 @@ class TrainConfig:
         """The options as config.json and checkpoints record them; a run without looks leaves the look
         options out, so it records exactly what it did before several looks existed."""
         values = asdict(self)
-        return {k: v for k, v in values.items() if not (k in ("looks", "look_data") and v is None)}
+        return {k: v for k, v in values.items() if not (k in OPTIONAL_RECORD and v is None)}
+
+
+# Options a run records only when given: a run without them records what it did before they existed.
+OPTIONAL_RECORD = ("looks", "look_data", "add_look", "start_from")
 
 
 PRECISIONS = ("fp32", "bf16")
@@ -84,6 +90,8 @@ PRESETS: dict[str, dict] = {
     "paper": {},
     "cpu": {"epochs": 120, "batch_size": 16, "crop": 128, "lr": 5e-4, "synthetic_pairs": 675},
 }
+# --add-look trains one head slice on a frozen network: a few epochs unless --epochs says (docs/training.md).
+ADD_LOOK_EPOCHS = 10
 # What a resumed run may change; everything else comes from the checkpoint's train_config.
 RESUME_MAY_CHANGE = {"epochs", "threads", "device", "sample_every", "wandb", "wandb_project", "resume", "overwrite",
                      "out"}

@@ -104,3 +104,54 @@ def look_problems(look_data: dict[str, str]) -> list[str]:
 def builtin_folder(root: Path, look: str) -> Path:
     """Where the built-in pairs of ``look`` are: ``root`` for the default look, else beside it: data/synthetic-smoky."""
     return Path(root) if look == DEFAULT_LOOK else Path(root).with_name(f"{Path(root).name}-{look}")
+
+
+# Options --add-look cannot take, with what to do instead: the look trains on the network of --from.
+ADD_LOOK_CONFLICTS = {
+    "looks": "--looks names the looks of a new network; --add-look takes the looks of --from and adds one",
+    "resume": "--add-look starts a new run from --from (a few minutes); run it again rather than --resume",
+}
+
+
+def add_look_options(given: dict) -> dict:
+    """``--add-look NAME --from CHECKPOINT [--data DIR]`` as the config holds them: ``add_look``,
+    ``start_from`` and ``data`` (the new look's pairs; none for a built-in look, whose pairs are rendered
+    into :func:`builtin_folder`). What needs the checkpoint itself (a look it has, its variant and image
+    size) is checked when the run reads it (train/add_look.py)."""
+    name, start_from, data = given.get("add_look"), given.get("start_from"), given.get("data")
+    if not name:
+        raise ValueError("--from names the checkpoint a look is added to: give --add-look NAME too")
+    if not start_from:
+        raise ValueError(f"--add-look {name} needs --from CHECKPOINT, the run to add the look to "
+                         "(e.g. --from runs/looks/tinybeauty_best_psnr.pt)")
+    if not Path(start_from).is_file():
+        raise ValueError(f"--from {start_from}: no such file; name a checkpoint written by python -m train")
+    for option, why in ADD_LOOK_CONFLICTS.items():
+        if given.get(option):
+            raise ValueError(why)
+    if given.get("qat_epochs"):
+        raise ValueError(f"--qat-epochs {given['qat_epochs']}: --add-look trains the new look in float (the "
+                         "network it adds to keeps its quantization-aware state); drop --qat-epochs")
+    return {"add_look": name, "start_from": start_from, "qat_epochs": 0} | added_look_data(name, data)
+
+
+def added_look_data(name: str, data: list[str] | None) -> dict:
+    """Where an added look's pairs are: ``--data DIR`` or ``--data NAME=DIR``; none for a built-in look."""
+    if not data:
+        try:
+            look_named(name)
+        except KeyError:
+            raise ValueError(f"--add-look {name} is not a built-in look ({', '.join(LOOKS)}): give its pairs "
+                             "with --data DIR") from None
+        return {}
+    if len(data) > 1:
+        raise ValueError(f"--add-look adds one look: give its pairs as one --data DIR, not {len(data)}")
+    folder = data[0]
+    if is_look_data(data):
+        named, folder = parse_look_data(data).popitem()
+        if named != name:
+            raise ValueError(f"--data {data[0]} names the look {named}, but --add-look adds {name}; give --data DIR")
+    if not has_pair_layout(Path(folder)):
+        raise ValueError(f"--data {folder}: no pairs.csv, source/ + target/ or non-makeup/ + makeup/ folders; "
+                         f"give the pairs of {name}, same-named images in source/ and target/")
+    return {"data": folder}

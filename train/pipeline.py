@@ -34,6 +34,7 @@ from models.data import REAL_TEST_SPLIT, DataError, PairCache, concat_caches, sp
 from models.tinybeauty import VARIANTS, TinyBeautyConfig, build_model, describe, one_hot_looks
 from models.variants import DEFAULT_LOOK
 from train import phases, trainer
+from train.add_look import AddedLook, open_source
 from train.builtin import builtin_split, share_face_caches, write_builtin
 from train.config import DEFAULT_SYNTHETIC_DIR, RESUME_MAY_CHANGE, TrainConfig
 from train.dataset import PairDataset, load_pairs, load_split_for_training
@@ -111,27 +112,40 @@ def prepare_data(config: TrainConfig, dist_info: trainer.Distributed) -> tuple[P
     """Decode the pairs, split them by seed, and build the split record every checkpoint carries
     (with several looks: each look's on its own, then joined)."""
     sources = look_sources(config)
-    if sources[0].builtin:
-        if dist_info.is_main:
-            for source in sources:
-                log.info("no --data: using the built-in set (%d cartoon pairs and real portraits) in %s",
-                         config.synthetic_pairs, source.data)
-                write_builtin(source.data, config.synthetic_pairs, config.image_size, look=source.name)
-        if dist_info.enabled:
-            torch.distributed.barrier()
-    parts, records = [], {}
-    for index, source in enumerate(sources):
-        if source.builtin:
-            share_face_caches(source.data, [earlier.data for earlier in sources[:index]])
-        cache = load_pairs(source.data, config.image_size, eye_mask=config.eye_mask)
-        fractions = (config.val_fraction, config.test_fraction, config.seed)
-        indices = builtin_split(cache.names, *fractions) if source.builtin else split_indices(len(cache), *fractions)
-        records[source.name] = split_record(source.data, cache, indices, config.image_size, config.val_fraction,
-                                            config.test_fraction, config.seed)
-        parts.append((cache, indices))
+    render_builtin(config, sources, dist_info)
+    looks = [load_look(config, source, [earlier.data for earlier in sources[:index]])
+             for index, source in enumerate(sources)]
     if len(sources) == 1:
-        return *parts[0], records[sources[0].name]
-    return *join_looks(parts), looks_split(records)
+        return looks[0]
+    records = {source.name: record for source, (_, _, record) in zip(sources, looks, strict=True)}
+    return *join_looks([(cache, indices) for cache, indices, _ in looks]), looks_split(records)
+
+
+def render_builtin(config: TrainConfig, sources: list[LookSource], dist_info: trainer.Distributed) -> None:
+    """Render the built-in looks' pairs that are not there yet (the first process renders, the others wait)."""
+    if not sources[0].builtin:
+        return
+    if dist_info.is_main:
+        for source in sources:
+            log.info("no --data: using the built-in set (%d cartoon pairs and real portraits) in %s",
+                     config.synthetic_pairs, source.data)
+            write_builtin(source.data, config.synthetic_pairs, config.image_size, look=source.name)
+    if dist_info.enabled:
+        torch.distributed.barrier()
+
+
+def load_look(config: TrainConfig, source: LookSource, earlier: list[Path]
+              ) -> tuple[PairCache, dict[str, np.ndarray], dict]:
+    """One look's pairs decoded, split by seed (the built-in set as train/builtin.py splits it), and its record;
+    a built-in look first takes the face caches of the ``earlier`` looks' folders (the same faces)."""
+    if source.builtin:
+        share_face_caches(source.data, earlier)
+    cache = load_pairs(source.data, config.image_size, eye_mask=config.eye_mask)
+    fractions = (config.val_fraction, config.test_fraction, config.seed)
+    indices = builtin_split(cache.names, *fractions) if source.builtin else split_indices(len(cache), *fractions)
+    record = split_record(source.data, cache, indices, config.image_size, config.val_fraction, config.test_fraction,
+                          config.seed)
+    return cache, indices, record
 
 
 def resume_data(split: dict) -> tuple[PairCache, dict[str, np.ndarray]]:
@@ -153,6 +167,9 @@ def open_run(config: TrainConfig, given_names: set[str]) -> tuple[TrainConfig, d
     checkpoint = None
     if config.resume:
         checkpoint = read_checkpoint(last_path)
+        if checkpoint.get("train_config", {}).get("add_look"):
+            raise CheckpointError(f"{last_path} is an --add-look run, which --resume does not continue; run the "
+                                  "--add-look command again with --overwrite (a few minutes)")
         config = resumed_config(config, given_names, checkpoint.get("train_config", {}), last_path)
     elif last_path.exists() and not config.overwrite:
         raise CheckpointError(f"{out} already holds a run ({trainer.CHECKPOINTS['last']}); pass --resume to continue "
@@ -160,12 +177,18 @@ def open_run(config: TrainConfig, given_names: set[str]) -> tuple[TrainConfig, d
     return config, checkpoint
 
 
-def load_data(config: TrainConfig, checkpoint: dict | None, dist_info: trainer.Distributed
-              ) -> tuple[PairCache, dict[str, np.ndarray], dict]:
-    """The pairs, their split indices and the split record: a resumed run's recorded ones, else new."""
+def load_data(config: TrainConfig, checkpoint: dict | None, dist_info: trainer.Distributed,
+              added: AddedLook | None = None) -> tuple[PairCache, dict[str, np.ndarray], dict]:
+    """The pairs, their split indices and the split record: a resumed run's recorded ones, an added
+    look's own (with every look's record), else new."""
     if checkpoint:
         split = checkpoint_split(checkpoint, Path(config.out) / trainer.CHECKPOINTS["last"])
         cache, indices = resume_data(split)
+    elif added:
+        source = added.look_source()
+        render_builtin(config, [source], dist_info)
+        cache, indices, record = load_look(config, source, added.earlier_folders())
+        cache, split = added.as_new_look(cache), added.split(record)
     else:
         cache, indices, split = prepare_data(config, dist_info)
     counts = split_counts(split)
@@ -354,6 +377,8 @@ def finish_run(run: trainer.RunContext, training: trainer.Training, run_start: f
 
 def run(config: TrainConfig, given_names: set[str], dist_info: trainer.Distributed) -> int:
     config, checkpoint = open_run(config, given_names)
+    added = open_source(config, given_names) if config.add_look else None
+    config = added.config if added else config
     plan = phases.schedule(config)
     last_path = Path(config.out) / trainer.CHECKPOINTS["last"]
     resumed = phases.resumed_phase(plan, checkpoint, last_path, config.epochs) if checkpoint else None
@@ -362,12 +387,15 @@ def run(config: TrainConfig, given_names: set[str], dist_info: trainer.Distribut
     device = resolve_device(config.device, dist_info)
     # The seed fixes the initial weights; the order of the steps below fixes every later draw.
     torch.manual_seed(config.seed)
-    network = build_network(config, checkpoint, device)  # before the data: a checkpoint that does not fit stops here
-    cache, indices, split = load_data(config, checkpoint, dist_info)
+    # Before the data: a checkpoint that does not fit stops here.
+    network = added.network(device) if added else build_network(config, checkpoint, device)
+    cache, indices, split = load_data(config, checkpoint, dist_info, added)
     loaders = make_loaders(config, cache, indices, dist_info)
     wandb_run = start_outputs(config, device, dist_info)
-    looks = looks_metadata(config.looks, cache, indices["train"]) if config.looks else None
-    context = trainer.RunContext(config, device, dist_info, cache, indices, split, loaders, wandb_run, looks)
+    looks = (added.looks(cache, indices["train"]) if added
+             else looks_metadata(config.looks, cache, indices["train"]) if config.looks else None)
+    context = trainer.RunContext(config, device, dist_info, cache, indices, split, loaders, wandb_run, looks,
+                                 added.carried() if added else {})
     training = start_training(context, network, checkpoint, resumed)
     run_start = time.perf_counter()
     for epoch in range(training.start_epoch, config.epochs + 1):

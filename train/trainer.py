@@ -76,6 +76,7 @@ class RunContext:
     loaders: Loaders
     wandb_run: object | None = None
     looks: list[dict] | None = None  # a --looks run's looks (name, index, swatch), for its checkpoints
+    carried: dict = field(default_factory=dict)  # an --add-look run's entries of its source (train/add_look.py)
 
     @property
     def out(self) -> Path:
@@ -302,7 +303,7 @@ def checkpoint_payload(run: RunContext, training: Training, epoch: int) -> dict:
         "baseline_psnr": float(state["baseline_psnr"]),
         "train_config": run.config.record(),
         "split": run.split,
-    } | ({"looks": run.looks} if run.looks else {})
+    } | ({"looks": run.looks} if run.looks else {}) | run.carried
 
 
 def save_epoch_checkpoints(out: Path, payload: dict, improved: dict[str, bool]) -> None:

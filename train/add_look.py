@@ -1,0 +1,158 @@
+"""One more look on a trained network, without starting over (``python -m train --add-look NAME --from
+CHECKPOINT``; the command line is read in train/look_options.py).
+
+The network of CHECKPOINT is copied into one holding its looks and NAME (models/tinybeauty.py: each look
+owns its slice of the head's input channels, the rest is shared). Only NAME's slice trains: every other
+parameter is frozen, the head's gradient is masked to the new slice (Adam then leaves the other slices
+exactly as they were: zero gradients give zero steps) and the head's shared bias is frozen too. The
+earlier looks' one-hot inputs read exact zeros through the new slice, so their outputs stay bit-identical
+in PyTorch float (tests/train/test_add_look.py). The run trains on NAME's pairs alone, split by the
+source run's seed and fractions; the checkpoint's split and ``looks`` hold every look, the earlier
+looks' records as CHECKPOINT has them.
+
+Quantization-aware state: the added look trains in float (no --qat-epochs). The checkpoint keeps the
+source's ``skip_factors``, so the export rescales the shared network as it did for CHECKPOINT, and it
+calibrates the int8 activation ranges on training faces as for any float-phase checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.checkpoint import CheckpointError, checkpoint_split, read_checkpoint, rebuild_model
+from models.data import PairCache, concat_caches
+from models.tinybeauty import TinyBeauty, build_model
+from train.config import DEFAULT_SYNTHETIC_DIR, TrainConfig
+from train.look_options import builtin_folder
+from train.looks import LOOKS
+from train.multilook import LookSource, looks_split, swatch_hex
+
+log = logging.getLogger(__name__)
+
+# The source run's options an added look trains with unless the command line gives them: its split
+# (fractions, seed, eye masks), its data's size and its schedule.
+INHERITED = ("variant", "image_size", "reparam", "crop", "batch_size", "lr", "l1_weight", "eyeliner_weight",
+             "pixel_loss", "charbonnier_eps", "plateau_factor", "plateau_patience", "val_fraction", "test_fraction",
+             "eye_mask", "augment", "seed", "synthetic_pairs", "precision", "preset")
+# Options that must be the source's: the network and the images it was trained for.
+SAME_AS_SOURCE = ("variant", "image_size", "reparam")
+# Entries of the source checkpoint every added-look checkpoint carries on: the skip rescaling its
+# quantization-aware phase trained with, which the export then applies to the shared network.
+CARRIED = ("skip_factors",)
+# The new look's head slice starts as the mean of the earlier looks' slices ("mean") or as a new
+# network's head ("fresh": small noise). Measured in docs/training.md ("Adding a look").
+NEW_SLICE_START = "mean"
+
+
+@dataclass
+class AddedLook:
+    """An --add-look run: its resolved options and the checkpoint it adds the look to."""
+
+    config: TrainConfig
+    source: dict  # the checkpoint of --from
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.config.add_look
+
+    @property
+    def index(self) -> int:
+        """The new look's place in the look input: after every earlier look."""
+        return len(self.config.looks) - 1
+
+    def network(self, device: torch.device) -> TinyBeauty:
+        """The source's network with the new look, on ``device``, training only the new look's slice."""
+        model = added_network(rebuild_model(self.source, self.path), self.name).to(device)
+        train_only_slice(model, self.index)
+        return model
+
+    def look_source(self) -> LookSource:
+        """Where the new look's pairs are: --data, else the built-in renderer's folder for it."""
+        if self.config.data:
+            return LookSource(self.name, Path(self.config.data))
+        return LookSource(self.name, builtin_folder(DEFAULT_SYNTHETIC_DIR, self.name), builtin=True)
+
+    def as_new_look(self, cache: PairCache) -> PairCache:
+        """The new look's pairs, each carrying the new look's index (what picks its head slice)."""
+        return concat_caches([cache], cache.eye_mask, np.full(len(cache), self.index, np.int64))[0]
+
+    def earlier_records(self) -> dict[str, dict]:
+        """The earlier looks' split records as the source has them, by look."""
+        earlier = checkpoint_split(self.source, self.path)
+        return dict(earlier["looks"]) if "looks" in earlier else {self.config.looks[0]: earlier}
+
+    def earlier_folders(self) -> list[Path]:
+        """Where the earlier looks' pairs were: a built-in look takes their face caches (the same faces)."""
+        return [Path(record["data"]) for record in self.earlier_records().values() if "data" in record]
+
+    def split(self, record: dict) -> dict:
+        """Every look's split: the earlier looks' records as the source has them, then the new look's."""
+        return looks_split(self.earlier_records() | {self.name: record})
+
+    def looks(self, cache: PairCache, train: np.ndarray) -> list[dict]:
+        """Every look's name, index and swatch: the earlier ones as the source recorded them, then the new one."""
+        earlier = self.source.get("looks") or [
+            {"name": name, "index": index, "swatch_hex": LOOKS[name].swatch_hex() if name in LOOKS else None}
+            for index, name in enumerate(self.config.looks[:-1])]
+        return [*earlier, {"name": self.name, "index": self.index, "swatch_hex": swatch_hex(self.name, cache, train)}]
+
+    def carried(self) -> dict:
+        """The source's entries every checkpoint of this run keeps (:data:`CARRIED`)."""
+        return {key: self.source[key] for key in CARRIED if key in self.source}
+
+
+def open_source(config: TrainConfig, given_names: set[str]) -> AddedLook:
+    """Read --from and resolve the run's options against it: its looks plus the new one, and
+    :data:`INHERITED` options from its run. A CheckpointError names the file and what to do for a
+    file that is not a TinyBeauty checkpoint, a look it already holds, or another variant or image size."""
+    path = Path(config.start_from)
+    source = read_checkpoint(path)
+    checkpoint_split(source, path)  # the earlier looks' records are kept: a checkpoint without one is refused here
+    earlier = list(rebuild_model(source, path).config.looks)
+    if config.add_look in earlier:
+        raise CheckpointError(f"--add-look {config.add_look}: {path} holds that look already (its looks: "
+                              f"{', '.join(earlier)}); give the new look another name")
+    stored = source.get("train_config", {})
+    conflicts = [f"--{name.replace('_', '-')} {getattr(config, name)} (it has {stored[name]})"
+                 for name in SAME_AS_SOURCE if name in given_names and name in stored
+                 and getattr(config, name) != stored[name]]
+    if conflicts:
+        raise CheckpointError(f"--add-look trains on the network of {path} as it is: {'; '.join(conflicts)}. "
+                              "Drop these options")
+    values = {name: stored[name] for name in INHERITED if name in stored and name not in given_names}
+    added = replace(config, **values, looks=[*earlier, config.add_look], look_data=None)
+    log.info("adding the look %s to %s (%s): only its head slice trains", config.add_look, path, ", ".join(earlier))
+    return AddedLook(added, source, path)
+
+
+@torch.no_grad()
+def added_network(source: TinyBeauty, name: str) -> TinyBeauty:
+    """``source`` with the look ``name`` after its looks: every weight copied, the head's new input-channel
+    slice started as :data:`NEW_SLICE_START` says."""
+    model = build_model(replace(source.config, looks=(*source.config.looks, name)))
+    state = source.state_dict()
+    head = state["residual.head.weight"]
+    channels = source.config.widths[0]
+    fresh = model.residual.head.weight[:, -channels:]
+    start = torch.stack(head.split(channels, dim=1)).mean(dim=0) if NEW_SLICE_START == "mean" else fresh
+    state["residual.head.weight"] = torch.cat([head, start], dim=1)
+    model.load_state_dict(state)
+    return model
+
+
+def train_only_slice(model: TinyBeauty, index: int) -> None:
+    """Freeze every parameter but the head's weight, and mask its gradient to look ``index``'s slice."""
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    weight = model.residual.head.weight
+    channels = model.config.widths[0]
+    trained = torch.zeros_like(weight, dtype=torch.bool)
+    trained[:, index * channels:(index + 1) * channels] = True
+    weight.requires_grad_(True)
+    weight.register_hook(lambda grad: grad.masked_fill(~trained, 0))
