@@ -98,7 +98,9 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, set[str]]:
             given |= look_options(given.pop("data", None), given.pop("looks", None))
     except ValueError as error:
         parser.error(str(error))
-    values = {**asdict(defaults), **PRESETS[preset], **given, "preset": preset}
+    # An added look takes its schedule from the run of --from (train/add_look.py), not from a preset.
+    preset_values = {} if "add_look" in given else PRESETS[preset]
+    values = {**asdict(defaults), **preset_values, **given, "preset": preset}
     if values["qat_epochs"] is None:
         values["qat_epochs"] = round(values["epochs"] * QAT_SHARE)
     config = TrainConfig(**values)

@@ -26,7 +26,7 @@ import torch
 
 from models.checkpoint import CheckpointError, checkpoint_split, read_checkpoint, rebuild_model
 from models.data import PairCache, concat_caches
-from models.tinybeauty import TinyBeauty, build_model
+from models.tinybeauty import TinyBeauty, build_model, describe
 from train.config import DEFAULT_SYNTHETIC_DIR, TrainConfig
 from train.look_options import builtin_folder
 from train.looks import LOOKS
@@ -70,6 +70,8 @@ class AddedLook:
         """The source's network with the new look, on ``device``, training only the new look's slice."""
         model = added_network(rebuild_model(self.source, self.path), self.name).to(device)
         train_only_slice(model, self.index)
+        log.info("%s; training only %s's head slice (%d weights)", describe(model), self.name,
+                 model.residual.head.weight[:, :model.config.widths[0]].numel())
         return model
 
     def look_source(self) -> LookSource:

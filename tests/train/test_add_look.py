@@ -31,7 +31,8 @@ def look_folders(tmp_path_factory):
 def named_data(args: list[str], folders: dict) -> list[str]:
     """``train_args``'s --data replaced by NAME=DIR for each look of ``folders``."""
     at = args.index("--data")
-    return args[:at] + [arg for name, folder in folders.items() for arg in ("--data", f"{name}={folder}")] + args[at + 2:]
+    named = [arg for name, folder in folders.items() for arg in ("--data", f"{name}={folder}")]
+    return args[:at] + named + args[at + 2:]
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +107,13 @@ def test_the_checkpoint_holds_every_looks_split_and_metadata(added_run, source_r
     assert list(held_out["looks"]) == ["berry", "smoky", "classic"]
     figures = held_out["looks"]["classic"]
     assert {"test_psnr_db", "test_baseline_db", "val_psnr_db", "val_baseline_db"} <= set(figures)
+
+
+@pytest.mark.slow  # renders pairs and trains
+def test_an_added_look_run_is_run_again_not_resumed(added_run, caplog):
+    with caplog.at_level(logging.ERROR):
+        assert main(["--out", str(added_run), "--resume"]) == 2
+    assert "is an --add-look run, which --resume does not continue" in caplog.text
 
 
 @pytest.mark.slow  # renders pairs, trains and exports
@@ -183,3 +191,6 @@ def test_an_added_look_takes_a_few_epochs_and_no_quantization_aware_ones(tmp_pat
                                 "--out", str(tmp_path / "out")])
     assert (config.add_look, config.start_from, config.data) == ("smoky", str(tmp_path / "checkpoint.pt"), None)
     assert config.qat_epochs == 0 and config.epochs < 20 and "data" not in given
+    small, _ = parse_args(["--add-look", "smoky", "--from", str(tmp_path / "checkpoint.pt"), "--image-size", "64",
+                           "--out", str(tmp_path / "out")])
+    assert small.crop is None  # the crop is the source run's (train/add_look.py), not the CPU preset's 128
