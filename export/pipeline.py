@@ -35,7 +35,6 @@ from models.int8 import trained_activation_ranges
 from models.metrics import psnr_db
 from models.rescale import equalize_skips
 from models.tinybeauty import TinyBeauty
-from train.looks import LOOKS
 
 log = logging.getLogger("export")
 BLEND_FACES = 4  # check faces a blend of looks is run on
@@ -213,13 +212,7 @@ def export_meta(args: argparse.Namespace, model: TinyBeauty, checkpoint: dict, i
     return ExportMeta(checkpoint=str(args.checkpoint), checkpoint_sha256=sha256_file(args.checkpoint),
                       git_commit=git_commit(), val_psnr_db=float(checkpoint.get("val_psnr", float("nan"))),
                       image_size=inputs.image_size, extra={"epoch": checkpoint.get("epoch", "?")},
-                      looks=[look | {"swatch_hex": look["swatch_hex"] or builtin_swatch(look["name"])}
-                             for look in catalogue(model, checkpoint)])
-
-
-def builtin_swatch(name: str) -> str | None:
-    """A built-in look's swatch (a one-look checkpoint records none); None for a look of one's own."""
-    return LOOKS[name].swatch_hex() if name in LOOKS else None
+                      looks=catalogue(model, checkpoint))
 
 
 def int8_weights(model: TinyBeauty, checkpoint: dict, inputs: ExportInputs,
