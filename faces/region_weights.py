@@ -124,6 +124,18 @@ def weight_map(shapes: Shapes, strengths: dict[str, float], size: int) -> np.nda
     return weight.astype(np.float32)
 
 
+def region_masks(shapes: Shapes, names: tuple[str, ...], size: int) -> np.ndarray:
+    """len(names) x size x size float32 in [0, 1]: each named region's own soft mask (the largest of its
+    ellipses' at each pixel centre), before :func:`weight_map` shares overlaps out; the maps a region-input
+    network reads beside the face (train/region_maps.py)."""
+    centres = (np.arange(size, dtype=np.float64) + 0.5) / size
+    masks = np.zeros((len(names), size, size))
+    for mask, name in zip(masks, names, strict=True):
+        for ellipse in shapes[name]:
+            np.maximum(mask, ellipse_mask(ellipse, centres[None, :], centres[:, None]), out=mask)
+    return masks.astype(np.float32)
+
+
 def face_shapes(points_in_crop: np.ndarray | None) -> Shapes:
     """The shapes of one face: from its mesh (crop fractions) where it has one, else the template."""
     return TEMPLATE if points_in_crop is None else region_shapes(points_in_crop)

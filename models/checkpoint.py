@@ -8,8 +8,9 @@ Layout: ``{"model": state_dict, "model_config": dict, "optimizer": state_dict | 
 use as it is. Everything loads with ``torch.load(path, weights_only=True)``.
 
 :func:`load_checkpoint` is what export, benchmark and apply read a model through: it refuses,
-naming the file, weights that hold NaN or infinity (a diverged run) and a model whose output
-on a plain face is not finite, once, before any converter or runtime sees it.
+naming the file, weights that hold NaN or infinity (a diverged run), a model whose output
+on a plain face is not finite, and (unless the caller draws them) a model that reads region maps
+beside the face, once, before any converter or runtime sees it.
 :func:`save_checkpoint` turns a write that runs out of room into a :class:`CheckpointDiskFull`
 naming the file; the checkpoints saved before are kept.
 """
@@ -23,7 +24,7 @@ import torch
 from torch import nn
 
 from models.atomic import DiskFullError, atomic_path
-from models.tinybeauty import INPUT_MULTIPLE, TinyBeauty, build_model, example_look_weights, merge
+from models.tinybeauty import INPUT_MULTIPLE, TinyBeauty, build_model, example_look_weights, example_regions, merge
 
 CHECKPOINT_FORMAT = "tinybeauty-checkpoint-v2"  # v2: the data split is recorded
 
@@ -88,14 +89,21 @@ def read_checkpoint(path: Path) -> dict:
     return payload
 
 
-def load_checkpoint(path: Path) -> tuple[TinyBeauty, dict]:
+def load_checkpoint(path: Path, feeds_regions: bool = False) -> tuple[TinyBeauty, dict]:
     """Rebuild the model from a checkpoint alone. Returns (model in eval mode, raw checkpoint).
 
     A model trained with re-parameterised branches (``model_config["reparam"]``) comes back merged
     into the plain network, so everything downstream sees exactly the ops, parameters and sizes
-    of a plain one; resuming training reads the raw branches with :func:`rebuild_model`."""
+    of a plain one; resuming training reads the raw branches with :func:`rebuild_model`. A network
+    that reads region maps beside the face (``--region-inputs``, an experiment) is refused unless the
+    caller draws them (``feeds_regions``: training's scoring); export, apply and the benchmark do not yet."""
     payload = read_checkpoint(path)
     model = merge(rebuild_model(payload, path).eval())
+    regions = model.config.region_inputs
+    if regions and not feeds_regions:
+        raise CheckpointError(f"{path} takes region maps beside the face ({', '.join(regions)}; trained with "
+                              "--region-inputs, an experiment), which only training draws yet; export, apply and "
+                              "the benchmark feed the face alone. Train without --region-inputs to export or run it")
     check_finite(model, path)
     return model, payload
 
@@ -144,7 +152,8 @@ def check_finite(model: TinyBeauty, path: Path) -> None:
                               f"{', ...' if len(bad) > 3 else ''}): the training diverged; {advice}")
     side = 4 * INPUT_MULTIPLE  # the smallest face every variant takes, to keep the check cheap
     with torch.no_grad():
-        output = model(torch.full((1, 3, side, side), 0.5), example_look_weights(model.config))
+        output = model(torch.full((1, 3, side, side), 0.5), example_look_weights(model.config),
+                       regions=example_regions(model.config, 1, side, side))
     if not torch.isfinite(output).all():
         raise CheckpointError(f"{path}: the model's output on a plain face holds NaN or infinity (its weights "
                               f"overflow float32); {advice}")

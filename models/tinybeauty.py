@@ -76,7 +76,12 @@ class TinyBeautyConfig:
     # tensors (what a quantized conv produces): the .ptl of a ReLU6 model scored 20 dB against
     # PyTorch where the same weights with ReLU scored 62 dB (docs/design.md).
     activation: str = "relu"
-    in_channels: int = 3
+    in_channels: int = 3  # the face's colours, and the residual's: one channel per colour
+    # Region maps the stem reads beside the face, one channel each in this order (faces/regions.json's names,
+    # e.g. lips, eyes, cheeks; soft masks in [0, 1] from the face mesh: train/region_maps.py), so where the parts
+    # of a face are need not be learnt from the pixels. Empty: the face alone. Experimental (--region-inputs):
+    # no exporter feeds them yet (models/checkpoint.py: load_checkpoint refuses such a checkpoint to them).
+    region_inputs: tuple[str, ...] = ()
     # Train with parallel branches (ReparamConv) that `merge` folds into the plain convs before export.
     reparam: bool = False
     # The looks the network holds, by name, in the order of its look_weights input; one name builds
@@ -96,15 +101,20 @@ class TinyBeautyConfig:
                              f"got {self.in_channels}")
         if not self.looks or len(set(self.looks)) != len(self.looks) or not all(self.looks):
             raise ValueError(f"looks must be distinct non-empty names, at least one, got {list(self.looks)}")
+        if len(set(self.region_inputs)) != len(self.region_inputs) or not all(self.region_inputs):
+            raise ValueError(f"region_inputs must be distinct non-empty names, got {list(self.region_inputs)}")
 
     def to_dict(self) -> dict:
-        """Plain types for a checkpoint. The default one look is left out, so a one-look berry model's
-        model_config is what it was before several looks existed."""
+        """Plain types for a checkpoint. The default one look and no region inputs are left out, so a one-look
+        berry model's model_config is what it was before several looks and region inputs existed."""
         out = asdict(self)
         out["widths"] = list(self.widths)
         out["looks"] = list(self.looks)
+        out["region_inputs"] = list(self.region_inputs)
         if self.looks == DEFAULT_LOOKS:
             del out["looks"]
+        if not self.region_inputs:
+            del out["region_inputs"]
         return out
 
     @classmethod
@@ -116,7 +126,7 @@ class TinyBeautyConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown model_config keys {unknown}; known keys are {sorted(known)}")
-        for name in ("widths", "looks"):
+        for name in ("widths", "looks", "region_inputs"):
             if name in values:
                 values[name] = tuple(values[name])
         return cls(**values)
@@ -225,7 +235,7 @@ class ResidualUNet(nn.Module):
         super().__init__()
         c1, c2, c3 = config.widths
         cb, act, rep = config.bottleneck_width, config.activation, config.reparam
-        self.stem = conv_act(config.in_channels, c1, act, stride=2, reparam=rep)
+        self.stem = conv_act(config.in_channels + len(config.region_inputs), c1, act, stride=2, reparam=rep)
         self.enc1 = conv_act(c1, c1, act, reparam=rep)
         self.enc2 = conv_act(c1, c2, act, reparam=rep)
         self.enc3 = conv_act(c2, c3, act, reparam=rep)
@@ -253,6 +263,7 @@ class ResidualUNet(nn.Module):
         nn.init.normal_(self.head.weight, std=1e-3)
 
     def forward(self, face: torch.Tensor, look_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """``face``: the face, with the region maps behind its colours for a network that takes them."""
         skip1 = self.enc1(self.stem(face))
         skip2 = self.enc2(self.pool(skip1))
         skip3 = self.enc3(self.pool(skip2))
@@ -285,10 +296,30 @@ class TinyBeauty(nn.Module):
         self.config = config or TinyBeautyConfig()
         self.residual = ResidualUNet(self.config)
 
-    def forward(self, face: torch.Tensor, look_weights: torch.Tensor | None = None, clamp: bool = True) -> torch.Tensor:
-        """``look_weights`` [N, L] (several looks only; one-hot picks a look) says which looks to put on."""
-        made_up = face + self.residual(face, self.check_look_weights(face, look_weights))
+    def forward(self, face: torch.Tensor, look_weights: torch.Tensor | None = None, clamp: bool = True,
+                regions: torch.Tensor | None = None) -> torch.Tensor:
+        """``look_weights`` [N, L] (several looks only; one-hot picks a look) says which looks to put on;
+        ``regions`` [N, K, H, W] (region-input networks only) says where the face's parts are."""
+        features = self.network_input(face, regions)
+        made_up = face + self.residual(features, self.check_look_weights(face, look_weights))
         return torch.clamp(made_up, 0.0, 1.0) if clamp else made_up
+
+    def network_input(self, face: torch.Tensor, regions: torch.Tensor | None) -> torch.Tensor:
+        """What the stem reads: the face, with ``regions`` behind it where the config names region inputs; a
+        ValueError naming the maps if they do not fit."""
+        names = self.config.region_inputs
+        if not names:
+            if regions is not None:
+                raise ValueError("this network takes the face alone, no region maps (it was trained without "
+                                 "--region-inputs)")
+            return face
+        expected = [face.shape[0], len(names), *face.shape[2:]]
+        if regions is None or list(regions.shape) != expected:
+            found = "none" if regions is None else list(regions.shape)
+            raise ValueError(f"this network takes {len(names)} region maps ({', '.join(names)}) beside the face "
+                             f"(trained with --region-inputs): give regions of shape {expected} in [0, 1] "
+                             f"(train/region_maps.py draws them from the face mesh), got {found}")
+        return torch.cat([face, regions.to(face.dtype)], dim=1)
 
     def check_look_weights(self, face: torch.Tensor, look_weights: torch.Tensor | None) -> torch.Tensor | None:
         """``look_weights`` as the residual network takes them; a ValueError naming the looks if they do not fit."""
@@ -349,6 +380,11 @@ def example_look_weights(config: TinyBeautyConfig, batch: int = 1) -> torch.Tens
     return None if count == 1 else torch.full((batch, count), 1 / count)
 
 
+def example_regions(config: TinyBeautyConfig, batch: int, height: int, width: int) -> torch.Tensor | None:
+    """Empty region maps (None for a network without region inputs): a valid ``regions`` where any will do."""
+    return torch.zeros(batch, len(config.region_inputs), height, width) if config.region_inputs else None
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -365,7 +401,8 @@ def count_macs(model: nn.Module, height: int = 256, width: int = 256) -> int:
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
     try:
         with torch.no_grad():
-            model(torch.zeros(1, 3, height, width), example_look_weights(model.config))
+            model(torch.zeros(1, 3, height, width), example_look_weights(model.config),
+                  regions=example_regions(model.config, 1, height, width))
     finally:
         for handle in handles:
             handle.remove()
@@ -379,8 +416,9 @@ def describe(model: TinyBeauty, height: int = 256, width: int = 256) -> str:
     macs = count_macs(shipped, height, width)
     branches = (f" (trains with re-parameterised branches: {count_parameters(model):,} parameters, merged "
                 "before export)" if model.config.reparam else "")
-    looks = model.config.looks
+    looks, regions = model.config.looks, model.config.region_inputs
     branches += f"; {len(looks)} looks ({', '.join(looks)})" if len(looks) > 1 else ""
+    branches += f"; region maps beside the face ({', '.join(regions)})" if regions else ""
     return (
         f"TinyBeauty {model.config.widths}/{model.config.bottleneck_width}: "
         f"{params:,} parameters, {macs / 1e9:.3f} GMAC at {height}x{width}, "

@@ -19,7 +19,7 @@ import numpy as np
 from models.atomic import atomic_path
 from models.data import REAL_TEST_SPLIT
 from models.variants import DEFAULT_LOOK
-from train.eye_masks import LANDMARK_CACHE, MESH_CACHE
+from train.eye_masks import LANDMARK_CACHE, MESH_CACHE, REGION_CACHE
 from train.portraits import HELD_OUT, PORTRAITS, PortraitUnavailable, identity_of, write_portraits
 from train.split import split_indices
 from train.synthetic import write_dataset
@@ -48,7 +48,7 @@ def share_face_caches(folder: Path, earlier: list[Path]) -> None:
     """Give a built-in look's folder the face landmarks an earlier look's folder found: every look is drawn
     on the same faces, the caches are keyed by the source file's sha256, so the mesh need not run again
     on the same pictures (a few minutes of the first run of a catalogue). A folder's own cache is kept."""
-    for name in (MESH_CACHE, LANDMARK_CACHE):
+    for name in (MESH_CACHE, LANDMARK_CACHE, REGION_CACHE):
         found = next((other / name for other in earlier if (other / name).is_file()), None)
         if found is not None and not (folder / name).exists():
             with atomic_path(folder / name) as tmp:

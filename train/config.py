@@ -61,6 +61,7 @@ class TrainConfig:
     eye_mask: str = "auto"
     augment: str = "none"
     reparam: bool = False
+    region_inputs: bool = False  # the face mesh's region maps beside the face (train/region_maps.py), an experiment
     seed: int = 0
     sample_every: int = 5
     synthetic_pairs: int = 675
@@ -72,10 +73,11 @@ class TrainConfig:
     wandb_project: str = "tinybeauty"
 
     def record(self) -> dict:
-        """The options as config.json and checkpoints record them; a run without looks leaves the look
-        options out, so it records exactly what it did before several looks existed."""
+        """The options as config.json and checkpoints record them; a run without looks or region inputs leaves
+        those options out, so it records exactly what it did before they existed."""
         values = asdict(self)
-        return {k: v for k, v in values.items() if not (k in OPTIONAL_RECORD and v is None)}
+        return {k: v for k, v in values.items()
+                if not (k in OPTIONAL_RECORD and v is None) and not (k == "region_inputs" and not v)}
 
 
 # Options a run records only when given: a run without them records what it did before they existed.

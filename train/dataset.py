@@ -48,7 +48,9 @@ def load_split_for_training(split: dict, part: str, origin: str = "this run star
 
 
 class PairDataset(torch.utils.data.Dataset):
-    """Float tensors (source, target, eye_mask) in [0, 1], CHW, from the uint8 cache.
+    """Float tensors (source, target, masks) in [0, 1], CHW, from the uint8 cache; ``masks`` is the eye mask,
+    then the cache's region maps where it has them (``--region-inputs``: train/region_maps.py), so the maps
+    take every crop, flip and warp the eye mask takes.
 
     With ``train=True``: a random horizontal flip and, if ``crop`` is set, a random square
     crop, applied identically to the three arrays so pairs stay aligned; ``augment`` adds a
@@ -79,7 +81,7 @@ class PairDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, item: int):
         index = self.indices[item]
-        arrays = [self.cache.sources[index], self.cache.targets[index], self.cache.eye_masks[index][..., None]]
+        arrays = [self.cache.sources[index], self.cache.targets[index], self._masks(index)]
         if not self.train:
             return self._with_look(index, self._as_tensors(arrays))
         side = arrays[0].shape[0]
@@ -91,13 +93,19 @@ class PairDataset(torch.utils.data.Dataset):
         if self.augment in ("geometric", "both"):
             geometry = draw_values(self.augment_rng, GEOMETRIC_DRAWS)
             warped = warp_window(arrays, (int(top), int(left), side), geometry, flip)
-            source, target, eye = warped[:3], warped[3:6], warped[6:]
+            source, target, masks = warped[:3], warped[3:6], warped[6:]
         else:
             arrays = [a[top:top + side, left:left + side] for a in arrays]
-            source, target, eye = self._as_tensors([a[:, ::-1] for a in arrays] if flip else arrays)
+            source, target, masks = self._as_tensors([a[:, ::-1] for a in arrays] if flip else arrays)
         if self.augment in ("photometric", "both"):
             source, target = photometric([source, target], draw_values(self.augment_rng, PHOTOMETRIC_DRAWS))
-        return self._with_look(index, (source, target, eye))
+        return self._with_look(index, (source, target, masks))
+
+    def _masks(self, index: int) -> np.ndarray:
+        """S x S x C uint8: the eye mask, then the region maps where the cache has them."""
+        eye_mask = self.cache.eye_masks[index][..., None]
+        maps = self.cache.region_maps
+        return eye_mask if maps is None else np.concatenate([eye_mask, maps[index]], axis=2)
 
     def _with_look(self, index: int, tensors: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         return tensors if self.cache.looks is None else (*tensors, torch.tensor(int(self.cache.looks[index])))

@@ -37,6 +37,7 @@ LANDMARK_CACHE = ".tinybeauty_landmarks.json"
 # "mesh": the eye contours of the 468-point face mesh (faces.mesh), filled and grown like the label
 # masks; the contours are cached in DIR/.tinybeauty_mesh.json (16 points per eye).
 MESH_CACHE = ".tinybeauty_mesh.json"
+REGION_CACHE = ".tinybeauty_regions.json"  # region shapes from the same mesh (train/region_maps.py)
 MESH_RING_POINTS = 16
 # Eye region around a detected eye centre, in eye distances: wide enough for lids, liner and its
 # wing, as the grown label masks are (measured on the synthetic faces' labels).
@@ -115,8 +116,8 @@ class LandmarkCache:
         self.lock = threading.Lock()  # one interpreter, several decoding threads
         self.changed = False
 
-    def eye_points(self, key: str, image: Image.Image) -> list[float] | None:
-        """Landmarks of the image whose file has sha256 ``key``: cached, or detected now."""
+    def points_of(self, key: str, image: Image.Image) -> list[float] | None:
+        """What the cache keeps of the image with hash ``key`` (here its landmarks): cached, or located now."""
         with self.lock:
             if key not in self.points:
                 self.points[key] = self._locate(image)
@@ -139,12 +140,15 @@ class LandmarkCache:
 
 class MeshCache(LandmarkCache):
     """The face mesh's two eye contours per source image (the largest face), found once and kept
-    in DIR/.tinybeauty_mesh.json like LandmarkCache's points."""
+    in DIR/.tinybeauty_mesh.json like LandmarkCache's points (a subclass keeps other points of the mesh in
+    its own ``file``)."""
+
+    file = MESH_CACHE
 
     def __init__(self, root: Path):
         from faces import FaceTracker
 
-        self.path = Path(root) / MESH_CACHE
+        self.path = Path(root) / self.file
         try:
             self.points = json.loads(self.path.read_text()) if self.path.is_file() else {}
         except (json.JSONDecodeError, OSError):
@@ -153,16 +157,21 @@ class MeshCache(LandmarkCache):
         self.lock = threading.Lock()
         self.changed = False
 
-    def _locate(self, image: Image.Image) -> list[float] | None:
-        from faces.mesh import LEFT_EYE, RIGHT_EYE
-
+    def _landmarks(self, image: Image.Image) -> np.ndarray | None:
+        """The largest face's 468 x 2 mesh points in the image's pixels, or None where no face is found."""
         self.tracker.reset()
         faces = self.tracker.update(np.asarray(image.convert("RGB")), 0.0)
         if not faces:
             return None
-        best = max(faces, key=lambda face: face.alignment.side)
-        rings = best.landmarks[list(RIGHT_EYE + LEFT_EYE)]
-        return [round(float(value), 2) for value in rings.ravel()]
+        return max(faces, key=lambda face: face.alignment.side).landmarks
+
+    def _locate(self, image: Image.Image) -> list[float] | None:
+        from faces.mesh import LEFT_EYE, RIGHT_EYE
+
+        landmarks = self._landmarks(image)
+        if landmarks is None:
+            return None
+        return [round(float(value), 2) for value in landmarks[list(RIGHT_EYE + LEFT_EYE)].ravel()]
 
 
 def _labels_mask(pair: Pair, source: Image.Image, size: int) -> np.ndarray:
@@ -222,7 +231,7 @@ class LocatedEyes:
         from faces import UnsearchableImage
 
         try:
-            points = self.cache.eye_points(file_shas[0], image)
+            points = self.cache.points_of(file_shas[0], image)
         except UnsearchableImage as error:
             raise DataError(f"{pair.source}: {error}; crop it to the face or remove the pair") from None
         return None if points is None else self.draw(points, image.size, self.size)

@@ -41,6 +41,7 @@ from train.dataset import PairDataset, load_pairs, load_split_for_training
 from train.look_options import builtin_folder
 from train.multilook import LookSource, join_looks, looks_metadata, looks_split, split_counts
 from train.numerics import flush_denormals
+from train.region_maps import REGION_INPUTS, region_maps
 from train.split import split_indices
 
 log = logging.getLogger("train")
@@ -191,6 +192,8 @@ def load_data(config: TrainConfig, checkpoint: dict | None, dist_info: trainer.D
         cache, split = added.as_new_look(cache), added.split(record)
     else:
         cache, indices, split = prepare_data(config, dist_info)
+    if config.region_inputs:  # a new run's and a resumed run's alike, placed on the decoded faces
+        cache.region_maps = region_maps(cache, Path(split["data"]))
     counts = split_counts(split)
     log.info("%d train, %d validation, %d test pairs, %d real-photo test pairs (seed %d)%s", counts["train"],
              counts["val"], counts["test"], counts[REAL_TEST_SPLIT], config.seed,
@@ -199,8 +202,9 @@ def load_data(config: TrainConfig, checkpoint: dict | None, dist_info: trainer.D
 
 
 def network_config(config: TrainConfig) -> TinyBeautyConfig:
-    """The network a new run builds: its variant, holding the run's looks (the variant's one look without)."""
-    variant = VARIANTS[config.variant]
+    """The network a new run builds: its variant, holding the run's looks (the variant's one look without), and
+    reading the region maps beside the face with --region-inputs."""
+    variant = replace(VARIANTS[config.variant], region_inputs=REGION_INPUTS if config.region_inputs else ())
     return replace(variant, looks=tuple(config.looks)) if config.looks else variant
 
 
@@ -242,6 +246,7 @@ class Loaders:
     sample_source: torch.Tensor  # the first four validation pairs (of each look), for the sample grids
     sample_target: torch.Tensor
     sample_looks: torch.Tensor | None  # their looks' one-hot weights (None for one look)
+    sample_regions: torch.Tensor | None  # their region maps (None without --region-inputs)
 
     def set_epoch(self, epoch: int, seed: int, distributed: bool) -> None:
         """Every random stream of an epoch (shuffle order, crops, flips) is seeded by (seed, epoch), so
@@ -270,15 +275,17 @@ def make_loaders(config: TrainConfig, cache: PairCache, indices: dict[str, np.nd
 
 
 def sample_pairs(config: TrainConfig, cache: PairCache, val_set: PairDataset
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """The sample grids' rows: the first four validation pairs, or the first of each look with several."""
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """The sample grids' rows: the first four validation pairs, or the first of each look with several; with
+    their looks' weights and region maps (None where the run has none)."""
     if cache.looks is None:
-        source, target, _ = next(iter(torch.utils.data.DataLoader(val_set, batch_size=4)))
-        return source, target, None
+        source, target, masks = next(iter(torch.utils.data.DataLoader(val_set, batch_size=4)))
+        return source, target, None, trainer.split_masks(masks)[1]
     looks = cache.looks[val_set.indices]
     items = [val_set[int(np.flatnonzero(looks == look)[0])] for look in np.unique(looks)]
     weights = one_hot_looks(torch.stack([item[3] for item in items]), network_config(config))
-    return torch.stack([item[0] for item in items]), torch.stack([item[1] for item in items]), weights
+    regions = trainer.split_masks(torch.stack([item[2] for item in items]))[1]
+    return torch.stack([item[0] for item in items]), torch.stack([item[1] for item in items]), weights, regions
 
 
 def start_outputs(config: TrainConfig, device: torch.device, dist_info: trainer.Distributed):
@@ -336,10 +343,11 @@ def record_epoch(run: trainer.RunContext, training: trainer.Training, metrics: d
     trainer.write_metrics(metrics_path, training.rows, trainer.metric_columns(tuple(config.looks or ())))
     trainer.save_epoch_checkpoints(out, trainer.checkpoint_payload(run, training, epoch), improved)
     if epoch % config.sample_every == 0 or epoch == config.epochs:
-        sample_looks = run.loaders.sample_looks
-        grid = trainer.sample_grid(training.model, run.loaders.sample_source.to(run.device),
-                                   run.loaders.sample_target.to(run.device),
-                                   None if sample_looks is None else sample_looks.to(run.device))
+        on_device = lambda tensor: None if tensor is None else tensor.to(run.device)  # noqa: E731
+        loaders = run.loaders
+        grid = trainer.sample_grid(training.model, loaders.sample_source.to(run.device),
+                                   loaders.sample_target.to(run.device), on_device(loaders.sample_looks),
+                                   on_device(loaders.sample_regions))
         trainer.write_png(grid, out / f"samples_epoch_{epoch:03d}.png")
         trainer.plot_curves(metrics_path, out / "training_curves.png")
     log.info("epoch %3d/%d  loss %.4f  val PSNR %.2f dB (no makeup %.2f dB, best %.2f)  lr %.1e  %.0f img/s  %.1fs",

@@ -101,8 +101,8 @@ def _convs(model: TinyBeauty) -> dict[str, nn.Conv2d]:
 class QuantAware(nn.Module):
     """``model`` with int8 rounding (and palettized large weights) in its forward pass.
 
-    Same call as TinyBeauty: ``forward(face, look_weights=None, clamp=True)``. Trains the table entries, the
-    unpalettized weights and every bias; the running activation ranges update in train mode.
+    Same call as TinyBeauty: ``forward(face, look_weights=None, clamp=True, regions=None)``. Trains the table
+    entries, the unpalettized weights and every bias; the running activation ranges update in train mode.
     ``factors``: the skip rescaling to train with (a resumed phase's); default: measured on
     ``calibration``, which also sets the initial activation ranges (with several looks, each face
     under ``calibration_looks``, its look's one-hot weights)."""
@@ -179,12 +179,14 @@ class QuantAware(nn.Module):
         return torch.func.functional_call(self.model, self.rescaled_parameters(), (face, look_weights),
                                           {"clamp": False})
 
-    def forward(self, face: torch.Tensor, look_weights: torch.Tensor | None = None, clamp: bool = True) -> torch.Tensor:
+    def forward(self, face: torch.Tensor, look_weights: torch.Tensor | None = None, clamp: bool = True,
+                regions: torch.Tensor | None = None) -> torch.Tensor:
         weights = self.rescaled_parameters()
         weights |= {f"{name}.weight": fake_int8_per_channel(weights[f"{name}.weight"]) for name in self.convs}
         self._active = True
         try:
-            made_up = torch.func.functional_call(self.model, weights, (face, look_weights), {"clamp": False})
+            made_up = torch.func.functional_call(self.model, weights, (face, look_weights),
+                                                 {"clamp": False, "regions": regions})
         finally:
             self._active = False
         return torch.clamp(made_up, 0.0, 1.0) if clamp else made_up

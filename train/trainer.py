@@ -27,6 +27,7 @@ from models.metrics import mean_psnr_db, psnr_db
 from models.tinybeauty import one_hot_looks
 from train.config import CHECKPOINTS
 from train.losses import makeup_loss
+from train.region_maps import region_maps, region_tensor
 
 if TYPE_CHECKING:
     from models.data import PairCache
@@ -126,10 +127,11 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
     seen, start = 0, time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", disable=not show_progress, leave=False)
     for batch in bar:
-        source, target, eye_mask = (tensor.to(device) for tensor in batch[:3])
+        source, target, masks = (tensor.to(device) for tensor in batch[:3])
+        eye_mask, regions = split_masks(masks)
         # Loss on the unclamped face + residual: the clamp would cut gradients at saturated pixels.
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            made_up = model(source, batch_look_weights(model, batch, device), clamp=False)
+            made_up = model(source, batch_look_weights(model, batch, device), clamp=False, regions=regions)
         parts = makeup_loss(made_up.float(), target, eye_mask, **loss_weights)
         optimizer.zero_grad(set_to_none=True)
         parts["loss"].backward()
@@ -142,6 +144,11 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
     metrics = {f"train_{key}": value / max(seen, 1) for key, value in totals.items()}
     metrics["images_per_s"] = seen / max(elapsed, 1e-9)
     return metrics
+
+
+def split_masks(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A batch's masks (train/dataset.py) as (eye mask, region maps or None where the data has none)."""
+    return masks[:, :1], (masks[:, 1:] if masks.shape[1] > 1 else None)
 
 
 def batch_look_weights(model: nn.Module, batch, device: torch.device) -> torch.Tensor | None:
@@ -163,8 +170,9 @@ def evaluate(model: nn.Module, loader, device: torch.device, loss_weights: dict)
     net = unwrap_model(model)
     predictions, sources, targets, looks, loss_sum, count = [], [], [], [], 0.0, 0
     for batch in loader:
-        source, target, eye_mask = (tensor.to(device) for tensor in batch[:3])
-        made_up = net(source, batch_look_weights(net, batch, device), clamp=False)
+        source, target, masks = (tensor.to(device) for tensor in batch[:3])
+        eye_mask, regions = split_masks(masks)
+        made_up = net(source, batch_look_weights(net, batch, device), clamp=False, regions=regions)
         loss_sum += makeup_loss(made_up, target, eye_mask, **loss_weights)["loss"].item() * len(source)
         count += len(source)
         predictions.append(made_up.clamp(0, 1).cpu())
@@ -224,21 +232,22 @@ def write_png(array: np.ndarray, path: Path) -> Path:
 
 @torch.no_grad()
 def sample_grid(model: nn.Module, source: torch.Tensor, target: torch.Tensor,
-                look_weights: torch.Tensor | None = None) -> np.ndarray:
-    """Rows of: input | prediction | target | residual x4 (grey = no change); ``look_weights``: each row's look."""
+                look_weights: torch.Tensor | None = None, regions: torch.Tensor | None = None) -> np.ndarray:
+    """Rows of: input | prediction | target | residual x4 (grey = no change); ``look_weights``: each row's look,
+    ``regions``: each row's region maps (a region-input network's)."""
     net = unwrap_model(model).eval()
-    made_up = net(source, look_weights)
+    made_up = net(source, look_weights, regions=regions)
     residual = (made_up - source) * 4 + 0.5
     rows = [to_uint8_image(torch.stack(images)) for images in zip(source, made_up, target, residual, strict=True)]
     return np.concatenate(rows, axis=0)
 
 
 def held_out_grid(model: nn.Module, source: torch.Tensor, target: torch.Tensor,
-                  look_weights: torch.Tensor | None = None) -> np.ndarray:
+                  look_weights: torch.Tensor | None = None, regions: torch.Tensor | None = None) -> np.ndarray:
     """:func:`sample_grid` with the target's residual x4 as a fifth column, so a look that lands in the wrong
     place, or too faintly, shows beside the one it should have drawn."""
     wanted = to_uint8_image((target - source) * 4 + 0.5)
-    return np.concatenate([sample_grid(model, source, target, look_weights),
+    return np.concatenate([sample_grid(model, source, target, look_weights, regions),
                            np.concatenate(np.split(wanted, len(source), axis=1), axis=0)], axis=1)
 
 
@@ -326,7 +335,7 @@ def score_checkpoint(path: Path) -> dict:
     :data:`HELD_OUT_FACES` faces of each held-out split (spread over it) as :func:`held_out_grid` rows.
     A checkpoint of several looks is scored per look, each through its own head: ``{"looks": {name:
     figures}}``, with each look's name, index and swatch."""
-    model, checkpoint = load_checkpoint(path)
+    model, checkpoint = load_checkpoint(path, feeds_regions=True)
     split = checkpoint_split(checkpoint, path)
     figures = {"epoch": int(checkpoint["epoch"])}
     if "looks" not in split:
@@ -342,18 +351,28 @@ def score_checkpoint(path: Path) -> dict:
 
 def score_split(model: nn.Module, split: dict, look_weights: torch.Tensor | None, pictures: Path) -> dict:
     """``{part}_psnr_db`` and ``{part}_baseline_db`` of each scored part ``split`` records pairs of; the
-    held-out parts' faces drawn into ``pictures``_PART.png."""
+    held-out parts' faces drawn into ``pictures``_PART.png. A region-input network is given each face's region
+    maps (train/region_maps.py)."""
     figures = {}
     for part in SCORED_SPLITS:
         if not split.get(part):
             continue
-        source, target = faces_as_tensors(load_split(split, part))
+        cache = load_split(split, part)
+        source, target = faces_as_tensors(cache)
+        regions = scored_regions(model, cache, Path(split["data"]))
         weights = None if look_weights is None else look_weights.expand(len(source), -1)
         with torch.no_grad():
-            figures[f"{part}_psnr_db"] = mean_psnr_db(model(source, weights), target)
+            figures[f"{part}_psnr_db"] = mean_psnr_db(model(source, weights, regions=regions), target)
         figures[f"{part}_baseline_db"] = mean_psnr_db(source, target)
         if part != "val":
             shown = np.unique(np.linspace(0, len(source) - 1, HELD_OUT_FACES).round().astype(int))
-            write_png(held_out_grid(model, source[shown], target[shown], None if weights is None else weights[shown]),
+            looks_and_regions = [None if tensor is None else tensor[shown] for tensor in (weights, regions)]
+            write_png(held_out_grid(model, source[shown], target[shown], *looks_and_regions),
                       pictures.with_name(f"{pictures.name}_{part}.png"))
     return figures
+
+
+def scored_regions(model: nn.Module, cache: PairCache, root: Path) -> torch.Tensor | None:
+    """The region maps of ``cache``'s faces a region-input network reads (None for one that reads none)."""
+    names = model.config.region_inputs
+    return None if not names else region_tensor(region_maps(cache, root, names))
