@@ -2,8 +2,10 @@
 
 The model takes an RGB image (``ct.ImageType``, pixel values scaled to [0, 1] inside the model)
 so an app passes a ``CVPixelBuffer`` straight in, and returns an RGB image of the made-up face
-(``made_up``, 0-255 per channel, same size). Weights are linearly quantized to 8 bits per
-output channel (``quantize_weights(nbits=8)``); activations run in float on device.
+(``made_up``, 0-255 per channel, same size). A network of several looks also takes ``look_weights``,
+an ``MLMultiArray`` float32 [1, L] (one-hot picks a look, weights adding up to 1 blend them); a one-look
+network takes the image alone. Weights are linearly quantized to 8 bits per output channel
+(``quantize_weights(nbits=8)``); activations run in float on device.
 
 Core ML cannot predict off macOS. On Linux, the format's stand-in check (:func:`stand_in`, named in
 export/formats.py's table) checks what Linux can check: the spec's inputs, outputs and layers
@@ -28,6 +30,7 @@ from torch import nn
 
 from export.common import (
     INPUT_NAME,
+    LOOKS_INPUT_NAME,
     OUTPUT_NAME,
     ExportInputs,
     ExportMeta,
@@ -39,17 +42,35 @@ log = logging.getLogger(__name__)
 
 EXPECTED_LAYERS = {"convolution", "activation", "clip", "pooling", "upsample", "concat", "reorganizeData",
                    "add", "multiply", "loadConstantND", "scale"}
+# Several looks: dec1's look-weighted copies (broadcast_copies below): the look weights reshaped, multiplied
+# into dec1, the product read as the head's input.
+LOOK_LAYERS = {"reshapeStatic", "multiplyBroadcastable", "rankPreservingReshape"}
+
+
+def broadcast_copies(looks: int, features: torch.Tensor, look_weights: torch.Tensor) -> torch.Tensor:
+    """The values of ``ResidualUNet.weighted_copies`` for the one face a Core ML file takes (batch 1): dec1's
+    features once per look, look-major, each copy times its look's weight, as one broadcast multiply
+    ([1, C, H, W] x [L, 1, 1, 1] -> [L, C, H, W], read as [1, L*C, H, W]). The .mlpackage gets 4 ops (the
+    look weights' cast and reshape, mul, reshape), the .mlmodel 3 layers, where coremltools spells the
+    network's repeat_interleave and repeat as 11 (tile, reshape and transpose chains, 12 layers): 1.3 KB less
+    in the nano network's .mlpackage, 0.3 KB in its .mlmodel (docs/export.md)."""
+    height, width = features.shape[-2:]
+    return (features * look_weights.reshape(looks, 1, 1, 1)).reshape(1, -1, height, width)
 
 
 class ImageOut(nn.Module):
-    """Core ML image outputs are 0-255: scale the [0, 1] prediction."""
+    """Core ML image outputs are 0-255: scale the [0, 1] prediction. Several looks: the look-weighted copies
+    as :func:`broadcast_copies` computes them (the same values)."""
 
     def __init__(self, model: TinyBeauty):
         super().__init__()
         self.model = model
+        looks = len(model.config.looks)
+        if looks > 1:
+            model.residual.weighted_copies = functools.partial(broadcast_copies, looks)
 
-    def forward(self, face: torch.Tensor) -> torch.Tensor:
-        return self.model(face) * 255.0
+    def forward(self, face: torch.Tensor, look_weights: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model(face, look_weights) * 255.0
 
 
 # coremltools draws a tqdm bar for every frontend, MIL pass pipeline and compression pass, into
@@ -82,14 +103,17 @@ def _quiet_coremltools():
 
 
 def convert(model: TinyBeauty, inputs: ExportInputs, convert_to: str, target):
-    """The float Core ML model: RGB image in (scaled to [0, 1] inside), RGB image out."""
+    """The float Core ML model: RGB image in (scaled to [0, 1] inside), RGB image out; several looks:
+    the look weights in too, a float32 [1, L] array."""
     ct = _quiet_coremltools()
     size = inputs.image_size
-    traced = torch.jit.trace(ImageOut(copy.deepcopy(model)).eval(), inputs.example)
+    traced = torch.jit.trace(ImageOut(copy.deepcopy(model)).eval(), inputs.example_args)
+    look_input = [] if inputs.example_looks is None else [
+        ct.TensorType(name=LOOKS_INPUT_NAME, shape=tuple(inputs.example_looks.shape), dtype=np.float32)]
     return ct.convert(
         traced,
         inputs=[ct.ImageType(name=INPUT_NAME, shape=(1, 3, size, size), scale=1 / 255.0,
-                             color_layout=ct.colorlayout.RGB)],
+                             color_layout=ct.colorlayout.RGB), *look_input],
         outputs=[ct.ImageType(name=OUTPUT_NAME, color_layout=ct.colorlayout.RGB)],
         convert_to=convert_to, minimum_deployment_target=target,
     )
@@ -103,6 +127,10 @@ def describe(mlmodel, meta: ExportMeta) -> None:
     mlmodel.version = meta.version
     mlmodel.short_description = meta.description
     mlmodel.input_description[INPUT_NAME] = f"Aligned face, RGB {size}x{size}."
+    if meta.looks_input:  # short: each byte ships, and tinybeauty.look_input holds the whole spec
+        names = ", ".join(look["name"] for look in meta.looks)
+        mlmodel.input_description[LOOKS_INPUT_NAME] = (f"A weight per look ({names}): one-hot picks one, "
+                                                       "a sum of 1 blends.")
     mlmodel.output_description[OUTPUT_NAME] = f"The same face with the makeup style, RGB {size}x{size}."
     mlmodel.user_defined_metadata.update(meta.as_strings())
 
@@ -161,12 +189,16 @@ def dequantized_model(path: Path, model: TinyBeauty) -> tuple[TinyBeauty, dict]:
     return rebuilt, summary
 
 
-def image_io_problems(spec, image_size: int) -> list[str]:
-    """What is wrong with a spec's input and output as an app sees them (image in, image out)."""
-    problems = []
-    (inp,) = spec.description.input
+def image_io_problems(spec, image_size: int, looks: int = 1) -> list[str]:
+    """What is wrong with a spec's inputs and output as an app sees them: image in (and, for ``looks``
+    above one, the look weights, float32 [1, looks]), image out."""
+    expected = [INPUT_NAME] + ([LOOKS_INPUT_NAME] if looks > 1 else [])
+    found = [feature.name for feature in spec.description.input]
+    if found != expected:
+        return [f"expected inputs {expected} (a network of {looks} look{'s' * (looks > 1)}), found {found}"]
+    problems = look_input_problems(spec.description.input[1], looks) if looks > 1 else []
     (out,) = spec.description.output
-    for feature, name in ((inp, INPUT_NAME), (out, OUTPUT_NAME)):
+    for feature, name in ((spec.description.input[0], INPUT_NAME), (out, OUTPUT_NAME)):
         kind = feature.type.WhichOneof("Type")
         if feature.name != name or kind != "imageType":
             problems.append(f"expected image feature {name!r}, found {feature.name!r} of type {kind}")
@@ -176,20 +208,34 @@ def image_io_problems(spec, image_size: int) -> list[str]:
     return problems
 
 
-def check_spec(path: Path, image_size: int) -> dict:
+def look_input_problems(feature, looks: int) -> list[str]:
+    """What is wrong with the look weights input: it must be a float32 MultiArray of shape [1, looks]."""
+    kind = feature.type.WhichOneof("Type")
+    if kind != "multiArrayType":
+        return [f"{LOOKS_INPUT_NAME} is of type {kind}, expected a MultiArray"]
+    array = feature.type.multiArrayType
+    data_type = type(array).ArrayDataType.Name(array.dataType)
+    if list(array.shape) != [1, looks] or data_type != "FLOAT32":
+        return [f"{LOOKS_INPUT_NAME} is {data_type} {list(array.shape)}, expected FLOAT32 [1, {looks}]"]
+    return []
+
+
+def check_spec(path: Path, image_size: int, looks: int = 1) -> dict:
     """Inputs, outputs and layer types as the app will see them. Raises ValueError when off."""
     ct = _quiet_coremltools()
     spec = ct.utils.load_spec(str(path))
-    problems = image_io_problems(spec, image_size)
+    problems = image_io_problems(spec, image_size, looks)
     layer_types = {layer.WhichOneof("layer") for layer in spec.neuralNetwork.layers}
-    if layer_types - EXPECTED_LAYERS:
-        problems.append(f"unexpected layer types {sorted(layer_types - EXPECTED_LAYERS)}")
+    expected_layers = EXPECTED_LAYERS | (LOOK_LAYERS if looks > 1 else set())
+    if layer_types - expected_layers:
+        problems.append(f"unexpected layer types {sorted(layer_types - expected_layers)}")
     scale = spec.neuralNetwork.preprocessing[0].scaler.channelScale if spec.neuralNetwork.preprocessing else 1.0
     if abs(scale - 1 / 255.0) > 1e-6:
         problems.append(f"input scale is {scale}, expected 1/255")
     if problems:
         raise ValueError(f"{path}: " + "; ".join(problems))
-    return {"input": f"{INPUT_NAME}: image RGB {image_size}x{image_size}, scaled by 1/255",
+    look_input = f" + {LOOKS_INPUT_NAME}: MultiArray float32 [1,{looks}]" if looks > 1 else ""
+    return {"input": f"{INPUT_NAME}: image RGB {image_size}x{image_size}, scaled by 1/255{look_input}",
             "output": f"{OUTPUT_NAME}: image RGB {image_size}x{image_size}",
             "spec_version": int(spec.specificationVersion)}
 
@@ -209,11 +255,14 @@ def load(path: Path, threads: int | None = None) -> Runner:
     ct = _quiet_coremltools()
     mlmodel = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.CPU_ONLY)
 
-    def run(faces: np.ndarray) -> np.ndarray:
+    def run(faces: np.ndarray, look_weights: np.ndarray | None = None) -> np.ndarray:
         outputs = []
-        for face in faces:
+        for index, face in enumerate(faces):
             image = Image.fromarray(np.clip(np.round(face.transpose(1, 2, 0) * 255), 0, 255).astype(np.uint8))
-            made_up = mlmodel.predict({INPUT_NAME: image})[OUTPUT_NAME]
+            feeds = {INPUT_NAME: image}
+            if look_weights is not None:  # one row per face, as the file takes it: [1, L]
+                feeds[LOOKS_INPUT_NAME] = np.ascontiguousarray(look_weights[index:index + 1], dtype=np.float32)
+            made_up = mlmodel.predict(feeds)[OUTPUT_NAME]
             outputs.append(np.asarray(made_up.convert("RGB"), np.float32).transpose(2, 0, 1) / 255.0)
         return np.stack(outputs)
 
@@ -222,7 +271,7 @@ def load(path: Path, threads: int | None = None) -> Runner:
 
 def stand_in(path: Path, model: TinyBeauty, faces: torch.Tensor,
              look_weights: torch.Tensor | None = None) -> tuple[np.ndarray, list[str]]:
-    spec = check_spec(path, int(faces.shape[-1]))
+    spec = check_spec(path, int(faces.shape[-1]), len(model.config.looks))
     rebuilt, summary = dequantized_model(path, model)
     with torch.no_grad():
         outputs = rebuilt(faces, look_weights).numpy()

@@ -1,14 +1,16 @@
 """Core ML ML Program (``.mlpackage``): the format Apple recommends for new apps (iOS 16+).
 
-Same interface as the ``.mlmodel``: an RGB image in (``CVPixelBuffer``, scaled to [0, 1] inside)
-and the made-up RGB image out, with the same metadata and provenance. The package is a folder;
+Same interface as the ``.mlmodel``: an RGB image in (``CVPixelBuffer``, scaled to [0, 1] inside),
+for a network of several looks the look weights too (``look_weights``, float32 [1, L]), and the made-up
+RGB image out, with the same metadata and provenance. The package is a folder;
 its size is the total of every file in it, and the manifest's sha256 is over its files
 (``models.atomic.sha256_tree``).
 
 Weights are palettized per tensor (k-means look-up tables, native in ML Programs; grouped
 channels would need iOS 18), with a bit width chosen per convolution on the export's check
 faces: every layer starts at 8 bits; from the largest layer down, each takes the fewest bits
-of (4, 6) that keep the stand-in's ground-truth PSNR within ``MAX_DROP_DB`` of PyTorch. The
+of (4, 6) that keep the stand-in's ground-truth PSNR within ``MAX_DROP_DB`` of PyTorch (for several
+looks, each look's on its own check faces, through its one-hot input: the worst look decides). The
 small edge layers (the stem and the head) are the sensitive ones and keep more bits. The
 chosen widths and the size/quality path of the search are stored in the package's metadata
 (``tinybeauty.weight_bits``, ``tinybeauty.size_quality``), and the benchmark plots them.
@@ -37,7 +39,7 @@ import torch
 from torch import nn
 
 from export import coreml_format
-from export.common import ExportInputs, ExportMeta
+from export.common import LOOKS_INPUT_NAME, ExportInputs, ExportMeta
 from export.runtime import Runner
 from models.atomic import tree_bytes
 from models.gates import MAX_PSNR_DROP_DB
@@ -215,10 +217,23 @@ def stored_model(path: Path, model: TinyBeauty) -> tuple[TinyBeauty, dict]:
     return rebuilt, {"convolutions": len(convs_ml), "palettized": int(compressed), "spec": spec}
 
 
-def _drop_db(path: Path, model: TinyBeauty, inputs: ExportInputs, reference_db: float) -> float:
-    rebuilt, _ = stored_model(path, model)
+def _psnr_by_look(model: TinyBeauty, inputs: ExportInputs) -> list[float]:
+    """Ground-truth PSNR of ``model`` on each look's check faces (each through its one-hot look weights);
+    one figure, over every check face, for a one-look network."""
     with torch.no_grad():
-        return reference_db - mean_psnr_db(rebuilt(inputs.val_source), inputs.val_target)
+        outputs = model(inputs.val_source, inputs.val_looks)
+    if inputs.val_looks is None:
+        return [mean_psnr_db(outputs, inputs.val_target)]
+    rows = [inputs.val_looks[:, look] == 1 for look in range(inputs.val_looks.shape[1])]
+    return [mean_psnr_db(outputs[picked], inputs.val_target[picked]) for picked in rows]
+
+
+def _drop_db(path: Path, model: TinyBeauty, inputs: ExportInputs, reference_db: list[float]) -> float:
+    """The PSNR the package's stored weights lose against PyTorch: the worst look's, so every look keeps
+    the margin the export's per-look gate needs."""
+    rebuilt, _ = stored_model(path, model)
+    return max(reference - stored for reference, stored in zip(reference_db, _psnr_by_look(rebuilt, inputs),
+                                                               strict=True))
 
 
 def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta) -> Path:
@@ -227,8 +242,7 @@ def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta
     _, program = _program_of(float_model, path)
     convs = [op for op in program.functions["main"].operations if op.op_type == "conv"]
     sizes = {_weight_name(op): int(np.prod(op.weight.shape)) for op in convs}
-    with torch.no_grad():
-        reference_db = mean_psnr_db(model(inputs.val_source), inputs.val_target)
+    reference_db = _psnr_by_look(model, inputs)
     trial, best = (path.with_name(f"{path.stem}.{name}.mlpackage") for name in ("trial", "best"))
 
     def build(bits: dict[str, int]) -> tuple[int, float]:
@@ -287,13 +301,15 @@ def _short(weight_name: str) -> str:
 def stand_in(path: Path, model: TinyBeauty, faces: torch.Tensor,
              look_weights: torch.Tensor | None = None) -> tuple[np.ndarray, list[str]]:
     rebuilt, summary = stored_model(path, model)
-    problems = coreml_format.image_io_problems(summary["spec"], int(faces.shape[-1]))
+    looks = len(model.config.looks)
+    problems = coreml_format.image_io_problems(summary["spec"], int(faces.shape[-1]), looks)
     if problems:
         raise ValueError(f"{path}: " + "; ".join(problems))
     with torch.no_grad():
         outputs = rebuilt(faces, look_weights).numpy()
     bits = read_metadata(path).get("tinybeauty.weight_bits", "?")
-    checks = ["spec: ML Program (iOS16), image in (RGB, scaled by 1/255) -> image out",
+    look_input = f" + {LOOKS_INPUT_NAME} (MultiArray float32 [1,{looks}])" if looks > 1 else ""
+    checks = [f"spec: ML Program (iOS16), image in (RGB, scaled by 1/255){look_input} -> image out",
               f"weights: {summary['palettized']}/{summary['convolutions']} convolutions palettized (bits {bits}), "
               "de-palettized from the package into PyTorch and run (activations in fp32, as a weights-only check)"]
     return outputs, checks
