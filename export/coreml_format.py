@@ -52,7 +52,7 @@ def broadcast_copies(looks: int, features: torch.Tensor, look_weights: torch.Ten
     features once per look, look-major, each copy times its look's weight, as one broadcast multiply
     ([1, C, H, W] x [L, 1, 1, 1] -> [L, C, H, W], read as [1, L*C, H, W]). The .mlpackage gets 4 ops (the
     look weights' cast and reshape, mul, reshape), the .mlmodel 3 layers, where coremltools spells the
-    network's repeat_interleave and repeat as 11 (tile, reshape and transpose chains, 12 layers): 1.3 KB less
+    network's repeat_interleave and repeat as 11 ops, 10 layers (tile, reshape and transpose chains): 1.3 KB less
     in the nano network's .mlpackage, 0.3 KB in its .mlmodel (docs/export.md)."""
     height, width = features.shape[-2:]
     return (features * look_weights.reshape(looks, 1, 1, 1)).reshape(1, -1, height, width)
