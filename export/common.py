@@ -153,8 +153,8 @@ class ExportMeta:
         return len(self.looks) > 1
 
     def looks_spec(self) -> str:
-        names = ", ".join(look["name"] for look in self.looks)
-        return (f"{LOOKS_INPUT_NAME}: float32 [1,{len(self.looks)}] in [0,1], one weight per look ({names}); "
+        """The look input in words (the looks' names are ``tinybeauty.looks``, in the order of its weights)."""
+        return (f"{LOOKS_INPUT_NAME}: float32 [1,{len(self.looks)}] in [0,1], one weight per look of tinybeauty.looks; "
                 "one-hot picks a look, weights adding up to 1 blend looks")
 
     def io_spec(self, name: str) -> str:
