@@ -6,6 +6,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 
 DATA ?=
+# The built-in looks to train into one network (one file serves them all), e.g. LOOKS=berry,natural,classic,smoky;
+# empty: the built-in berry look alone.
+LOOKS ?=
 EPOCHS ?=
 PRESET ?=
 OUT ?= tinybeauty_model
@@ -17,7 +20,8 @@ EXPORT_ARGS ?=
 BENCH_ARGS ?=
 TEST_ARGS ?=
 
-TRAIN_FLAGS := --out $(OUT) $(if $(DATA),--data $(DATA)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
+TRAIN_FLAGS := --out $(OUT) $(if $(DATA),--data $(DATA)) $(if $(LOOKS),--looks $(LOOKS)) \
+               $(if $(EPOCHS),--epochs $(EPOCHS)) \
                $(if $(PRESET),--preset $(PRESET)) $(TRAIN_ARGS)
 
 .PHONY: setup train export bench web test test-fast lint clean

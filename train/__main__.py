@@ -72,6 +72,7 @@ from train.config import (
     PRESETS,
     QAT_SHARE,
     TrainConfig,
+    preset_values,
 )
 from train.look_options import add_look_options, look_options, look_problems
 from train.looks import LOOKS
@@ -99,8 +100,9 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, set[str]]:
     except ValueError as error:
         parser.error(str(error))
     # An added look takes its schedule from the run of --from (train/add_look.py), not from a preset.
-    preset_values = {} if "add_look" in given else PRESETS[preset]
-    values = {**asdict(defaults), **preset_values, **given, "preset": preset}
+    looks = len(given.get("looks") or ())
+    from_preset = {} if "add_look" in given else preset_values(preset, looks)
+    values = {**asdict(defaults), **from_preset, **given, "preset": preset}
     if values["qat_epochs"] is None:
         values["qat_epochs"] = round(values["epochs"] * QAT_SHARE)
     config = TrainConfig(**values)

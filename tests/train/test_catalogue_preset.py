@@ -1,0 +1,19 @@
+"""The CPU preset is a time budget: a catalogue of looks shares its epochs out (an epoch holds every look's
+pairs), and anything given on the command line, or another preset, is left as given."""
+
+import pytest
+
+from train.__main__ import parse_args
+
+
+@pytest.mark.parametrize(("argv", "epochs", "qat_epochs"), [
+    ([], 120, 10),
+    (["--looks", "berry"], 120, 10),
+    (["--looks", "berry,smoky"], 60, 5),
+    (["--looks", "berry,natural,classic,smoky"], 30, 2),
+    (["--looks", "berry,natural,classic,smoky", "--epochs", "12"], 12, 1),
+    (["--looks", "berry,natural,classic,smoky", "--preset", "paper"], 50, 4),
+])
+def test_the_cpu_preset_shares_its_epochs_between_the_looks(argv, epochs, qat_epochs, tmp_path):
+    config, _ = parse_args([*argv, "--out", str(tmp_path / "run")])
+    assert (config.epochs, config.qat_epochs) == (epochs, qat_epochs)
