@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.common import ExportInputs, ExportMeta, FloatResidualAdd, pin_activation_ranges
+from export.common import ExportInputs, ExportMeta, FloatResidualAdd, broadcast_residual, pin_activation_ranges
 from export.runtime import Runner, RuntimeUnavailable
 from models.tinybeauty import TinyBeauty, quantized_outputs
 
@@ -41,7 +41,7 @@ def quantize_residual(model: TinyBeauty, inputs: ExportInputs) -> torch.fx.Graph
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-    graph = torch.export.export(model.residual.eval(), inputs.example_args, strict=False).module()
+    graph = torch.export.export(broadcast_residual(model).eval(), inputs.example_args, strict=False).module()
     prepared = prepare_pt2e(graph, quantizer)
     with torch.no_grad():
         for args in inputs.calibration_args():

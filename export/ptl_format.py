@@ -14,7 +14,6 @@ torch 2.13 marks the lite interpreter deprecated in favour of ExecuTorch, whose 
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import logging
 import zipfile
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from export.common import ExportInputs, ExportMeta, FloatResidualAdd, pin_activation_ranges
+from export.common import ExportInputs, ExportMeta, FloatResidualAdd, broadcast_residual, pin_activation_ranges
 from export.runtime import Runner
 from models.atomic import atomic_path
 from models.tinybeauty import TinyBeauty, quantized_outputs
@@ -65,7 +64,7 @@ def quantize_residual(model: TinyBeauty, inputs: ExportInputs) -> nn.Module:
         # (Left in float, FX still fed the first cat quantized tensors of two scales, and
         # quantized cat then reads both with the first one's scale.)
         mapping = QConfigMapping().set_global(qconfig)
-        prepared = prepare_fx(copy.deepcopy(model.residual).eval(), mapping, inputs.example_args,
+        prepared = prepare_fx(broadcast_residual(model).eval(), mapping, inputs.example_args,
                               backend_config=backend)
         with torch.no_grad():
             for args in inputs.calibration_args():

@@ -13,6 +13,7 @@ from conftest import IMAGE_SIZE, train_args
 from export.__main__ import main as export_main
 from export.formats import BY_NAME
 from export.loading import load_model
+from export.runtime import run_in_batches_of_one
 from models.checkpoint import load_checkpoint
 from models.gates import BLEND_MIN_PSNR_VS_PYTORCH_DB
 from models.tinybeauty import VARIANTS, build_model
@@ -69,8 +70,7 @@ def pytorch(checkpoint, faces, weights):
 
 
 def file_outputs(path, name, faces, weights):
-    runner = BY_NAME[name].load(path)
-    return np.concatenate([runner(face[None].numpy(), looks[None].numpy()) for face, looks in zip(faces, weights)])
+    return run_in_batches_of_one(BY_NAME[name].load(path), faces.numpy(), weights.numpy())
 
 
 def assert_close(outputs, reference):
@@ -151,3 +151,17 @@ def test_channel_repeats_become_concatenations_of_the_same_tensor():
     assert not [node for node in graph.graph.nodes if node.target == torch.ops.aten.repeat.default]
     with torch.no_grad():
         assert torch.allclose(graph(face, look_weights=looks), model(face, looks), atol=1e-6)
+
+
+def test_broadcast_copies_are_the_networks_copies():
+    """The .ptl and .pte exports' form of the looks' copies (one broadcast Mul) is the model's, exactly."""
+    from export.common import broadcast_copies, broadcast_residual
+
+    model = build_model(replace(VARIANTS["nano"], looks=("berry", "smoky", "natural")))
+    features, looks = torch.rand(2, 8, 16, 16), torch.tensor([[0.2, 0.3, 0.5], [0.0, 1.0, 0.0]])
+    assert torch.equal(broadcast_copies(features, looks), model.residual.weighted_copies(features, looks))
+    face = torch.rand(2, 3, IMAGE_SIZE, IMAGE_SIZE)
+    with torch.no_grad():
+        assert torch.equal(broadcast_residual(model)(face, looks), model.residual(face, looks))
+    one_look = build_model("nano")
+    assert "weighted_copies" not in vars(broadcast_residual(one_look))  # one look: the network as it is
