@@ -13,7 +13,9 @@ activations: ``int8_activations`` in export/formats.py) is what keeps the skips'
 Provenance: a constant method ``tinybeauty_metadata`` returns the JSON of
 :meth:`ExportMeta.as_strings` as a uint8 tensor (``read_metadata``).
 
-Input ``face``: float32 NCHW [1, 3, S, S] in [0, 1]; output: the made-up face, same layout.
+Input ``face``: float32 NCHW [1, 3, S, S] in [0, 1]; output: the made-up face, same layout. A network of
+several looks takes ``look_weights`` (float32 [1, L]) as the second input; its looks' copies are one
+broadcast Mul (``broadcast_copies`` in export/common.py), which XNNPACK runs with the rest.
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ the clamp stay in float, so the output keeps full precision where the image is u
 ``optimize_for_mobile`` needs an XNNPACK build of torch; on builds without it (the CPU wheel used
 here) ``torch.jit.freeze`` does the folding instead, and the export log says so in one line.
 
+A network of several looks: ``forward(face, look_weights)`` (float32 [1, L]; one-hot picks a look), its
+looks' copies one broadcast Mul (``broadcast_copies`` in export/common.py).
+
 torch 2.13 marks the lite interpreter deprecated in favour of ExecuTorch, whose ``.pte`` file
 (export/pte_format.py) is exported beside this one; ``.ptl`` stays for apps on PyTorch Mobile.
 """

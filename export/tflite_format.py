@@ -10,7 +10,10 @@ For app developers: input ``face`` is **float32 NHWC [1, S, S, 3], RGB in [0, 1]
 ``Bitmap``'s pixels divided by 255, in the order they come); output is the made-up face in the
 same layout and range. Quantize/dequantize happen inside the model, so the app needs no scale
 or zero point. Channels-last float I/O is what an Android app feeds most simply, and it gave the
-smallest file.
+smallest file. A network of several looks takes a second input, ``look_weights`` (signature name;
+float32 [1, L], one weight per look, one-hot picks a look), kept float up to the Mul that weights the
+looks' copies of dec1 (:func:`float_look_weights`); the copies are a concatenation
+(:func:`channel_repeats_as_concatenations`).
 
 Provenance: a ``tinybeauty`` entry in the flatbuffer's metadata table holds the JSON of
 :meth:`ExportMeta.as_strings` (``read_metadata``).
