@@ -122,8 +122,8 @@ def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta
 
     quantizer = _quantizer()
     litert_torch.progress.console.quiet = True  # its per-stage progress lines are not part of our report
-    face, looks = by_keyword(inputs.example_args)
-    graph = torch.export.export(FloatResidualAdd(model.residual).eval(), face, kwargs=looks).module()
+    example_face, example_looks = by_keyword(inputs.example_args)
+    graph = torch.export.export(FloatResidualAdd(model.residual).eval(), example_face, kwargs=example_looks).module()
     channel_repeats_as_concatenations(graph)
     prepared = prepare_pt2e(graph, quantizer)
     with torch.no_grad():
@@ -135,8 +135,7 @@ def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta
     quantized = move_exported_model_to_eval(convert_pt2e(prepared, fold_quantize=False))
     channels_last = litert_torch.to_channel_last_io(quantized, args=[0], outputs=[0])
     example = inputs.example.permute(0, 2, 3, 1).contiguous()
-    _, looks = by_keyword(inputs.example_args)
-    edge = litert_torch.convert(channels_last, (example,), looks or None,
+    edge = litert_torch.convert(channels_last, (example,), example_looks or None,
                                 quant_config=QuantConfig(pt2e_quantizer=quantizer))
     edge.export(str(path))
     add_metadata(path, meta.as_strings())
