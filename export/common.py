@@ -4,6 +4,7 @@ Running a file: the runner type is ``export/runtime.py``, loading any file by it
 
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.metadata
 import json
@@ -19,7 +20,7 @@ import torch
 from models.atomic import process_running
 from models.int8 import output_of
 from models.metrics import psnr_db
-from models.tinybeauty import QuantizedOutput
+from models.tinybeauty import QuantizedOutput, ResidualUNet, TinyBeauty
 
 INPUT_NAME = "face"
 LOOKS_INPUT_NAME = "look_weights"  # several looks only: float32 [1, L], one weight per look (models/look_choice.py)
@@ -45,6 +46,25 @@ class FloatResidualAdd(torch.nn.Module):
     def forward(self, face: torch.Tensor, look_weights: torch.Tensor | None = None) -> torch.Tensor:
         residual = self.residual(face) if look_weights is None else self.residual(face, look_weights)
         return torch.clamp(face + residual, 0.0, 1.0)
+
+
+def broadcast_copies(features: torch.Tensor, look_weights: torch.Tensor) -> torch.Tensor:
+    """``ResidualUNet.weighted_copies`` as one broadcast Mul, float-exact: ``features`` [N, C, H, W] viewed
+    as [N, 1, C, H, W] times the weights as [N, L, 1, 1, 1], the product viewed as [N, L*C, H, W] (look-major,
+    as the head's slices are). No repeat: ExecuTorch's XNNPACK delegate takes none (the model's repeat and
+    its neighbours ran in portable kernels, between two delegate partitions), and the lite interpreter runs
+    fewer ops with no shape reads. The .ptl and .pte exports use it (:func:`broadcast_residual`)."""
+    weights = look_weights.unsqueeze(2).unsqueeze(3).unsqueeze(4)  # no shape read: FX traces it too
+    return (features.unflatten(1, (1, -1)) * weights).flatten(1, 2)
+
+
+def broadcast_residual(model: TinyBeauty) -> ResidualUNet:
+    """A copy of ``model``'s residual network whose looks' copies are :func:`broadcast_copies` (several
+    looks; one look is the network as it is). Same modules and names, so the trained ranges still pin."""
+    residual = copy.deepcopy(model.residual)
+    if residual.looks > 1:
+        residual.weighted_copies = broadcast_copies  # an instance attribute: called without self
+    return residual
 
 
 @dataclass

@@ -13,7 +13,9 @@ activations: ``int8_activations`` in export/formats.py) is what keeps the skips'
 Provenance: a constant method ``tinybeauty_metadata`` returns the JSON of
 :meth:`ExportMeta.as_strings` as a uint8 tensor (``read_metadata``).
 
-Input ``face``: float32 NCHW [1, 3, S, S] in [0, 1]; output: the made-up face, same layout.
+Input ``face``: float32 NCHW [1, 3, S, S] in [0, 1]; output: the made-up face, same layout. A network of
+several looks takes ``look_weights`` (float32 [1, L]) as the second input; its looks' copies are one
+broadcast Mul (``broadcast_copies`` in export/common.py), which XNNPACK runs with the rest.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.common import ExportInputs, ExportMeta, FloatResidualAdd, pin_activation_ranges
+from export.common import ExportInputs, ExportMeta, FloatResidualAdd, broadcast_residual, pin_activation_ranges
 from export.runtime import Runner, RuntimeUnavailable
 from models.tinybeauty import TinyBeauty, quantized_outputs
 
@@ -41,11 +43,11 @@ def quantize_residual(model: TinyBeauty, inputs: ExportInputs) -> torch.fx.Graph
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-    graph = torch.export.export(model.residual.eval(), (inputs.example,), strict=False).module()
+    graph = torch.export.export(broadcast_residual(model).eval(), inputs.example_args, strict=False).module()
     prepared = prepare_pt2e(graph, quantizer)
     with torch.no_grad():
-        for face in inputs.calibration:
-            prepared(face[None])
+        for args in inputs.calibration_args():
+            prepared(*args)
     if inputs.activation_ranges:
         pin_activation_ranges(prepared, inputs.activation_ranges, quantized_outputs(model.config))
     return convert_pt2e(prepared)
@@ -56,7 +58,7 @@ def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta
     from executorch.exir import to_edge_transform_and_lower
 
     wrapped = FloatResidualAdd(quantize_residual(model, inputs))  # no .eval(): exported graphs refuse it
-    program = torch.export.export(wrapped, (inputs.example,), strict=False)
+    program = torch.export.export(wrapped, inputs.example_args, strict=False)
     metadata = torch.tensor(list(json.dumps(meta.as_strings(), sort_keys=True).encode()), dtype=torch.uint8)
     edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()],
                                        constant_methods={METADATA_METHOD: metadata})
@@ -81,8 +83,9 @@ def load(path: Path, threads: int | None = None) -> Runner:
         portable_lib._unsafe_reset_threadpool(threads)
     method = runtime.load_program(Path(path)).load_method("forward")
 
-    def run(faces: np.ndarray) -> np.ndarray:
-        made_up = method.execute([torch.from_numpy(np.ascontiguousarray(faces, dtype=np.float32))])[0]
+    def run(faces: np.ndarray, look_weights: np.ndarray | None = None) -> np.ndarray:
+        args = [faces] if look_weights is None else [faces, look_weights]
+        made_up = method.execute([torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in args])[0]
         return made_up.numpy().copy()  # the runtime reuses its output buffer on the next call
 
     return run

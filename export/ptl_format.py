@@ -7,6 +7,9 @@ the clamp stay in float, so the output keeps full precision where the image is u
 ``optimize_for_mobile`` needs an XNNPACK build of torch; on builds without it (the CPU wheel used
 here) ``torch.jit.freeze`` does the folding instead, and the export log says so in one line.
 
+A network of several looks: ``forward(face, look_weights)`` (float32 [1, L]; one-hot picks a look), its
+looks' copies one broadcast Mul (``broadcast_copies`` in export/common.py).
+
 torch 2.13 marks the lite interpreter deprecated in favour of ExecuTorch, whose ``.pte`` file
 (export/pte_format.py) is exported beside this one; ``.ptl`` stays for apps on PyTorch Mobile.
 """
@@ -14,7 +17,6 @@ torch 2.13 marks the lite interpreter deprecated in favour of ExecuTorch, whose 
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import logging
 import zipfile
@@ -24,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from export.common import ExportInputs, ExportMeta, FloatResidualAdd, pin_activation_ranges
+from export.common import ExportInputs, ExportMeta, FloatResidualAdd, broadcast_residual, pin_activation_ranges
 from export.runtime import Runner
 from models.atomic import atomic_path
 from models.tinybeauty import TinyBeauty, quantized_outputs
@@ -65,10 +67,11 @@ def quantize_residual(model: TinyBeauty, inputs: ExportInputs) -> nn.Module:
         # (Left in float, FX still fed the first cat quantized tensors of two scales, and
         # quantized cat then reads both with the first one's scale.)
         mapping = QConfigMapping().set_global(qconfig)
-        prepared = prepare_fx(copy.deepcopy(model.residual).eval(), mapping, (inputs.example,), backend_config=backend)
+        prepared = prepare_fx(broadcast_residual(model).eval(), mapping, inputs.example_args,
+                              backend_config=backend)
         with torch.no_grad():
-            for face in inputs.calibration:
-                prepared(face[None])
+            for args in inputs.calibration_args():
+                prepared(*args)
         if inputs.activation_ranges:
             pin_activation_ranges(prepared, inputs.activation_ranges, quantized_outputs(model.config))
         return convert_fx(prepared, backend_config=backend)
@@ -77,7 +80,7 @@ def quantize_residual(model: TinyBeauty, inputs: ExportInputs) -> nn.Module:
 def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta) -> Path:
     with quantized_engine():
         wrapped = FloatResidualAdd(quantize_residual(model, inputs)).eval()
-        traced = torch.jit.trace(wrapped, inputs.example)
+        traced = torch.jit.trace(wrapped, inputs.example_args)
         scripted = optimized_for_mobile(traced)
         extra = {METADATA_FILE: json.dumps(meta.as_strings(), sort_keys=True)}
         scripted._save_for_lite_interpreter(str(path), _extra_files=extra)
@@ -119,9 +122,10 @@ def load(path: Path, threads: int | None = None) -> Runner:
     if threads:  # process-wide in torch: set once here, not inside the timed call
         torch.set_num_threads(threads)
 
-    def run(faces: np.ndarray) -> np.ndarray:
+    def run(faces: np.ndarray, look_weights: np.ndarray | None = None) -> np.ndarray:
+        args = [faces] if look_weights is None else [faces, look_weights]
         with quantized_engine(), torch.no_grad():
-            return module(torch.from_numpy(np.ascontiguousarray(faces, dtype=np.float32))).numpy()
+            return module(*(torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in args)).numpy()
 
     return run
 

@@ -10,7 +10,10 @@ For app developers: input ``face`` is **float32 NHWC [1, S, S, 3], RGB in [0, 1]
 ``Bitmap``'s pixels divided by 255, in the order they come); output is the made-up face in the
 same layout and range. Quantize/dequantize happen inside the model, so the app needs no scale
 or zero point. Channels-last float I/O is what an Android app feeds most simply, and it gave the
-smallest file.
+smallest file. A network of several looks takes a second input, ``look_weights`` (signature name;
+float32 [1, L], one weight per look, one-hot picks a look), kept float up to the Mul that weights the
+looks' copies of dec1 (:func:`float_look_weights`); the copies are a concatenation
+(:func:`channel_repeats_as_concatenations`).
 
 Provenance: a ``tinybeauty`` entry in the flatbuffer's metadata table holds the JSON of
 :meth:`ExportMeta.as_strings` (``read_metadata``).
@@ -25,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.common import ExportInputs, ExportMeta, FloatResidualAdd, pin_activation_ranges
+from export.common import LOOKS_INPUT_NAME, ExportInputs, ExportMeta, FloatResidualAdd, pin_activation_ranges
 from export.runtime import Runner, RuntimeUnavailable
 from models.tinybeauty import TinyBeauty, quantized_outputs
 
@@ -58,9 +61,56 @@ def _quantizer():
                     node.meta["quantization_annotation"] = QuantizationAnnotation(
                         input_qspec_map={producer: self.global_config.input_activation},
                         output_qspec=SharedQuantizationSpec((producer, node)), _annotated=True)
+            float_look_weights(model)
             return model
 
     return Quantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
+
+
+def float_look_weights(graph: torch.fx.GraphModule) -> int:
+    """Leave the look weights float up to and including the Mul that weights the looks' copies of dec1
+    (several looks; a one-look graph has no such input). Quantized there, the converter folds their
+    Quantize into the input, and the file would take int8 look weights instead of float32 ones. The Mul
+    reads dec1's int8 copies dequantized, and the head's conv quantizes its output (pinned to dec1's trained
+    range, as the copies take). Returns how many annotations were dropped."""
+    looks = [node for node in graph.graph.nodes if node.op == "placeholder" and node.name == LOOKS_INPUT_NAME]
+    dropped, frontier = 0, list(looks)
+    while frontier:
+        for user in frontier.pop().users:
+            dropped += int(user.meta.pop("quantization_annotation", None) is not None)
+            if user.target != torch.ops.aten.mul.Tensor:
+                frontier.append(user)
+    return dropped
+
+
+def by_keyword(args: tuple[torch.Tensor, ...]) -> tuple[tuple[torch.Tensor], dict[str, torch.Tensor]]:
+    """The network's inputs as ``(face,)`` and the look weights by keyword (several looks; else none):
+    LiteRT names an input given by keyword after it (``look_weights``), a positional one ``args_N``."""
+    return args[:1], dict(zip([LOOKS_INPUT_NAME], args[1:], strict=False))
+
+
+def channel_repeats_as_concatenations(graph: torch.fx.GraphModule) -> int:
+    """Each ``repeat`` of a feature map along its channels (a several-look network's copies of dec1, one per
+    look) as the concatenation of those copies, the same tensor. litert-torch's layout pass moves feature maps
+    to channels-last but leaves a repeat's counts as they were, so a channel repeat became a repeat of rows
+    (the conversion then fails on the look-weighted Mul's shapes); a concatenation it moves right. Returns
+    how many were rewritten (none in a one-look network)."""
+    rewritten = 0
+    for node in list(graph.graph.nodes):
+        if node.target != torch.ops.aten.repeat.default:
+            continue
+        source, counts = node.args
+        if len(counts) != 4 or [counts[0], *counts[2:]] != [1, 1, 1]:
+            raise RuntimeError(f"a repeat by {list(counts)}: only a repeat along the channels (the looks' "
+                               "copies, [1, L, 1, 1]) is expected in the network")
+        with graph.graph.inserting_after(node):
+            concatenation = graph.graph.call_function(torch.ops.aten.cat.default, ([source] * counts[1], 1))
+        concatenation.meta = dict(node.meta)
+        node.replace_all_uses_with(concatenation)
+        graph.graph.erase_node(node)
+        rewritten += 1
+    graph.recompile()
+    return rewritten
 
 
 def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta) -> Path:
@@ -72,17 +122,21 @@ def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta
 
     quantizer = _quantizer()
     litert_torch.progress.console.quiet = True  # its per-stage progress lines are not part of our report
-    graph = torch.export.export(FloatResidualAdd(model.residual).eval(), (inputs.example,)).module()
+    example_face, example_looks = by_keyword(inputs.example_args)
+    graph = torch.export.export(FloatResidualAdd(model.residual).eval(), example_face, kwargs=example_looks).module()
+    channel_repeats_as_concatenations(graph)
     prepared = prepare_pt2e(graph, quantizer)
     with torch.no_grad():
-        for face in inputs.calibration:
-            prepared(face[None])
+        for args in inputs.calibration_args():
+            face, looks = by_keyword(args)
+            prepared(*face, **looks)
     if inputs.activation_ranges:
         pin_activation_ranges(prepared, inputs.activation_ranges, quantized_outputs(model.config))
     quantized = move_exported_model_to_eval(convert_pt2e(prepared, fold_quantize=False))
     channels_last = litert_torch.to_channel_last_io(quantized, args=[0], outputs=[0])
     example = inputs.example.permute(0, 2, 3, 1).contiguous()
-    edge = litert_torch.convert(channels_last, (example,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
+    edge = litert_torch.convert(channels_last, (example,), example_looks or None,
+                                quant_config=QuantConfig(pt2e_quantizer=quantizer))
     edge.export(str(path))
     add_metadata(path, meta.as_strings())
     return path
@@ -126,10 +180,15 @@ def load(path: Path, threads: int | None = None) -> Runner:
 
     interpreter = Interpreter(model_path=str(path), num_threads=threads or None)
     interpreter.allocate_tensors()
-    (face,), (made_up,) = interpreter.get_input_details(), interpreter.get_output_details()
+    looks = [i for i in interpreter.get_input_details() if LOOKS_INPUT_NAME in i["name"]]
+    (face,) = [i for i in interpreter.get_input_details() if LOOKS_INPUT_NAME not in i["name"]]
+    (made_up,) = interpreter.get_output_details()
 
-    def run(faces: np.ndarray) -> np.ndarray:  # NCHW in and out, like every runner; the file is NHWC
+    def run(faces: np.ndarray, look_weights: np.ndarray | None = None) -> np.ndarray:
+        # NCHW in and out, like every runner; the file is NHWC
         interpreter.set_tensor(face["index"], np.ascontiguousarray(faces.transpose(0, 2, 3, 1), dtype=np.float32))
+        for look_input in looks:  # several looks: the file's second input
+            interpreter.set_tensor(look_input["index"], np.ascontiguousarray(look_weights, dtype=np.float32))
         interpreter.invoke()
         return interpreter.get_tensor(made_up["index"]).transpose(0, 3, 1, 2).copy()
 

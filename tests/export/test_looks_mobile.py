@@ -1,0 +1,167 @@
+"""The look input of the mobile files (.ptl, .pte, .tflite) of a network of several looks: each file takes
+``look_weights`` (float32 [1, L]) beside the face, one-hot gives each look as PyTorch does, a blend gives
+PyTorch's blend, and the catalogue travels inside the file (read_metadata, load_model)."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from conftest import IMAGE_SIZE, train_args
+
+from export.__main__ import main as export_main
+from export.formats import BY_NAME
+from export.loading import load_model
+from export.runtime import run_in_batches_of_one
+from models.checkpoint import load_checkpoint
+from models.gates import BLEND_MIN_PSNR_VS_PYTORCH_DB
+from models.tinybeauty import VARIANTS, build_model
+from train.__main__ import main as train_main
+from train.synthetic import write_dataset
+
+MOBILE = ["ptl", "pte", "tflite"]
+LOOKS = ["berry", "smoky"]
+SHORT = ["--epochs", "2", "--qat-epochs", "1", "--threads", "1", "--eye-mask", "labels"]
+# As the one-look files are held to in tests/export/test_export.py: int8 vs fp32, on [0, 1] pixels.
+TOLERANCE = 0.08
+
+
+@pytest.fixture(scope="module")
+def look_folders(tmp_path_factory):
+    """Two looks' pair folders under one parent: berry on 16 faces, smoky on 12."""
+    parent = tmp_path_factory.mktemp("looks")
+    write_dataset(parent / "berry", n=16, size=IMAGE_SIZE, workers=1, look="berry")
+    write_dataset(parent / "smoky", n=12, size=IMAGE_SIZE, workers=1, look="smoky")
+    return parent
+
+
+def look_args(parent, out, *extra):
+    args = train_args(parent / "berry", out, *SHORT, *extra)
+    at = args.index("--data")
+    return args[:at] + ["--data", f"berry={parent / 'berry'}", "--data", f"smoky={parent / 'smoky'}"] + args[at + 2:]
+
+
+@pytest.fixture(scope="module")
+def two_look_checkpoint(look_folders, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert train_main(look_args(look_folders, out)) == 0
+    return out / "tinybeauty_best_psnr.pt"
+
+
+@pytest.fixture(scope="module")
+def mobile_files(two_look_checkpoint, tmp_path_factory):
+    """The mobile formats exported from the two-look checkpoint (real converters, real runtimes)."""
+    out = tmp_path_factory.mktemp("artifacts")
+    assert export_main(["--checkpoint", str(two_look_checkpoint), "--out", str(out), "--formats", *MOBILE,
+                        "--calibration-images", "8", "--val-images", "4"]) == 0
+    return out
+
+
+def record_of(folder, name):
+    manifest = json.loads((folder / "manifest.json").read_text())
+    return next(r for r in manifest["artifacts"] if r["format"] == name)
+
+
+def pytorch(checkpoint, faces, weights):
+    model, _ = load_checkpoint(checkpoint)
+    with torch.no_grad():
+        return model(faces, weights).numpy()
+
+
+def file_outputs(path, name, faces, weights):
+    return run_in_batches_of_one(BY_NAME[name].load(path), faces.numpy(), weights.numpy())
+
+
+def assert_close(outputs, reference):
+    assert outputs.shape == reference.shape and np.isfinite(outputs).all()
+    assert np.abs(outputs - reference).mean() < TOLERANCE / 4
+    assert np.abs(outputs - reference).max() < TOLERANCE * 3
+
+
+@pytest.mark.slow  # renders pairs and trains
+@pytest.mark.parametrize("name", MOBILE)
+def test_one_hot_gives_each_look_as_pytorch_does(mobile_files, two_look_checkpoint, name):
+    path = mobile_files / BY_NAME[name].filename
+    faces = torch.rand(2, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(0))
+    ours, theirs = [], []
+    for index in range(len(LOOKS)):
+        weights = torch.nn.functional.one_hot(torch.full((len(faces),), index), len(LOOKS)).float()
+        ours.append(file_outputs(path, name, faces, weights))
+        theirs.append(pytorch(two_look_checkpoint, faces, weights))
+        assert_close(ours[-1], theirs[-1])
+    # The input is read: the file's two looks differ as PyTorch's do (a file that ignored it would give the
+    # same face twice, as far from PyTorch's difference as zero is).
+    ours_apart, theirs_apart = ours[0] - ours[1], theirs[0] - theirs[1]
+    assert np.abs(ours_apart - theirs_apart).mean() < 0.5 * np.abs(theirs_apart).mean()
+    record = record_of(mobile_files, name)
+    assert record["passed"] and set(record["looks"]) == set(LOOKS)
+    assert all(figures["psnr_drop_db"] <= 0.5 for figures in record["looks"].values())
+
+
+@pytest.mark.slow  # renders pairs and trains
+@pytest.mark.parametrize("name", MOBILE)
+def test_a_blend_is_pytorchs_blend(mobile_files, two_look_checkpoint, name):
+    faces = torch.rand(2, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(1))
+    weights = torch.tensor([[0.5, 0.5], [0.25, 0.75]])
+    outputs = file_outputs(mobile_files / BY_NAME[name].filename, name, faces, weights)
+    assert_close(outputs, pytorch(two_look_checkpoint, faces, weights))
+    assert record_of(mobile_files, name)["blend_psnr_vs_pytorch_db"] > BLEND_MIN_PSNR_VS_PYTORCH_DB
+
+
+@pytest.mark.slow  # renders pairs and trains
+@pytest.mark.parametrize("name", MOBILE)
+def test_the_catalogue_travels_inside_the_file(mobile_files, name):
+    path = mobile_files / BY_NAME[name].filename
+    stored = BY_NAME[name].read_metadata(path)
+    assert [look["name"] for look in json.loads(stored["tinybeauty.looks"])] == LOOKS
+    assert stored["tinybeauty.look_input"].startswith("look_weights: float32 [1,2]")
+    loaded = load_model(path)
+    assert loaded.look_names == LOOKS
+    face = np.full((1, 3, IMAGE_SIZE, IMAGE_SIZE), 0.5, np.float32)
+    assert loaded.runner(face, loaded.even_blend()).shape == face.shape
+
+
+@pytest.mark.slow  # renders pairs and trains
+def test_each_file_declares_its_look_input(mobile_files):
+    """What an app sees: a second input of float32 [1, 2], named look_weights where the format names inputs."""
+    from ai_edge_litert.interpreter import Interpreter
+    from executorch.runtime import Runtime
+
+    interpreter = Interpreter(model_path=str(mobile_files / "tinybeauty.tflite"))
+    assert interpreter.get_signature_list()["serving_default"]["inputs"] == ["args_0", "look_weights"]
+    looks = next(i for i in interpreter.get_input_details() if "look_weights" in i["name"])
+    assert list(looks["shape"]) == [1, 2] and looks["dtype"] == np.float32  # not an int8 input
+    meta = Runtime.get().load_program(mobile_files / "tinybeauty.pte").load_method("forward").metadata
+    assert meta.num_inputs() == 2 and tuple(meta.input_tensor_meta(1).sizes()) == (1, 2)
+    face = np.full((1, 3, IMAGE_SIZE, IMAGE_SIZE), 0.5, np.float32)
+    with pytest.raises(RuntimeError):  # the lite interpreter's forward takes the look weights too
+        BY_NAME["ptl"].load(mobile_files / "tinybeauty.ptl")(face)
+
+
+def test_channel_repeats_become_concatenations_of_the_same_tensor():
+    """The .tflite export's rewrite of the looks' copies (litert-torch's layout pass mishandles a repeat)."""
+    from export.common import FloatResidualAdd
+    from export.tflite_format import channel_repeats_as_concatenations
+
+    model = build_model(replace(VARIANTS["nano"], looks=tuple(LOOKS)))
+    face, looks = torch.rand(1, 3, IMAGE_SIZE, IMAGE_SIZE), torch.tensor([[0.3, 0.7]])
+    graph = torch.export.export(FloatResidualAdd(model.residual).eval(), (face,), {"look_weights": looks}).module()
+    assert channel_repeats_as_concatenations(graph) == 1
+    assert not [node for node in graph.graph.nodes if node.target == torch.ops.aten.repeat.default]
+    with torch.no_grad():
+        assert torch.allclose(graph(face, look_weights=looks), model(face, looks), atol=1e-6)
+
+
+def test_broadcast_copies_are_the_networks_copies():
+    """The .ptl and .pte exports' form of the looks' copies (one broadcast Mul) is the model's, exactly."""
+    from export.common import broadcast_copies, broadcast_residual
+
+    model = build_model(replace(VARIANTS["nano"], looks=("berry", "smoky", "natural")))
+    features, looks = torch.rand(2, 8, 16, 16), torch.tensor([[0.2, 0.3, 0.5], [0.0, 1.0, 0.0]])
+    assert torch.equal(broadcast_copies(features, looks), model.residual.weighted_copies(features, looks))
+    face = torch.rand(2, 3, IMAGE_SIZE, IMAGE_SIZE)
+    with torch.no_grad():
+        assert torch.equal(broadcast_residual(model)(face, looks), model.residual(face, looks))
+    one_look = build_model("nano")
+    assert "weighted_copies" not in vars(broadcast_residual(one_look))  # one look: the network as it is
