@@ -392,10 +392,17 @@ function blendLooks(change) {
 
 /** New look weights: the controls show them, the photo is made up again with them (the camera takes them at its
  *  next frame: one more input value, no reload). Resolves once the photo shows them. */
-function changeLook(weights) {
+async function changeLook(weights) {
   showLook(weights);
-  const busy = ['loading', 'working'].includes(document.body.dataset.state);  // openFile's process takes them
-  return state.faces.length && !state.webcam && !busy ? reprocess() : Promise.resolve();
+  // While the page works (a photo opening, the look before going on) the model run under way takes them.
+  if (!state.faces.length || state.webcam || ['loading', 'working'].includes(document.body.dataset.state)) return;
+  setState('working');
+  setStatus(`Putting ${describe(weights, lookNames())} on…`);
+  await reprocess();
+  if (document.body.dataset.state === 'working') {  // not failed meanwhile
+    setState('done');
+    setStatus('Done.');
+  }
 }
 
 /** The weights into the state and onto the controls: the look picked is the first one weighed, the blend's other
@@ -561,7 +568,7 @@ function cameraSettings() {
   const {width, height} = $('before');
   state.mode = cameraMode();
   const regions = {faces: null, whole: [wholePhoto(width, height)], box: [boxRegion(state.box)]}[state.mode];
-  return {regions, strength: state.strength, regionStrengths: state.regionStrengths, lookWeights: state.lookWeights};
+  return {regions, makeup: {strength: state.strength, regionStrengths: state.regionStrengths, lookWeights: state.lookWeights}};
 }
 
 let shownAt = 0;
