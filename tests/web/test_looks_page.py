@@ -277,3 +277,25 @@ def test_a_look_switch_on_the_camera_is_the_next_frame_and_loses_none(looks_mode
     if query is not None:
         assert kept["runs"] >= frames, kept
     print(f"{model_file}: camera frames dropped while recording: {recorded[-1]['dropped'] - recorded[0]['dropped']}")
+
+
+def test_the_benchmark_runs_each_face_through_the_page_with_its_look(looks_model, face_photo):
+    """benchmark/browser.py's row for a set of several looks: each face goes through the page with its own look
+    chosen (by name), so its outputs are each face's look, in the faces' order, as suite.py scores them per look."""
+    from benchmark.browser import browser_row
+
+    _need(find_chromium)
+    _, face = face_photo
+    faces = torch.from_numpy(np.concatenate([face, face[:, :, ::-1].copy(), face[:, ::-1].copy(), face]))
+    looks = torch.nn.functional.one_hot(torch.tensor([0, 1, 1, 0]), 2).float()
+    manifest = {"artifacts": [{"format": "onnx", "file": "tinybeauty.onnx", "bytes": 1}]}
+    row, outputs = browser_row(looks_model, manifest, {"val": (faces, faces)}, threads=[], min_runs=2,
+                               min_seconds=0, fmt="onnx", looks={"val": looks}, names=("berry", "smoky"))
+    assert not any(note.startswith("not run") for note in row["notes"]), row["notes"]
+    assert "each face with its look chosen on the page (berry, smoky)" in row["notes"][0]
+    assert outputs["val"].shape == (4, 3, SIZE, SIZE) and row["latency"]
+    for made_up, source, weights in zip(outputs["val"], faces.numpy(), looks.numpy(), strict=True):
+        assert np.abs(made_up[None] - python_onnx(looks_model, source[None], weights)).max() <= EXACT
+    wrong = {"val": looks}, ("smoky", "berry")  # the checkpoint's looks in another order than looks.json's
+    row, outputs = browser_row(looks_model, manifest, {"val": (faces, faces)}, [], 2, 0, "onnx", *wrong)
+    assert outputs == {} and "the page's looks (berry, smoky) are not the checkpoint's (smoky, berry)" in row["notes"][0]
