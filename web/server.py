@@ -5,10 +5,11 @@ onnxruntime-web's wasm build (the three files the page loads, from ``web/node_mo
 (its ES module, its one helper module and two wasm builds, plain and threaded), the face networks
 (``web/build/face_detector.onnx``, ``face_mesh.onnx`` and the mesh's original ``face_landmark.tflite``)
 and the exported model set (``.onnx`` and ``.tflite`` files, ``manifest.json`` and ``looks.json``, the
-catalogue of the looks a file holds, under the artifacts folder); besides, the numbers faces/ and the page share are served beside the page's files: the face
-tracker's (``faces/tracking.json``, which faces.tracking_step reads too) as ``tracking.json``, the face
-detector's search bounds (``faces/detection.json``, faces.detection's) as ``detection.json`` and the face
-regions for per-region strength (``faces/regions.json``, faces.regions') as ``regions.json``.
+catalogue of the looks a file holds, under the artifacts folder); besides, the numbers faces/ and the
+page share are served beside the page's files: the face tracker's (``faces/tracking.json``, which
+faces.tracking_step reads too) as ``tracking.json``, the face detector's search bounds
+(``faces/detection.json``, faces.detection's) as ``detection.json`` and the face regions for
+per-region strength (``faces/regions.json``, faces.regions') as ``regions.json``.
 Every response carries ``Cross-Origin-Opener-Policy: same-origin`` and
 ``Cross-Origin-Embedder-Policy: require-corp``: without them the page is not cross-origin
 isolated, SharedArrayBuffer is missing, and onnxruntime-web silently runs on one thread.

@@ -71,7 +71,8 @@ def looks_model(tmp_path_factory):
         [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [1, 3, SIZE, SIZE])],
         [helper.make_tensor("tints", TensorProto.FLOAT, list(TINTS.shape), TINTS.ravel().tolist()),
          helper.make_tensor("per_channel", TensorProto.INT64, [4], [1, 3, 1, 1]),
-         helper.make_tensor("low", TensorProto.FLOAT, [], [0.0]), helper.make_tensor("high", TensorProto.FLOAT, [], [1.0])])
+         helper.make_tensor("low", TensorProto.FLOAT, [], [0.0]),
+         helper.make_tensor("high", TensorProto.FLOAT, [], [1.0])])
     folder = tmp_path_factory.mktemp("looks_model")
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8  # onnxruntime-web 1.30 reads IR <= 13
@@ -298,4 +299,5 @@ def test_the_benchmark_runs_each_face_through_the_page_with_its_look(looks_model
         assert np.abs(made_up[None] - python_onnx(looks_model, source[None], weights)).max() <= EXACT
     wrong = {"val": looks}, ("smoky", "berry")  # the checkpoint's looks in another order than looks.json's
     row, outputs = browser_row(looks_model, manifest, {"val": (faces, faces)}, [], 2, 0, "onnx", *wrong)
-    assert outputs == {} and "the page's looks (berry, smoky) are not the checkpoint's (smoky, berry)" in row["notes"][0]
+    assert outputs == {}
+    assert "the page's looks (berry, smoky) are not the checkpoint's (smoky, berry)" in row["notes"][0]

@@ -413,7 +413,9 @@ function showLook(weights) {
   const base = weighed[0];
   const other = weighed[1] ?? (state.look.other !== base ? state.look.other : (base + 1) % state.looks.length);
   state.look = {base, other, t: weighed.length === 2 ? weights[other] : 0};
-  for (const swatch of $('swatches').children) swatch.setAttribute('aria-pressed', String(swatch.dataset.look === String(base)));
+  for (const swatch of $('swatches').children) {
+    swatch.setAttribute('aria-pressed', String(swatch.dataset.look === String(base)));
+  }
   $('blend-look').value = String(other);
   $('blend').value = String(state.look.t);
   $('blend-value').textContent = state.look.t.toFixed(2);
@@ -568,7 +570,8 @@ function cameraSettings() {
   const {width, height} = $('before');
   state.mode = cameraMode();
   const regions = {faces: null, whole: [wholePhoto(width, height)], box: [boxRegion(state.box)]}[state.mode];
-  return {regions, makeup: {strength: state.strength, regionStrengths: state.regionStrengths, lookWeights: state.lookWeights}};
+  const {strength, regionStrengths, lookWeights} = state;
+  return {regions, makeup: {strength, regionStrengths, lookWeights}};
 }
 
 let shownAt = 0;

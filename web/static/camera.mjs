@@ -63,11 +63,11 @@ export class FrameDrawer {
  *  ``settings()`` gives {regions, makeup} (regions: null for the tracked faces, each with its regions' shapes
  *  from its mesh, or fixed ones, e.g. a box placed by hand; makeup: makeUpFaces' {strength, regionStrengths,
  *  lookWeights}, read as each frame goes to the model, so a slider's change or another look shows on the next
- *  frame, the same model session taking another input value); ``onFrame(frame)`` gets each frame as it is shown: {index, time, drawnBy (FrameDrawer's
- *  answer), faces, regions, makeup (what it was made up with), detected, searches, merged, where, dropped, ms}; ms: draw, track, send (the
- *  snapshot for the model stage), queue (waiting for the frame before), copy, crop, model, compose (the
- *  model stage's own), show, main (the page's own work on it), frame (taken to shown) and wait (the loop
- *  idle before it). */
+ *  frame, the same model session taking another input value); ``onFrame(frame)`` gets each frame as it is
+ *  shown: {index, time, drawnBy (FrameDrawer's answer), faces, regions, makeup (what it was made up with),
+ *  detected, searches, merged, where, dropped, ms}; ms: draw, track, send (the snapshot for the model stage),
+ *  queue (waiting for the frame before), copy, crop, model, compose (the model stage's own), show, main (the
+ *  page's own work on it), frame (taken to shown) and wait (the loop idle before it). */
 export class CameraLoop {
   constructor({video, before, after, tracker, maker, settings, onFrame}) {
     Object.assign(this, {video, tracker, maker, settings, onFrame, running: false, index: 0, taken: 0,

@@ -92,10 +92,13 @@ export function checkCatalogue(document, lookCount, file) {
   const redo = 'Re-export the set (`make export`) so the file and its looks.json come from the same network.';
   if (!document) {
     if (!lookCount) return null;
-    throw new Error(`${file} takes ${lookCount} look weights but its set has no ${LOOKS_FILE} to name its looks. ${redo}`);
+    throw new Error(`${file} takes ${lookCount} look weights but its set has no ${LOOKS_FILE} to name its looks. ` +
+                    redo);
   }
   const looks = document.looks;
-  if (!Array.isArray(looks) || !looks.length || looks.some((look, i) => look?.index !== i || typeof look.name !== 'string')) {
+  const listed = Array.isArray(looks) && looks.length &&
+    looks.every((look, i) => look?.index === i && typeof look.name === 'string');
+  if (!listed) {
     throw new Error(`${LOOKS_FILE} does not list its looks as [{name, index}] in index order 0, 1, ... ${redo}`);
   }
   const names = looks.map((look) => look.name).join(', ');

@@ -65,7 +65,8 @@ export function modelInputs(inputs, url) {
   if (!expected || (lookInput >= 0 && !(inputs[lookInput].shape[1] > 1))) {
     const found = inputs.map(({name, shape}) => `${name} [${shape.join(', ')}]`).join(', ');
     throw new ModelError(`${url} takes ${found}: not a TinyBeauty makeup file (a face [1, 3, S, S], and for ` +
-                         'several looks their weights [1, L]). Re-export it (`make export`) or pick another model file.');
+                         'several looks their weights [1, L]). Re-export it (`make export`) or pick another ' +
+                         'model file.');
   }
   return {faceInput, lookInput, lookCount: lookInput >= 0 ? inputs[lookInput].shape[1] : 0};
 }

@@ -51,7 +51,8 @@ export async function openNetwork(url, bytes, {threads = 0} = {}) {
       format, runtime: RUNTIMES.onnx, version: ort.env.versions?.web ?? 'unknown', threads: ort.env.wasm.numThreads,
       inputs, inputShape: inputs[0].shape,
       async run(...data) {
-        const feeds = Object.fromEntries(inputs.map(({name, shape}, i) => [name, new ort.Tensor('float32', data[i], shape)]));
+        const feeds = Object.fromEntries(inputs.map(({name, shape}, i) => [name,
+                                                                          new ort.Tensor('float32', data[i], shape)]));
         const results = await session.run(feeds);
         return session.outputNames.map((name) => {
           const copy = new Float32Array(results[name].data);  // the tensor's buffer belongs to the runtime

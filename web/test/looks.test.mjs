@@ -8,7 +8,8 @@ import {test} from 'node:test';
 import {importPage} from './page.mjs';
 
 const {LookChoiceError, blendWeights, checkCatalogue, describe, lookWeights} = await importPage('looks.mjs');
-const {cases: CASES} = JSON.parse(readFileSync(new URL('../../tests/traces/look_choices.json', import.meta.url), 'utf8'));
+const SHARED = new URL('../../tests/traces/look_choices.json', import.meta.url);
+const {cases: CASES} = JSON.parse(readFileSync(SHARED, 'utf8'));
 
 test('the shared choices give the weights (or the error) models/look_choice.py gives', () => {
   assert.ok(CASES.length >= 20 && CASES.some((c) => c.error) && CASES.some((c) => c.weights === null));
@@ -49,8 +50,9 @@ test("a looks.json that fits its file gives its looks; a one-look file's set nee
 });
 
 test('a looks.json that names other looks than the file takes is refused, saying what to do', () => {
-  const refused = (document, count, words) => assert.throws(() => checkCatalogue(document, count, 'tinybeauty.onnx'),
-                                                            (error) => words.every((word) => error.message.includes(word)));
+  const refused = (document, count, words) => assert.throws(
+    () => checkCatalogue(document, count, 'tinybeauty.onnx'),
+    (error) => words.every((word) => error.message.includes(word)));
   refused(CATALOGUE, 3, ['names 2 look(s) (berry, smoky)', 'tinybeauty.onnx takes 3 look weights', 'make export']);
   refused(CATALOGUE, 0, ['names 2 looks (berry, smoky)', 'takes no look input', 'make export']);
   refused(null, 2, ['tinybeauty.onnx takes 2 look weights', 'no looks.json', 'make export']);
