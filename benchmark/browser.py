@@ -132,7 +132,7 @@ def even_blend(names: tuple[str, ...]) -> str:
 
 
 def face_looks(one_hot: torch.Tensor | None, names: tuple[str, ...]) -> list[str | None]:
-    """Each face's look by name, from its one-hot row (a one-look set: None for each, of no count)."""
+    """Each face's look by name, from its one-hot row; [] for a one-look set (no look to choose)."""
     return [] if one_hot is None else [names[int(index)] for index in one_hot.argmax(dim=1)]
 
 
