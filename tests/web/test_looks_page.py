@@ -301,3 +301,17 @@ def test_the_benchmark_runs_each_face_through_the_page_with_its_look(looks_model
     row, outputs = browser_row(looks_model, manifest, {"val": (faces, faces)}, [], 2, 0, "onnx", *wrong)
     assert outputs == {}
     assert "the page's looks (berry, smoky) are not the checkpoint's (smoky, berry)" in row["notes"][0]
+
+
+@pytest.mark.parametrize(("choice", "shown", "message"), [
+    ("smoky", "smoky", ""), ("berry=0.25,smoky=0.75", "berry 0.25 + smoky 0.75", ""),
+    ("glitter", "berry", "?look=glitter: tinybeauty.onnx has no look 'glitter'; its looks are berry, smoky")])
+def test_the_url_names_the_look_to_start_with(looks_model, choice, shown, message):
+    """?look=CHOICE (a link to a look): the page opens on it; one the file cannot take is said, and the first look
+    shown."""
+    _need(find_chromium)
+    with BrowserPage(looks_model, "tinybeauty.onnx", query={"look": choice}) as page:
+        assert page.page.locator("#look-chosen").inner_text() == shown
+        assert page.message.startswith(message)
+        weights = page.page.evaluate("Array.from(tinybeauty.state.lookWeights)")
+    assert weights == {"smoky": [0, 1], "glitter": [1, 0]}.get(choice, [0.25, 0.75])
