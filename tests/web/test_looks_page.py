@@ -217,8 +217,9 @@ def test_a_looks_json_that_does_not_fit_its_file_is_refused_on_the_page(looks_mo
     assert "make export" in str(refused.value)
 
 
-# The camera's frames as they are shown: the look weights each was made up with, and the 7 x 7 pixels at its
-# crop's centre in the frame and in the after layer, with the page's counts.
+# The camera's frames as they are shown: the look weights each was made up with, and 7 x 7 pixels of the clip's
+# flat background (left of the face's path, below the frame code) in the frame and in the after layer, with the
+# page's counts.
 RECORD_SWITCHES = """(switches) => {
     window.recorded = [];
     const plan = new Map(switches);
@@ -227,9 +228,7 @@ RECORD_SWITCHES = """(switches) => {
     const {loop, workers} = tinybeauty.state;
     window.camera = {network: tinybeauty.state.model.network, worker: workers.makeUp, runs: workers.makeUp?.runs};
     tinybeauty.state.onFrame = (frame) => {
-        const [region = {origin: [0, 0], xAxis: [0, 0], yAxis: [0, 0]}] = frame.regions;
-        const x = Math.round(region.origin[0] + (region.xAxis[0] + region.yAxis[0]) / 2) - 3;
-        const y = Math.round(region.origin[1] + (region.xAxis[1] + region.yAxis[1]) / 2) - 3;
+        const [x, y] = [20, Math.round(before.canvas.height / 2) - 3];
         window.recorded.push({index: frame.index, faces: frame.regions.length, where: frame.where,
                               weights: Array.from(frame.makeup.lookWeights),
                               taken: Array.from(before.getImageData(x, y, 7, 7).data),
@@ -270,10 +269,11 @@ def test_a_look_switch_on_the_camera_is_the_next_frame_and_loses_none(looks_mode
     assert all(frame["faces"] == 1 and min(frame["shown"][3::4]) == 255 for frame in recorded), "each frame made up"
     assert all(frame["inFlight"] in (0, 1) for frame in recorded), "no frame taken and left unshown"
     assert {frame["where"] for frame in recorded} == {"page" if query is None else "worker"}
-    for frame in recorded:  # the look's tint: each pixel shifted by the weighted tints (clipped at 0)
+    for frame in recorded:  # the look's tint: each pixel shifted by the weighted tints (clipped at 0, as red is)
         taken, shown = (np.asarray(frame[key], float).reshape(-1, 4)[:, :3] for key in ("taken", "shown"))
+        assert np.ptp(taken, axis=0).max() <= 2, "the clip's flat background"
         tinted_pixels = np.clip(taken + 255 * (np.asarray(frame["weights"]) @ TINTS), 0, 255)
-        assert np.abs(shown - tinted_pixels).mean(axis=0).max() < 4, (frame["index"], frame["weights"])
+        assert np.abs(shown - tinted_pixels).max() <= 1, (frame["index"], frame["weights"], shown[0], taken[0])
     assert kept["same"] and not kept["failed"] and kept["message"] == "", kept
     if query is not None:
         assert kept["runs"] >= frames, kept
