@@ -2,7 +2,9 @@
 ONNX in onnxruntime-web and the shipped int8 .tflite in LiteRT.js (both WebAssembly).
 
 Every face goes through the page's own file input (decode, face box, model, residual), written
-first as the PNG its pixels came from, so the page sees exactly the benchmark's input. Latency
+first as the PNG its pixels came from, so the page sees exactly the benchmark's input. A file of
+several looks: each face with its own look chosen on the page (its swatch's, by name), so the row
+has each look's quality as the other rows do; its latency with every look live (an even blend). Latency
 is the page's batch-1 model time (performance.now() around ``session.run``, in a normal
 headless run, not virtual time), one fresh page per thread count: both runtimes fix their
 thread count when their wasm module starts.
@@ -18,6 +20,7 @@ and median, with the page's own ms per stage.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import statistics
@@ -78,11 +81,8 @@ def browser_row(artifacts: Path, manifest: dict, faces: dict[str, tuple[torch.Te
     if not entry:
         row["notes"] += [f"not run: {model_file} is not in this export", "latency: not measured"]
         return row, {}
-    if looks:
-        row["notes"] += [f"not run: the page does not yet choose among the {len(names)} looks of this file",
-                         "latency: not measured"]
-        return row, {}
     outputs: dict[str, np.ndarray] = {}
+    live = even_blend(names) if looks else None  # the look the latency is measured with
     try:
         with tempfile.TemporaryDirectory(prefix="tinybeauty_browser_") as folder:
             photos = {part: [write_face_png(face.numpy(), Path(folder) / f"{part}_{i:04d}.png")
@@ -90,6 +90,8 @@ def browser_row(artifacts: Path, manifest: dict, faces: dict[str, tuple[torch.Te
             example = next(iter(photos.values()))[0]
 
             def time_page(page: BrowserPage) -> None:
+                if live:
+                    page.set_look(live)
                 page.open(example)
                 figures = summarize(page.time_model(min_runs, min_seconds))
                 row["latency"][str(page.model_info["threads"])] = figures | {"session_ms": page.model_info["loadMs"]}
@@ -98,9 +100,10 @@ def browser_row(artifacts: Path, manifest: dict, faces: dict[str, tuple[torch.Te
             with BrowserPage(artifacts, model_file) as page:
                 page.set_mode("whole")  # aligned face crops, as `apply --aligned`
                 info = page.model_info
+                check_page_looks(page, names if looks else ())
                 for part, files in photos.items():
                     log.info("browser: %d %s faces through the page", len(files), part)
-                    outputs[part] = np.concatenate([page.make_up(path)["output"] for path in files])
+                    outputs[part] = make_up_faces(page, files, face_looks(looks.get(part) if looks else None, names))
                 version = page.browser_version
                 time_page(page)
             for count in sorted(set(threads) - {info["threads"]}):  # the report's other thread counts
@@ -113,12 +116,43 @@ def browser_row(artifacts: Path, manifest: dict, faces: dict[str, tuple[torch.Te
     row["camera"], camera_text = _camera(artifacts, model_file, min_seconds)
     row["runtime"] = f"{info['runtime']} {info['runtimeVersion']} (wasm) in Chromium {version}"
     default = row["latency"][str(info["threads"])]["median_ms"]
-    row["notes"] += [f"ran in {row['runtime']}, headless, through the page's file input",
+    row["notes"] += [f"ran in {row['runtime']}, headless, through the page's file input"
+                     + (f", each face with its look chosen on the page ({', '.join(names)}); latency with an even "
+                        "blend" if looks else ""),
                      f"{info['runtime']}'s default: {info['threads']} thread(s), {default:.2f} ms; "
                      f"cross-origin isolated: {info['isolated']}",
                      f"session creation {info['loadMs']:.0f} ms",
                      camera_text]
     return row, outputs
+
+
+def even_blend(names: tuple[str, ...]) -> str:
+    """Every look at an even share, as a choice the page takes (models/look_choice.py's NAME=W,...)."""
+    return ",".join(f"{name}={1 / len(names):.6f}" for name in names)
+
+
+def face_looks(one_hot: torch.Tensor | None, names: tuple[str, ...]) -> list[str | None]:
+    """Each face's look by name, from its one-hot row; [] for a one-look set (no look to choose)."""
+    return [] if one_hot is None else [names[int(index)] for index in one_hot.argmax(dim=1)]
+
+
+def check_page_looks(page: BrowserPage, names: tuple[str, ...]) -> None:
+    """The page's looks (its looks.json, checked against the file) are the checkpoint's, in the same order."""
+    if page.looks != list(names):
+        raise PageError(f"the page's looks ({', '.join(page.looks) or 'one'}) are not the checkpoint's "
+                        f"({', '.join(names) or 'one'}): the set's looks.json is from another export")
+
+
+def make_up_faces(page: BrowserPage, files: list[Path], looks: list[str | None]) -> np.ndarray:
+    """The page's raw outputs for these faces in order, each made up with its look (where ``looks`` names one:
+    chosen on the page only when it changes)."""
+    outputs, chosen = [], None
+    for path, look in itertools.zip_longest(files, looks):
+        if look is not None and look != chosen:
+            page.set_look(look)
+            chosen = look
+        outputs.append(page.make_up(path)["output"])
+    return np.concatenate(outputs)
 
 
 def camera_figures(artifacts: Path, runs: int = CAMERA_RUNS, seconds: float = CAMERA_SECONDS,

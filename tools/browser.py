@@ -231,6 +231,29 @@ class BrowserPage:
             result["pixels"] = np.frombuffer(data, np.uint8).reshape(height, width, 4).copy()
         return result
 
+    @property
+    def looks(self) -> list[str]:
+        """The looks of the file the page runs, in the order of its look input (looks.json's; [] for a file of
+        one look, which takes no look input)."""
+        return self.page.evaluate("tinybeauty.state.model.lookCount ? tinybeauty.state.looks.map((l) => l.name) : []")
+
+    def set_look(self, choice: str) -> None:
+        """The look the page puts on, as ``apply --look`` takes it: a name, an index or a blend NAME=W,...; the
+        photo on screen is made up again with it (returns once it is). PageError for a choice the file cannot
+        take, with the page's reason."""
+        refused = self.page.evaluate("""async (choice) => {
+            try {
+                await tinybeauty.setLook(choice);
+                return null;
+            } catch (error) {
+                return error.message;
+            }
+        }""", choice)
+        if refused is not None:
+            raise PageError(refused)
+        if self.state == "error":
+            raise PageError(self.message)
+
     def set_mode(self, mode: str) -> None:
         """Where the model runs: 'auto', 'faces' (found), 'whole' (the photo is a face crop), 'box' (by hand)."""
         self.page.select_option("#mode", mode)

@@ -5,9 +5,11 @@ Usage:
     python -m web --artifacts DIR --port 8080
     python -m web --bundle site/                   # copy the page + model for any static host
 
-The page (web/static) runs the shipped int8 ONNX (the formats table's ``onnx`` file) with
-onnxruntime-web's wasm backend in the browser; ``?model=reference/tinybeauty_fp32.onnx`` picks
-another .onnx file of the set and ``?threads=N`` the wasm thread count. The server listens on
+The page (web/static) runs the shipped int8 .tflite in LiteRT.js (the formats table's default for
+the page, web/server.py DEFAULT_MODEL) or ``?model=tinybeauty.onnx`` in onnxruntime-web, both wasm,
+in the browser; ``?model=reference/tinybeauty_fp32.onnx`` picks another file of the set and
+``?threads=N`` the wasm thread count. A file of several looks shows their swatches (the set's
+looks.json) and ``?look=NAME`` (or a blend, NAME=W,...) opens on one. The server listens on
 127.0.0.1 only and sends the cross-origin isolation headers that multi-threaded wasm needs.
 """
 

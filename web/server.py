@@ -4,11 +4,12 @@ Only five kinds of files are served, each from its own folder: the page (``web/s
 onnxruntime-web's wasm build (the three files the page loads, from ``web/node_modules``), LiteRT.js
 (its ES module, its one helper module and two wasm builds, plain and threaded), the face networks
 (``web/build/face_detector.onnx``, ``face_mesh.onnx`` and the mesh's original ``face_landmark.tflite``)
-and the exported model set (``.onnx`` and ``.tflite`` files and ``manifest.json`` under the artifacts
-folder); besides, the numbers faces/ and the page share are served beside the page's files: the face
-tracker's (``faces/tracking.json``, which faces.tracking_step reads too) as ``tracking.json``, the face
-detector's search bounds (``faces/detection.json``, faces.detection's) as ``detection.json`` and the face
-regions for per-region strength (``faces/regions.json``, faces.regions') as ``regions.json``.
+and the exported model set (``.onnx`` and ``.tflite`` files, ``manifest.json`` and ``looks.json``, the
+catalogue of the looks a file holds, under the artifacts folder); besides, the numbers faces/ and the
+page share are served beside the page's files: the face tracker's (``faces/tracking.json``, which
+faces.tracking_step reads too) as ``tracking.json``, the face detector's search bounds
+(``faces/detection.json``, faces.detection's) as ``detection.json`` and the face regions for
+per-region strength (``faces/regions.json``, faces.regions') as ``regions.json``.
 Every response carries ``Cross-Origin-Opener-Policy: same-origin`` and
 ``Cross-Origin-Embedder-Policy: require-corp``: without them the page is not cross-origin
 isolated, SharedArrayBuffer is missing, and onnxruntime-web silently runs on one thread.
@@ -27,6 +28,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from export.formats import BY_NAME
+from export.manifest import LOOKS_FILE
 from faces.detection import SEARCH_FILE as DETECTION_PARAMS
 from faces.regions import REGIONS_FILE
 from faces.tracking_step import PARAMS_FILE as TRACKING_PARAMS
@@ -59,7 +61,9 @@ SHARED_NUMBERS = {path.name: path for path in (TRACKING_PARAMS, DETECTION_PARAMS
 # one URL parameter away (?model=tinybeauty.onnx).
 DEFAULT_MODEL = BY_NAME["tflite"].filename
 PAGE_CONFIG = "config.json"
-MODEL_FILES = {"manifest.json"}
+MODEL_FILES = {"manifest.json", LOOKS_FILE}
+# A set exported before the catalogue has no looks.json: its one look needs none (the page reads it where there is one).
+OPTIONAL_MODEL_FILES = {LOOKS_FILE}
 ISOLATION_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Embedder-Policy": "require-corp",
@@ -130,7 +134,8 @@ PAGE_MODELS = {"onnx": BY_NAME["onnx"].filename, "tflite": DEFAULT_MODEL}
 def bundle(artifacts: Path, out: Path, models: tuple[str, ...] = tuple(PAGE_MODELS.values())) -> list[Path]:
     """Copy what the page needs into ``out`` with the URL layout the server uses, for any static
     host: the page's files, its config.json, tracking.json, detection.json and regions.json, ort/ (three
-    files), litert/ (LiteRT.js), detector/ and model/ (both files the page runs). The host must send the two
+    files), litert/ (LiteRT.js), detector/ and model/ (both files the page runs, the manifest and, where the set
+    has one, looks.json). The host must send the two
     cross-origin isolation headers for multi-threaded wasm; without them the page runs on one
     thread and says so."""
     check_runtime_installed()
@@ -139,7 +144,8 @@ def bundle(artifacts: Path, out: Path, models: tuple[str, ...] = tuple(PAGE_MODE
     files |= {ORT_DIST / name: out / "ort" / name for name in ORT_FILES}
     files |= {LITERT_HELPER: out / "litert" / "wasm-utils.js"}
     files |= {path: out / "litert" / "wasm" / name for name, path in LITERT_WASM.items()}
-    files |= {Path(artifacts) / name: out / "model" / name for name in (*models, *sorted(MODEL_FILES))}
+    files |= {Path(artifacts) / name: out / "model" / name for name in (*models, *sorted(MODEL_FILES))
+              if name not in OPTIONAL_MODEL_FILES or (Path(artifacts) / name).is_file()}
     for network in (DETECTOR, MESH, MESH_TFLITE):
         if network.is_file():
             files[network] = out / "detector" / network.name

@@ -1,6 +1,7 @@
 // The page: wires makeup.mjs and faces.mjs to the controls. URL parameters: ?model=FILE (an .onnx file of the
 // exported set, run by onnxruntime-web, or the .tflite, run by LiteRT.js together with the face mesh's own
-// .tflite; default: the one config.json names), ?threads=N (wasm threads, default the runtime's) and
+// .tflite; default: the one config.json names), ?threads=N (wasm threads, default the runtime's), ?look=CHOICE
+// (a file of several looks: the look to start with, by name or index, or a blend NAME=W,...: looks.mjs) and
 // ?modelWorker=1 or 0 (the camera's model stage in its own worker, or in the page's frame loop; default: the
 // worker for an .onnx where the browser reports 4 cores or more, see MODEL_WORKER_CORES; never for the .tflite).
 // `window.tinybeauty` exposes the state and a few calls for the tests and the benchmark, which
@@ -12,6 +13,7 @@ import {
   pixelsOf, runModel, timeModel, wholePhoto,
 } from './makeup.mjs';
 import {loadMesh} from './mesh.mjs';
+import {LOOKS_FILE, blendWeights, checkCatalogue, describe, lookWeights} from './looks.mjs';
 import {formatOf} from './network.mjs';
 import {MAX_REGION_STRENGTH, MIN_REGION_STRENGTH, NEUTRAL, REGION_NAMES} from './regions.mjs';
 import {FaceTracker, STILL_MAX_FACES, stillFaces} from './tracking.mjs';
@@ -38,6 +40,9 @@ const useModelWorker = () => (params.has('modelWorker') ? params.get('modelWorke
 const state = {model: null, detector: null, mesh: null, tracker: null, photo: null, pixels: null, name: '', mode: null,
                choice: null, box: null, regions: [], faces: [], result: null, strength: 1, modelMs: null,
                regionStrengths: {...NEUTRAL},  // the region sliders' (regions.mjs): lips, eyes, cheeks, rest
+               // A file of several looks: its catalogue (looks.json's entries, checked against the file), the
+               // weights its look input gets (looks.mjs; null for one look) and the swatches' and blend's state.
+               looks: null, lookWeights: null, look: {base: 0, other: 1, t: 0},
                stills: null, alignedBy: [],  // the photos' face tracker (unsmoothed), how each face was aligned
                detectMs: null, frameMs: null, webcam: null, loop: null, frames: 0, camera: null, onFrame: null,
                workers: {detect: null, makeUp: null}};
@@ -76,16 +81,39 @@ async function defaultModelFile() {
   return (await response.json()).model;
 }
 
+/** The set's looks.json (export/manifest.py LOOKS_FILE, beside the files; the server serves it), parsed; null
+ *  where the set has none (a set exported before it). */
+async function fetchCatalogue() {
+  const response = await fetch(`model/${LOOKS_FILE}`);
+  if (response.status === 404) return null;
+  if (!response.ok) throw new Error(`${LOOKS_FILE}: HTTP ${response.status}`);
+  try {
+    return await response.json();
+  } catch (error) {
+    throw new Error(`${LOOKS_FILE} is not JSON (${error.message}): re-export the set (\`make export\`)`);
+  }
+}
+
+function refuseModel(text, error) {
+  $('model-name').textContent = modelFile ?? 'config.json';
+  showMessage(text);
+  setState('error');
+  setStatus('');
+  throw error;
+}
+
 async function init() {
   try {
     modelFile ??= await defaultModelFile();
     state.model = await loadModel(`model/${modelFile}`, {threads});
   } catch (error) {
-    $('model-name').textContent = modelFile ?? 'config.json';
-    showMessage(`The model could not be loaded: ${error.message}`);
-    setState('error');
-    setStatus('');
-    throw error;
+    refuseModel(`The model could not be loaded: ${error.message}`, error);
+  }
+  try {
+    state.looks = checkCatalogue(await fetchCatalogue(), state.model.lookCount, modelFile);
+    if (state.model.lookCount) addLookControls(params.get('look'));
+  } catch (error) {
+    refuseModel(`The model's looks could not be read: ${error.message}`, error);
   }
   setStatus('Loading the face detector…');
   try {
@@ -106,7 +134,8 @@ async function init() {
     showMessage(`The face mesh could not be loaded (${error.message}): the camera uses a box placed by hand.`, 'info');
   }
   const model = state.model;
-  $('model-name').textContent = `${modelFile} (${model.size}×${model.size} in, residual out)`;
+  const looks = model.lookCount ? `; ${model.lookCount} looks: ${lookNames().join(', ')}` : '';
+  $('model-name').textContent = `${modelFile} (${model.size}×${model.size} in, residual out${looks})`;
   $('model-bytes').textContent = formatBytes(model.bytes);
   $('runtime').textContent = `${model.runtime} ${model.runtimeVersion}, wasm, ${model.threads} thread(s)` +
     (model.isolated ? '' : ' — not cross-origin isolated, so one thread only') +
@@ -200,16 +229,19 @@ async function findFaces() {
   syncBoxControls();
 }
 
+/** The model on each of the photo's regions, with the look chosen (again, where the look changed meanwhile). */
 async function process() {
   const started = performance.now();
-  const faces = [];
-  let modelMs = 0;
-  for (const region of state.regions) {
-    const face = faceTensor(state.photo, region, state.model.size);
-    const {madeUp, ms} = await runModel(state.model, face);
-    faces.push({region, face, madeUp});
-    modelMs += ms;
-  }
+  let faces, modelMs, lookWeights;
+  do {
+    [faces, modelMs, lookWeights] = [[], 0, state.lookWeights];
+    for (const region of state.regions) {
+      const face = faceTensor(state.photo, region, state.model.size);
+      const {madeUp, ms} = await runModel(state.model, face, lookWeights);
+      faces.push({region, face, madeUp});
+      modelMs += ms;
+    }
+  } while (lookWeights !== state.lookWeights);
   state.faces = faces;
   state.modelMs = modelMs;
   render();
@@ -249,23 +281,25 @@ function drawOverlay(regions) {
   context.setTransform(1, 0, 0, 1, 0, 0);
 }
 
-// Runs `process` again when the box moves, never two at once: the last request wins.
+// Runs `process` again when the box moves or the look changes, never two at once: the last request wins.
+// Resolves once every request made so far is on screen.
 let pending = false;
-let running = false;
-async function reprocess() {
+let processing = null;
+function reprocess() {
   pending = true;
-  if (running) return;
-  running = true;
-  try {
-    while (pending) {
-      pending = false;
-      await process();
+  processing ??= (async () => {
+    try {
+      while (pending) {
+        pending = false;
+        await process();
+      }
+    } catch (error) {
+      fail(error);
+    } finally {
+      processing = null;
     }
-  } catch (error) {
-    fail(error);
-  } finally {
-    running = false;
-  }
+  })();
+  return processing;
 }
 
 // --- controls -------------------------------------------------------------------------------
@@ -317,6 +351,86 @@ function addRegionSliders() {
 }
 
 addRegionSliders();
+
+// --- looks (a file of several looks) ---------------------------------------------------------
+const lookNames = () => state.looks.map((look) => look.name);
+
+/** The swatch row (looks.json's colour and name per look) and the blend between the look picked and another,
+ *  shown for a file of several looks only; `choice` (?look=) the look to start with (null: the first). */
+function addLookControls(choice) {
+  for (const look of state.looks) {
+    const swatch = Object.assign(document.createElement('button'), {type: 'button', className: 'swatch'});
+    swatch.dataset.look = String(look.index);
+    const chip = Object.assign(document.createElement('span'), {className: 'chip'});
+    chip.style.background = look.swatch_hex ?? 'transparent';
+    swatch.append(chip, look.name);
+    if (Number.isFinite(look.val_psnr_db)) {
+      swatch.title = `${look.name}: ${look.val_psnr_db.toFixed(1)} dB on its validation faces ` +
+        `(no makeup: ${look.val_baseline_db?.toFixed(1)} dB)`;
+    }
+    swatch.addEventListener('click', () => blendLooks({base: look.index, t: 0}));
+    $('swatches').append(swatch);
+    $('blend-look').append(new Option(look.name, String(look.index)));
+  }
+  $('blend-look').addEventListener('change', (event) => blendLooks({other: Number(event.target.value)}));
+  $('blend').addEventListener('input', (event) => blendLooks({t: Number(event.target.value)}));
+  $('looks').hidden = false;
+  try {
+    showLook(lookWeights(choice, lookNames(), modelFile));
+  } catch (error) {  // a ?look= this file cannot take: its first look, and why
+    showMessage(`?look=${choice}: ${error.message}. Showing ${lookNames()[0]}.`, 'info');
+    showLook(lookWeights(null, lookNames(), modelFile));
+  }
+}
+
+/** The swatches and the blend slider: (1 - t) of the look picked (`base`), t of the other. */
+function blendLooks(change) {
+  state.look = {...state.look, ...change};
+  const {base, other, t} = state.look;
+  return changeLook(blendWeights(state.looks.length, base, other, t));
+}
+
+/** New look weights: the controls show them, the photo is made up again with them (the camera takes them at its
+ *  next frame: one more input value, no reload). Resolves once the photo shows them. */
+async function changeLook(weights) {
+  showLook(weights);
+  // While the page works (a photo opening, the look before going on) the model run under way takes them.
+  if (!state.faces.length || state.webcam || ['loading', 'working'].includes(document.body.dataset.state)) return;
+  setState('working');
+  setStatus(`Putting ${describe(weights, lookNames())} on…`);
+  await reprocess();
+  if (document.body.dataset.state === 'working') {  // not failed meanwhile
+    setState('done');
+    setStatus('Done.');
+  }
+}
+
+/** The weights into the state and onto the controls: the look picked is the first one weighed, the blend's other
+ *  look the second, or the one before (a blend of three or more shows in words only). */
+function showLook(weights) {
+  state.lookWeights = weights;
+  const weighed = state.looks.map((look) => look.index).filter((index) => weights[index] > 0);
+  const base = weighed[0];
+  const other = weighed[1] ?? (state.look.other !== base ? state.look.other : (base + 1) % state.looks.length);
+  state.look = {base, other, t: weighed.length === 2 ? weights[other] : 0};
+  for (const swatch of $('swatches').children) {
+    swatch.setAttribute('aria-pressed', String(swatch.dataset.look === String(base)));
+  }
+  $('blend-look').value = String(other);
+  $('blend').value = String(state.look.t);
+  $('blend-value').textContent = state.look.t.toFixed(2);
+  $('look-chosen').textContent = describe(weights, lookNames());
+}
+
+/** A look by name or index, or a blend (NAME=W,...), as `apply --look` takes it (looks.mjs); for the tests and the
+ *  benchmark. Resolves once the photo shows it; throws LookChoiceError for a choice the file cannot take. */
+async function setLook(choice) {
+  if (!state.model.lookCount) {  // one look: its own name (or index 0) is all it takes
+    lookWeights(choice, state.looks ? lookNames() : [modelFile], modelFile);
+    return;
+  }
+  await changeLook(lookWeights(choice, lookNames(), modelFile));
+}
 
 $('split').addEventListener('input', (event) => {
   const percent = Number(event.target.value);
@@ -456,7 +570,8 @@ function cameraSettings() {
   const {width, height} = $('before');
   state.mode = cameraMode();
   const regions = {faces: null, whole: [wholePhoto(width, height)], box: [boxRegion(state.box)]}[state.mode];
-  return {strength: state.strength, regions, regionStrengths: state.regionStrengths};
+  const {strength, regionStrengths, lookWeights} = state;
+  return {regions, makeup: {strength, regionStrengths, lookWeights}};
 }
 
 let shownAt = 0;
@@ -537,5 +652,6 @@ window.tinybeauty = {
     $(`region-${name}`).value = String(value);
     $(`region-${name}`).dispatchEvent(new Event('input'));
   },
-  timeModel: (options) => timeModel(state.model, state.faces[0].face, options),
+  timeModel: (options) => timeModel(state.model, state.faces[0].face, {...options, lookWeights: state.lookWeights}),
+  setLook,
 };

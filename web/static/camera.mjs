@@ -60,13 +60,14 @@ export class FrameDrawer {
 
 /** ``new CameraLoop({video, before, after, tracker, maker, settings, onFrame}).start()``: makes up every
  *  frame it can until stop(); ``video`` plays the camera's stream, ``maker`` is a ModelStage (workers.mjs).
- *  ``settings()`` gives {strength, regions, regionStrengths} (regions: null for the tracked faces, each with
- *  its regions' shapes from its mesh, or fixed ones, e.g. a box placed by hand; regionStrengths: regions.mjs's,
- *  read each frame, so a slider's change shows on the next frame); ``onFrame(frame)`` gets each frame as it is shown: {index, time, drawnBy (FrameDrawer's
- *  answer), faces, regions, detected, searches, merged, where, dropped, ms}; ms: draw, track, send (the
- *  snapshot for the model stage), queue (waiting for the frame before), copy, crop, model, compose (the
- *  model stage's own), show, main (the page's own work on it), frame (taken to shown) and wait (the loop
- *  idle before it). */
+ *  ``settings()`` gives {regions, makeup} (regions: null for the tracked faces, each with its regions' shapes
+ *  from its mesh, or fixed ones, e.g. a box placed by hand; makeup: makeUpFaces' {strength, regionStrengths,
+ *  lookWeights}, read as each frame goes to the model, so a slider's change or another look shows on the next
+ *  frame, the same model session taking another input value); ``onFrame(frame)`` gets each frame as it is
+ *  shown: {index, time, drawnBy (FrameDrawer's answer), faces, regions, makeup (what it was made up with),
+ *  detected, searches, merged, where, dropped, ms}; ms: draw, track, send (the snapshot for the model stage),
+ *  queue (waiting for the frame before), copy, crop, model, compose (the model stage's own), show, main (the
+ *  page's own work on it), frame (taken to shown) and wait (the loop idle before it). */
 export class CameraLoop {
   constructor({video, before, after, tracker, maker, settings, onFrame}) {
     Object.assign(this, {video, tracker, maker, settings, onFrame, running: false, index: 0, taken: 0,
@@ -168,18 +169,21 @@ export class CameraLoop {
     }
     const drawnBy = await this.drawer.draw(buffer, source, width, height);
     const drawn = performance.now();
-    const {strength, regions: fixed, regionStrengths = null} = this.settings();
+    const fixed = this.settings().regions;
     const faces = fixed ? [] : await this.tracker.update(buffer.canvas, time);
     const regions = fixed ?? faces.map((face) => shapedRegion(face.region, face.landmarks));
     const tracked = performance.now();
     const {detected = false, searches = 0, merged = false} = fixed ? {} : this.tracker;
     await this.shown;  // one model job out at a time: the frame before is on screen first
     const queued = performance.now();
-    const making = regions.length ? this.maker.makeUp(buffer.canvas, regions, strength, regionStrengths) :
+    // Read now, not with the regions: a look picked while the frame before was shown is this frame's.
+    const {makeup} = this.settings();
+    const making = regions.length ? this.maker.makeUp(buffer.canvas, regions, makeup) :
       Promise.resolve({patches: [], ms: {}});
     const sent = performance.now();
     Object.assign(ms, {draw: drawn - started, track: tracked - drawn, queue: queued - tracked, send: sent - queued});
-    const frame = {time, drawnBy, faces, regions, detected, searches, merged, where: regions.length ? this.maker.where : null};
+    const frame = {time, drawnBy, faces, regions, makeup, detected, searches, merged,
+                   where: regions.length ? this.maker.where : null};
     this.shown = making.then((made) => this.show(buffer, made, frame, ms, started)).catch((error) => this.failed(error));
     // In the page, the model stage is this frame's work: the next frame's mesh must not run beside it
     // (one onnxruntime, one wasm stack). In its worker it runs while the next frame is taken.

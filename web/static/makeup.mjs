@@ -2,6 +2,7 @@
 // (256 x 256) -> the model (onnxruntime-web or LiteRT.js, network.mjs) -> residual -> upsampled onto the photo at full resolution.
 // No DOM here beyond offscreen canvases, so the UI (app.mjs), the tests and the benchmark all
 // drive exactly this code.
+import {blendWeights} from './looks.mjs';
 import {RUNTIMES, formatOf, openNetwork} from './network.mjs';
 import {TEMPLATE, weightMap} from './regions.mjs';
 
@@ -38,11 +39,12 @@ export async function loadModel(url, {threads} = {}) {
     throw new ModelError(`${RUNTIMES[formatOf(url)]} could not load ${url} (${bytes.length.toLocaleString()} bytes): ` +
                          `${error.message || error}. Re-export it (\`make export\`) or pick another model file.`);
   }
-  const shape = network.inputShape;
+  const {faceInput, lookInput, lookCount} = modelInputs(network.inputs, url);
+  const shape = network.inputs[faceInput].shape;
   const channelsLast = shape.length === 4 && shape[3] === 3 && shape[1] !== 3;  // the .tflite's [1, S, S, 3]
   const size = typeof shape[2] === 'number' ? shape[2] : 256;
   const model = {
-    network, url, bytes: bytes.length, size, channelsLast, format: network.format,
+    network, url, bytes: bytes.length, size, channelsLast, format: network.format, faceInput, lookInput, lookCount,
     loadMs: performance.now() - started, threads: network.threads, isolated: self.crossOriginIsolated,
     runtime: network.runtime, runtimeVersion: network.version,
   };
@@ -52,6 +54,21 @@ export async function loadModel(url, {threads} = {}) {
     throw new ModelError(`${url} loaded but does not run as a ${size}×${size} face model: ${error.message || error}`);
   }
   return model;
+}
+
+/** Which of a makeup file's inputs is which, by shape, in either runtime (their names and order may differ):
+ *  the face (1 x 3 x S x S, or 1 x S x S x 3) and, in a file of several looks, its look weights (1 x L). */
+export function modelInputs(inputs, url) {
+  const faceInput = inputs.findIndex(({shape}) => shape.length === 4);
+  const lookInput = inputs.findIndex(({shape}) => shape.length === 2);
+  const expected = faceInput >= 0 && inputs.length === (lookInput >= 0 ? 2 : 1);
+  if (!expected || (lookInput >= 0 && !(inputs[lookInput].shape[1] > 1))) {
+    const found = inputs.map(({name, shape}) => `${name} [${shape.join(', ')}]`).join(', ');
+    throw new ModelError(`${url} takes ${found}: not a TinyBeauty makeup file (a face [1, 3, S, S], and for ` +
+                         'several looks their weights [1, L]). Re-export it (`make export`) or pick another ' +
+                         'model file.');
+  }
+  return {faceInput, lookInput, lookCount: lookInput >= 0 ? inputs[lookInput].shape[1] : 0};
 }
 
 /** Decode a File/Blob into an upright RGBA canvas with its exact pixel values (no colour management). */
@@ -165,10 +182,15 @@ export function faceTensor(canvas, region, size) {
 }
 
 /** One model run: the made-up face (1 x 3 x size x size floats, planar like `face`) and the time the
- *  runtime took. A channels-last model gets the face interleaved and its output planar again. */
-export async function runModel(model, face) {
+ *  runtime took. A channels-last model gets the face interleaved and its output planar again. A file of
+ *  several looks takes `lookWeights` too (looks.mjs: a Float32Array, one weight per look; null: the first
+ *  look), another input value of the same session: switching looks never reloads the model. */
+export async function runModel(model, face, lookWeights = null) {
+  const inputs = [];
+  inputs[model.faceInput ?? 0] = model.channelsLast ? interleaved(face, model.size) : face;
+  if (model.lookCount) inputs[model.lookInput] = lookWeights ?? blendWeights(model.lookCount, 0, 0, 0);
   const started = performance.now();
-  const [output] = await model.network.run(model.channelsLast ? interleaved(face, model.size) : face);
+  const [output] = await model.network.run(...inputs);
   const ms = performance.now() - started;
   return {madeUp: model.channelsLast ? planar(output, model.size) : output, ms};
 }
@@ -264,15 +286,16 @@ function copyOverlap(from, to) {
 
 /** The model on each region of a frame (`frame`: a 2D context holding it), each made-up face as
  *  composePatch's patch: {patches: [{box, pixels}], ms: {crop, model, compose}}, the patches to put over
- *  the frame in order. The camera's model stage, in a worker (worker.mjs) or in the page. */
-export async function makeUpFaces(frame, model, regions, strength, regionStrengths = null) {
+ *  the frame in order. `makeup`: {strength, regionStrengths (composePatch's), lookWeights (runModel's)}, read
+ *  per frame. The camera's model stage, in a worker (worker.mjs) or in the page. */
+export async function makeUpFaces(frame, model, regions, {strength, regionStrengths = null, lookWeights = null}) {
   const ms = {crop: 0, model: 0, compose: 0};
   const patches = [];
   for (const region of regions) {
     const cropping = performance.now();
     const face = faceTensor(frame.canvas, region, model.size);
     ms.crop += performance.now() - cropping;
-    const {madeUp, ms: modelMs} = await runModel(model, face);
+    const {madeUp, ms: modelMs} = await runModel(model, face, lookWeights);
     ms.model += modelMs;
     const composing = performance.now();
     const patch = composePatch(frame, {region, face, madeUp}, model.size, strength, patches, regionStrengths);
@@ -351,13 +374,14 @@ function warpOnto(pixels, width, height, region, residual, size, strength) {
   }
 }
 
-/** Batch-1 model latency: warm up, then run until both minRuns runs and minSeconds seconds are reached. */
-export async function timeModel(model, face, {warmup = 5, minRuns = 30, minSeconds = 2} = {}) {
-  for (let i = 0; i < warmup; i++) await runModel(model, face);
+/** Batch-1 model latency: warm up, then run until both minRuns runs and minSeconds seconds are reached.
+ *  `lookWeights`: runModel's. */
+export async function timeModel(model, face, {warmup = 5, minRuns = 30, minSeconds = 2, lookWeights = null} = {}) {
+  for (let i = 0; i < warmup; i++) await runModel(model, face, lookWeights);
   const times = [];
   const started = performance.now();
   while (times.length < minRuns || performance.now() - started < minSeconds * 1000) {
-    times.push((await runModel(model, face)).ms);
+    times.push((await runModel(model, face, lookWeights)).ms);
   }
   return times;
 }

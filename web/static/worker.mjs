@@ -22,13 +22,13 @@ const JOBS = {
     const model = await loadModel(url, {threads: wanted});
     threads = model.threads;
     const frame = new OffscreenCanvas(1, 1).getContext('2d', {willReadFrequently: true});
-    return async ({bitmap, regions, strength, regionStrengths}) => {
+    return async ({bitmap, regions, makeup}) => {
       const copying = performance.now();
       const {width, height} = bitmap;
       if (frame.canvas.width !== width || frame.canvas.height !== height) Object.assign(frame.canvas, {width, height});
       frame.drawImage(bitmap, 0, 0);
       const copy = performance.now() - copying;
-      const {patches, ms} = await makeUpFaces(frame, model, regions, strength, regionStrengths);
+      const {patches, ms} = await makeUpFaces(frame, model, regions, makeup);
       return {reply: {patches, ms: {...ms, copy}}, transfer: patches.map((patch) => patch.pixels.data.buffer)};
     };
   },

@@ -73,10 +73,10 @@ export function searchFor(worker) {
   };
 }
 
-/** The camera's model stage: ``makeUp(canvas, regions, strength, regionStrengths)`` -> makeUpFaces' {patches, ms}, in the
- *  worker while it works, else in the page. The frame the worker fails on is shown without makeup: the
- *  page's own onnxruntime must not run two sessions at once (its runs share one wasm stack), and the
- *  frame loop only waits for the model stage when it is in the page. */
+/** The camera's model stage: ``makeUp(canvas, regions, makeup)`` -> makeUpFaces' {patches, ms} (`makeup`: its
+ *  {strength, regionStrengths, lookWeights}), in the worker while it works, else in the page. The frame the
+ *  worker fails on is shown without makeup: the page's own onnxruntime must not run two sessions at once (its
+ *  runs share one wasm stack), and the frame loop only waits for the model stage when it is in the page. */
 export class ModelStage {
   constructor(model, worker = null) {
     Object.assign(this, {model, worker});
@@ -86,18 +86,18 @@ export class ModelStage {
     return this.worker && !this.worker.failure ? 'worker' : 'page';
   }
 
-  async makeUp(canvas, regions, strength, regionStrengths = null) {
+  async makeUp(canvas, regions, makeup) {
     if (this.where === 'worker') {
       const snapshot = createImageBitmap(canvas);
       try {
         const bitmap = await snapshot;
-        return await this.worker.run({bitmap, regions, strength, regionStrengths}, [bitmap]);
+        return await this.worker.run({bitmap, regions, makeup}, [bitmap]);
       } catch (error) {
         if (!(error instanceof WorkerFailed)) throw error;
         return {patches: [], ms: {}};
       }
     }
     const frame = canvas.getContext('2d', {willReadFrequently: true});
-    return makeUpFaces(frame, this.model, regions, strength, regionStrengths);
+    return makeUpFaces(frame, this.model, regions, makeup);
   }
 }
