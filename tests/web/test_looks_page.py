@@ -16,8 +16,10 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import IMAGE_SIZE, train_args
 from PIL import Image
 from test_web import (  # noqa: F401 (fixtures: the camera's clip, a one-look model)
+    LITERT_TOLERANCE,
     MODEL_WORKER,
     _need,
     camera_clip,
@@ -25,6 +27,7 @@ from test_web import (  # noqa: F401 (fixtures: the camera's clip, a one-look mo
 )
 
 from export.common import INPUT_NAME, LOOKS_INPUT_NAME, OUTPUT_NAME
+from export.formats import BY_NAME
 from export.manifest import LOOKS_FILE
 from tools.browser import BrowserPage, PageError, find_chromium, write_face_png
 
@@ -106,11 +109,11 @@ def python_onnx(folder, face: np.ndarray, weights) -> np.ndarray:
     return session.run([OUTPUT_NAME], {INPUT_NAME: face, LOOKS_INPUT_NAME: np.asarray([weights], np.float32)})[0]
 
 
-def model_output(page: BrowserPage) -> np.ndarray:
+def model_output(page: BrowserPage, size: int = SIZE) -> np.ndarray:
     import base64
 
     raw = base64.b64decode(page.page.evaluate("tinybeauty.modelOutputBase64()"))
-    return np.frombuffer(raw, np.float32).reshape(1, 3, SIZE, SIZE).copy()
+    return np.frombuffer(raw, np.float32).reshape(1, 3, size, size).copy()
 
 
 def set_blend(page: BrowserPage, other: str, share: float) -> None:
@@ -315,3 +318,57 @@ def test_the_url_names_the_look_to_start_with(looks_model, choice, shown, messag
         assert page.message.startswith(message)
         weights = page.page.evaluate("Array.from(tinybeauty.state.lookWeights)")
     assert weights == {"smoky": [0, 1], "glitter": [1, 0]}.get(choice, [0.25, 0.75])
+
+
+@pytest.fixture(scope="module")
+def exported_looks(tmp_path_factory):
+    """A real two-look network (berry on 12 faces, smoky on 12, two short epochs) through `python -m export`: its int8
+    .onnx and .tflite, each with the look input, and the set's looks.json; with the checkpoint's split."""
+    from export.__main__ import main as export_main
+    from train.__main__ import main as train_main
+    from train.synthetic import write_dataset
+
+    parent = tmp_path_factory.mktemp("looks_data")
+    for look in ("berry", "smoky"):
+        write_dataset(parent / look, n=12, size=IMAGE_SIZE, workers=1, look=look)
+    run = tmp_path_factory.mktemp("looks_run")
+    args = train_args(parent / "berry", run, "--epochs", "2", "--qat-epochs", "1", "--threads", "1",
+                      "--eye-mask", "labels")
+    at = args.index("--data")
+    args[at:at + 2] = ["--data", f"berry={parent / 'berry'}", "--data", f"smoky={parent / 'smoky'}"]
+    assert train_main(args) == 0
+    out = tmp_path_factory.mktemp("looks_artifacts")
+    assert export_main(["--checkpoint", str(run / "tinybeauty_best_psnr.pt"), "--out", str(out), "--formats", "onnx",
+                        "tflite", "--calibration-images", "8", "--val-images", "2"]) == 0
+    return out, run / "tinybeauty_best_psnr.pt"
+
+
+@pytest.mark.parametrize(("model_file", "tolerance"), [("tinybeauty.onnx", EXACT),
+                                                       ("tinybeauty.tflite", LITERT_TOLERANCE)])
+def test_an_exported_network_of_looks_runs_each_look_as_its_runtime_in_python(exported_looks, tmp_path, model_file,
+                                                                              tolerance):
+    """The files `python -m export` writes for a two-look checkpoint, in the page: each look and a blend give what
+    the same file gives in Python's runtime (int8 ONNX: the same integer arithmetic; the .tflite: within the few
+    int8 steps LiteRT.js rounds otherwise, as test_web.py holds the one-look file to)."""
+    from models.checkpoint import checkpoint_split, load_checkpoint
+    from models.data import faces_as_tensors, load_split
+
+    _need(find_chromium)
+    artifacts, checkpoint = exported_looks
+    _, saved = load_checkpoint(checkpoint)
+    source, _ = faces_as_tensors(load_split(checkpoint_split(saved, checkpoint)["looks"]["smoky"], "val", limit=1))
+    face = source[:1].numpy()
+    png = write_face_png(face[0], tmp_path / "face.png")
+    python_runtime = BY_NAME[model_file.rsplit(".", 1)[1]].load(artifacts / model_file)
+    outputs = {}
+    with BrowserPage(artifacts, model_file, threads=2) as page:
+        assert page.looks == ["berry", "smoky"] and page.page.locator("#looks").is_visible()
+        page.set_mode("whole")
+        page.make_up(png)
+        for choice in ("berry", "smoky", "berry=0.5,smoky=0.5"):
+            page.set_look(choice)
+            outputs[choice] = model_output(page, face.shape[-1])
+    for choice, weights in (("berry", [1, 0]), ("smoky", [0, 1]), ("berry=0.5,smoky=0.5", [0.5, 0.5])):
+        expected = python_runtime(face, np.asarray([weights], np.float32))
+        assert np.abs(outputs[choice] - expected).max() <= tolerance, choice
+    assert np.abs(outputs["berry"] - outputs["smoky"]).max() > 0, "each look its own output"
