@@ -18,7 +18,7 @@ import torch
 from conftest import ROOT, train_args
 
 from export.common import fresh_staging_dir
-from export.manifest import MANIFEST, read_manifest
+from export.manifest import LOOKS_FILE, MANIFEST, read_manifest
 from train.__main__ import main as train_main
 from train.sweep import main as sweep_main
 
@@ -42,7 +42,7 @@ def test_two_exports_into_one_folder_leave_one_whole_set(checkpoint, tmp_path):
     manifest = read_manifest(out)  # every file listed is there, with the sha256 its export checked
     listed = {record["file"] for record in manifest["artifacts"]}
     assert listed in SETS.values()
-    assert {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} == listed | {MANIFEST}
+    assert {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} == listed | {MANIFEST, LOOKS_FILE}
     assert not list(tmp_path.glob(".artifacts*"))  # both runs' staging folders consumed by their swaps
 
 

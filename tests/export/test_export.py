@@ -178,8 +178,9 @@ def test_real_warnings_still_show_after_the_known_noise_is_silenced():
 
 def test_top_level_of_artifacts_is_exactly_what_ships(artifacts):
     top = sorted(p.name for p in artifacts.iterdir() if p.name != "reference")
-    assert top == sorted([f.filename for f in FORMATS if f.shipped] + ["manifest.json"])
-    assert all(tree_bytes(artifacts / name) < SIZE_BUDGET_BYTES for name in top if name != "manifest.json")
+    # The files, the catalogue an app reads (looks.json) and the manifest.
+    assert top == sorted([f.filename for f in FORMATS if f.shipped] + ["looks.json", "manifest.json"])
+    assert all(tree_bytes(artifacts / name) < SIZE_BUDGET_BYTES for name in top if not name.endswith(".json"))
     assert (artifacts / "reference" / "tinybeauty_fp32.onnx").is_file()
 
 
@@ -212,7 +213,7 @@ def test_new_set_replaces_the_old_one_as_a_whole(artifacts, checkpoint, tmp_path
                         "--calibration-images", "4", "--val-images", "2"]) == 0
     new = manifest(out)
     assert [r["file"] for r in new["artifacts"]] == ["tinybeauty.onnx"]
-    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["manifest.json", "tinybeauty.onnx"]
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["looks.json", "manifest.json", "tinybeauty.onnx"]
     from models.atomic import sha256_file
 
     assert sha256_file(out / "tinybeauty.onnx") == new["artifacts"][0]["sha256"]

@@ -130,3 +130,18 @@ def test_the_benchmark_scores_and_gates_each_look(two_look_set, tmp_path):
     grid = Image.open(out / "looks.png")  # input, then each look made up and its residual, per face
     assert grid.size == (IMAGE_SIZE * 5, IMAGE_SIZE * 2)
     assert (out / "looks.txt").read_text().startswith("columns: input | berry | berry residual x4 | smoky")
+
+
+@pytest.mark.slow
+def test_the_live_section_runs_a_file_of_several_looks(two_look_set, tmp_path):
+    """The benchmark's live clip goes through apply's video path with every look of the file live (the
+    file needs its look input: without it onnxruntime refuses the run)."""
+    from apply.video import make_tracker
+    from benchmark.live import FRAME_SIZE, end_to_end, figure_eight, portrait, write_clip
+    from tools.tracking_metrics import paste_along_paths
+
+    model = load_model(two_look_set / "tinybeauty.onnx", threads=1)
+    frames = paste_along_paths(portrait(), [figure_eight(4)], canvas_size=FRAME_SIZE, seed=0)
+    clip = write_clip(tmp_path / "clip.mp4", frames)
+    result = end_to_end(model, clip, tmp_path / "out", make_tracker(model.image_size), runs=1)
+    assert result["frames"] == 4
