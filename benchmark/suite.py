@@ -186,10 +186,10 @@ def reference_rows(model, faces: dict, references: dict, looks: dict, manifest: 
 
 
 def look_grid_faces(artifacts: Path, manifest: dict, model, faces: dict, names: list[str]) -> dict[str, torch.Tensor]:
-    """The looks side by side on the same faces (the first of the headline split and of test-real):
+    """The looks side by side on the same faces (the first test face and the first real-photo one):
     ``{"input": [F,3,H,W], look: [F,3,H,W] made up ...}``, through the shipped int8 ONNX (PyTorch where
     the set has none). The built-in looks are drawn on the same faces, so any look's source is the face."""
-    picks = torch.stack([faces[part][0][0] for part in ("test", "val", REAL_TEST_SPLIT) if part in faces][:2])
+    picks = torch.stack([faces[part][0][0] for part in ("test", REAL_TEST_SPLIT, "val") if part in faces][:2])
     entry = next((e for e in manifest["artifacts"] if e["format"] == "onnx"), None)
     runner = BY_NAME["onnx"].load(artifacts / entry["file"]) if entry else pytorch_runner(model)
     grid = {"input": picks}
