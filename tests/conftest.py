@@ -26,7 +26,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 IMAGE_SIZE = 64
 
 # The fixtures that train (or render the data to train on): whoever takes one is in the slow lane.
-TRAINING_FIXTURES = frozenset({"synthetic_data", "trained_run", "checkpoint", "artifacts"})
+TRAINING_FIXTURES = frozenset({"synthetic_data", "trained_run", "checkpoint", "artifacts", "two_look_folders",
+                               "two_look_checkpoint"})
 # The fixtures that serve the page to Chromium or open it there.
 BROWSER_FIXTURES = frozenset({"served", "page", "litert_page"})
 
@@ -92,6 +93,33 @@ def trained_run(synthetic_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run")
     assert main(train_args(synthetic_data, out, "--epochs", "2")) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def two_look_folders(tmp_path_factory) -> Path:
+    """Two looks' pair folders under one parent: berry on 16 faces, smoky on 12 (other counts, same renderer)."""
+    _only_in_the_slow_lane("two_look_folders")
+    from train.synthetic import write_dataset
+
+    parent = tmp_path_factory.mktemp("looks")
+    for look, count in (("berry", 16), ("smoky", 12)):
+        write_dataset(parent / look, n=count, size=IMAGE_SIZE, workers=1, look=look)
+    return parent
+
+
+@pytest.fixture(scope="session")
+def two_look_checkpoint(two_look_folders, tmp_path_factory) -> Path:
+    """A 2-epoch nano network of the looks berry and smoky (one quantization-aware epoch): what the
+    several-look exports are checked on."""
+    from train.__main__ import main
+
+    out = tmp_path_factory.mktemp("two_look_run")
+    args = train_args(two_look_folders / "berry", out, "--epochs", "2", "--qat-epochs", "1", "--threads", "1",
+                      "--eye-mask", "labels")
+    at = args.index("--data")
+    args[at:at + 2] = [arg for look in ("berry", "smoky") for arg in ("--data", f"{look}={two_look_folders / look}")]
+    assert main(args) == 0
+    return out / "tinybeauty_best_psnr.pt"
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from conftest import IMAGE_SIZE, train_args
+from conftest import IMAGE_SIZE
 
 from export.__main__ import main as export_main
 from export.coreml_format import broadcast_copies, can_predict, image_io_problems
@@ -25,36 +25,11 @@ from models.checkpoint import load_checkpoint
 from models.gates import BLEND_MIN_PSNR_VS_PYTORCH_DB, MAX_PSNR_DROP_DB
 from models.metrics import mean_psnr_db
 from models.tinybeauty import VARIANTS, build_model
-from train.__main__ import main as train_main
-from train.synthetic import write_dataset
 
 FORMATS = ("coreml", "mlpackage")
 LOOKS = ["berry", "smoky"]
-SHORT = ["--epochs", "2", "--qat-epochs", "1", "--threads", "1", "--eye-mask", "labels"]
 # As the one-look round trip (tests/export/test_export.py): 8-bit weights against fp32, on [0, 1] pixels.
 TOLERANCE = 0.08
-
-
-@pytest.fixture(scope="module")
-def look_folders(tmp_path_factory):
-    """Two looks' pair folders under one parent: berry on 16 faces, smoky on 12."""
-    parent = tmp_path_factory.mktemp("looks")
-    write_dataset(parent / "berry", n=16, size=IMAGE_SIZE, workers=1, look="berry")
-    write_dataset(parent / "smoky", n=12, size=IMAGE_SIZE, workers=1, look="smoky")
-    return parent
-
-
-def look_args(parent, out, *extra):
-    args = train_args(parent / "berry", out, *SHORT, *extra)
-    at = args.index("--data")
-    return args[:at] + ["--data", f"berry={parent / 'berry'}", "--data", f"smoky={parent / 'smoky'}"] + args[at + 2:]
-
-
-@pytest.fixture(scope="module")
-def two_look_checkpoint(look_folders, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    assert train_main(look_args(look_folders, out)) == 0
-    return out / "tinybeauty_best_psnr.pt"
 
 
 @pytest.fixture(scope="module")

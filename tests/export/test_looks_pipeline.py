@@ -16,26 +16,10 @@ from benchmark.__main__ import main as bench_main
 from export.__main__ import main as export_main
 from export.loading import load_model
 from models.checkpoint import load_checkpoint
-from tests.conftest import IMAGE_SIZE, train_args
-from train.__main__ import main as train_main
+from tests.conftest import IMAGE_SIZE
 from train.looks import LOOKS
-from train.synthetic import write_dataset
 
 NAMES = ["berry", "smoky"]
-
-
-@pytest.fixture(scope="module")
-def two_look_checkpoint(tmp_path_factory):
-    parent = tmp_path_factory.mktemp("looks")
-    for name, count in (("berry", 16), ("smoky", 12)):
-        write_dataset(parent / name, n=count, size=IMAGE_SIZE, workers=1, look=name)
-    out = tmp_path_factory.mktemp("run")
-    args = train_args(parent / "berry", out, "--epochs", "2", "--qat-epochs", "1", "--threads", "1",
-                      "--eye-mask", "labels")
-    at = args.index("--data")
-    args[at:at + 2] = [arg for name in NAMES for arg in ("--data", f"{name}={parent / name}")]
-    assert train_main(args) == 0
-    return out / "tinybeauty_best_psnr.pt"
 
 
 @pytest.fixture(scope="module")
