@@ -34,17 +34,27 @@ class LoadedModel:
     # The looks it holds, in the order of its look input: [{"name", "index", "swatch_hex"}]. Several: the
     # runner takes look_weights (models/look_choice.py); one: none.
     looks: tuple[dict, ...] = ({"name": "the file's look", "index": 0, "swatch_hex": None},)
+    # The face's region maps it reads beside the face, in the order of its regions input (train/region_maps.py:
+    # drawn from the face mesh by faces/region_weights.py's region_masks); empty: it takes the face alone.
+    region_inputs: tuple[str, ...] = ()
 
     @property
     def look_names(self) -> list[str]:
         return [look["name"] for look in self.looks]
 
     def runner_for(self, look_weights: np.ndarray | None) -> Runner:
-        """A runner of faces alone that puts on the looks ``look_weights`` [1, L] chooses (models/look_choice.py);
-        the plain runner for None (a one-look file)."""
+        """A runner of ``(faces, regions=None)`` that puts on the looks ``look_weights`` [1, L] chooses
+        (models/look_choice.py); the plain runner for None (a one-look file)."""
         if look_weights is None:
             return self.runner
-        return lambda faces: self.runner(faces, np.repeat(look_weights, len(faces), axis=0))
+        return lambda faces, **regions: self.runner(faces, np.repeat(look_weights, len(faces), axis=0), **regions)
+
+    def empty_regions(self, count: int = 1) -> np.ndarray | None:
+        """Region maps that say no region is known (all 0, what training gives a face the mesh missed), for a
+        file that reads them; None for one that does not."""
+        if not self.region_inputs:
+            return None
+        return np.zeros((count, len(self.region_inputs), self.image_size, self.image_size), np.float32)
 
     def even_blend(self) -> np.ndarray | None:
         """Every look at an even share (None for one look): a valid look input where any will do."""
@@ -77,6 +87,13 @@ def recorded_looks(metadata: dict) -> tuple[dict, ...] | None:
     return tuple(json.loads(text)) if text else None
 
 
+def recorded_region_inputs(metadata: dict) -> tuple[str, ...]:
+    """The region maps a file reads beside the face (``tinybeauty.region_inputs``, a JSON list); none recorded:
+    the face alone."""
+    text = metadata.get("tinybeauty.region_inputs")
+    return tuple(json.loads(text)) if text else ()
+
+
 def checkpoint_size(checkpoint: dict) -> int:
     """The face size a checkpoint was trained at (its split's; each look's, for several)."""
     split = checkpoint.get("split") or {}
@@ -94,9 +111,10 @@ def _check_runs(path: Path, loaded: LoadedModel) -> None:
     is refused here, naming the file, not on the user's first photo."""
     size = loaded.image_size
     face = np.full((1, 3, size, size), 0.5, np.float32)
-    looks = loaded.even_blend()
+    looks, regions = loaded.even_blend(), loaded.empty_regions()
     try:
-        made_up = np.asarray(loaded.runner(face) if looks is None else loaded.runner(face, looks))
+        made_up = np.asarray(loaded.runner(face, *([] if looks is None else [looks]),
+                                           **({} if regions is None else {"regions": regions})))
     except Exception as error:  # each runtime raises its own types for a wrong input
         raise ModelFileError(f"{path} does not run as a TinyBeauty model on a 1x3x{size}x{size} face "
                              f"({_first_line(error)}); pass a file exported by `make export`") from error
@@ -114,20 +132,22 @@ def load_model(path: Path, threads: int | None = None) -> LoadedModel:
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist; export first (`make export`) or pass an existing file")
     if path.suffix in CHECKPOINT_SUFFIXES:
-        model, checkpoint = load_checkpoint(path)
+        model, checkpoint = load_checkpoint(path, feeds_regions=True)
         loaded = LoadedModel(pytorch_runner(model, threads), "PyTorch eager fp32", checkpoint_size(checkpoint),
-                             tuple(catalogue(model, checkpoint)))
+                             tuple(catalogue(model, checkpoint)), tuple(model.config.region_inputs))
     else:
         fmt = format_for(path)
         try:
             runner = fmt.load(path, threads)
             metadata = fmt.read_metadata(path)
             size, looks = recorded_size(metadata), recorded_looks(metadata)
+            region_inputs = recorded_region_inputs(metadata)
         except RuntimeUnavailable:
             raise
         except Exception as error:  # each runtime has its own error types for a damaged file
             raise ModelFileError(f"{path} could not be loaded by {fmt.runtime} ({_first_line(error)}); re-export "
                                  "it (`make export`) or pass another model file") from error
-        loaded = LoadedModel(runner, fmt.runtime, size or DEFAULT_IMAGE_SIZE, *([looks] if looks else []))
+        loaded = LoadedModel(runner, fmt.runtime, size or DEFAULT_IMAGE_SIZE, looks or LoadedModel.looks,
+                             region_inputs)
     _check_runs(path, loaded)
     return loaded

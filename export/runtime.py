@@ -4,7 +4,11 @@
 A :data:`Runner` takes N x 3 x H x W float32 faces in [0, 1] and returns the made-up faces in
 the same layout, whatever the file's own layout (each format's ``load`` adapts it). A file of
 several looks also takes ``look_weights``, float32 N x L (one-hot picks a look, weights adding up to 1
-blend looks: models/look_choice.py); a one-look file takes None there. Opening a
+blend looks: models/look_choice.py); a one-look file takes None there. A file whose network reads the
+face's region maps beside it (``--region-inputs``: train/region_maps.py) also takes ``regions``, float32
+N x K x H x W in [0, 1], one map per name of its ``tinybeauty.region_inputs`` in that order (NCHW here
+whatever the file's layout), drawn from the face mesh (faces/region_weights.py: ``region_masks``); a file
+without region inputs takes None there. Opening a
 file by its suffix (:func:`export.loading.load_model`) sits above the formats table; this module
 imports no format, so the format modules and the table can import it.
 """
@@ -18,7 +22,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-Runner = Callable[..., np.ndarray]  # (faces, look_weights=None) -> made-up faces
+Runner = Callable[..., np.ndarray]  # (faces, look_weights=None, regions=None) -> made-up faces
 
 
 class RuntimeUnavailable(RuntimeError):
@@ -30,11 +34,16 @@ class ModelFileError(ValueError):
     not what its suffix says, or a network of another shape)."""
 
 
-def run_in_batches_of_one(runner: Runner, faces: np.ndarray, look_weights: np.ndarray | None = None) -> np.ndarray:
-    """Artifacts are exported for batch 1, as a phone runs them; ``look_weights`` (several looks): one row per face."""
-    if look_weights is None:
-        return np.concatenate([runner(faces[i:i + 1]) for i in range(len(faces))], axis=0)
-    return np.concatenate([runner(faces[i:i + 1], look_weights[i:i + 1]) for i in range(len(faces))], axis=0)
+def run_in_batches_of_one(runner: Runner, faces: np.ndarray, look_weights: np.ndarray | None = None,
+                          regions: np.ndarray | None = None) -> np.ndarray:
+    """Artifacts are exported for batch 1, as a phone runs them; ``look_weights`` (several looks) and
+    ``regions`` (region-input files): one row per face. Only the inputs the file takes are passed."""
+    outputs = []
+    for i in range(len(faces)):
+        extra = {"regions": regions[i:i + 1]} if regions is not None else {}
+        looks = () if look_weights is None else (look_weights[i:i + 1],)
+        outputs.append(runner(faces[i:i + 1], *looks, **extra))
+    return np.concatenate(outputs, axis=0)
 
 
 def pytorch_runner(model: torch.nn.Module, threads: int | None = None) -> Runner:
@@ -42,10 +51,11 @@ def pytorch_runner(model: torch.nn.Module, threads: int | None = None) -> Runner
     if threads:
         torch.set_num_threads(threads)
 
-    def run(faces: np.ndarray, look_weights: np.ndarray | None = None) -> np.ndarray:
-        as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+    def run(faces: np.ndarray, look_weights: np.ndarray | None = None, regions: np.ndarray | None = None
+            ) -> np.ndarray:
+        as_tensor = lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
         with torch.no_grad():
-            return model(as_tensor(faces), None if look_weights is None else as_tensor(look_weights)).numpy()
+            return model(as_tensor(faces), as_tensor(look_weights), regions=as_tensor(regions)).numpy()
 
     return run
 
