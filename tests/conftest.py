@@ -27,7 +27,7 @@ IMAGE_SIZE = 64
 
 # The fixtures that train (or render the data to train on): whoever takes one is in the slow lane.
 TRAINING_FIXTURES = frozenset({"synthetic_data", "trained_run", "checkpoint", "artifacts", "two_look_folders",
-                               "two_look_checkpoint"})
+                               "two_look_checkpoint", "region_checkpoint"})
 # The fixtures that serve the page to Chromium or open it there.
 BROWSER_FIXTURES = frozenset({"served", "page", "litert_page"})
 
@@ -119,6 +119,19 @@ def two_look_checkpoint(two_look_folders, tmp_path_factory) -> Path:
     at = args.index("--data")
     args[at:at + 2] = [arg for look in ("berry", "smoky") for arg in ("--data", f"{look}={two_look_folders / look}")]
     assert main(args) == 0
+    return out / "tinybeauty_best_psnr.pt"
+
+
+@pytest.fixture(scope="session")
+def region_checkpoint(synthetic_data, tmp_path_factory) -> Path:
+    """A 2-epoch nano network that reads the face mesh's region maps beside the face (--region-inputs): what
+    the region-input exports, apply and the benchmark are checked on."""
+    _only_in_the_slow_lane("region_checkpoint")
+    from train.__main__ import main
+
+    out = tmp_path_factory.mktemp("region_run")
+    assert main(train_args(synthetic_data, out, "--epochs", "2", "--qat-epochs", "0", "--threads", "1",
+                           "--region-inputs")) == 0
     return out / "tinybeauty_best_psnr.pt"
 
 
