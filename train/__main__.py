@@ -205,9 +205,8 @@ def config_problems(config: TrainConfig) -> list[str]:
     if config.palette_bits > 8:
         problems.append(f"--palette-bits {config.palette_bits} must be at most 8 (0 turns palettization off)")
     problems += look_problems(config.look_data) if config.look_data else []
-    if config.region_inputs and (config.qat_epochs or len(config.looks or ()) > 1):
-        problems.append("--region-inputs is an experiment of one look without quantization-aware fine-tuning: "
-                        "pass --qat-epochs 0 and at most one look")
+    if config.region_inputs and len(config.looks or ()) > 1:
+        problems.append("--region-inputs is an experiment of one look: pass at most one look")
     if config.resume and config.overwrite:
         problems.append("--resume and --overwrite contradict each other; pick one")
     try:  # the default --out too: argparse checks only a value given on the command line
