@@ -191,6 +191,8 @@ def test_a_region_input_run_fine_tunes_quantization_aware(synthetic_data, tmp_pa
         assert not torch.equal(wrapper(faces, regions=maps), wrapper(faces, regions=torch.zeros_like(maps)))
     held_out = json.loads((out / "held_out.json").read_text())
     assert np.isfinite(held_out["test_psnr_db"])
+    assert main(["--out", str(out), "--epochs", "3", "--resume"]) == 0  # resumed inside the phase: maps again
+    assert torch.load(out / "tinybeauty_last.pt", weights_only=True)["epoch"] == 3
 
 
 def named_looks(folders: dict, out, *extra) -> list[str]:
