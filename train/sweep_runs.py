@@ -51,7 +51,8 @@ def score_test_data(path: Path, faces: tuple[torch.Tensor, torch.Tensor], region
     return {"test_data_psnr_db": mean_psnr_db(made_up, target), "test_data_baseline_db": mean_psnr_db(source, target)}
 
 
-def load_test_data(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, list[str], torch.Tensor | None] | None:
+def load_test_data(args: argparse.Namespace
+                   ) -> tuple[torch.Tensor, torch.Tensor, list[str], torch.Tensor | None] | None:
     """The --test-data faces at the recipe's image size, decoded once for every seed, their hashes, and with
     --region-inputs their region maps (placed by the face mesh, cached in the --test-data folder)."""
     if args.test_data is None:

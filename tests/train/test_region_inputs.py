@@ -198,7 +198,8 @@ def test_a_region_input_run_fine_tunes_quantization_aware(synthetic_data, tmp_pa
 def named_looks(folders: dict, out, *extra) -> list[str]:
     args = train_args(next(iter(folders.values())), out, "--threads", "1", "--eye-mask", "labels", *extra)
     at = args.index("--data")
-    return args[:at] + [arg for name, folder in folders.items() for arg in ("--data", f"{name}={folder}")] + args[at + 2:]
+    named = [arg for name, folder in folders.items() for arg in ("--data", f"{name}={folder}")]
+    return args[:at] + named + args[at + 2:]
 
 
 def test_several_looks_and_an_added_look_read_the_maps(two_look_folders, tmp_path, caplog):
