@@ -8,7 +8,9 @@ exactly as they were: zero gradients give zero steps) and the head's shared bias
 earlier looks' one-hot inputs read exact zeros through the new slice, so their outputs stay bit-identical
 in PyTorch float (tests/train/test_add_look.py). The run trains on NAME's pairs alone, split by the
 source run's seed and fractions; the checkpoint's split and ``looks`` hold every look, the earlier
-looks' records as CHECKPOINT has them.
+looks' records as CHECKPOINT has them. A network that reads region maps beside the face (``--region-inputs``)
+keeps reading them: the new look's pairs get their maps from the face mesh too (train/region_maps.py), and
+the run takes its region inputs from CHECKPOINT's network, not from the command line's default.
 
 Quantization-aware state: the added look trains in float (no --qat-epochs). The checkpoint keeps the
 source's ``skip_factors``, so the export rescales the shared network as it did for CHECKPOINT, and it
@@ -116,7 +118,8 @@ def open_source(config: TrainConfig, given_names: set[str]) -> AddedLook:
     path = Path(config.start_from)
     source = read_checkpoint(path)
     checkpoint_split(source, path)  # the earlier looks' records are kept: a checkpoint without one is refused here
-    earlier = list(rebuild_model(source, path).config.looks)
+    network = rebuild_model(source, path).config
+    earlier = list(network.looks)
     if config.add_look in earlier:
         raise CheckpointError(f"--add-look {config.add_look}: {path} holds that look already (its looks: "
                               f"{', '.join(earlier)}); give the new look another name")
@@ -124,11 +127,15 @@ def open_source(config: TrainConfig, given_names: set[str]) -> AddedLook:
     conflicts = [f"--{name.replace('_', '-')} {getattr(config, name)} (it has {stored[name]})"
                  for name in SAME_AS_SOURCE if name in given_names and name in stored
                  and getattr(config, name) != stored[name]]
+    reads_maps = bool(network.region_inputs)  # the network's own input, whatever the default of the day
+    if "region_inputs" in given_names and config.region_inputs != reads_maps:
+        conflicts.append(f"--{'' if config.region_inputs else 'no-'}region-inputs (its network reads "
+                         f"{'the region maps beside the face' if reads_maps else 'the face alone'})")
     if conflicts:
         raise CheckpointError(f"--add-look trains on the network of {path} as it is: {'; '.join(conflicts)}. "
                               "Drop these options")
     values = {name: stored[name] for name in INHERITED if name in stored and name not in given_names}
-    added = replace(config, **values, looks=[*earlier, config.add_look], look_data=None)
+    added = replace(config, **values, looks=[*earlier, config.add_look], look_data=None, region_inputs=reads_maps)
     log.info("adding the look %s to %s (%s): only its head slice trains", config.add_look, path, ", ".join(earlier))
     return AddedLook(added, source, path)
 

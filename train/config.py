@@ -62,7 +62,8 @@ class TrainConfig:
     eye_mask: str = "auto"
     augment: str = "none"
     reparam: bool = False
-    region_inputs: bool = False  # the face mesh's region maps beside the face (train/region_maps.py), an experiment
+    # The face mesh's region maps beside the face (train/region_maps.py); --no-region-inputs: the face alone.
+    region_inputs: bool = False
     seed: int = 0
     sample_every: int = 5
     synthetic_pairs: int = 675
@@ -83,6 +84,9 @@ class TrainConfig:
 
 # Options a run records only when given: a run without them records what it did before they existed.
 OPTIONAL_RECORD = ("looks", "look_data", "add_look", "start_from")
+# What a recorded run did where its record leaves an option out (record() drops region_inputs when off): read
+# so, not as today's default, a resumed run keeps its own input whatever the default becomes.
+ABSENT_FROM_RECORD = {"region_inputs": False}
 
 
 PRECISIONS = ("fp32", "bf16")

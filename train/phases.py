@@ -25,6 +25,7 @@ from torch import nn
 from models.checkpoint import CheckpointError, unwrap_model
 from models.tinybeauty import merge, one_hot_looks
 from train.qat import QuantAware
+from train.region_maps import region_tensor
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -130,7 +131,9 @@ class QuantAwarePhase(Phase):
         calibration = torch.from_numpy(faces).permute(0, 3, 1, 2).float().div(255).to(run.device)
         looks = None if run.cache.looks is None else \
             one_hot_looks(torch.from_numpy(run.cache.looks[chosen]), net.config).to(run.device)
-        return QuantAware(net, run.config.palette_bits, calibration, factors, looks).to(run.device)
+        maps = run.cache.region_maps
+        regions = None if maps is None else region_tensor(maps[chosen]).to(run.device)
+        return QuantAware(net, run.config.palette_bits, calibration, factors, looks, regions).to(run.device)
 
     @staticmethod
     def _start(run: RunContext, training: Training, wrapper: QuantAware, lr: float) -> None:

@@ -36,12 +36,12 @@ from models.variants import DEFAULT_LOOK
 from train import phases, trainer
 from train.add_look import AddedLook, open_source
 from train.builtin import builtin_split, share_face_caches, write_builtin
-from train.config import DEFAULT_SYNTHETIC_DIR, RESUME_MAY_CHANGE, TrainConfig
+from train.config import ABSENT_FROM_RECORD, DEFAULT_SYNTHETIC_DIR, RESUME_MAY_CHANGE, TrainConfig
 from train.dataset import PairDataset, load_pairs, load_split_for_training
 from train.look_options import builtin_folder
 from train.multilook import LookSource, join_looks, looks_metadata, looks_split, split_counts
 from train.numerics import flush_denormals
-from train.region_maps import REGION_INPUTS, region_maps
+from train.region_maps import REGION_INPUTS, run_region_maps
 from train.split import split_indices
 
 log = logging.getLogger("train")
@@ -50,6 +50,7 @@ log = logging.getLogger("train")
 def resumed_config(given: TrainConfig, given_names: set[str], stored: dict, path: Path) -> TrainConfig:
     """The stored run's config with only the options a resume may change taken from the command
     line. A flag that contradicts the stored value is a CheckpointError naming it."""
+    stored = ABSENT_FROM_RECORD | stored
     same = lambda name, a, b: (Path(a).resolve() == Path(b).resolve()) if name == "data" and a and b else a == b  # noqa: E731
     conflicts = [f"--{name.replace('_', '-')} {getattr(given, name)} (the run has {stored.get(name)})"
                  for name in sorted(given_names - RESUME_MAY_CHANGE)
@@ -193,7 +194,7 @@ def load_data(config: TrainConfig, checkpoint: dict | None, dist_info: trainer.D
     else:
         cache, indices, split = prepare_data(config, dist_info)
     if config.region_inputs:  # a new run's and a resumed run's alike, placed on the decoded faces
-        cache.region_maps = region_maps(cache, Path(split["data"]))
+        cache.region_maps = run_region_maps(cache, split)
     counts = split_counts(split)
     log.info("%d train, %d validation, %d test pairs, %d real-photo test pairs (seed %d)%s", counts["train"],
              counts["val"], counts["test"], counts[REAL_TEST_SPLIT], config.seed,

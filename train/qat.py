@@ -26,6 +26,12 @@ the checkpoint (``skip_factors``) and the export rescales with them, so the int8
 very tensors this phase trained with. (Trained without the rescaling, a fine-tune made the int8
 files worse than none: 0.30-0.40 dB lost instead of 0.17-0.23 on seed 1.)
 
+Region inputs (``--region-inputs``): the stem reads the face and its region maps concatenated, one
+input tensor of the int8 files, so the phase rounds that concatenation with one scale over [0, 1]
+(models/int8.py: ``STEM_INPUT_RANGE``; both face and maps lie there), and measures the skip factors
+and first ranges with the calibration faces' own maps. A network of the face alone keeps its
+unrounded input, as before (its int8 files calibrate the face's input range themselves).
+
 The phase writes plain checkpoints: :meth:`QuantAware.exported_model` puts the weights (the
 table entries, before rescaling and unrounded: each exporter rescales and rounds them itself)
 back into a plain TinyBeauty with the same layers, so export, benchmark and apply read it as
@@ -39,7 +45,7 @@ import copy
 import torch
 from torch import nn
 
-from models.int8 import shared_range_groups
+from models.int8 import STEM_INPUT_RANGE, shared_range_groups
 from models.rescale import rescaled_parameters, skip_factors
 from models.tinybeauty import TinyBeauty, quantized_outputs
 
@@ -105,10 +111,12 @@ class QuantAware(nn.Module):
     entries, the unpalettized weights and every bias; the running activation ranges update in train mode.
     ``factors``: the skip rescaling to train with (a resumed phase's); default: measured on
     ``calibration``, which also sets the initial activation ranges (with several looks, each face
-    under ``calibration_looks``, its look's one-hot weights)."""
+    under ``calibration_looks``, its look's one-hot weights; with region inputs, each face with
+    ``calibration_regions``, its region maps)."""
 
     def __init__(self, model: TinyBeauty, palette_bits: int, calibration: torch.Tensor,
-                 factors: dict[str, float] | None = None, calibration_looks: torch.Tensor | None = None):
+                 factors: dict[str, float] | None = None, calibration_looks: torch.Tensor | None = None,
+                 calibration_regions: torch.Tensor | None = None):
         super().__init__()
         self.model = model
         self.config = model.config
@@ -122,12 +130,14 @@ class QuantAware(nn.Module):
                 if name in palettized:
                     self.palettes[name.replace(".", "/")] = Palette(conv.weight, palette_bits)
                     conv.weight.requires_grad_(False)  # its table is what trains
-        self.skip_factors = dict(factors) if factors else skip_factors(model, calibration)
+        self.skip_factors = dict(factors) if factors else skip_factors(model, calibration, calibration_regions)
         self.register_buffer("ranges", torch.zeros(len(self.outputs), 2))
         self.groups = shared_range_groups(self.outputs)
-        self._set_initial_ranges(calibration, calibration_looks)
+        self._set_initial_ranges(calibration, calibration_looks, calibration_regions)
         for index, output in enumerate(self.outputs):
             model.residual.get_submodule(output.module).register_forward_hook(self._quantize_output(index))
+        if model.config.region_inputs:
+            model.residual.stem.register_forward_pre_hook(self._quantize_input)
 
     def weight(self, name: str) -> torch.Tensor:
         """The float weight the network uses for conv ``name`` (its table's values if palettized)."""
@@ -135,7 +145,8 @@ class QuantAware(nn.Module):
         return self.palettes[key]() if key in self.palettes else self.convs[name].weight
 
     @torch.no_grad()
-    def _set_initial_ranges(self, faces: torch.Tensor, look_weights: torch.Tensor | None) -> None:
+    def _set_initial_ranges(self, faces: torch.Tensor, look_weights: torch.Tensor | None,
+                            regions: torch.Tensor | None) -> None:
         extremes = {output.module: [0.0, 0.0] for output in self.outputs}
 
         def record(name):
@@ -146,9 +157,11 @@ class QuantAware(nn.Module):
 
         hooks = [self.model.residual.get_submodule(name).register_forward_hook(record(name)) for name in extremes]
         try:
-            weights = look_weights.split(8) if look_weights is not None else [None] * len(faces.split(8))
-            for batch, batch_weights in zip(faces.split(8), weights, strict=True):
-                self._float_forward(batch, batch_weights)
+            batches = len(faces.split(8))
+            weights = look_weights.split(8) if look_weights is not None else [None] * batches
+            maps = regions.split(8) if regions is not None else [None] * batches
+            for batch, batch_weights, batch_maps in zip(faces.split(8), weights, maps, strict=True):
+                self._float_forward(batch, batch_weights, batch_maps)
         finally:
             for hook in hooks:
                 hook.remove()
@@ -168,16 +181,23 @@ class QuantAware(nn.Module):
             return fake_uint8(output, low, high)
         return hook
 
-    _active = False  # the output hooks round only inside forward(), not during calibration
+    def _quantize_input(self, _module, inputs: tuple[torch.Tensor]) -> tuple[torch.Tensor] | None:
+        """The stem's input (face and region maps concatenated) as the int8 files hold it: one 8-bit scale."""
+        if not self._active:
+            return None
+        return (fake_uint8(inputs[0], *STEM_INPUT_RANGE),)
+
+    _active = False  # the hooks round only inside forward(), not during calibration
 
     def rescaled_parameters(self) -> dict[str, torch.Tensor]:
         """Every parameter as the int8 files hold it before rounding: table values, skips rescaled."""
         weights = {f"{name}.weight": self.weight(name) for name in self.convs}
         return rescaled_parameters(self.model, self.skip_factors, weights)
 
-    def _float_forward(self, face: torch.Tensor, look_weights: torch.Tensor | None) -> torch.Tensor:
+    def _float_forward(self, face: torch.Tensor, look_weights: torch.Tensor | None,
+                       regions: torch.Tensor | None) -> torch.Tensor:
         return torch.func.functional_call(self.model, self.rescaled_parameters(), (face, look_weights),
-                                          {"clamp": False})
+                                          {"clamp": False, "regions": regions})
 
     def forward(self, face: torch.Tensor, look_weights: torch.Tensor | None = None, clamp: bool = True,
                 regions: torch.Tensor | None = None) -> torch.Tensor:
@@ -197,6 +217,7 @@ class QuantAware(nn.Module):
         plain = copy.deepcopy(self.model)
         for hook_owner in plain.modules():
             hook_owner._forward_hooks.clear()
+            hook_owner._forward_pre_hooks.clear()
         for name, conv in _convs(plain).items():
             conv.weight.copy_(self.weight(name))
             conv.weight.requires_grad_(True)

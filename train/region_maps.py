@@ -47,22 +47,29 @@ class RegionShapesCache(MeshCache):
                 for name, ellipses in shapes.items()}
 
 
-def region_maps(cache: PairCache, root: Path, names: tuple[str, ...] = REGION_INPUTS) -> np.ndarray:
+def region_maps(cache: PairCache, root: Path, names: tuple[str, ...] = REGION_INPUTS,
+                known: dict[str, dict | None] | None = None) -> np.ndarray:
     """N x S x S x len(names) uint8 (255: inside the region) for the cache's decoded sources, regions placed
-    from each face's mesh (all 0 where none is found), shapes cached in ``root``."""
+    from each face's mesh (all 0 where none is found), shapes cached in ``root``. ``known``: shapes other
+    folders of the run found, by the same pixel hash (the built-in looks are drawn on the same faces): taken
+    instead of running the mesh again, and added to with this folder's."""
     from faces import DetectorUnavailable
 
     try:
         shapes_cache = RegionShapesCache(root)
     except DetectorUnavailable as error:
         raise DataError(f"--region-inputs places the regions with the face mesh, which cannot run here ({error}); "
-                        "install it or train without --region-inputs") from None
+                        "install it or train with --no-region-inputs") from None
     size = cache.sources.shape[1]
     maps = np.zeros((len(cache), size, size, len(names)), np.uint8)
     missed = []
     for index, source in enumerate(cache.sources):
         key = hashlib.sha256(source.tobytes()).hexdigest()
+        if known and key in known and key not in shapes_cache.points:
+            shapes_cache.points[key], shapes_cache.changed = known[key], True
         shapes = shapes_cache.points_of(key, Image.fromarray(source))
+        if known is not None:
+            known[key] = shapes
         if shapes is None:
             missed.append(cache.pairs[index].name)
             continue
@@ -72,6 +79,24 @@ def region_maps(cache: PairCache, root: Path, names: tuple[str, ...] = REGION_IN
              len(cache) - len(missed), len(cache), shapes_cache.path,
              f"; no face found in {len(missed)}, which get empty maps: {', '.join(missed[:10])}"
              + (" ..." if len(missed) > 10 else "") if missed else "")
+    return maps
+
+
+def run_region_maps(cache: PairCache, split: dict, names: tuple[str, ...] = REGION_INPUTS) -> np.ndarray:
+    """The region maps of a run's cache (train/pipeline.py) under its split record: one folder's pairs, or with
+    several looks (``split["looks"]``, ``cache.looks`` each pair's look) each look's pairs placed and cached in
+    that look's own folder; a look with no pairs in the cache (an --add-look run's earlier looks) is skipped."""
+    if "looks" not in split:
+        return region_maps(cache, Path(split["data"]), names)
+    size = cache.sources.shape[1]
+    maps = np.zeros((len(cache), size, size, len(names)), np.uint8)
+    known: dict[str, dict | None] = {}
+    for look, record in enumerate(split["looks"].values()):
+        rows = np.flatnonzero(cache.looks == look)
+        if len(rows):
+            part = PairCache([cache.pairs[i] for i in rows], [cache.hashes[i] for i in rows], cache.sources[rows],
+                             cache.targets[rows])  # what the maps are placed from: the sources and their names
+            maps[rows] = region_maps(part, Path(record["data"]), names, known)
     return maps
 
 

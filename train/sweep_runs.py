@@ -17,12 +17,13 @@ from pathlib import Path
 import torch
 
 from models.atomic import write_text
-from models.checkpoint import checkpoint_split, load_checkpoint
+from models.checkpoint import checkpoint_split, load_checkpoint, read_checkpoint
 from models.data import DataError, decode_pairs, faces_as_tensors
 from models.metrics import mean_psnr_db
 from train import trainer
 from train.__main__ import main as train_main
 from train.numerics import flush_denormals
+from train.region_maps import region_maps, region_tensor
 
 log = logging.getLogger("train.sweep")
 
@@ -38,27 +39,33 @@ def epochs_at_baseline(metrics_path: Path) -> int:
 TEST_DATA_BATCH = 16  # faces per forward pass on --test-data: a folder of any size fits in memory
 
 
-def score_test_data(path: Path, faces: tuple[torch.Tensor, torch.Tensor]) -> dict:
-    """PSNR of a checkpoint on the --test-data faces, and their no-makeup baseline."""
-    model, _ = load_checkpoint(path)
+def score_test_data(path: Path, faces: tuple[torch.Tensor, torch.Tensor], regions: torch.Tensor | None = None) -> dict:
+    """PSNR of a checkpoint on the --test-data faces, and their no-makeup baseline; ``regions``: the faces'
+    region maps, for a network that reads them (``--region-inputs``)."""
+    model, _ = load_checkpoint(path, feeds_regions=True)
     source, target = faces
+    maps = [None] * len(source.split(TEST_DATA_BATCH)) if regions is None else regions.split(TEST_DATA_BATCH)
     with torch.no_grad():
-        made_up = torch.cat([model(batch) for batch in source.split(TEST_DATA_BATCH)])
+        made_up = torch.cat([model(batch, regions=batch_maps)
+                             for batch, batch_maps in zip(source.split(TEST_DATA_BATCH), maps, strict=True)])
     return {"test_data_psnr_db": mean_psnr_db(made_up, target), "test_data_baseline_db": mean_psnr_db(source, target)}
 
 
-def load_test_data(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
-    """The --test-data faces at the recipe's image size, decoded once for every seed, and their hashes."""
+def load_test_data(args: argparse.Namespace
+                   ) -> tuple[torch.Tensor, torch.Tensor, list[str], torch.Tensor | None] | None:
+    """The --test-data faces at the recipe's image size, decoded once for every seed, their hashes, and with
+    --region-inputs their region maps (placed by the face mesh, cached in the --test-data folder)."""
     if args.test_data is None:
         return None
     cache, _ = decode_pairs(args.test_pairs, args.recipe.image_size, origin="--test-data")
     log.info("--test-data: %d pairs from %s", len(cache.pairs), args.test_data)
-    return (*faces_as_tensors(cache), cache.hashes)
+    regions = region_tensor(region_maps(cache, args.test_data)) if args.recipe.region_inputs else None
+    return (*faces_as_tensors(cache), cache.hashes, regions)
 
 
 def trained_on_test_data(checkpoint: Path, hashes: list[str]) -> int:
     """How many --test-data pairs the seed's training also read (identical files)."""
-    trained = {entry["sha256"] for entry in checkpoint_split(load_checkpoint(checkpoint)[1], checkpoint)["train"]}
+    trained = {entry["sha256"] for entry in checkpoint_split(read_checkpoint(checkpoint), checkpoint)["train"]}
     return sum(digest in trained for digest in hashes)
 
 
@@ -140,7 +147,7 @@ def run_seed(seed: int, args: argparse.Namespace, train_args: list[str], test_da
     best = run / trainer.CHECKPOINTS["best_psnr"]
     row |= trainer.score_checkpoint(best)
     if test_data is not None:
-        row |= score_test_data(best, test_data[:2])
+        row |= score_test_data(best, test_data[:2], test_data[3])
         row["test_data_pairs_in_training"] = trained_on_test_data(best, test_data[2])
         if row["test_data_pairs_in_training"]:
             log.warning("seed %d trained on %d of the --test-data pairs (identical files): its --test-data PSNR "
