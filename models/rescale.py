@@ -38,17 +38,20 @@ def output_conv(residual: nn.Module, output: QuantizedOutput) -> nn.Conv2d:
 
 
 @torch.no_grad()
-def activation_ranges(model: TinyBeauty, faces: torch.Tensor, modules: set[str]) -> dict[str, float]:
+def activation_ranges(model: TinyBeauty, faces: torch.Tensor, modules: set[str],
+                      regions: torch.Tensor | None = None) -> dict[str, float]:
     """Largest activation of each named residual-network module over ``faces`` (one at a time; with
-    several looks, an even blend of them: the shared modules do not depend on it)."""
+    several looks, an even blend of them: the shared modules do not depend on it). ``regions``: each
+    face's region maps, for a network that reads them beside the face (``--region-inputs``)."""
     ranges = dict.fromkeys(modules, 0.0)
     residual = model.residual
     hooks = [residual.get_submodule(name).register_forward_hook(
         lambda _m, _i, output, name=name: ranges.__setitem__(name, max(ranges[name], float(output.max()))))
         for name in modules]
     try:
-        for face in faces:
-            model(face[None], example_look_weights(model.config))
+        for index, face in enumerate(faces):
+            maps = None if regions is None else regions[index:index + 1]
+            model(face[None], example_look_weights(model.config), regions=maps)
     finally:
         for hook in hooks:
             hook.remove()
@@ -56,10 +59,13 @@ def activation_ranges(model: TinyBeauty, faces: torch.Tensor, modules: set[str])
 
 
 @torch.no_grad()
-def skip_factors(model: TinyBeauty, calibration: torch.Tensor) -> dict[str, float]:
-    """``k`` per encoder stage: (range of the decoder input) / (range of the skip) on ``calibration``."""
+def skip_factors(model: TinyBeauty, calibration: torch.Tensor,
+                 regions: torch.Tensor | None = None) -> dict[str, float]:
+    """``k`` per encoder stage: (range of the decoder input) / (range of the skip) on ``calibration``
+    (with ``regions``, the calibration faces' region maps, for a region-input network)."""
     skips = concatenated_skips(quantized_outputs(model.config))
-    ranges = activation_ranges(model.eval(), calibration, {output.module for pair in skips for output in pair})
+    ranges = activation_ranges(model.eval(), calibration, {output.module for pair in skips for output in pair},
+                               regions)
     return {skip.name: ranges[partner.module] / ranges[skip.module] for skip, partner in skips
             if ranges[skip.module] > 0 and ranges[partner.module] > 0}  # a dead stage: nothing to fit
 
@@ -98,13 +104,14 @@ def _divide_input_channels(weight: torch.Tensor, start: int, stop: int, k: float
 
 
 @torch.no_grad()
-def equalize_skips(model: TinyBeauty, calibration: torch.Tensor,
-                   factors: dict[str, float] | None = None) -> tuple[TinyBeauty, dict[str, float]]:
+def equalize_skips(model: TinyBeauty, calibration: torch.Tensor, factors: dict[str, float] | None = None,
+                   regions: torch.Tensor | None = None) -> tuple[TinyBeauty, dict[str, float]]:
     """A copy of ``model`` with each skip rescaled to its decoder partner's range (float-exact).
     ``factors``: the ones a quantization-aware fine-tune trained with (kept in its checkpoint),
-    else measured on ``calibration``. Returns (the copy, the factor per encoder stage)."""
+    else measured on ``calibration`` (and ``regions``, its region maps, for a region-input network).
+    Returns (the copy, the factor per encoder stage)."""
     rescaled = copy.deepcopy(model).eval()
-    factors = dict(factors) if factors else skip_factors(rescaled, calibration)
+    factors = dict(factors) if factors else skip_factors(rescaled, calibration, regions)
     values = rescaled_parameters(rescaled, factors)
     for name, parameter in rescaled.named_parameters():
         parameter.copy_(values[name])
