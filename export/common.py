@@ -61,7 +61,6 @@ class FloatResidualAdd(torch.nn.Module):
         residual = self.residual(features) if look_weights is None else self.residual(features, look_weights)
         return torch.clamp(face + residual, 0.0, 1.0)
 
-
     @staticmethod
     def network_input(face: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
         """What the stem reads: the face with the maps behind its colours (``TinyBeauty.network_input``)."""

@@ -24,6 +24,7 @@ import functools
 import importlib
 import logging
 import platform
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -116,7 +117,11 @@ def convert(model: TinyBeauty, inputs: ExportInputs, convert_to: str, target):
     the look weights in too, a float32 [1, L] array; region maps: those too, a float32 [1, K, S, S] array."""
     ct = _quiet_coremltools()
     size = inputs.image_size
-    traced = torch.jit.trace(ImageOut(copy.deepcopy(model)).eval(), inputs.example_args)
+    with warnings.catch_warnings():
+        # TinyBeauty.network_input checks the maps' shape against the face's: both fixed here, as the file's are
+        warnings.filterwarnings("ignore", message="Converting a tensor to a Python boolean",
+                                category=torch.jit.TracerWarning)
+        traced = torch.jit.trace(ImageOut(copy.deepcopy(model)).eval(), inputs.example_args)
     arrays = [ct.TensorType(name=name, shape=tuple(example.shape), dtype=np.float32)
               for name, example in ((LOOKS_INPUT_NAME, inputs.example_looks),
                                     (REGIONS_INPUT_NAME, inputs.example_regions)) if example is not None]

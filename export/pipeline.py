@@ -15,7 +15,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.common import LOOKS_INPUT_NAME, REGIONS_INPUT_NAME, ExportInputs, ExportMeta, fresh_staging_dir, git_commit, parity
+from export.common import (
+    LOOKS_INPUT_NAME,
+    REGIONS_INPUT_NAME,
+    ExportInputs,
+    ExportMeta,
+    fresh_staging_dir,
+    git_commit,
+    parity,
+)
 from export.formats import BY_NAME, ExportFormat
 from export.manifest import LOOKS_FILE, MANIFEST
 from export.runtime import RuntimeUnavailable, run_in_batches_of_one, silence_known_noise
