@@ -29,6 +29,9 @@ LOOKS_INPUT_NAME = "look_weights"  # several looks only: float32 [1, L], one wei
 REGIONS_INPUT_NAME = "regions"
 REGION_INPUTS_KEY = "tinybeauty.region_inputs"  # the metadata entry naming the maps: a JSON list
 OUTPUT_NAME = "made_up"
+# The range the int8 files round a region-input network's stem input over (the face and its maps concatenated:
+# both in [0, 1]); the quantization-aware phase rounds it over the same (models/int8.py).
+STEM_INPUT_RANGE = (0.0, 1.0)
 
 
 def package_version() -> str:
@@ -222,7 +225,7 @@ def pin_activation_ranges(prepared: torch.fx.GraphModule, ranges: dict[str, tupl
     quantized outputs are ``outputs`` (models/tinybeauty.py: ``quantized_outputs``) with a min/max
     observer that has seen exactly its output's trained range (same dtype, scheme and integer
     range), so the converted graph rounds as the fine-tuning did. The input face's observer keeps its
-    calibration. Returns how many observers were pinned; refuses a graph where none could be."""
+    calibration (a region-input network's stem input: :func:`pin_stem_input`). Returns how many observers were pinned; refuses a graph where none could be."""
     pinned = 0
     for node in prepared.graph.nodes:
         if node.op != "call_module" or "activation_post_process" not in str(node.target):
@@ -234,14 +237,35 @@ def pin_activation_ranges(prepared: torch.fx.GraphModule, ranges: dict[str, tupl
         name = _observed_output(node.args[0], outputs)
         if name is None:
             continue
-        minmax = importlib.import_module(type(observer).__module__).MinMaxObserver  # torch.ao or torchao
-        fixed = minmax(dtype=observer.dtype, qscheme=observer.qscheme, quant_min=observer.quant_min,
-                       quant_max=observer.quant_max, eps=float(observer.eps))
-        fixed(torch.tensor(ranges[name], dtype=torch.float32))
-        setattr(prepared, node.target, fixed)
+        setattr(prepared, node.target, _fixed_observer(observer, ranges[name]))
         pinned += 1
     if not pinned:
         raise RuntimeError("no activation observer of the quantized graph could be matched to a trained range")
+    return pinned
+
+
+def _fixed_observer(observer: torch.nn.Module, span: tuple[float, float]) -> torch.nn.Module:
+    """A min/max observer like ``observer`` (same dtype, scheme and integer range) that has seen exactly ``span``."""
+    minmax = importlib.import_module(type(observer).__module__).MinMaxObserver  # torch.ao or torchao
+    fixed = minmax(dtype=observer.dtype, qscheme=observer.qscheme, quant_min=observer.quant_min,
+                   quant_max=observer.quant_max, eps=float(observer.eps))
+    fixed(torch.tensor(span, dtype=torch.float32))
+    return fixed
+
+
+def pin_stem_input(prepared: torch.fx.GraphModule, stem_input: torch.fx.Node) -> int:
+    """Round the stem's input of a region-input network, the face and its maps in one tensor (``stem_input``:
+    the graph's node of it), over exactly :data:`STEM_INPUT_RANGE`: one scale for both, 1/255, so an 8-bit
+    face's pixels are exact and nothing in [0, 1] clips (a calibrated range stops short of the brightest
+    pixel), as the quantization-aware phase rounds it. Returns how many observers were pinned; refuses a
+    graph where none reads ``stem_input``."""
+    pinned = 0
+    for node in list(stem_input.users):
+        if node.op == "call_module" and "activation_post_process" in str(node.target):
+            setattr(prepared, node.target, _fixed_observer(prepared.get_submodule(node.target), STEM_INPUT_RANGE))
+            pinned += 1
+    if not pinned:
+        raise RuntimeError(f"no activation observer reads the stem's input ({stem_input.name}) in the quantized graph")
     return pinned
 
 

@@ -31,6 +31,7 @@ from export.common import (
     LOOKS_INPUT_NAME,
     OUTPUT_NAME,
     REGIONS_INPUT_NAME,
+    STEM_INPUT_RANGE,
     ExportInputs,
     ExportMeta,
     checked_regions,
@@ -174,6 +175,7 @@ def export_int8(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: Expor
     onnx.save(simplified, str(fp32))
     quantized = path.with_name(path.stem + ".qdq.onnx")
     overrides = trained_range_overrides(simplified.graph, model, inputs.activation_ranges)
+    overrides |= stem_input_overrides(simplified.graph)
     quantize_static(
         str(fp32), str(quantized), _Calibration(inputs),
         quant_format=QuantFormat.QDQ, per_channel=True,
@@ -221,6 +223,18 @@ def trained_range_overrides(graph: onnx.GraphProto, model: TinyBeauty,
         tensors = [conv.output[0]] + [n.output[0] for n in consumers.get(conv.output[0], []) if n.op_type == "Relu"]
         overrides |= {tensor: [{"rmin": np.float32(low), "rmax": np.float32(high)}] for tensor in tensors}
     return overrides
+
+
+def stem_input_overrides(graph: onnx.GraphProto) -> dict:
+    """A region-input network's stem input, the face and its maps concatenated, and both inputs of the
+    concatenation rounded over exactly STEM_INPUT_RANGE (export/common.py: pin_stem_input says why); {} for a
+    graph without the regions input."""
+    concatenations = [node for node in graph.node if node.op_type == "Concat" and REGIONS_INPUT_NAME in node.input]
+    if not concatenations:
+        return {}
+    low, high = STEM_INPUT_RANGE
+    tensors = [INPUT_NAME, REGIONS_INPUT_NAME, *(node.output[0] for node in concatenations)]
+    return {tensor: [{"rmin": np.float32(low), "rmax": np.float32(high)}] for tensor in tensors}
 
 
 def residual_reads_float_face(graph: onnx.GraphProto) -> None:

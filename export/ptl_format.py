@@ -35,6 +35,7 @@ from export.common import (
     checked_regions,
     float_residual_add,
     pin_activation_ranges,
+    pin_stem_input,
     region_names,
 )
 from export.runtime import Runner
@@ -84,6 +85,8 @@ def quantize_residual(model: TinyBeauty, inputs: ExportInputs) -> nn.Module:
                 prepared(*args)
         if inputs.activation_ranges:
             pin_activation_ranges(prepared, inputs.activation_ranges, quantized_outputs(model.config))
+        if inputs.example_regions is not None:  # the residual network's first input: the face and its maps
+            pin_stem_input(prepared, next(node for node in prepared.graph.nodes if node.op == "placeholder"))
         return convert_fx(prepared, backend_config=backend)
 
 

@@ -38,6 +38,7 @@ from export.common import (
     checked_regions,
     float_residual_add,
     pin_activation_ranges,
+    pin_stem_input,
     region_names,
 )
 from export.runtime import Runner, RuntimeUnavailable
@@ -100,13 +101,20 @@ def float_region_concatenation(graph: torch.fx.GraphModule) -> int:
     others), so that the stem's convolution quantizes its input, the concatenation, with one scale. Quantized
     inputs of the concatenation instead made the converter fold the face's Quantize into the file's input: the
     file took an int8 face, and the residual was added to it rounded. Returns how many annotations were dropped."""
+    floats = [node for cat in region_concatenations(graph) for node in [cat, *cat.all_input_nodes]]
+    return sum(node.meta.pop("quantization_annotation", None) is not None for node in floats)
+
+
+def region_concatenations(graph: torch.fx.GraphModule) -> list[torch.fx.Node]:
+    """The concatenation of the face and its clamped region maps (:func:`clamped_network_input`): one in a
+    region-input network's graph, none in another's."""
     maps = [node for node in graph.graph.nodes if node.op == "placeholder" and node.name == REGIONS_INPUT_NAME]
     concatenations = [user for node in maps for clamp in node.users for user in clamp.users
                       if user.target == torch.ops.aten.cat.default]
-    if maps and not concatenations:
-        raise RuntimeError("the region maps feed no concatenation with the face (clamped_network_input)")
-    floats = [node for cat in concatenations for node in [cat, *cat.all_input_nodes]]
-    return sum(node.meta.pop("quantization_annotation", None) is not None for node in floats)
+    if maps and len(concatenations) != 1:
+        raise RuntimeError(f"the region maps feed {len(concatenations)} concatenations with the face, not one "
+                           "(clamped_network_input)")
+    return concatenations
 
 
 def clamped_network_input(face: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
@@ -183,6 +191,8 @@ def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta
             prepared(*face, **others)
     if inputs.activation_ranges:
         pin_activation_ranges(prepared, inputs.activation_ranges, quantized_outputs(model.config))
+    for concatenation in region_concatenations(prepared):  # a region-input network's stem input
+        pin_stem_input(prepared, concatenation)
     quantized = move_exported_model_to_eval(convert_pt2e(prepared, fold_quantize=False))
     if inputs.example_regions is not None:
         quantized = ChannelsLastRegions(quantized)
