@@ -225,7 +225,8 @@ def pin_activation_ranges(prepared: torch.fx.GraphModule, ranges: dict[str, tupl
     quantized outputs are ``outputs`` (models/tinybeauty.py: ``quantized_outputs``) with a min/max
     observer that has seen exactly its output's trained range (same dtype, scheme and integer
     range), so the converted graph rounds as the fine-tuning did. The input face's observer keeps its
-    calibration (a region-input network's stem input: :func:`pin_stem_input`). Returns how many observers were pinned; refuses a graph where none could be."""
+    calibration (a region-input network's stem input: :func:`pin_stem_input`). Returns how many observers
+    were pinned; refuses a graph where none could be."""
     pinned = 0
     for node in prepared.graph.nodes:
         if node.op != "call_module" or "activation_post_process" not in str(node.target):

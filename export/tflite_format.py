@@ -101,49 +101,43 @@ def float_region_concatenation(graph: torch.fx.GraphModule) -> int:
     others), so that the stem's convolution quantizes its input, the concatenation, with one scale. Quantized
     inputs of the concatenation instead made the converter fold the face's Quantize into the file's input: the
     file took an int8 face, and the residual was added to it rounded. Returns how many annotations were dropped."""
-    floats = [node for cat in region_concatenations(graph) for node in [cat, *cat.all_input_nodes]]
+    floats = [node for cat in region_concatenations(graph) for clamp in cat.all_input_nodes
+              for node in [cat, clamp, *clamp.all_input_nodes] if node.op == "call_function"]
     return sum(node.meta.pop("quantization_annotation", None) is not None for node in floats)
 
 
 def region_concatenations(graph: torch.fx.GraphModule) -> list[torch.fx.Node]:
-    """The concatenation of the face and its clamped region maps (:func:`clamped_network_input`): one in a
-    region-input network's graph, none in another's."""
+    """The concatenation of the face and its region maps, moved to NCHW and clamped
+    (:func:`channels_last_network_input`): one in a region-input network's graph, none in another's."""
     maps = [node for node in graph.graph.nodes if node.op == "placeholder" and node.name == REGIONS_INPUT_NAME]
-    concatenations = [user for node in maps for clamp in node.users for user in clamp.users
-                      if user.target == torch.ops.aten.cat.default]
+    concatenations = [user for node in maps for permute in node.users for clamp in permute.users
+                      for user in clamp.users if user.target == torch.ops.aten.cat.default]
     if maps and len(concatenations) != 1:
         raise RuntimeError(f"the region maps feed {len(concatenations)} concatenations with the face, not one "
-                           "(clamped_network_input)")
+                           "(channels_last_network_input)")
     return concatenations
 
 
-def clamped_network_input(face: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
-    """The concatenation of the face and its maps, each clamped to [0, 1] first (what they hold anyway: the same
-    values). The converter moves the Quantize of a concatenation onto its inputs and on through the layout
-    transposes into the file's inputs: without an op between, the file took an int8 face and int8 maps, and
-    the residual was added to the rounded face. The clamps stay float (:func:`float_region_concatenation`),
-    so the Quantize stops after them and the file takes float32 face and maps."""
-    return torch.cat([torch.clamp(face, 0.0, 1.0), torch.clamp(regions, 0.0, 1.0)], dim=1)
+def channels_last_network_input(face: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+    """What the stem reads, from the face (NCHW: ``to_channel_last_io`` moves the file's NHWC face, a positional
+    input) and the maps as the file takes them, NHWC (a keyword input, which it does not move; a wrapper module
+    that moved them would put its name in every tensor's name: 5 KB). Face and maps are each clamped to [0, 1]
+    first (what they hold anyway: the same values): the converter moves the Quantize of a concatenation onto
+    its inputs and on through the layout transposes into the file's inputs, and without an op between, the
+    file took an int8 face and int8 maps and the residual was added to the rounded face. The clamps stay
+    float (:func:`float_region_concatenation`), so the Quantize stops after them: float32 face and maps."""
+    return torch.cat([torch.clamp(face, 0.0, 1.0), torch.clamp(regions.permute(0, 3, 1, 2), 0.0, 1.0)], dim=1)
 
 
 def by_keyword(args: tuple[torch.Tensor, ...], names: list[str]) -> tuple[tuple[torch.Tensor], dict[str, torch.Tensor]]:
     """The network's inputs (named ``names``: ExportInputs.input_names) as ``(face,)`` and the others by keyword
-    (the look weights, the region maps; none for a one-look network of the face alone): LiteRT names an input
-    given by keyword after it (``look_weights``, ``regions``), a positional one ``args_N``."""
-    return args[:1], dict(zip(names[1:], args[1:], strict=True))
-
-
-class ChannelsLastRegions(torch.nn.Module):
-    """The model with its ``regions`` keyword input taken channels-last (NHWC [1, S, S, K]) like the face, moved
-    to NCHW inside (``litert_torch.to_channel_last_io`` moves positional inputs only)."""
-
-    def __init__(self, wrapped: torch.nn.Module):
-        super().__init__()
-        self.wrapped = wrapped
-
-    def forward(self, *args: torch.Tensor, **kwargs: torch.Tensor) -> torch.Tensor:
-        kwargs[REGIONS_INPUT_NAME] = kwargs[REGIONS_INPUT_NAME].permute(0, 3, 1, 2)
-        return self.wrapped(*args, **kwargs)
+    (the look weights, the region maps, these channels-last as the file takes them; none for a one-look network
+    of the face alone): LiteRT names an input given by keyword after it (``look_weights``, ``regions``), a
+    positional one ``args_N``."""
+    others = dict(zip(names[1:], args[1:], strict=True))
+    if REGIONS_INPUT_NAME in others:
+        others[REGIONS_INPUT_NAME] = others[REGIONS_INPUT_NAME].permute(0, 2, 3, 1).contiguous()
+    return args[:1], others
 
 
 def channel_repeats_as_concatenations(graph: torch.fx.GraphModule) -> int:
@@ -181,7 +175,7 @@ def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta
     litert_torch.progress.console.quiet = True  # its per-stage progress lines are not part of our report
     example_face, example_others = by_keyword(inputs.example_args, inputs.input_names)
     network = float_residual_add(model.residual, inputs).eval()
-    network.network_input = clamped_network_input  # an instance attribute: called without self
+    network.network_input = channels_last_network_input  # an instance attribute: called without self
     graph = torch.export.export(network, example_face, kwargs=example_others).module()
     channel_repeats_as_concatenations(graph)
     prepared = prepare_pt2e(graph, quantizer)
@@ -194,10 +188,6 @@ def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta
     for concatenation in region_concatenations(prepared):  # a region-input network's stem input
         pin_stem_input(prepared, concatenation)
     quantized = move_exported_model_to_eval(convert_pt2e(prepared, fold_quantize=False))
-    if inputs.example_regions is not None:
-        quantized = ChannelsLastRegions(quantized)
-        quantized.training = False  # as move_exported_model_to_eval left the graph (.eval() would recurse into it)
-        example_others[REGIONS_INPUT_NAME] = example_others[REGIONS_INPUT_NAME].permute(0, 2, 3, 1).contiguous()
     channels_last = litert_torch.to_channel_last_io(quantized, args=[0], outputs=[0])
     example = inputs.example.permute(0, 2, 3, 1).contiguous()
     edge = litert_torch.convert(channels_last, (example,), example_others or None,
