@@ -117,7 +117,7 @@ def test_the_files_take_regions_last_in_their_own_layout(region_set):
 
 
 def two_look_region_checkpoint(source, target):
-    """A network of two looks that reads region maps (training does not make one yet): the one-look region
+    """A network of two looks that reads region maps, built without training one: the one-look region
     network's layers, its head once per look (the second look's perturbed), saved with a split of two looks
     over the same faces, as training writes one."""
     from dataclasses import replace
