@@ -24,7 +24,14 @@ from models.tinybeauty import QuantizedOutput, ResidualUNet, TinyBeauty
 
 INPUT_NAME = "face"
 LOOKS_INPUT_NAME = "look_weights"  # several looks only: float32 [1, L], one weight per look (models/look_choice.py)
+# Region-input networks only (--region-inputs): float32 [1, K, H, W] in [0, 1] (NHWC [1, H, W, K] in a .tflite),
+# one soft map per name of tinybeauty.region_inputs, drawn from the face mesh (train/region_maps.py)
+REGIONS_INPUT_NAME = "regions"
+REGION_INPUTS_KEY = "tinybeauty.region_inputs"  # the metadata entry naming the maps: a JSON list
 OUTPUT_NAME = "made_up"
+# The range the int8 files round a region-input network's stem input over (the face and its maps concatenated:
+# both in [0, 1]); the quantization-aware phase rounds it over the same (models/int8.py).
+STEM_INPUT_RANGE = (0.0, 1.0)
 
 
 def package_version() -> str:
@@ -37,15 +44,80 @@ def package_version() -> str:
 
 class FloatResidualAdd(torch.nn.Module):
     """``clamp(face + residual(face), 0, 1)`` around a quantized residual network: the add and the
-    clamp stay in float, so untouched pixels keep full precision."""
+    clamp stay in float, so untouched pixels keep full precision. Its inputs are the face and, for several
+    looks, the look weights; a network that reads region maps takes them too (:func:`float_residual_add`
+    picks the class whose inputs are the file's)."""
 
     def __init__(self, residual: torch.nn.Module):
         super().__init__()
         self.residual = residual
 
     def forward(self, face: torch.Tensor, look_weights: torch.Tensor | None = None) -> torch.Tensor:
-        residual = self.residual(face) if look_weights is None else self.residual(face, look_weights)
+        return self.made_up(face, look_weights, None)
+
+    def made_up(self, face: torch.Tensor, look_weights: torch.Tensor | None,
+                regions: torch.Tensor | None) -> torch.Tensor:
+        """The residual network reads the face, with the region maps behind its colours where it takes them
+        (``TinyBeauty.network_input``: one tensor, which the int8 files quantize with one scale, face and maps
+        both in [0, 1]); the residual is added to the face alone."""
+        features = face if regions is None else self.network_input(face, regions)
+        residual = self.residual(features) if look_weights is None else self.residual(features, look_weights)
         return torch.clamp(face + residual, 0.0, 1.0)
+
+    @staticmethod
+    def network_input(face: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+        """What the stem reads: the face with the maps behind its colours (``TinyBeauty.network_input``)."""
+        return torch.cat([face, regions], dim=1)
+
+
+class FloatResidualAddRegions(FloatResidualAdd):
+    """:class:`FloatResidualAdd` of a one-look network that reads region maps: inputs (face, regions)."""
+
+    def forward(self, face: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+        return self.made_up(face, None, regions)
+
+
+class FloatResidualAddLooksRegions(FloatResidualAdd):
+    """:class:`FloatResidualAdd` of a network of several looks that reads region maps: inputs (face,
+    look_weights, regions)."""
+
+    def forward(self, face: torch.Tensor, look_weights: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+        return self.made_up(face, look_weights, regions)
+
+
+def float_residual_add(residual: torch.nn.Module, inputs: ExportInputs) -> FloatResidualAdd:
+    """The float add and clamp around ``residual`` whose positional inputs are the file's: (face), (face,
+    look_weights), (face, regions) or (face, look_weights, regions), as :attr:`ExportInputs.example_args`.
+    A network without region inputs gets :class:`FloatResidualAdd` itself, so its files stay as they were."""
+    if inputs.example_regions is None:
+        return FloatResidualAdd(residual)
+    return (FloatResidualAddRegions if inputs.example_looks is None else FloatResidualAddLooksRegions)(residual)
+
+
+def region_names(metadata: dict) -> tuple[str, ...]:
+    """The region maps a file's provenance says it reads (``tinybeauty.region_inputs``); () for the face alone.
+    What a format's ``load`` checks the maps it is given against (export.loading reads the same entry)."""
+    text = metadata.get(REGION_INPUTS_KEY)
+    return tuple(json.loads(text)) if text else ()
+
+
+def checked_regions(path: Path, names: tuple[str, ...], faces: np.ndarray,
+                    regions: np.ndarray | None) -> np.ndarray | None:
+    """``regions`` as a runner of the file at ``path`` (reading the maps ``names``) feeds them: float32 NCHW,
+    contiguous; None for a file that reads none. A ValueError naming the file and the maps when a file that
+    reads maps is run without them (or with maps of another shape), or one that reads none is given some."""
+    if not names:
+        if regions is not None:
+            raise ValueError(f"{path} takes the face alone, no region maps (its network was trained without "
+                             "--region-inputs): pass regions=None")
+        return None
+    expected = [len(faces), len(names), *faces.shape[2:]]
+    if regions is None or list(regions.shape) != expected:
+        found = "none" if regions is None else list(regions.shape)
+        raise ValueError(f"{path} reads {len(names)} region maps ({', '.join(names)}) beside the face: give "
+                         f"regions float32 NCHW {expected} in [0, 1] (train/region_maps.py draws them from the face "
+                         f"mesh; all 0 says no region is known), got {found}")
+    return np.ascontiguousarray(regions, dtype=np.float32)
 
 
 def broadcast_copies(features: torch.Tensor, look_weights: torch.Tensor) -> torch.Tensor:
@@ -70,7 +142,8 @@ def broadcast_residual(model: TinyBeauty) -> ResidualUNet:
 @dataclass
 class ExportInputs:
     """Tensors the exporters and their checks need: faces N x 3 x H x W float in [0, 1] and, for a
-    network of several looks, each face's look weights N x L (one-hot: the look of its pair)."""
+    network of several looks, each face's look weights N x L (one-hot: the look of its pair), for a network
+    that reads region maps (--region-inputs), each face's own maps N x K x H x W in [0, 1]."""
 
     example: torch.Tensor  # 1 x 3 x H x W, fixes the exported input shape
     calibration: torch.Tensor  # training faces for int8 activation ranges
@@ -84,22 +157,49 @@ class ExportInputs:
     example_looks: torch.Tensor | None = None
     calibration_looks: torch.Tensor | None = None
     val_looks: torch.Tensor | None = None
+    # Region-input networks: the maps of example (a real face's, so every path of the graph is live), of each
+    # calibration face and of each check face (train/region_maps.py). None for a network that reads none.
+    example_regions: torch.Tensor | None = None
+    calibration_regions: torch.Tensor | None = None
+    val_regions: torch.Tensor | None = None
 
     @property
     def image_size(self) -> int:
         return int(self.example.shape[-1])
 
     @property
+    def input_names(self) -> list[str]:
+        """The file's inputs in order: face, then look_weights (several looks), then regions (region maps)."""
+        return ([INPUT_NAME] + [LOOKS_INPUT_NAME] * (self.example_looks is not None)
+                + [REGIONS_INPUT_NAME] * (self.example_regions is not None))
+
+    @property
     def example_args(self) -> tuple[torch.Tensor, ...]:
-        """What a converter traces the network with: (face,) or (face, look_weights)."""
-        return (self.example,) if self.example_looks is None else (self.example, self.example_looks)
+        """What a converter traces the file's network with: (face,), (face, look_weights), (face, regions) or
+        (face, look_weights, regions), in the order of :attr:`input_names`."""
+        return tuple(arg for arg in (self.example, self.example_looks, self.example_regions) if arg is not None)
 
     def calibration_args(self) -> list[tuple[torch.Tensor, ...]]:
-        """Each calibration face as the network's inputs, batch 1: (face,) or (face, its look weights)."""
-        faces = [face[None] for face in self.calibration]
-        if self.calibration_looks is None:
-            return [(face,) for face in faces]
-        return [(face, looks[None]) for face, looks in zip(faces, self.calibration_looks, strict=True)]
+        """Each calibration face as the file's inputs, batch 1, in the order of :attr:`example_args`."""
+        columns = [tensor for tensor in (self.calibration, self.calibration_looks, self.calibration_regions)
+                   if tensor is not None]
+        return [tuple(column[index][None] for column in columns) for index in range(len(self.calibration))]
+
+    def residual_args(self, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        """The residual network's inputs for the file's ``args``: the face (with its maps behind it, for a
+        region-input network: what FloatResidualAdd hands it), then the look weights (several looks)."""
+        if self.example_regions is None:
+            return args
+        return (torch.cat([args[0], args[-1]], dim=1), *args[1:-1])
+
+    @property
+    def residual_example_args(self) -> tuple[torch.Tensor, ...]:
+        """What the residual network alone (quantized by the .ptl and .pte) is traced with."""
+        return self.residual_args(self.example_args)
+
+    def residual_calibration_args(self) -> list[tuple[torch.Tensor, ...]]:
+        """Each calibration face as the residual network's inputs, batch 1."""
+        return [self.residual_args(args) for args in self.calibration_args()]
 
 
 def _observed_output(node: torch.fx.Node, outputs: tuple[QuantizedOutput, ...]) -> str | None:
@@ -125,7 +225,8 @@ def pin_activation_ranges(prepared: torch.fx.GraphModule, ranges: dict[str, tupl
     quantized outputs are ``outputs`` (models/tinybeauty.py: ``quantized_outputs``) with a min/max
     observer that has seen exactly its output's trained range (same dtype, scheme and integer
     range), so the converted graph rounds as the fine-tuning did. The input face's observer keeps its
-    calibration. Returns how many observers were pinned; refuses a graph where none could be."""
+    calibration (a region-input network's stem input: :func:`pin_stem_input`). Returns how many observers
+    were pinned; refuses a graph where none could be."""
     pinned = 0
     for node in prepared.graph.nodes:
         if node.op != "call_module" or "activation_post_process" not in str(node.target):
@@ -137,14 +238,35 @@ def pin_activation_ranges(prepared: torch.fx.GraphModule, ranges: dict[str, tupl
         name = _observed_output(node.args[0], outputs)
         if name is None:
             continue
-        minmax = importlib.import_module(type(observer).__module__).MinMaxObserver  # torch.ao or torchao
-        fixed = minmax(dtype=observer.dtype, qscheme=observer.qscheme, quant_min=observer.quant_min,
-                       quant_max=observer.quant_max, eps=float(observer.eps))
-        fixed(torch.tensor(ranges[name], dtype=torch.float32))
-        setattr(prepared, node.target, fixed)
+        setattr(prepared, node.target, _fixed_observer(observer, ranges[name]))
         pinned += 1
     if not pinned:
         raise RuntimeError("no activation observer of the quantized graph could be matched to a trained range")
+    return pinned
+
+
+def _fixed_observer(observer: torch.nn.Module, span: tuple[float, float]) -> torch.nn.Module:
+    """A min/max observer like ``observer`` (same dtype, scheme and integer range) that has seen exactly ``span``."""
+    minmax = importlib.import_module(type(observer).__module__).MinMaxObserver  # torch.ao or torchao
+    fixed = minmax(dtype=observer.dtype, qscheme=observer.qscheme, quant_min=observer.quant_min,
+                   quant_max=observer.quant_max, eps=float(observer.eps))
+    fixed(torch.tensor(span, dtype=torch.float32))
+    return fixed
+
+
+def pin_stem_input(prepared: torch.fx.GraphModule, stem_input: torch.fx.Node) -> int:
+    """Round the stem's input of a region-input network, the face and its maps in one tensor (``stem_input``:
+    the graph's node of it), over exactly :data:`STEM_INPUT_RANGE`: one scale for both, 1/255, so an 8-bit
+    face's pixels are exact and nothing in [0, 1] clips (a calibrated range stops short of the brightest
+    pixel), as the quantization-aware phase rounds it. Returns how many observers were pinned; refuses a
+    graph where none reads ``stem_input``."""
+    pinned = 0
+    for node in list(stem_input.users):
+        if node.op == "call_module" and "activation_post_process" in str(node.target):
+            setattr(prepared, node.target, _fixed_observer(prepared.get_submodule(node.target), STEM_INPUT_RANGE))
+            pinned += 1
+    if not pinned:
+        raise RuntimeError(f"no activation observer reads the stem's input ({stem_input.name}) in the quantized graph")
     return pinned
 
 
@@ -167,10 +289,27 @@ class ExportMeta:
     # The catalogue, in the order of the look input: [{"name", "index", "swatch_hex"}]; one entry for a
     # one-look file (which takes no look input).
     looks: list[dict] = field(default_factory=list)
+    # The region maps the network reads beside the face, in the order of its regions input (empty: the face
+    # alone, and the file takes no regions input).
+    region_inputs: list[str] = field(default_factory=list)
 
     @property
     def looks_input(self) -> bool:
         return len(self.looks) > 1
+
+    def regions_shape(self) -> list[int]:
+        """The regions input's shape in the file: NHWC [1, S, S, K] for a channels-last file, else NCHW
+        [1, K, S, S] (a Core ML file takes them as a float32 MultiArray of that shape beside its image)."""
+        size, count = self.image_size, len(self.region_inputs)
+        return [1, size, size, count] if self.layout == "NHWC" else [1, count, size, size]
+
+    def regions_spec(self) -> str:
+        """The regions input in words (the maps' names are ``tinybeauty.region_inputs``, in channel order)."""
+        kind = "MultiArray float32" if self.layout == "image" else "float32"
+        layout = "NHWC" if self.layout == "NHWC" else "NCHW"
+        return (f"{REGIONS_INPUT_NAME}: {kind} {layout} [{','.join(map(str, self.regions_shape()))}] in [0,1], one "
+                f"soft map per name of tinybeauty.region_inputs ({', '.join(self.region_inputs)}) from the face mesh; "
+                "all 0 where no face is found")
 
     def looks_spec(self) -> str:
         """The look input in words (the looks' names are ``tinybeauty.looks``, in the order of its weights)."""
@@ -197,6 +336,8 @@ class ExportMeta:
             "tinybeauty.output": self.io_spec(OUTPUT_NAME),
             **({"tinybeauty.looks": json.dumps(self.looks)} if self.looks else {}),
             **({"tinybeauty.look_input": self.looks_spec()} if self.looks_input else {}),
+            **({REGION_INPUTS_KEY: json.dumps(self.region_inputs),
+                "tinybeauty.regions_input": self.regions_spec()} if self.region_inputs else {}),
             **{f"tinybeauty.{k}": str(v) for k, v in self.extra.items()},
         }
 

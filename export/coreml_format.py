@@ -4,7 +4,10 @@ The model takes an RGB image (``ct.ImageType``, pixel values scaled to [0, 1] in
 so an app passes a ``CVPixelBuffer`` straight in, and returns an RGB image of the made-up face
 (``made_up``, 0-255 per channel, same size). A network of several looks also takes ``look_weights``,
 an ``MLMultiArray`` float32 [1, L] (one-hot picks a look, weights adding up to 1 blend them); a one-look
-network takes the image alone. Weights are linearly quantized to 8 bits per output channel
+network takes the image alone. A network that reads the face's region maps (``--region-inputs``) also takes
+``regions``, an ``MLMultiArray`` float32 [1, K, S, S] in [0, 1] (one map per name of ``tinybeauty.region_inputs``,
+NCHW: Core ML's image input is the face alone), concatenated behind the scaled face inside the model. Weights
+are linearly quantized to 8 bits per output channel
 (``quantize_weights(nbits=8)``); activations run in float on device.
 
 Core ML cannot predict off macOS. On Linux, the format's stand-in check (:func:`stand_in`, named in
@@ -21,6 +24,7 @@ import functools
 import importlib
 import logging
 import platform
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +36,11 @@ from export.common import (
     INPUT_NAME,
     LOOKS_INPUT_NAME,
     OUTPUT_NAME,
+    REGIONS_INPUT_NAME,
     ExportInputs,
     ExportMeta,
+    checked_regions,
+    region_names,
 )
 from export.runtime import Runner, RuntimeUnavailable
 from models.tinybeauty import TinyBeauty
@@ -60,7 +67,8 @@ def broadcast_copies(looks: int, features: torch.Tensor, look_weights: torch.Ten
 
 class ImageOut(nn.Module):
     """Core ML image outputs are 0-255: scale the [0, 1] prediction. Several looks: the look-weighted copies
-    as :func:`broadcast_copies` computes them (the same values)."""
+    as :func:`broadcast_copies` computes them (the same values). Its inputs are the file's, in order: the face,
+    the look weights (several looks), the region maps (a region-input network)."""
 
     def __init__(self, model: TinyBeauty):
         super().__init__()
@@ -69,8 +77,10 @@ class ImageOut(nn.Module):
         if looks > 1:
             model.residual.weighted_copies = functools.partial(broadcast_copies, looks)
 
-    def forward(self, face: torch.Tensor, look_weights: torch.Tensor | None = None) -> torch.Tensor:
-        return self.model(face, look_weights) * 255.0
+    def forward(self, face: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
+        looks = inputs[0] if len(self.model.config.looks) > 1 else None
+        regions = inputs[-1] if self.model.config.region_inputs else None
+        return self.model(face, looks, regions=regions) * 255.0
 
 
 # coremltools draws a tqdm bar for every frontend, MIL pass pipeline and compression pass, into
@@ -104,16 +114,21 @@ def _quiet_coremltools():
 
 def convert(model: TinyBeauty, inputs: ExportInputs, convert_to: str, target):
     """The float Core ML model: RGB image in (scaled to [0, 1] inside), RGB image out; several looks:
-    the look weights in too, a float32 [1, L] array."""
+    the look weights in too, a float32 [1, L] array; region maps: those too, a float32 [1, K, S, S] array."""
     ct = _quiet_coremltools()
     size = inputs.image_size
-    traced = torch.jit.trace(ImageOut(copy.deepcopy(model)).eval(), inputs.example_args)
-    look_input = [] if inputs.example_looks is None else [
-        ct.TensorType(name=LOOKS_INPUT_NAME, shape=tuple(inputs.example_looks.shape), dtype=np.float32)]
+    with warnings.catch_warnings():
+        # TinyBeauty.network_input checks the maps' shape against the face's: both fixed here, as the file's are
+        warnings.filterwarnings("ignore", message="Converting a tensor to a Python boolean",
+                                category=torch.jit.TracerWarning)
+        traced = torch.jit.trace(ImageOut(copy.deepcopy(model)).eval(), inputs.example_args)
+    arrays = [ct.TensorType(name=name, shape=tuple(example.shape), dtype=np.float32)
+              for name, example in ((LOOKS_INPUT_NAME, inputs.example_looks),
+                                    (REGIONS_INPUT_NAME, inputs.example_regions)) if example is not None]
     return ct.convert(
         traced,
         inputs=[ct.ImageType(name=INPUT_NAME, shape=(1, 3, size, size), scale=1 / 255.0,
-                             color_layout=ct.colorlayout.RGB), *look_input],
+                             color_layout=ct.colorlayout.RGB), *arrays],
         outputs=[ct.ImageType(name=OUTPUT_NAME, color_layout=ct.colorlayout.RGB)],
         convert_to=convert_to, minimum_deployment_target=target,
     )
@@ -131,6 +146,9 @@ def describe(mlmodel, meta: ExportMeta) -> None:
         names = ", ".join(look["name"] for look in meta.looks)
         mlmodel.input_description[LOOKS_INPUT_NAME] = (f"A weight per look ({names}): one-hot picks one, "
                                                        "a sum of 1 blends.")
+    if meta.region_inputs:  # short too: tinybeauty.regions_input holds the whole spec
+        mlmodel.input_description[REGIONS_INPUT_NAME] = (f"Region maps ({', '.join(meta.region_inputs)}) in [0,1], "
+                                                         f"[1,{len(meta.region_inputs)},{size},{size}].")
     mlmodel.output_description[OUTPUT_NAME] = f"The same face with the makeup style, RGB {size}x{size}."
     mlmodel.user_defined_metadata.update(meta.as_strings())
 
@@ -189,14 +207,19 @@ def dequantized_model(path: Path, model: TinyBeauty) -> tuple[TinyBeauty, dict]:
     return rebuilt, summary
 
 
-def image_io_problems(spec, image_size: int, looks: int = 1) -> list[str]:
+def image_io_problems(spec, image_size: int, looks: int = 1, regions: int = 0) -> list[str]:
     """What is wrong with a spec's inputs and output as an app sees them: image in (and, for ``looks``
-    above one, the look weights, float32 [1, looks]), image out."""
-    expected = [INPUT_NAME] + ([LOOKS_INPUT_NAME] if looks > 1 else [])
+    above one, the look weights, float32 [1, looks]; for ``regions`` maps, float32 [1, regions, S, S]),
+    image out."""
+    expected = [INPUT_NAME] + ([LOOKS_INPUT_NAME] if looks > 1 else []) + ([REGIONS_INPUT_NAME] if regions else [])
     found = [feature.name for feature in spec.description.input]
     if found != expected:
-        return [f"expected inputs {expected} (a network of {looks} look{'s' * (looks > 1)}), found {found}"]
+        return [f"expected inputs {expected} (a network of {looks} look{'s' * (looks > 1)}"
+                f"{f' reading {regions} region maps' if regions else ''}), found {found}"]
     problems = look_input_problems(spec.description.input[1], looks) if looks > 1 else []
+    if regions:
+        problems += array_input_problems(spec.description.input[-1], REGIONS_INPUT_NAME,
+                                         [1, regions, image_size, image_size])
     (out,) = spec.description.output
     for feature, name in ((spec.description.input[0], INPUT_NAME), (out, OUTPUT_NAME)):
         kind = feature.type.WhichOneof("Type")
@@ -210,21 +233,26 @@ def image_io_problems(spec, image_size: int, looks: int = 1) -> list[str]:
 
 def look_input_problems(feature, looks: int) -> list[str]:
     """What is wrong with the look weights input: it must be a float32 MultiArray of shape [1, looks]."""
+    return array_input_problems(feature, LOOKS_INPUT_NAME, [1, looks])
+
+
+def array_input_problems(feature, name: str, shape: list[int]) -> list[str]:
+    """What is wrong with an array input (the look weights, the region maps): a float32 MultiArray of ``shape``."""
     kind = feature.type.WhichOneof("Type")
     if kind != "multiArrayType":
-        return [f"{LOOKS_INPUT_NAME} is of type {kind}, expected a MultiArray"]
+        return [f"{name} is of type {kind}, expected a MultiArray"]
     array = feature.type.multiArrayType
     data_type = type(array).ArrayDataType.Name(array.dataType)
-    if list(array.shape) != [1, looks] or data_type != "FLOAT32":
-        return [f"{LOOKS_INPUT_NAME} is {data_type} {list(array.shape)}, expected FLOAT32 [1, {looks}]"]
+    if list(array.shape) != shape or data_type != "FLOAT32":
+        return [f"{name} is {data_type} {list(array.shape)}, expected FLOAT32 {shape}"]
     return []
 
 
-def check_spec(path: Path, image_size: int, looks: int = 1) -> dict:
+def check_spec(path: Path, image_size: int, looks: int = 1, regions: int = 0) -> dict:
     """Inputs, outputs and layer types as the app will see them. Raises ValueError when off."""
     ct = _quiet_coremltools()
     spec = ct.utils.load_spec(str(path))
-    problems = image_io_problems(spec, image_size, looks)
+    problems = image_io_problems(spec, image_size, looks, regions)
     layer_types = {layer.WhichOneof("layer") for layer in spec.neuralNetwork.layers}
     expected_layers = EXPECTED_LAYERS | (LOOK_LAYERS if looks > 1 else set())
     if layer_types - expected_layers:
@@ -235,6 +263,8 @@ def check_spec(path: Path, image_size: int, looks: int = 1) -> dict:
     if problems:
         raise ValueError(f"{path}: " + "; ".join(problems))
     look_input = f" + {LOOKS_INPUT_NAME}: MultiArray float32 [1,{looks}]" if looks > 1 else ""
+    look_input += (f" + {REGIONS_INPUT_NAME}: MultiArray float32 [1,{regions},{image_size},{image_size}]"
+                   if regions else "")
     return {"input": f"{INPUT_NAME}: image RGB {image_size}x{image_size}, scaled by 1/255{look_input}",
             "output": f"{OUTPUT_NAME}: image RGB {image_size}x{image_size}",
             "spec_version": int(spec.specificationVersion)}
@@ -254,14 +284,19 @@ def load(path: Path, threads: int | None = None) -> Runner:
         raise RuntimeUnavailable(f"Core ML prediction needs macOS (this is {platform.system()})")
     ct = _quiet_coremltools()
     mlmodel = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.CPU_ONLY)
+    names = region_names(read_metadata(path))
 
-    def run(faces: np.ndarray, look_weights: np.ndarray | None = None) -> np.ndarray:
+    def run(faces: np.ndarray, look_weights: np.ndarray | None = None, regions: np.ndarray | None = None
+            ) -> np.ndarray:
+        maps = checked_regions(path, names, faces, regions)
         outputs = []
         for index, face in enumerate(faces):
             image = Image.fromarray(np.clip(np.round(face.transpose(1, 2, 0) * 255), 0, 255).astype(np.uint8))
             feeds = {INPUT_NAME: image}
             if look_weights is not None:  # one row per face, as the file takes it: [1, L]
                 feeds[LOOKS_INPUT_NAME] = np.ascontiguousarray(look_weights[index:index + 1], dtype=np.float32)
+            if maps is not None:  # the face's own maps: [1, K, S, S]
+                feeds[REGIONS_INPUT_NAME] = maps[index:index + 1]
             made_up = mlmodel.predict(feeds)[OUTPUT_NAME]
             outputs.append(np.asarray(made_up.convert("RGB"), np.float32).transpose(2, 0, 1) / 255.0)
         return np.stack(outputs)
@@ -269,12 +304,12 @@ def load(path: Path, threads: int | None = None) -> Runner:
     return run
 
 
-def stand_in(path: Path, model: TinyBeauty, faces: torch.Tensor,
-             look_weights: torch.Tensor | None = None) -> tuple[np.ndarray, list[str]]:
-    spec = check_spec(path, int(faces.shape[-1]), len(model.config.looks))
+def stand_in(path: Path, model: TinyBeauty, faces: torch.Tensor, look_weights: torch.Tensor | None = None,
+             regions: torch.Tensor | None = None) -> tuple[np.ndarray, list[str]]:
+    spec = check_spec(path, int(faces.shape[-1]), len(model.config.looks), len(model.config.region_inputs))
     rebuilt, summary = dequantized_model(path, model)
     with torch.no_grad():
-        outputs = rebuilt(faces, look_weights).numpy()
+        outputs = rebuilt(faces, look_weights, regions=regions).numpy()
     checks = [f"spec: {spec['input']} -> {spec['output']}; layers {', '.join(summary['layers'])}",
               f"weights: {summary['int8_convolutions']}/{summary['convolutions']} convolutions stored as 8-bit, "
               "dequantized from the file into PyTorch and run (activations in fp32, as a weights-only check)"]

@@ -50,7 +50,7 @@ class ExportFormat:
     # int8 activations: export the skip-rescaled weights (models/rescale.py). Weight-only
     # quantization gains nothing from it and loses a little (per-channel weight ranges widen).
     int8_activations: bool = True
-    # (path, model, faces, look_weights=None) -> (outputs, checks) when load() cannot run here
+    # (path, model, faces, look_weights=None, regions=None) -> (outputs, checks) when load() cannot run here
     stand_in: Callable | None = None
 
 

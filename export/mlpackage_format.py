@@ -1,7 +1,8 @@
 """Core ML ML Program (``.mlpackage``): the format Apple recommends for new apps (iOS 16+).
 
 Same interface as the ``.mlmodel``: an RGB image in (``CVPixelBuffer``, scaled to [0, 1] inside),
-for a network of several looks the look weights too (``look_weights``, float32 [1, L]), and the made-up
+for a network of several looks the look weights too (``look_weights``, float32 [1, L]), for one that reads the
+face's region maps those too (``regions``, float32 [1, K, S, S]), and the made-up
 RGB image out, with the same metadata and provenance. The package is a folder;
 its size is the total of every file in it, and the manifest's sha256 is over its files
 (``models.atomic.sha256_tree``).
@@ -39,7 +40,7 @@ import torch
 from torch import nn
 
 from export import coreml_format
-from export.common import LOOKS_INPUT_NAME, ExportInputs, ExportMeta
+from export.common import LOOKS_INPUT_NAME, REGIONS_INPUT_NAME, ExportInputs, ExportMeta
 from export.runtime import Runner
 from models.atomic import tree_bytes
 from models.gates import MAX_PSNR_DROP_DB
@@ -218,10 +219,10 @@ def stored_model(path: Path, model: TinyBeauty) -> tuple[TinyBeauty, dict]:
 
 
 def _psnr_by_look(model: TinyBeauty, inputs: ExportInputs) -> list[float]:
-    """Ground-truth PSNR of ``model`` on each look's check faces (each through its one-hot look weights);
-    one figure, over every check face, for a one-look network."""
+    """Ground-truth PSNR of ``model`` on each look's check faces (each through its one-hot look weights, with its
+    own region maps where the network reads them); one figure, over every check face, for a one-look network."""
     with torch.no_grad():
-        outputs = model(inputs.val_source, inputs.val_looks)
+        outputs = model(inputs.val_source, inputs.val_looks, regions=inputs.val_regions)
     if inputs.val_looks is None:
         return [mean_psnr_db(outputs, inputs.val_target)]
     rows = [inputs.val_looks[:, look] == 1 for look in range(inputs.val_looks.shape[1])]
@@ -298,17 +299,18 @@ def _short(weight_name: str) -> str:
     return weight_name.split("residual_", 1)[-1].removesuffix("_to_fp16").removesuffix("_weight")
 
 
-def stand_in(path: Path, model: TinyBeauty, faces: torch.Tensor,
-             look_weights: torch.Tensor | None = None) -> tuple[np.ndarray, list[str]]:
+def stand_in(path: Path, model: TinyBeauty, faces: torch.Tensor, look_weights: torch.Tensor | None = None,
+             regions: torch.Tensor | None = None) -> tuple[np.ndarray, list[str]]:
     rebuilt, summary = stored_model(path, model)
-    looks = len(model.config.looks)
-    problems = coreml_format.image_io_problems(summary["spec"], int(faces.shape[-1]), looks)
+    looks, maps, size = len(model.config.looks), len(model.config.region_inputs), int(faces.shape[-1])
+    problems = coreml_format.image_io_problems(summary["spec"], size, looks, maps)
     if problems:
         raise ValueError(f"{path}: " + "; ".join(problems))
     with torch.no_grad():
-        outputs = rebuilt(faces, look_weights).numpy()
+        outputs = rebuilt(faces, look_weights, regions=regions).numpy()
     bits = read_metadata(path).get("tinybeauty.weight_bits", "?")
     look_input = f" + {LOOKS_INPUT_NAME} (MultiArray float32 [1,{looks}])" if looks > 1 else ""
+    look_input += f" + {REGIONS_INPUT_NAME} (MultiArray float32 [1,{maps},{size},{size}])" if maps else ""
     checks = [f"spec: ML Program (iOS16), image in (RGB, scaled by 1/255){look_input} -> image out",
               f"weights: {summary['palettized']}/{summary['convolutions']} convolutions palettized (bits {bits}), "
               "de-palettized from the package into PyTorch and run (activations in fp32, as a weights-only check)"]

@@ -26,7 +26,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from export.common import INPUT_NAME, LOOKS_INPUT_NAME, OUTPUT_NAME, ExportInputs, ExportMeta
+from export.common import (
+    INPUT_NAME,
+    LOOKS_INPUT_NAME,
+    OUTPUT_NAME,
+    REGIONS_INPUT_NAME,
+    STEM_INPUT_RANGE,
+    ExportInputs,
+    ExportMeta,
+    checked_regions,
+    float_residual_add,
+    region_names,
+)
 from export.runtime import Runner
 from models.rescale import output_conv
 from models.tinybeauty import TinyBeauty, quantized_outputs
@@ -50,10 +61,12 @@ def _export_simplified(model: TinyBeauty, inputs: ExportInputs, path: Path) -> o
     import onnxsim
 
     raw = path.with_name(path.stem + ".raw.onnx")
+    # A network that reads region maps: the float add around its residual network, whose positional inputs are
+    # the file's (face[, look_weights], regions); TinyBeauty's own forward takes the maps by keyword.
+    network = model if inputs.example_regions is None else float_residual_add(model.residual, inputs)
     # The dynamo exporter writes weights beside the graph unless external_data=False.
-    names = [INPUT_NAME, LOOKS_INPUT_NAME][:len(inputs.example_args)]
-    torch.onnx.export(model.eval(), inputs.example_args, raw, dynamo=True, external_data=False, opset_version=OPSET,
-                      input_names=names, output_names=[OUTPUT_NAME], verbose=False)
+    torch.onnx.export(network.eval(), inputs.example_args, raw, dynamo=True, external_data=False, opset_version=OPSET,
+                      input_names=inputs.input_names, output_names=[OUTPUT_NAME], verbose=False)
     simplified, ok = onnxsim.simplify(onnx.load(str(raw)))
     raw.unlink()
     if not ok:
@@ -141,11 +154,12 @@ def _float_tail(graph: onnx.GraphProto) -> list[str]:
 
 
 class _Calibration:
-    """The calibration faces (each with its look weights, for several looks) as onnxruntime's reader."""
+    """The calibration faces (each with its look weights, for several looks, and its region maps, for a
+    region-input network) as onnxruntime's reader."""
 
     def __init__(self, inputs: ExportInputs):
-        names = (INPUT_NAME, LOOKS_INPUT_NAME)
-        self.batches = iter([{name: tensor.numpy() for name, tensor in zip(names, args, strict=False)}
+        names = inputs.input_names
+        self.batches = iter([{name: tensor.numpy() for name, tensor in zip(names, args, strict=True)}
                              for args in inputs.calibration_args()])
 
     def get_next(self):
@@ -161,6 +175,7 @@ def export_int8(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: Expor
     onnx.save(simplified, str(fp32))
     quantized = path.with_name(path.stem + ".qdq.onnx")
     overrides = trained_range_overrides(simplified.graph, model, inputs.activation_ranges)
+    overrides |= stem_input_overrides(simplified.graph)
     quantize_static(
         str(fp32), str(quantized), _Calibration(inputs),
         quant_format=QuantFormat.QDQ, per_channel=True,
@@ -208,6 +223,18 @@ def trained_range_overrides(graph: onnx.GraphProto, model: TinyBeauty,
         tensors = [conv.output[0]] + [n.output[0] for n in consumers.get(conv.output[0], []) if n.op_type == "Relu"]
         overrides |= {tensor: [{"rmin": np.float32(low), "rmax": np.float32(high)}] for tensor in tensors}
     return overrides
+
+
+def stem_input_overrides(graph: onnx.GraphProto) -> dict:
+    """A region-input network's stem input, the face and its maps concatenated, and both inputs of the
+    concatenation rounded over exactly STEM_INPUT_RANGE (export/common.py: pin_stem_input says why); {} for a
+    graph without the regions input."""
+    concatenations = [node for node in graph.node if node.op_type == "Concat" and REGIONS_INPUT_NAME in node.input]
+    if not concatenations:
+        return {}
+    low, high = STEM_INPUT_RANGE
+    tensors = [INPUT_NAME, REGIONS_INPUT_NAME, *(node.output[0] for node in concatenations)]
+    return {tensor: [{"rmin": np.float32(low), "rmax": np.float32(high)}] for tensor in tensors}
 
 
 def residual_reads_float_face(graph: onnx.GraphProto) -> None:
@@ -344,7 +371,7 @@ def compact(model_proto: onnx.ModelProto, meta: ExportMeta) -> None:
 
     graph = model_proto.graph
     drop_unused_initializers(graph)
-    keep = {INPUT_NAME, LOOKS_INPUT_NAME, OUTPUT_NAME}
+    keep = {INPUT_NAME, LOOKS_INPUT_NAME, REGIONS_INPUT_NAME, OUTPUT_NAME}
     renamed: dict[str, str] = {}
 
     def short(name: str) -> str:
@@ -380,11 +407,16 @@ def load(path: Path, threads: int | None = None) -> Runner:
         options.inter_op_num_threads = 1
     options.log_severity_level = 3
     session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+    names = region_names(session.get_modelmeta().custom_metadata_map)
 
-    def run(faces: np.ndarray, look_weights: np.ndarray | None = None) -> np.ndarray:
+    def run(faces: np.ndarray, look_weights: np.ndarray | None = None, regions: np.ndarray | None = None
+            ) -> np.ndarray:
         feeds = {INPUT_NAME: np.ascontiguousarray(faces, dtype=np.float32)}
         if look_weights is not None:
             feeds[LOOKS_INPUT_NAME] = np.ascontiguousarray(look_weights, dtype=np.float32)
+        maps = checked_regions(path, names, faces, regions)
+        if maps is not None:
+            feeds[REGIONS_INPUT_NAME] = maps
         return session.run([OUTPUT_NAME], feeds)[0]
 
     return run

@@ -15,7 +15,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.common import LOOKS_INPUT_NAME, ExportInputs, ExportMeta, fresh_staging_dir, git_commit, parity
+from export.common import (
+    LOOKS_INPUT_NAME,
+    REGIONS_INPUT_NAME,
+    ExportInputs,
+    ExportMeta,
+    fresh_staging_dir,
+    git_commit,
+    parity,
+)
 from export.formats import BY_NAME, ExportFormat
 from export.manifest import LOOKS_FILE, MANIFEST
 from export.runtime import RuntimeUnavailable, run_in_batches_of_one, silence_known_noise
@@ -29,7 +37,7 @@ from models.atomic import (
     write_text,
 )
 from models.checkpoint import CheckpointError, catalogue, checkpoint_split, load_checkpoint
-from models.data import DataError, faces_as_tensors, load_split
+from models.data import DataError, PairCache, faces_as_tensors, load_split
 from models.gates import BLEND_MIN_PSNR_VS_PYTORCH_DB
 from models.int8 import trained_activation_ranges
 from models.metrics import psnr_db
@@ -40,38 +48,70 @@ log = logging.getLogger("export")
 BLEND_FACES = 4  # check faces a blend of looks is run on
 
 
-def prepare_inputs(split: dict, data_override: str | None, n_calibration: int, n_val: int) -> ExportInputs:
+def region_maps_of(cache: PairCache, record: dict, data_override: str | None,
+                   names: tuple[str, ...]) -> torch.Tensor | None:
+    """The region maps ``names`` of ``cache``'s faces (N x K x S x S in [0, 1]), as training drew them: from the
+    face mesh on the decoded faces, the shapes cached in the split's data folder (``data_override`` where it
+    moved), so after training this reads the cache. None for a network that reads none."""
+    if not names:
+        return None
+    from train.region_maps import region_maps, region_tensor  # the face mesh: only region-input networks need it
+
+    return region_tensor(region_maps(cache, Path(data_override or record["data"]), names))
+
+
+def look_part(record: dict, data_override: str | None, n_calibration: int, n_val: int,
+              names: tuple[str, ...]) -> tuple[torch.Tensor, ...]:
+    """(calibration faces, check faces, their truth, the calibration faces' maps, the check faces' maps) of one
+    split record; the maps None for a network that reads none."""
+    calibration_cache = load_split(record, "train", data_override, limit=n_calibration)
+    val_cache = load_split(record, "val", data_override, limit=n_val)
+    calibration, _ = faces_as_tensors(calibration_cache)
+    return (calibration, *faces_as_tensors(val_cache), region_maps_of(calibration_cache, record, data_override, names),
+            region_maps_of(val_cache, record, data_override, names))
+
+
+def prepare_inputs(split: dict, data_override: str | None, n_calibration: int, n_val: int,
+                   region_inputs: tuple[str, ...] = ()) -> ExportInputs:
     """Calibration faces from the recorded training split, check faces from the recorded
     validation split (each spread evenly over its split). Several looks: each look's own split
     (``data_override`` then is the parent of folders named by look), ``n_val`` check faces per look and
-    the calibration faces shared out between the looks, each face with its look's one-hot weights."""
+    the calibration faces shared out between the looks, each face with its look's one-hot weights. A network
+    that reads ``region_inputs`` gets each face's own maps (:func:`region_maps_of`); the example input is the
+    first check face with its maps."""
     if "looks" not in split:
-        calibration, _ = faces_as_tensors(load_split(split, "train", data_override, limit=n_calibration))
-        val_source, val_target = faces_as_tensors(load_split(split, "val", data_override, limit=n_val))
-        return ExportInputs(val_source[:1].clone(), calibration, val_source, val_target)
+        calibration, val_source, val_target, calibration_regions, val_regions = look_part(
+            split, data_override, n_calibration, n_val, region_inputs)
+        return ExportInputs(val_source[:1].clone(), calibration, val_source, val_target,
+                            **region_fields(calibration_regions, val_regions))
     records = list(split["looks"].items())
-    parts = []
-    for name, record in records:
-        moved = str(Path(data_override) / name) if data_override else None
-        calibration, _ = faces_as_tensors(load_split(record, "train", moved,
-                                                     limit=max(1, n_calibration // len(records))))
-        parts.append((calibration, *faces_as_tensors(load_split(record, "val", moved, limit=n_val))))
+    parts = [look_part(record, str(Path(data_override) / name) if data_override else None,
+                       max(1, n_calibration // len(records)), n_val, region_inputs) for name, record in records]
     one_hot = lambda tensors: torch.cat([torch.nn.functional.one_hot(torch.full((len(t),), look), len(records))  # noqa: E731
                                          for look, t in enumerate(tensors)]).float()
-    calibration, val_source, val_target = (torch.cat(tensors) for tensors in zip(*parts, strict=True))
+    calibration, val_source, val_target = (torch.cat(tensors) for tensors in list(zip(*parts, strict=True))[:3])
+    maps = [None if not region_inputs else torch.cat([part[k] for part in parts]) for k in (3, 4)]
     return ExportInputs(val_source[:1].clone(), calibration, val_source, val_target,
                         example_looks=torch.full((1, len(records)), 1 / len(records)),
                         calibration_looks=one_hot([part[0] for part in parts]),
-                        val_looks=one_hot([part[1] for part in parts]))
+                        val_looks=one_hot([part[1] for part in parts]), **region_fields(*maps))
+
+
+def region_fields(calibration_regions: torch.Tensor | None, val_regions: torch.Tensor | None) -> dict:
+    """ExportInputs' region maps: the calibration and check faces' own, the example's the first check face's."""
+    if val_regions is None:
+        return {}
+    return {"example_regions": val_regions[:1].clone(), "calibration_regions": calibration_regions,
+            "val_regions": val_regions}
 
 
 def artifact_outputs(fmt: ExportFormat, path: Path, model: TinyBeauty, inputs: ExportInputs,
                      record: dict) -> np.ndarray | None:
-    """The file's outputs on the check faces (each with its look): its real runtime, else the format's
-    stand-in check; None, with the problem recorded, where neither can run here."""
-    looks = None if inputs.val_looks is None else inputs.val_looks.numpy()
+    """The file's outputs on the check faces (each with its look and its own region maps): its real runtime,
+    else the format's stand-in check; None, with the problem recorded, where neither can run here."""
+    looks, regions = (None if tensor is None else tensor.numpy() for tensor in (inputs.val_looks, inputs.val_regions))
     try:
-        outputs = run_in_batches_of_one(fmt.load(path), inputs.val_source.numpy(), looks)
+        outputs = run_in_batches_of_one(fmt.load(path), inputs.val_source.numpy(), looks, regions)
         record["checks_run"].append(f"ran with {fmt.runtime} on {len(inputs.val_source)} validation faces")
         return outputs
     except RuntimeUnavailable as why:
@@ -79,7 +119,7 @@ def artifact_outputs(fmt: ExportFormat, path: Path, model: TinyBeauty, inputs: E
         if fmt.stand_in is None:
             record["problems"].append(f"no runtime and no stand-in check: {why}")
             return None
-        outputs, checks = fmt.stand_in(path, model, inputs.val_source, inputs.val_looks)
+        outputs, checks = fmt.stand_in(path, model, inputs.val_source, inputs.val_looks, inputs.val_regions)
         record["checks_run"] += checks
         return outputs
 
@@ -110,13 +150,15 @@ def check_looks(fmt: ExportFormat, path: Path, outputs: np.ndarray, model: TinyB
         record["checks_run"].append(f"look {look['name']}: {figures['psnr_vs_pytorch_db']:.2f} dB vs PyTorch, "
                                     f"{figures['psnr_vs_truth_db']:.2f} dB vs truth on {int(rows.sum())} faces")
     faces = inputs.val_source[:BLEND_FACES]
+    regions = None if inputs.val_regions is None else inputs.val_regions[:BLEND_FACES]
     blend = inputs.example_looks.expand(len(faces), -1).contiguous()
     with torch.no_grad():
-        blend_reference = model(faces, blend)
+        blend_reference = model(faces, blend, regions=regions)
     if fmt.stand_in is not None and any("prediction with" in skipped for skipped in record["checks_skipped"]):
-        blended, _ = fmt.stand_in(path, model, faces, blend)
+        blended, _ = fmt.stand_in(path, model, faces, blend, regions)
     else:
-        blended = run_in_batches_of_one(fmt.load(path), faces.numpy(), blend.numpy())
+        blended = run_in_batches_of_one(fmt.load(path), faces.numpy(), blend.numpy(),
+                                        None if regions is None else regions.numpy())
     record["blend_psnr_vs_pytorch_db"] = psnr_db(torch.as_tensor(blended), blend_reference)
     record["checks_run"].append(f"an even blend of the {len(meta.looks)} looks: "
                                 f"{record['blend_psnr_vs_pytorch_db']:.2f} dB vs PyTorch's blend")
@@ -182,7 +224,9 @@ def checked(fmt: ExportFormat, staging: Path, model: TinyBeauty, inputs: ExportI
                 "passed": False, "checks_run": [], "checks_skipped": [],
                 "problems": [f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"]}
     record["export_s"] = round(time.perf_counter() - start, 2)
-    record |= {"input": meta.as_strings()["tinybeauty.input"], "output": meta.as_strings()["tinybeauty.output"],
+    strings = meta.as_strings()
+    record |= {"input": strings["tinybeauty.input"], "output": strings["tinybeauty.output"],
+               **({"regions_input": strings["tinybeauty.regions_input"]} if meta.region_inputs else {}),
                "checkpoint": meta.checkpoint, "checkpoint_sha256": meta.checkpoint_sha256}
     return record
 
@@ -197,10 +241,10 @@ def check_replaceable(out: Path) -> None:
 
 
 def finite_reference(model: TinyBeauty, inputs: ExportInputs, checkpoint: Path) -> torch.Tensor:
-    """PyTorch's output on the check faces, which every format is compared to; refused, naming the
-    checkpoint, when it is not finite (no converter could be checked against it)."""
+    """PyTorch's output on the check faces (each with its look and its own region maps), which every format is
+    compared to; refused, naming the checkpoint, when it is not finite (no converter could be checked against it)."""
     with torch.no_grad():
-        reference = model(inputs.val_source, inputs.val_looks)
+        reference = model(inputs.val_source, inputs.val_looks, regions=inputs.val_regions)
     if not torch.isfinite(reference).all():
         raise CheckpointError(f"{checkpoint}: the model's output on the validation faces holds NaN or infinity; "
                               "use an earlier checkpoint or retrain, e.g. with a lower --lr")
@@ -212,7 +256,7 @@ def export_meta(args: argparse.Namespace, model: TinyBeauty, checkpoint: dict, i
     return ExportMeta(checkpoint=str(args.checkpoint), checkpoint_sha256=sha256_file(args.checkpoint),
                       git_commit=git_commit(), val_psnr_db=float(checkpoint.get("val_psnr", float("nan"))),
                       image_size=inputs.image_size, extra={"epoch": checkpoint.get("epoch", "?")},
-                      looks=catalogue(model, checkpoint))
+                      looks=catalogue(model, checkpoint), region_inputs=list(model.config.region_inputs))
 
 
 def int8_weights(model: TinyBeauty, checkpoint: dict, inputs: ExportInputs,
@@ -225,7 +269,8 @@ def int8_weights(model: TinyBeauty, checkpoint: dict, inputs: ExportInputs,
     if not no_equalize:
         # A quantization-aware fine-tune trained with fixed factors: use them, so the int8 files
         # round the very tensors it trained (models/rescale.py, train/qat.py).
-        rescaled, factors = equalize_skips(model, inputs.calibration, checkpoint.get("skip_factors"))
+        rescaled, factors = equalize_skips(model, inputs.calibration, checkpoint.get("skip_factors"),
+                                           inputs.calibration_regions)
         log.info("skip connections rescaled for int8 concatenation: %s",
                  ", ".join(f"{name} x{k:.3g}" for name, k in factors.items()))
         # ... and round each activation over the range it trained with (models/int8.py). The ranges
@@ -273,7 +318,20 @@ def looks_document(meta: ExportMeta, entries: list[dict]) -> dict:
     """What an app or the page reads to offer the catalogue (``looks.json`` beside the files)."""
     return {"input": LOOKS_INPUT_NAME if meta.looks_input else None,
             "input_spec": meta.looks_spec() if meta.looks_input else "one look: the files take no look input",
-            "image_size": meta.image_size, "looks": entries}
+            "image_size": meta.image_size, **region_entries(meta), "looks": entries}
+
+
+def region_entries(meta: ExportMeta) -> dict:
+    """What looks.json and the manifest say of the region maps the files read beside the face: their names in
+    the order of the ``regions`` input (empty: the face alone) and where they come from."""
+    if not meta.region_inputs:
+        return {"region_inputs": [], "regions_input": "the files take the face alone, no region maps"}
+    return {"region_inputs": list(meta.region_inputs),
+            "regions_input": (f"{REGIONS_INPUT_NAME}: float32 [1,{len(meta.region_inputs)},"
+                              f"{meta.image_size},{meta.image_size}] in [0,1] (NHWC [1,{meta.image_size},"
+                              f"{meta.image_size},{len(meta.region_inputs)}] in the .tflite), one soft map per name "
+                              "from the face mesh (faces/region_weights.py: region_masks); each file's "
+                              "tinybeauty.regions_input says its own layout")}
 
 
 def manifest_of(args: argparse.Namespace, checkpoint: dict, split: dict, model: TinyBeauty, meta: ExportMeta,
@@ -281,7 +339,7 @@ def manifest_of(args: argparse.Namespace, checkpoint: dict, split: dict, model: 
     return {"checkpoint": str(args.checkpoint), "checkpoint_sha256": meta.checkpoint_sha256,
             "checkpoint_epoch": checkpoint.get("epoch"), "val_psnr_db": meta.val_psnr_db,
             "model_config": model.config.to_dict(), "train_config": checkpoint.get("train_config", {}),
-            "split": split_summary(split), "looks": looks,
+            "split": split_summary(split), "looks": looks, **region_entries(meta),
             "git_commit": meta.git_commit, "image_size": inputs.image_size, "budget_bytes": args.budget_bytes,
             "max_psnr_drop_db": args.max_psnr_drop, "val_images": len(inputs.val_source),
             "calibration_images": len(inputs.calibration), "skip_rescale": factors,
@@ -302,9 +360,10 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         check_replaceable(args.out)
-        model, checkpoint = load_checkpoint(args.checkpoint)
+        model, checkpoint = load_checkpoint(args.checkpoint, feeds_regions=True)  # region maps: drawn below
         split = checkpoint_split(checkpoint, args.checkpoint)
-        inputs = prepare_inputs(split, args.data, args.calibration_images, args.val_images)
+        inputs = prepare_inputs(split, args.data, args.calibration_images, args.val_images,
+                                model.config.region_inputs)
         reference = finite_reference(model, inputs, args.checkpoint)
     except (CheckpointError, DataError, OutputFolderError) as error:
         log.error("%s", error)

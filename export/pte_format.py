@@ -15,7 +15,9 @@ Provenance: a constant method ``tinybeauty_metadata`` returns the JSON of
 
 Input ``face``: float32 NCHW [1, 3, S, S] in [0, 1]; output: the made-up face, same layout. A network of
 several looks takes ``look_weights`` (float32 [1, L]) as the second input; its looks' copies are one
-broadcast Mul (``broadcast_copies`` in export/common.py), which XNNPACK runs with the rest.
+broadcast Mul (``broadcast_copies`` in export/common.py), which XNNPACK runs with the rest. A network that
+reads region maps takes ``regions`` (float32 NCHW [1, K, S, S]) as its last input, concatenated behind the face
+in float; the concatenation is the quantized residual network's input (one scale over face and maps).
 """
 
 from __future__ import annotations
@@ -26,7 +28,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.common import ExportInputs, ExportMeta, FloatResidualAdd, broadcast_residual, pin_activation_ranges
+from export.common import (
+    ExportInputs,
+    ExportMeta,
+    broadcast_residual,
+    checked_regions,
+    float_residual_add,
+    pin_activation_ranges,
+    pin_stem_input,
+    region_names,
+)
 from export.runtime import Runner, RuntimeUnavailable
 from models.tinybeauty import TinyBeauty, quantized_outputs
 
@@ -43,13 +54,15 @@ def quantize_residual(model: TinyBeauty, inputs: ExportInputs) -> torch.fx.Graph
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-    graph = torch.export.export(broadcast_residual(model).eval(), inputs.example_args, strict=False).module()
+    graph = torch.export.export(broadcast_residual(model).eval(), inputs.residual_example_args, strict=False).module()
     prepared = prepare_pt2e(graph, quantizer)
     with torch.no_grad():
-        for args in inputs.calibration_args():
+        for args in inputs.residual_calibration_args():
             prepared(*args)
     if inputs.activation_ranges:
         pin_activation_ranges(prepared, inputs.activation_ranges, quantized_outputs(model.config))
+    if inputs.example_regions is not None:  # the residual network's first input: the face and its maps
+        pin_stem_input(prepared, next(node for node in prepared.graph.nodes if node.op == "placeholder"))
     return convert_pt2e(prepared)
 
 
@@ -57,7 +70,7 @@ def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    wrapped = FloatResidualAdd(quantize_residual(model, inputs))  # no .eval(): exported graphs refuse it
+    wrapped = float_residual_add(quantize_residual(model, inputs), inputs)  # no .eval(): exported graphs refuse it
     program = torch.export.export(wrapped, inputs.example_args, strict=False)
     metadata = torch.tensor(list(json.dumps(meta.as_strings(), sort_keys=True).encode()), dtype=torch.uint8)
     edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()],
@@ -81,10 +94,14 @@ def load(path: Path, threads: int | None = None) -> Runner:
         from executorch.extension.pybindings import portable_lib
 
         portable_lib._unsafe_reset_threadpool(threads)
-    method = runtime.load_program(Path(path)).load_method("forward")
+    program = runtime.load_program(Path(path))
+    method = program.load_method("forward")
+    names = region_names(metadata_of(program))
 
-    def run(faces: np.ndarray, look_weights: np.ndarray | None = None) -> np.ndarray:
-        args = [faces] if look_weights is None else [faces, look_weights]
+    def run(faces: np.ndarray, look_weights: np.ndarray | None = None, regions: np.ndarray | None = None
+            ) -> np.ndarray:
+        maps = checked_regions(path, names, faces, regions)
+        args = [array for array in (faces, look_weights, maps) if array is not None]
         made_up = method.execute([torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in args])[0]
         return made_up.numpy().copy()  # the runtime reuses its output buffer on the next call
 
@@ -93,5 +110,9 @@ def load(path: Path, threads: int | None = None) -> Runner:
 
 def read_metadata(path: Path) -> dict:
     """The provenance stored in the program's constant method."""
-    method = _runtime().load_program(Path(path)).load_method(METADATA_METHOD)
-    return json.loads(bytes(method.execute([])[0].tolist()).decode())
+    return metadata_of(_runtime().load_program(Path(path)))
+
+
+def metadata_of(program) -> dict:
+    """The provenance of a loaded program (its constant method)."""
+    return json.loads(bytes(program.load_method(METADATA_METHOD).execute([])[0].tolist()).decode())

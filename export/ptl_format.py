@@ -8,7 +8,9 @@ the clamp stay in float, so the output keeps full precision where the image is u
 here) ``torch.jit.freeze`` does the folding instead, and the export log says so in one line.
 
 A network of several looks: ``forward(face, look_weights)`` (float32 [1, L]; one-hot picks a look), its
-looks' copies one broadcast Mul (``broadcast_copies`` in export/common.py).
+looks' copies one broadcast Mul (``broadcast_copies`` in export/common.py). A network that reads region maps
+takes ``regions`` (float32 NCHW [1, K, S, S]) as its last input: concatenated behind the face in float, the
+concatenation is the quantized residual network's input (one scale: face and maps are both in [0, 1]).
 
 torch 2.13 marks the lite interpreter deprecated in favour of ExecuTorch, whose ``.pte`` file
 (export/pte_format.py) is exported beside this one; ``.ptl`` stays for apps on PyTorch Mobile.
@@ -26,7 +28,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from export.common import ExportInputs, ExportMeta, FloatResidualAdd, broadcast_residual, pin_activation_ranges
+from export.common import (
+    ExportInputs,
+    ExportMeta,
+    broadcast_residual,
+    checked_regions,
+    float_residual_add,
+    pin_activation_ranges,
+    pin_stem_input,
+    region_names,
+)
 from export.runtime import Runner
 from models.atomic import atomic_path
 from models.tinybeauty import TinyBeauty, quantized_outputs
@@ -67,19 +78,21 @@ def quantize_residual(model: TinyBeauty, inputs: ExportInputs) -> nn.Module:
         # (Left in float, FX still fed the first cat quantized tensors of two scales, and
         # quantized cat then reads both with the first one's scale.)
         mapping = QConfigMapping().set_global(qconfig)
-        prepared = prepare_fx(broadcast_residual(model).eval(), mapping, inputs.example_args,
+        prepared = prepare_fx(broadcast_residual(model).eval(), mapping, inputs.residual_example_args,
                               backend_config=backend)
         with torch.no_grad():
-            for args in inputs.calibration_args():
+            for args in inputs.residual_calibration_args():
                 prepared(*args)
         if inputs.activation_ranges:
             pin_activation_ranges(prepared, inputs.activation_ranges, quantized_outputs(model.config))
+        if inputs.example_regions is not None:  # the residual network's first input: the face and its maps
+            pin_stem_input(prepared, next(node for node in prepared.graph.nodes if node.op == "placeholder"))
         return convert_fx(prepared, backend_config=backend)
 
 
 def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta) -> Path:
     with quantized_engine():
-        wrapped = FloatResidualAdd(quantize_residual(model, inputs)).eval()
+        wrapped = float_residual_add(quantize_residual(model, inputs), inputs).eval()
         traced = torch.jit.trace(wrapped, inputs.example_args)
         scripted = optimized_for_mobile(traced)
         extra = {METADATA_FILE: json.dumps(meta.as_strings(), sort_keys=True)}
@@ -121,9 +134,12 @@ def load(path: Path, threads: int | None = None) -> Runner:
         module = _load_for_lite_interpreter(str(path))
     if threads:  # process-wide in torch: set once here, not inside the timed call
         torch.set_num_threads(threads)
+    names = region_names(read_metadata(path))
 
-    def run(faces: np.ndarray, look_weights: np.ndarray | None = None) -> np.ndarray:
-        args = [faces] if look_weights is None else [faces, look_weights]
+    def run(faces: np.ndarray, look_weights: np.ndarray | None = None, regions: np.ndarray | None = None
+            ) -> np.ndarray:
+        maps = checked_regions(path, names, faces, regions)
+        args = [array for array in (faces, look_weights, maps) if array is not None]
         with quantized_engine(), torch.no_grad():
             return module(*(torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in args)).numpy()
 

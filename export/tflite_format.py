@@ -13,7 +13,9 @@ or zero point. Channels-last float I/O is what an Android app feeds most simply,
 smallest file. A network of several looks takes a second input, ``look_weights`` (signature name;
 float32 [1, L], one weight per look, one-hot picks a look), kept float up to the Mul that weights the
 looks' copies of dec1 (:func:`float_look_weights`); the copies are a concatenation
-(:func:`channel_repeats_as_concatenations`).
+(:func:`channel_repeats_as_concatenations`). A network that reads region maps takes ``regions`` (signature name;
+**float32 NHWC [1, S, S, K]** in [0, 1], channels last like the face), concatenated behind the face inside the
+model; the concatenation is quantized with one scale (face and maps are both in [0, 1]).
 
 Provenance: a ``tinybeauty`` entry in the flatbuffer's metadata table holds the JSON of
 :meth:`ExportMeta.as_strings` (``read_metadata``).
@@ -28,7 +30,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.common import LOOKS_INPUT_NAME, ExportInputs, ExportMeta, FloatResidualAdd, pin_activation_ranges
+from export.common import (
+    LOOKS_INPUT_NAME,
+    REGIONS_INPUT_NAME,
+    ExportInputs,
+    ExportMeta,
+    checked_regions,
+    float_residual_add,
+    pin_activation_ranges,
+    pin_stem_input,
+    region_names,
+)
 from export.runtime import Runner, RuntimeUnavailable
 from models.tinybeauty import TinyBeauty, quantized_outputs
 
@@ -62,6 +74,7 @@ def _quantizer():
                         input_qspec_map={producer: self.global_config.input_activation},
                         output_qspec=SharedQuantizationSpec((producer, node)), _annotated=True)
             float_look_weights(model)
+            float_region_concatenation(model)
             return model
 
     return Quantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
@@ -83,10 +96,48 @@ def float_look_weights(graph: torch.fx.GraphModule) -> int:
     return dropped
 
 
-def by_keyword(args: tuple[torch.Tensor, ...]) -> tuple[tuple[torch.Tensor], dict[str, torch.Tensor]]:
-    """The network's inputs as ``(face,)`` and the look weights by keyword (several looks; else none):
-    LiteRT names an input given by keyword after it (``look_weights``), a positional one ``args_N``."""
-    return args[:1], dict(zip([LOOKS_INPUT_NAME], args[1:], strict=False))
+def float_region_concatenation(graph: torch.fx.GraphModule) -> int:
+    """Leave the concatenation of the face and its region maps float (a network that reads them; none in
+    others), so that the stem's convolution quantizes its input, the concatenation, with one scale. Quantized
+    inputs of the concatenation instead made the converter fold the face's Quantize into the file's input: the
+    file took an int8 face, and the residual was added to it rounded. Returns how many annotations were dropped."""
+    floats = [node for cat in region_concatenations(graph) for clamp in cat.all_input_nodes
+              for node in [cat, clamp, *clamp.all_input_nodes] if node.op == "call_function"]
+    return sum(node.meta.pop("quantization_annotation", None) is not None for node in floats)
+
+
+def region_concatenations(graph: torch.fx.GraphModule) -> list[torch.fx.Node]:
+    """The concatenation of the face and its region maps, moved to NCHW and clamped
+    (:func:`channels_last_network_input`): one in a region-input network's graph, none in another's."""
+    maps = [node for node in graph.graph.nodes if node.op == "placeholder" and node.name == REGIONS_INPUT_NAME]
+    concatenations = [user for node in maps for permute in node.users for clamp in permute.users
+                      for user in clamp.users if user.target == torch.ops.aten.cat.default]
+    if maps and len(concatenations) != 1:
+        raise RuntimeError(f"the region maps feed {len(concatenations)} concatenations with the face, not one "
+                           "(channels_last_network_input)")
+    return concatenations
+
+
+def channels_last_network_input(face: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+    """What the stem reads, from the face (NCHW: ``to_channel_last_io`` moves the file's NHWC face, a positional
+    input) and the maps as the file takes them, NHWC (a keyword input, which it does not move; a wrapper module
+    that moved them would put its name in every tensor's name: 5 KB). Face and maps are each clamped to [0, 1]
+    first (what they hold anyway: the same values): the converter moves the Quantize of a concatenation onto
+    its inputs and on through the layout transposes into the file's inputs, and without an op between, the
+    file took an int8 face and int8 maps and the residual was added to the rounded face. The clamps stay
+    float (:func:`float_region_concatenation`), so the Quantize stops after them: float32 face and maps."""
+    return torch.cat([torch.clamp(face, 0.0, 1.0), torch.clamp(regions.permute(0, 3, 1, 2), 0.0, 1.0)], dim=1)
+
+
+def by_keyword(args: tuple[torch.Tensor, ...], names: list[str]) -> tuple[tuple[torch.Tensor], dict[str, torch.Tensor]]:
+    """The network's inputs (named ``names``: ExportInputs.input_names) as ``(face,)`` and the others by keyword
+    (the look weights, the region maps, these channels-last as the file takes them; none for a one-look network
+    of the face alone): LiteRT names an input given by keyword after it (``look_weights``, ``regions``), a
+    positional one ``args_N``."""
+    others = dict(zip(names[1:], args[1:], strict=True))
+    if REGIONS_INPUT_NAME in others:
+        others[REGIONS_INPUT_NAME] = others[REGIONS_INPUT_NAME].permute(0, 2, 3, 1).contiguous()
+    return args[:1], others
 
 
 def channel_repeats_as_concatenations(graph: torch.fx.GraphModule) -> int:
@@ -122,20 +173,24 @@ def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta
 
     quantizer = _quantizer()
     litert_torch.progress.console.quiet = True  # its per-stage progress lines are not part of our report
-    example_face, example_looks = by_keyword(inputs.example_args)
-    graph = torch.export.export(FloatResidualAdd(model.residual).eval(), example_face, kwargs=example_looks).module()
+    example_face, example_others = by_keyword(inputs.example_args, inputs.input_names)
+    network = float_residual_add(model.residual, inputs).eval()
+    network.network_input = channels_last_network_input  # an instance attribute: called without self
+    graph = torch.export.export(network, example_face, kwargs=example_others).module()
     channel_repeats_as_concatenations(graph)
     prepared = prepare_pt2e(graph, quantizer)
     with torch.no_grad():
         for args in inputs.calibration_args():
-            face, looks = by_keyword(args)
-            prepared(*face, **looks)
+            face, others = by_keyword(args, inputs.input_names)
+            prepared(*face, **others)
     if inputs.activation_ranges:
         pin_activation_ranges(prepared, inputs.activation_ranges, quantized_outputs(model.config))
+    for concatenation in region_concatenations(prepared):  # a region-input network's stem input
+        pin_stem_input(prepared, concatenation)
     quantized = move_exported_model_to_eval(convert_pt2e(prepared, fold_quantize=False))
     channels_last = litert_torch.to_channel_last_io(quantized, args=[0], outputs=[0])
     example = inputs.example.permute(0, 2, 3, 1).contiguous()
-    edge = litert_torch.convert(channels_last, (example,), example_looks or None,
+    edge = litert_torch.convert(channels_last, (example,), example_others or None,
                                 quant_config=QuantConfig(pt2e_quantizer=quantizer))
     edge.export(str(path))
     add_metadata(path, meta.as_strings())
@@ -180,15 +235,22 @@ def load(path: Path, threads: int | None = None) -> Runner:
 
     interpreter = Interpreter(model_path=str(path), num_threads=threads or None)
     interpreter.allocate_tensors()
-    looks = [i for i in interpreter.get_input_details() if LOOKS_INPUT_NAME in i["name"]]
-    (face,) = [i for i in interpreter.get_input_details() if LOOKS_INPUT_NAME not in i["name"]]
+    details = interpreter.get_input_details()
+    looks = [i for i in details if LOOKS_INPUT_NAME in i["name"]]
+    maps_input = [i for i in details if REGIONS_INPUT_NAME in i["name"]]
+    (face,) = [i for i in details if i not in looks and i not in maps_input]
     (made_up,) = interpreter.get_output_details()
+    names = region_names(read_metadata(path))
 
-    def run(faces: np.ndarray, look_weights: np.ndarray | None = None) -> np.ndarray:
-        # NCHW in and out, like every runner; the file is NHWC
+    def run(faces: np.ndarray, look_weights: np.ndarray | None = None, regions: np.ndarray | None = None
+            ) -> np.ndarray:
+        # NCHW in and out, like every runner; the file is NHWC (its region maps too)
+        maps = checked_regions(path, names, faces, regions)
         interpreter.set_tensor(face["index"], np.ascontiguousarray(faces.transpose(0, 2, 3, 1), dtype=np.float32))
         for look_input in looks:  # several looks: the file's second input
             interpreter.set_tensor(look_input["index"], np.ascontiguousarray(look_weights, dtype=np.float32))
+        for regions_input in maps_input:  # region maps: the file's last input, channels last
+            interpreter.set_tensor(regions_input["index"], np.ascontiguousarray(maps.transpose(0, 2, 3, 1)))
         interpreter.invoke()
         return interpreter.get_tensor(made_up["index"]).transpose(0, 3, 1, 2).copy()
 

@@ -95,15 +95,15 @@ def load_checkpoint(path: Path, feeds_regions: bool = False) -> tuple[TinyBeauty
     A model trained with re-parameterised branches (``model_config["reparam"]``) comes back merged
     into the plain network, so everything downstream sees exactly the ops, parameters and sizes
     of a plain one; resuming training reads the raw branches with :func:`rebuild_model`. A network
-    that reads region maps beside the face (``--region-inputs``, an experiment) is refused unless the
-    caller draws them (``feeds_regions``: training's scoring); export, apply and the benchmark do not yet."""
+    that reads region maps beside the face (``--region-inputs``) is refused unless the caller draws them
+    (``feeds_regions``: training's scoring, the export, whatever runs a model file through export.loading)."""
     payload = read_checkpoint(path)
     model = merge(rebuild_model(payload, path).eval())
     regions = model.config.region_inputs
     if regions and not feeds_regions:
         raise CheckpointError(f"{path} takes region maps beside the face ({', '.join(regions)}; trained with "
-                              "--region-inputs, an experiment), which only training draws yet; export, apply and "
-                              "the benchmark feed the face alone. Train without --region-inputs to export or run it")
+                              "--region-inputs), which this command does not draw; `python -m export` draws them "
+                              "and exports files that take them (docs/export.md), or train without --region-inputs")
     check_finite(model, path)
     return model, payload
 

@@ -79,8 +79,9 @@ class TinyBeautyConfig:
     in_channels: int = 3  # the face's colours, and the residual's: one channel per colour
     # Region maps the stem reads beside the face, one channel each in this order (faces/regions.json's names,
     # e.g. lips, eyes, cheeks; soft masks in [0, 1] from the face mesh: train/region_maps.py), so where the parts
-    # of a face are need not be learnt from the pixels. Empty: the face alone. Experimental (--region-inputs):
-    # no exporter feeds them yet (models/checkpoint.py: load_checkpoint refuses such a checkpoint to them).
+    # of a face are need not be learnt from the pixels. Empty: the face alone (--region-inputs): the export draws
+    # them and every file takes them as its `regions` input (docs/export.md); models/checkpoint.py:
+    # load_checkpoint refuses such a checkpoint to a caller that does not draw them.
     region_inputs: tuple[str, ...] = ()
     # Train with parallel branches (ReparamConv) that `merge` folds into the plain convs before export.
     reparam: bool = False

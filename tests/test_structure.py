@@ -19,7 +19,7 @@ ALLOWED = {
     "models": set(),
     "faces": {"models"},
     "train": {"models", "faces"},
-    "export": {"models"},
+    "export": {"models", "train"},  # a region-input network's maps, drawn as training drew them (train/region_maps.py)
     "benchmark": {"models", "export", "web", "faces", "apply", "tools"},  # the live section runs apply on video
     "apply": {"models", "faces", "export"},
     "web": {"models", "faces", "export"},

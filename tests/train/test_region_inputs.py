@@ -256,7 +256,7 @@ def test_the_sweep_trains_and_scores_region_input_runs(synthetic_data, tmp_path)
     assert torch.load(out / "seed_0" / "tinybeauty_best_psnr.pt", weights_only=True)["model_config"]["region_inputs"]
 
 
-def test_a_region_input_run_trains_resumes_scores_and_is_refused_by_export(synthetic_data, tmp_path):
+def test_a_region_input_run_trains_resumes_scores_and_exports_with_its_maps(synthetic_data, tmp_path):
     out = tmp_path / "run"
     assert main(train_args(synthetic_data, out, "--epochs", "1", "--qat-epochs", "0", "--threads", "1",
                            "--region-inputs")) == 0
@@ -267,6 +267,7 @@ def test_a_region_input_run_trains_resumes_scores_and_is_refused_by_export(synth
     held_out = json.loads((out / "held_out.json").read_text())
     assert np.isfinite(held_out["test_psnr_db"]) and (out / "held_out_test.png").is_file()
     assert (synthetic_data / REGION_CACHE).is_file()
-    with pytest.raises(CheckpointError, match="--region-inputs"):  # export, apply and the benchmark load it so
+    with pytest.raises(CheckpointError, match="--region-inputs"):  # a caller that does not draw the maps
         load_checkpoint(out / "tinybeauty_best_psnr.pt")
-    assert export_main(["--checkpoint", str(out / "tinybeauty_best_psnr.pt"), "--out", str(tmp_path / "files")]) == 2
+    assert export_main(["--checkpoint", str(out / "tinybeauty_best_psnr.pt"), "--out", str(tmp_path / "files"),
+                        "--formats", "onnx", "--calibration-images", "4", "--val-images", "2"]) == 0  # draws them
