@@ -3,9 +3,11 @@ each face's own maps, drawn from the face mesh on its image as training draws th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -50,3 +52,29 @@ def test_the_benchmark_feeds_a_region_input_model_each_faces_maps(region_checkpo
             empty = mean_psnr_db(model(source, regions=torch.zeros_like(maps)), target)
         assert rows["pytorch"]["quality"][part]["psnr_db"] == pytest.approx(own, abs=1e-6)
         assert abs(own - empty) > 1e-3, "the maps reach the network"
+
+
+def test_the_live_clip_feeds_each_frames_maps_from_the_tracked_mesh(region_checkpoint, tmp_path):
+    """benchmark/live.py's run of apply's video path: every frame's face gets its maps from the tracked mesh."""
+    from skimage import data as skimage_data
+
+    from benchmark.live import end_to_end, write_clip
+    from export.loading import load_model
+    from faces import FaceTracker
+
+    frames = [np.zeros((720, 1280, 3), np.uint8) for _ in range(3)]
+    for index, frame in enumerate(frames):
+        frame[100:612, 300 + 8 * index:812 + 8 * index] = skimage_data.astronaut()
+    clip = write_clip(tmp_path / "clip.mp4", frames)
+    model = load_model(region_checkpoint, threads=1)
+    given = []
+
+    def recording(faces, **inputs):
+        given.append(inputs.get("regions"))
+        return model.runner(faces, **inputs)
+
+    figures = end_to_end(dataclasses.replace(model, runner=recording), clip, tmp_path / "out",
+                         FaceTracker(model.image_size), runs=1)
+    assert figures["frames"] == 3 and len(given) == 3
+    assert all(maps.shape == (1, len(REGION_INPUTS), model.image_size, model.image_size) and maps.max() > 0.9
+               for maps in given)
