@@ -19,7 +19,10 @@ from each face's mesh (faces/regions.json, which the page reads too; a face with
 aligned crop, has them where an average face has them), costing no model run; all at 1 is the plain
 mask, to the bit. A file of several looks (artifacts/looks.json lists them) puts on the one ``--look``
 names (by name or index; the first without it), or a blend of them: ``--look berry=0.7,smoky=0.3``, weights
-adding up to 1, the same model run. A face the detector finds but the mesh rejects (its face
+adding up to 1, the same model run. A model that reads the face's region maps beside it (trained with
+``--region-inputs``) gets each face's lips, eyes and cheeks maps drawn over its crop from the same mesh
+(an aligned crop: from the mesh run on the crop, as training draws them); a face the mesh misses gets empty
+maps, as in training, and the log says so. A face the detector finds but the mesh rejects (its face
 flag low) is aligned from the detector's eyes and mouth instead, and the summary line says so
 ("2 faces: 1 mesh, 1 detector keypoints where the mesh found no face"). Pixels outside the faces
 keep their exact values; the photo keeps its size, and its mode (RGBA keeps its alpha; greyscale
@@ -186,6 +189,7 @@ class Tools:
     look: str  # that choice, in words
     stills: FaceTracker | None  # the photos' (unsmoothed): none for aligned crops or when every input is a video
     tracker: FaceTracker | None  # the videos' (apply/video.py): none without a video
+    crops: FaceTracker | None = None  # aligned crops' mesh (unsmoothed), for a model that reads region maps
 
 
 def load_tools(args: argparse.Namespace) -> Tools | None:
@@ -206,11 +210,17 @@ def load_tools(args: argparse.Namespace) -> Tools | None:
         # Photos: one frame of the video's chain each, unsmoothed (faces.tracking.still_faces).
         stills = FaceTracker(model.image_size, threads=None, smoothing=False,
                              max_faces=STILL_MAX_FACES) if photos else None
+        # Aligned crops of a model that reads region maps: the mesh places them on the crop, as in training.
+        crops = (FaceTracker(model.image_size, threads=None, smoothing=False, max_faces=STILL_MAX_FACES)
+                 if args.aligned and model.region_inputs and not all(map(is_video, args.images)) else None)
+        if model.region_inputs:
+            log.info("%s reads the face's region maps beside it (%s): drawn for each face from the face mesh",
+                     args.model, ", ".join(model.region_inputs))
         if any(map(is_video, args.images)):
             from apply.video import make_tracker
 
-            return Tools(model, *chosen, stills, make_tracker(model.image_size))
-        return Tools(model, *chosen, stills, None)
+            return Tools(model, *chosen, stills, make_tracker(model.image_size), crops)
+        return Tools(model, *chosen, stills, None, crops)
     except (RuntimeUnavailable, CheckpointError, ModelFileError, DetectorUnavailable, FileNotFoundError,
             LookChoiceError) as error:
         log.error("cannot use %s: %s", args.model, error)
@@ -228,11 +238,12 @@ def make_up(tools: Tools, args: argparse.Namespace, index: int, path: Path) -> b
             from apply.video import apply_to_video
 
             video = apply_to_video(tools.runner, tools.tracker, path, args.out, args.strength,
-                                   regions=args.regions)
+                                   regions=args.regions, region_names=tools.model.region_inputs)
             written, what = [video.path], _count(video.most_faces)
         else:
             written, faces = apply_to_file(tools.runner, tools.stills, path, args.out, tools.model.image_size,
-                                           args.strength, args.side_by_side, args.regions)
+                                           args.strength, args.side_by_side, args.regions,
+                                           tools.model.region_inputs, tools.crops)
             what = "aligned crop" if args.aligned else _aligned_by(faces)
         log.info("[%d/%d] %s (%s) -> %s", index, len(args.images), path, what, ", ".join(map(str, written)))
         return True

@@ -17,6 +17,10 @@ track + model + composite, encode. The result is written under a hidden temp nam
 target and renamed at the end: an interrupted or failed run leaves nothing under the final name.
 A file that is not a readable video (garbage, no video stream, no frames, truncated, a codec
 FFmpeg cannot decode) raises VideoError naming it, and nothing is written.
+
+A model that reads the face's region maps (``region_names``: LoadedModel.region_inputs) gets each face's
+maps in each frame, drawn over its crop from the mesh the tracker found for it in that frame
+(apply/composite.py); a face without a mesh there gets empty maps, and the log counts them.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from apply.composite import make_up_frame, region_weights
+from apply.composite import face_regions, make_up_frame
 from apply.outputs import CONTAINERS, output_path
 from export.runtime import Runner
 from faces import Alignment
@@ -269,10 +273,10 @@ class _TimedRunner:
     def __init__(self, runner: Runner):
         self.runner, self.seconds = runner, 0.0
 
-    def __call__(self, faces: np.ndarray) -> np.ndarray:
+    def __call__(self, faces: np.ndarray, **inputs) -> np.ndarray:
         start = time.perf_counter()
         try:
-            return self.runner(faces)
+            return self.runner(faces, **inputs)
         finally:
             self.seconds += time.perf_counter() - start
 
@@ -296,8 +300,10 @@ def _decode_stage(items: Iterator, outbox: _Pipe, seconds: dict, ending: dict) -
 
 
 def _make_up_stage(inbox: _Pipe, outbox: _Pipe, runner: Runner, tracker, strength: float, regions: dict | None,
-                   turns: int, seconds: dict, progress: tqdm) -> tuple[int, int]:
-    """Track the faces (on the upright frame), then make them up in place. Returns (frames, most faces)."""
+                   region_names: tuple[str, ...], turns: int, seconds: dict, progress: tqdm,
+                   unmeshed: dict) -> tuple[int, int]:
+    """Track the faces (on the upright frame), then make them up in place. Returns (frames, most faces);
+    counts in ``unmeshed`` the faces and frames whose region maps were empty (no mesh)."""
     timed = _TimedRunner(runner)
     frames = most_faces = 0
     for kind, item in inbox:
@@ -309,8 +315,12 @@ def _make_up_stage(inbox: _Pipe, outbox: _Pipe, runner: Runner, tracker, strengt
             height, width = item.rgb.shape[:2]
             alignments = [to_coded(face.alignment, turns, width, height) for face in faces]
             # the regions in the crop, which turning the frame does not move: from the upright frame's faces
-            weights = region_weights(regions, [(face.alignment, face.landmarks) for face in faces])
-            most_faces = max(most_faces, make_up_frame(timed, item.rgb, alignments, strength, weights))
+            drawn = face_regions(regions, region_names, [(face.alignment, face.landmarks) for face in faces])
+            if drawn.unmeshed:
+                unmeshed["faces"] += drawn.unmeshed
+                unmeshed["frames"] += 1
+            most_faces = max(most_faces, make_up_frame(timed, item.rgb, alignments, strength, drawn.weights,
+                                                       drawn.maps))
             model = timed.seconds - model_before
             seconds["track"] += tracked - start
             seconds["model"] += model
@@ -365,7 +375,8 @@ def _in_thread(name: str, failed: threading.Event, errors: list, work, *args) ->
 
 
 def _run_pipeline(items: Iterator, sink, video_out, audio_out, reencode_audio: bool, runner: Runner, tracker,
-                  strength: float, regions: dict | None, turns: int, progress: tqdm) -> tuple[int, int, dict, float]:
+                  strength: float, regions: dict | None, region_names: tuple[str, ...], turns: int, progress: tqdm,
+                  unmeshed: dict) -> tuple[int, int, dict, float]:
     """Decode and encode in their own threads, the faces in this one. Returns (frames, most faces,
     seconds per stage, where the last frame ends). Raises the first stage's failure."""
     failed, errors = threading.Event(), []
@@ -376,8 +387,8 @@ def _run_pipeline(items: Iterator, sink, video_out, audio_out, reencode_audio: b
                           reencode_audio, seconds)]
     frames = most_faces = 0
     try:
-        frames, most_faces = _make_up_stage(decoded, made_up, runner, tracker, strength, regions, turns, seconds,
-                                            progress)
+        frames, most_faces = _make_up_stage(decoded, made_up, runner, tracker, strength, regions, region_names,
+                                            turns, seconds, progress, unmeshed)
     except _Stopped:
         pass
     except BaseException:  # Ctrl-C included: stop the other stages before the temp file goes
@@ -405,15 +416,19 @@ def _check_complete(path: Path, video, frames: int, most_faces: int, end_s: floa
 
 
 def apply_to_video(runner: Runner, tracker, path: Path, out_dir: Path, strength: float,
-                   progress: bool = True, regions: dict[str, float] | None = None) -> VideoResult:
+                   progress: bool = True, regions: dict[str, float] | None = None,
+                   region_names: tuple[str, ...] = ()) -> VideoResult:
     """Make up every tracked face of a video file; writes OUT/NAME_makeup.SUFFIX atomically.
 
     ``tracker``: faces.tracking.FaceTracker (or anything with its update()/reset()); reset here.
     ``regions``: a strength per region (faces.regions), each frame's from each face's mesh there.
+    ``region_names``: the region maps the model reads (LoadedModel.region_inputs; empty: the face alone),
+    each face's drawn in each frame from its mesh there (empty maps, counted in the log, without one).
     Raises VideoError (naming the file) before anything appears under the final name."""
     path, started = Path(path), time.perf_counter()
     target, muxer = output_path(path, out_dir), CONTAINERS[path.suffix.lower()]
     tracker.reset()
+    unmeshed = {"faces": 0, "frames": 0}
     # One torch thread for the compositing: its two-thread pool spins against the decoder and the
     # encoder, and on a shared 2-core machine that made each face 20x slower.
     torch_threads = torch.get_num_threads()
@@ -435,7 +450,7 @@ def apply_to_video(runner: Runner, tracker, path: Path, out_dir: Path, strength:
                 audio_out = _add_audio(sink, muxer, audio, reencode_audio)
                 frames, most_faces, seconds, end_s = _run_pipeline(
                     itertools.chain(head, items), sink, video_out, audio_out, reencode_audio, runner, tracker,
-                    strength, regions, quarter_turns(first.rotation), bar)
+                    strength, regions, region_names, quarter_turns(first.rotation), bar, unmeshed)
                 _check_complete(path, video, frames, most_faces, end_s)
     except av.error.FFmpegError as error:
         raise VideoError(f"{path}: FFmpeg cannot read it as a video ({_reason(error)}); is it a complete, playable "
@@ -443,6 +458,9 @@ def apply_to_video(runner: Runner, tracker, path: Path, out_dir: Path, strength:
     finally:
         torch.set_num_threads(torch_threads)
     result = VideoResult(target, frames, most_faces, time.perf_counter() - started, seconds)
+    if unmeshed["faces"]:
+        log.info("%s: %d faces in %d of %d frames had no face mesh; the model read empty region maps for them (no "
+                 "region known, as training gives such a face)", path, unmeshed["faces"], unmeshed["frames"], frames)
     log.info("%s: %d frames at %.1f frames/s; ms per frame: %s", path, frames, result.frames_per_s,
              ", ".join(f"{stage} {ms:.1f}" for stage, ms in result.stage_ms().items()))
     return result

@@ -21,6 +21,10 @@ or standing **still** (only the noise changes).
   (imports, model and face networks loaded, one frame made up and written: the wait before the
   first frame); and the whole moving clip, whose frames/s end to end stand beside the steady rate.
 
+A model that reads the face's region maps gets each face's maps in each frame, drawn from the mesh the
+tracker found there (apply/video.py), so the model stage includes them; per-frame detection has no mesh, so
+its faces read empty maps (the log counts them) and only its timing stands beside tracking's.
+
 Writes OUT/live.png; returns the figures (report.json's "live", report.md's live section).
 """
 
@@ -94,9 +98,11 @@ def decoded(path: Path) -> list[np.ndarray]:
 
 def end_to_end(model, clip: Path, out: Path, tracker, runs: int) -> dict:
     """apply's video path ``runs`` times: frames/s (best, median, each) and the median ms per stage. A file of
-    several looks runs with every look live (an even blend), as the benchmark times it."""
+    several looks runs with every look live (an even blend), as the benchmark times it; one that reads region
+    maps, with each face's maps drawn per frame from the tracked mesh."""
     runner = model.runner_for(model.even_blend())
-    results = [apply_to_video(runner, tracker, clip, out, 1.0, progress=False) for _ in range(runs)]
+    results = [apply_to_video(runner, tracker, clip, out, 1.0, progress=False, region_names=model.region_inputs)
+               for _ in range(runs)]
     stages = {stage: statistics.median(r.stage_ms()[stage] for r in results) for stage in results[0].stage_seconds}
     rates = [r.frames_per_s for r in results]
     return {"frames": results[0].frames, "frames_per_s_best": max(rates),
@@ -217,7 +223,8 @@ def measure_live(model_path: Path, out: Path, runs: int) -> dict:
                                 runs if name == "tracking" else 1)
                for name, tracker in trackers.items()}
         started = start_up(model_path, clips, MOVING_FRAMES, Path(folder) / "command", runs)
-    live = {"model": str(model_path), "runtime": f"{model.runtime}, 1 thread", "clip": {
+    live = {"model": str(model_path), "runtime": f"{model.runtime}, 1 thread",
+            "region_inputs": list(model.region_inputs), "clip": {
                 "size": list(FRAME_SIZE), "frames_per_s": RATE, "moving_frames": MOVING_FRAMES,
                 "still_frames": STILL_FRAMES, "codec": "H.264 CRF 18 + AAC", "portrait": "skimage.data.astronaut()"},
             "load_average": {"before": list(load_before), "after": list(os.getloadavg())}, "cores": os.cpu_count(),
@@ -238,7 +245,10 @@ def markdown_lines(live: dict | None) -> list[str]:
     lines = ["", f"Live (benchmark/live.py): a {clip['size'][0]}x{clip['size'][1]} {clip['codec']} clip at "
              f"{clip['frames_per_s']} frames/s through apply ({live['runtime']}); {live['cores']} cores, load average "
              f"{load['before'][0]:.1f} before and {load['after'][0]:.1f} after (a shared machine). Stages overlap "
-             "in threads: their ms add up to more than the time per frame.", "",
+             "in threads: their ms add up to more than the time per frame."
+             + (f" The model reads region maps ({', '.join(live['region_inputs'])}), drawn each frame from the "
+                "tracked mesh (empty under per-frame detection, which has none)." if live.get("region_inputs") else ""),
+             "",
              "| faces by | frames/s best / median (runs) | " + " | ".join(f"{s} ms" for s in STAGES)
              + " | jitter centre px / scale % / angle deg (still) | error along the path mean / max px | missed |",
              "|" + "---|" * (len(STAGES) + 5)]

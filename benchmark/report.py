@@ -69,6 +69,7 @@ def markdown_table(report: dict) -> str:
         f"Machine: {machine['cpu']}, {machine['cores']} cores; measured fp32 matmul peak {peaks}. "
         + ", ".join(f"{name} {version}" for name, version in machine["versions"].items()) + ".",
     ]
+    lines += region_lines(report)
     if any(row.get("stand_in") for row in report["rows"]):
         lines.append("\\* not run in its runtime here; figures from the stand-in check named in the notes.")
     gates = report["gates"]
@@ -80,6 +81,18 @@ def markdown_table(report: dict) -> str:
     lines += mobile_lines(report.get("mobile"))
     lines += live_lines(report.get("live"))
     return "\n".join(lines)
+
+
+def region_lines(report: dict) -> list[str]:
+    """A model that reads the face's region maps beside it: which, and how many faces' maps were empty."""
+    names = report.get("region_inputs")
+    if not names:
+        return []
+    counts = report.get("region_maps", {})
+    empty = ", ".join(f"{part} {count['empty']} of {count['faces']}" for part, count in counts.items())
+    return [f"The model reads the face's region maps beside it ({', '.join(names)}): every row is fed each face's "
+            "own, drawn from the face mesh on its image as training draws them (train/region_maps.py); empty "
+            f"where the mesh found no face ({empty or 'none drawn'})."]
 
 
 def looks_lines(report: dict) -> list[str]:

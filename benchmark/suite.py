@@ -28,7 +28,7 @@ from export.runtime import (
     silence_known_noise,
 )
 from models.checkpoint import CheckpointError, checkpoint_split, load_checkpoint
-from models.data import REAL_TEST_SPLIT, DataError, faces_as_tensors, load_split
+from models.data import REAL_TEST_SPLIT, DataError, PairCache, faces_as_tensors, load_split
 from models.gates import QUALITY_BAR_DB
 from models.metrics import mean_psnr_db, psnr_db, ssim
 from models.tinybeauty import count_macs, count_parameters
@@ -55,7 +55,8 @@ def quality(outputs: np.ndarray, source: torch.Tensor, target: torch.Tensor, ref
 def latency_by_threads(make_runner, example: tuple[np.ndarray, ...], threads: list[int],
                        args: argparse.Namespace) -> dict:
     """Batch-1 latency of a fresh runner at each thread count (a runtime fixes threads when built);
-    ``example``: (face,) or, for several looks, (face, look weights)."""
+    ``example``: (face,) or, for several looks, (face, look weights); for a model that reads region maps,
+    (face, look weights or None, maps)."""
     figures = {}
     for count in threads:
         runner = make_runner(count)
@@ -87,29 +88,49 @@ def machine_info(thread_counts: list[int]) -> dict:
     }
 
 
+def region_tensors(model, cache: PairCache, root: Path) -> torch.Tensor | None:
+    """The region maps of ``cache``'s faces for a model that reads them (None for one that reads none): each
+    face's own, drawn from the face mesh on its decoded image as training draws them (train/region_maps.py;
+    the shapes cached in ``root``, the data folder; empty maps where no face is found)."""
+    names = tuple(model.config.region_inputs)
+    if not names:
+        return None
+    from train.region_maps import region_maps, region_tensor
+
+    return region_tensor(region_maps(cache, root, names))
+
+
 def load_inputs(args: argparse.Namespace):
-    """The verified manifest, the checkpoint it came from, the recorded test/val faces per split and,
+    """The verified manifest, the checkpoint it came from, the recorded test/val faces per split,
     for several looks, each face's look (one-hot rows, per split; each look's own recorded split, --images
-    faces of each)."""
+    faces of each) and, for a model that reads region maps, each face's maps (N x K x S x S, per split)."""
     manifest = read_manifest(args.artifacts)
     checkpoint_path = check_source_checkpoint(manifest)
-    model, checkpoint = load_checkpoint(checkpoint_path)
+    model, checkpoint = load_checkpoint(checkpoint_path, feeds_regions=True)
     split = checkpoint_split(checkpoint, checkpoint_path)
     if "looks" not in split:
-        faces = {part: faces_as_tensors(load_split(split, part, args.data, limit=args.images))
-                 for part in SPLIT_LABELS if split.get(part)}
-        return manifest, model, checkpoint, faces, {}
+        caches = {part: load_split(split, part, args.data, limit=args.images)
+                  for part in SPLIT_LABELS if split.get(part)}
+        root = Path(args.data or split["data"])
+        regions = {part: region_tensors(model, cache, root) for part, cache in caches.items()}
+        faces = {part: faces_as_tensors(cache) for part, cache in caches.items()}
+        return manifest, model, checkpoint, faces, {}, {k: v for k, v in regions.items() if v is not None}
     records = list(split["looks"].items())
-    faces, looks = {}, {}
+    faces, looks, regions = {}, {}, {}
     for part in SPLIT_LABELS:
-        parts = [(index, faces_as_tensors(load_split(record, part, Path(args.data) / name if args.data else None,
-                                                     limit=args.images)))
-                 for index, (name, record) in enumerate(records) if record.get(part)]
+        parts = []
+        for index, (name, record) in enumerate(records):
+            if record.get(part):
+                root = Path(args.data) / name if args.data else Path(record["data"])
+                cache = load_split(record, part, root if args.data else None, limit=args.images)
+                parts.append((index, faces_as_tensors(cache), region_tensors(model, cache, root)))
         if parts:
-            faces[part] = tuple(torch.cat(tensors) for tensors in zip(*(pair for _, pair in parts), strict=True))
+            faces[part] = tuple(torch.cat(tensors) for tensors in zip(*(pair for _, pair, _ in parts), strict=True))
             looks[part] = torch.cat([torch.nn.functional.one_hot(torch.full((len(pair[0]),), index), len(records))
-                                     for index, pair in parts]).float()
-    return manifest, model, checkpoint, faces, looks
+                                     for index, pair, _ in parts]).float()
+            if model.config.region_inputs:
+                regions[part] = torch.cat([maps for _, _, maps in parts])
+    return manifest, model, checkpoint, faces, looks, regions
 
 
 def by_look(outputs: dict[str, np.ndarray], faces: dict, references: dict | None, looks: dict,
@@ -128,15 +149,17 @@ def by_look(outputs: dict[str, np.ndarray], faces: dict, references: dict | None
 
 
 def score_artifact(entry: dict, args: argparse.Namespace, model, faces: dict, references: dict, looks: dict,
-                   threads: list[int], example: tuple[np.ndarray, ...]) -> tuple[dict, dict]:
-    """One artifact's row: quality per split (and per look) in its own runtime (or its stand-in), and latency."""
+                   regions: dict, threads: list[int], example: tuple[np.ndarray, ...]) -> tuple[dict, dict]:
+    """One artifact's row: quality per split (and per look) in its own runtime (or its stand-in), and latency;
+    ``regions``: each split's region maps for a model that reads them ({} for one that does not)."""
     fmt, path = BY_NAME[entry["format"]], args.artifacts / entry["file"]
     row = {"name": f"{fmt.name} ({fmt.precision})", "format": fmt.name, "file": str(path), "shipped": fmt.shipped,
            "bytes": entry["bytes"], "runtime": fmt.runtime, "latency": {}, "quality": {}, "notes": []}
     outputs = {}
     try:
         runner = fmt.load(path)
-        outputs = {part: run_in_batches_of_one(runner, source.numpy(), looks[part].numpy() if looks else None)
+        outputs = {part: run_in_batches_of_one(runner, source.numpy(), looks[part].numpy() if looks else None,
+                                               regions[part].numpy() if regions else None)
                    for part, (source, _) in faces.items()}
         row["notes"].append(f"ran with {fmt.runtime}")
         row["latency"] = latency_by_threads(lambda t: fmt.load(path, t), example, threads, args)
@@ -146,7 +169,8 @@ def score_artifact(entry: dict, args: argparse.Namespace, model, faces: dict, re
             row["notes"].append("no stand-in check: quality not measured")
         else:
             for part, (source, _) in faces.items():
-                outputs[part], checks = fmt.stand_in(path, model, source, looks.get(part))
+                maps = {"regions": regions[part]} if regions else {}  # the maps, for a model that reads them
+                outputs[part], checks = fmt.stand_in(path, model, source, looks.get(part), **maps)
             row["notes"] += ["quality from the stand-in: " + checks[-1], "latency: not measured"]
             row["stand_in"] = True
     for part, made_up in outputs.items():
@@ -185,18 +209,22 @@ def reference_rows(model, faces: dict, references: dict, looks: dict, manifest: 
     return [baseline, pytorch]
 
 
-def look_grid_faces(artifacts: Path, manifest: dict, model, faces: dict, names: list[str]) -> dict[str, torch.Tensor]:
+def look_grid_faces(artifacts: Path, manifest: dict, model, faces: dict, names: list[str], regions: dict | None = None
+                    ) -> dict[str, torch.Tensor]:
     """The looks side by side on the same faces (the first test face and the first real-photo one):
     ``{"input": [F,3,H,W], look: [F,3,H,W] made up ...}``, through the shipped int8 ONNX (PyTorch where
-    the set has none). The built-in looks are drawn on the same faces, so any look's source is the face."""
-    picks = torch.stack([faces[part][0][0] for part in ("test", REAL_TEST_SPLIT, "val") if part in faces][:2])
+    the set has none). The built-in looks are drawn on the same faces, so any look's source is the face.
+    ``regions``: each split's region maps, for a model that reads them."""
+    shown = [part for part in ("test", REAL_TEST_SPLIT, "val") if part in faces][:2]
+    picks = torch.stack([faces[part][0][0] for part in shown])
+    maps = torch.stack([regions[part][0] for part in shown]).numpy() if regions else None
     entry = next((e for e in manifest["artifacts"] if e["format"] == "onnx"), None)
     runner = BY_NAME["onnx"].load(artifacts / entry["file"]) if entry else pytorch_runner(model)
     grid = {"input": picks}
     for index, name in enumerate(names):
         one_hot = np.zeros((len(picks), len(names)), np.float32)
         one_hot[:, index] = 1
-        grid[name] = torch.from_numpy(run_in_batches_of_one(runner, picks.numpy(), one_hot))
+        grid[name] = torch.from_numpy(run_in_batches_of_one(runner, picks.numpy(), one_hot, maps))
     return grid
 
 
@@ -204,16 +232,33 @@ def as_samples(outputs: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.asarray(outputs[:SAMPLE_FACES], np.float32))
 
 
+def page_rows_without_maps(manifest: dict, artifacts: Path) -> list[dict]:
+    """The browser rows of a model that reads region maps, marked not run: the page feeds its files the face
+    alone, so what it would measure is not this model's quality."""
+    rows = []
+    for fmt, model_file in PAGE_MODELS.items():
+        entry = next((e for e in manifest["artifacts"] if e["file"] == model_file), {})
+        rows.append({"name": f"{entry.get('format', page_row_name(fmt))} in Chromium", "format": page_row_name(fmt),
+                     "file": str(artifacts / model_file), "shipped": True, "bytes": entry.get("bytes"),
+                     "runtime": "the web page in Chromium", "latency": {}, "quality": {},
+                     "notes": ["not run: the model reads region maps, which the page does not draw for it",
+                               "latency: not measured"]})
+    return rows
+
+
 def score_exports(manifest: dict, args: argparse.Namespace, model, faces: dict, references: dict, looks: dict,
-                  threads: list[int], example: tuple[np.ndarray, ...], headline: str) -> tuple[list[dict], dict]:
+                  regions: dict, threads: list[int], example: tuple[np.ndarray, ...], headline: str
+                  ) -> tuple[list[dict], dict]:
     """A row per artifact, then the browser row; and the headline split's first outputs of each."""
     rows, samples = [], {}
     for entry in manifest["artifacts"]:
         log.info("%s: %s", entry["format"], args.artifacts / entry["file"])
-        row, outputs = score_artifact(entry, args, model, faces, references, looks, threads, example)
+        row, outputs = score_artifact(entry, args, model, faces, references, looks, regions, threads, example)
         if headline in outputs:
             samples[row["format"]] = as_samples(outputs[headline])
         rows.append(row)
+    if regions and not args.no_browser:
+        return rows + page_rows_without_maps(manifest, args.artifacts), samples
     for fmt in () if args.no_browser else PAGE_MODELS:
         log.info("%s: the web page in headless Chromium, %s", page_row_name(fmt), PAGE_MODELS[fmt])
         browser, outputs = browser_row(args.artifacts, manifest, faces, threads, args.min_runs, args.min_seconds, fmt,
@@ -226,6 +271,12 @@ def score_exports(manifest: dict, args: argparse.Namespace, model, faces: dict, 
             samples[browser["format"]] = as_samples(outputs[headline])
         rows.append(browser)
     return rows, samples
+
+
+def region_counts(regions: dict[str, torch.Tensor]) -> dict[str, dict[str, int]]:
+    """Per split, how many faces' region maps were drawn and how many are empty (no face found by the mesh)."""
+    return {part: {"faces": len(maps), "empty": int((maps.flatten(1).amax(1) == 0).sum())}
+            for part, maps in regions.items()}
 
 
 def add_compute_share(rows: list[dict], macs: int, info: dict) -> None:
@@ -268,7 +319,7 @@ def run(args: argparse.Namespace) -> int:
     silence_known_noise()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
-        manifest, model, checkpoint, faces, looks = load_inputs(args)
+        manifest, model, checkpoint, faces, looks, regions = load_inputs(args)
     except (ManifestError, CheckpointError, DataError) as error:
         log.error("%s", error)
         return 2
@@ -281,16 +332,21 @@ def run(args: argparse.Namespace) -> int:
              SPLIT_LABELS[headline], threads)
 
     with torch.no_grad():
-        references = {part: model(source, looks.get(part)) for part, (source, _) in faces.items()}
+        references = {part: model(source, looks.get(part), regions=regions.get(part))
+                      for part, (source, _) in faces.items()}
     source, target = faces[headline]
     names = list(model.config.looks) if looks else []
-    # Latency of a several-look file with every look live (an even blend): its slowest input.
-    example = (source[:1].numpy(),) + ((np.full((1, len(names)), 1 / len(names), np.float32),) if looks else ())
+    # Latency of a several-look file with every look live (an even blend): its slowest input; of a model that
+    # reads region maps, with the first face's own maps.
+    blend = np.full((1, len(names)), 1 / len(names), np.float32) if looks else None
+    example = (source[:1].numpy(),) + ((blend,) if looks else ())
+    if regions:
+        example = (source[:1].numpy(), blend, regions[headline][:1].numpy())
     rows = reference_rows(model, faces, references, looks, manifest, threads, example, args)
     samples = {"input": source[:SAMPLE_FACES], "target": target[:SAMPLE_FACES],
                "PyTorch fp32": references[headline][:SAMPLE_FACES]}
-    exported, exported_samples = score_exports(manifest, args, model, faces, references, looks, threads, example,
-                                               headline)
+    exported, exported_samples = score_exports(manifest, args, model, faces, references, looks, regions, threads,
+                                               example, headline)
     rows += exported
     samples |= exported_samples
 
@@ -301,13 +357,14 @@ def run(args: argparse.Namespace) -> int:
     report = {"machine": info, "manifest": str(args.artifacts / "manifest.json"), "checkpoint": manifest["checkpoint"],
               "checkpoint_sha256": manifest["checkpoint_sha256"], "headline_split": headline,
               "pairs": {part: len(target) for part, (_, target) in faces.items()},
-              "looks": names, "image_size": int(source.shape[-1]), "macs": macs, "parameters": count_parameters(model),
+              "looks": names, "region_inputs": list(model.config.region_inputs), "region_maps": region_counts(regions),
+              "image_size": int(source.shape[-1]), "macs": macs, "parameters": count_parameters(model),
               "threads": threads, "gates": {"split": headline, "max_drop_db": args.max_drop, "min_psnr_db": min_psnr,
                                             "failures": failures}, "rows": rows,
               "mobile": shipped_onnx_usability(args.artifacts)}
     if not args.no_live:  # benchmark/live.py: a 720p clip through apply; tracking beside per-frame detection
         report["live"] = live_section(args.artifacts / BY_NAME["onnx"].filename, args.out)
-    grid = look_grid_faces(args.artifacts, manifest, model, faces, names) if looks else None
+    grid = look_grid_faces(args.artifacts, manifest, model, faces, names, regions) if looks else None
     paths = write_reports(report, samples, args.out, grid)
     print("\n" + paths["markdown_table"] + "\n")
     log.info("wrote %s", ", ".join(str(p) for k, p in paths.items() if k != "markdown_table"))

@@ -131,8 +131,11 @@ def region_masks(shapes: Shapes, names: tuple[str, ...], size: int) -> np.ndarra
     centres = (np.arange(size, dtype=np.float64) + 0.5) / size
     masks = np.zeros((len(names), size, size))
     for mask, name in zip(masks, names, strict=True):
-        for ellipse in shapes[name]:
-            np.maximum(mask, ellipse_mask(ellipse, centres[None, :], centres[:, None]), out=mask)
+        for ellipse in shapes[name]:  # only the pixels it can reach (beyond them its mask is exactly 0)
+            row, row_end, column, column_end = _reach(ellipse, size)
+            inside = mask[row:row_end, column:column_end]
+            np.maximum(inside, ellipse_mask(ellipse, centres[None, column:column_end], centres[row:row_end, None]),
+                       out=inside)
     return masks.astype(np.float32)
 
 

@@ -20,7 +20,8 @@ ALLOWED = {
     "faces": {"models"},
     "train": {"models", "faces"},
     "export": {"models", "train"},  # a region-input network's maps, drawn as training drew them (train/region_maps.py)
-    "benchmark": {"models", "export", "web", "faces", "apply", "tools"},  # the live section runs apply on video
+    # the live section runs apply on video; a region-input model's maps are drawn as training draws them
+    "benchmark": {"models", "export", "web", "faces", "apply", "tools", "train"},
     "apply": {"models", "faces", "export"},
     "web": {"models", "faces", "export"},
     # The tests' and the benchmark's harness (a browser, camera clips, tracking measures) and the

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from faces.region_weights import TEMPLATE, ellipse_mask, region_shapes, weight_map
+from faces.region_weights import TEMPLATE, ellipse_mask, region_masks, region_shapes, weight_map
 from faces.regions import NEUTRAL, REGION_NAMES, RegionError, parse_strengths
 from tools.region_fixture import FIXTURES, template
 from train import portraits
@@ -79,3 +79,18 @@ def test_weights_lie_between_the_strengths_and_the_lips_rule_where_they_are():
     assert weights[int(centre_y * SIZE), int(centre_x * SIZE)] == 0.0, "the lips' strength alone, whatever overlaps"
     assert weights[0, 0] == 1.0, "outside every region: the rest"
     assert (weight_map(shapes, NEUTRAL, SIZE) == 1.0).all()
+
+
+def test_region_masks_read_only_the_pixels_each_ellipse_reaches_to_the_bit():
+    """region_masks (the maps a region-input network reads) computes each ellipse on the pixels it can reach
+    only: the same float32 maps as every pixel of the crop computed, for shapes inside, across and off its edge."""
+    rng = np.random.default_rng(0)
+    names = ("lips", "eyes", "cheeks")
+    for size in (32, 64, 97, 256):
+        centres = (np.arange(size, dtype=np.float64) + 0.5) / size
+        for shift in (0.0, 0.3, 0.7):
+            shapes = {name: [[x + rng.uniform(-shift, shift), y + rng.uniform(-shift, shift), *rest]
+                             for x, y, *rest in ellipses] for name, ellipses in TEMPLATE.items()}
+            everywhere = np.stack([np.max([ellipse_mask(ellipse, centres[None, :], centres[:, None])
+                                           for ellipse in shapes[name]], axis=0) for name in names])
+            assert np.array_equal(region_masks(shapes, names, size), everywhere.astype(np.float32))
