@@ -1,0 +1,189 @@
+"""A region-input network on the page, in Chromium: each face's region maps (lips, eyes, cheeks: what
+faces.region_weights.region_masks draws from its mesh) are fed beside the face on a photo and on every camera
+frame, in the file's layout (NCHW .onnx, NHWC .tflite), all 0 where the face has no mesh; a looks.json whose
+region_inputs do not fit the file is refused. Skipped where no Chromium is installed, as tests/web/test_web.py is
+(TINYBEAUTY_REQUIRE_BROWSER=1 fails instead).
+
+The model: ``0.5 x (face + regions)``, in the shipped files' I/O contract (a face and ``regions`` [1, 3, S, S], the
+.tflite's both NHWC, the maps given by keyword as the export gives them): the maps the runtime was fed can be read
+back off its output, and on the camera red rises over green at the lips (the lips' map is added to the red
+channel, the eyes' to the green), where all-0 maps would not."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+
+import numpy as np
+import pytest
+from test_web import (  # noqa: F401 (fixtures: the astronaut scene, the camera's clip)
+    FACE_FOLLOWED,
+    MODEL_WORKER,
+    _need,
+    camera_clip,
+    scene,
+)
+
+from export.common import INPUT_NAME, OUTPUT_NAME
+from export.manifest import LOOKS_FILE
+from faces.region_weights import region_masks, region_shapes
+from tools.browser import BrowserPage, PageError, find_chromium
+from tools.region_fixture import MASK_NAMES
+
+pytestmark = pytest.mark.slow
+
+SIZE = 256
+REGIONS_INPUT_NAME = "regions"  # a region-input file's maps input (the .onnx's; the .tflite's by keyword)
+MAP_TOLERANCE = 1e-6  # float32 maps from the same points: the two languages' last bits
+# A float graph in LiteRT.js's own kernels (0.5 x (face + regions)): a rounding or two of a value in [0, 1]
+LITERT_FLOAT = 1e-5
+
+
+def catalogue(region_inputs: list[str] | None) -> dict:
+    """looks.json of a one-look region-input set (export/pipeline.py looks_document), naming its maps."""
+    document = {"input": None, "image_size": SIZE, "looks": [{"name": "the file's look", "index": 0}]}
+    return document if region_inputs is None else {**document, "region_inputs": region_inputs}
+
+
+@pytest.fixture(scope="module")
+def region_model(tmp_path_factory):
+    """The set: the ONNX (onnxruntime-web), the .tflite (LiteRT.js; NHWC face and maps) and looks.json."""
+    import litert_torch
+    import litert_torch.progress
+    import onnx
+    import torch
+    from onnx import TensorProto, helper
+
+    shape = [1, len(MASK_NAMES), SIZE, SIZE]
+    graph = helper.make_graph(
+        [helper.make_node("Add", [INPUT_NAME, REGIONS_INPUT_NAME], ["sum"]),
+         helper.make_node("Mul", ["sum", "half"], [OUTPUT_NAME])],
+        "mix", [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [1, 3, SIZE, SIZE]),
+                helper.make_tensor_value_info(REGIONS_INPUT_NAME, TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [1, 3, SIZE, SIZE])],
+        [helper.make_tensor("half", TensorProto.FLOAT, [], [0.5])])
+    folder = tmp_path_factory.mktemp("region_model")
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # onnxruntime-web 1.30 reads IR <= 13
+    onnx.save(model, str(folder / "tinybeauty.onnx"))
+
+    class Mix(torch.nn.Module):  # the same function in the .tflite contract: NHWC face and maps
+        def forward(self, face, regions):
+            return (face + regions) * 0.5
+
+    litert_torch.progress.console.quiet = True
+    litert_torch.convert(Mix().eval(), (torch.rand(1, SIZE, SIZE, 3),),
+                         {REGIONS_INPUT_NAME: torch.rand(1, SIZE, SIZE, len(MASK_NAMES))}).export(
+        str(folder / "tinybeauty.tflite"))
+    (folder / LOOKS_FILE).write_text(json.dumps(catalogue(list(MASK_NAMES))))
+    return folder
+
+
+FACE_TENSORS = """(key) => {
+    const values = tinybeauty.state.faces[0][key];
+    const bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+    let text = '';
+    for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    return btoa(text);
+}"""
+
+
+def fed(page: BrowserPage, channels_last: bool) -> dict[str, np.ndarray]:
+    """The photo's first face as the page ran it: the face (3 x S x S), the maps it fed (K x S x S, read in the file's
+    layout) and the model's output (3 x S x S)."""
+    def read(key: str) -> np.ndarray:
+        return np.frombuffer(base64.b64decode(page.page.evaluate(FACE_TENSORS, key)), np.float32)
+
+    maps = read("regionMaps")
+    maps = maps.reshape(SIZE, SIZE, -1).transpose(2, 0, 1) if channels_last else maps.reshape(-1, SIZE, SIZE)
+    return {"face": read("face").reshape(3, SIZE, SIZE), "maps": maps, "output": read("madeUp").reshape(3, SIZE, SIZE)}
+
+
+def python_maps(landmarks: np.ndarray, region: dict) -> np.ndarray:
+    """faces.region_weights' maps for a face's mesh (image pixels) in its crop {origin, xAxis, yAxis}."""
+    axes = np.array([region["xAxis"], region["yAxis"]], np.float64).T  # image = origin + axes @ (u, v)
+    in_crop = np.linalg.solve(axes, (np.asarray(landmarks, np.float64)[:, :2] - region["origin"]).T).T
+    return region_masks(region_shapes(in_crop), MASK_NAMES, SIZE)
+
+
+@pytest.mark.parametrize("model_file", ["tinybeauty.onnx", "tinybeauty.tflite"])
+def test_a_photos_face_is_fed_the_region_maps_python_draws_from_its_mesh(region_model, scene, model_file):
+    """The astronaut in a landscape: the maps fed are faces.region_weights' for the page's own mesh of that face in
+    its crop, the runtime got them (its output is 0.5 x (face + maps)), and the whole photo as the crop (no mesh)
+    gets all-0 maps."""
+    _need(find_chromium)
+    channels_last = model_file.endswith(".tflite")
+    tolerance = LITERT_FLOAT if channels_last else MAP_TOLERANCE
+    with BrowserPage(region_model, model_file) as page:
+        assert "reads the face mesh's region maps: lips, eyes, cheeks" in page.page.locator("#model-name").inner_text()
+        page.make_up(scene)
+        assert page.page.evaluate("tinybeauty.state.mode") == "faces"
+        assert page.page.evaluate("tinybeauty.state.alignedBy") == ["mesh"]
+        meshed = fed(page, channels_last)
+        [tracked] = page.page.evaluate("tinybeauty.state.stills.tracks.map((track) => track.face)")
+        ran_on = page.regions[0]
+        page.set_mode("whole")
+        page.make_up(scene)
+        whole = fed(page, channels_last)
+    for key in ("origin", "xAxis", "yAxis"):
+        assert ran_on[key] == tracked["region"][key], "the face's crop is its mesh's"
+    expected = python_maps(np.asarray(tracked["landmarks"]), tracked["region"])
+    assert np.abs(meshed["maps"] - expected).max() <= MAP_TOLERANCE
+    for k, name in enumerate(MASK_NAMES):
+        assert expected[k].max() == 1.0 and (expected[k] == 0).mean() > 0.5, f"{name}: a region of the face"
+    assert np.abs(meshed["output"] - 0.5 * (meshed["face"] + meshed["maps"])).max() <= tolerance, "the runtime got them"
+    assert not whole["maps"].any(), "no mesh: no region known"
+    assert np.abs(whole["output"] - 0.5 * whole["face"]).max() <= tolerance
+
+
+@pytest.mark.parametrize("model_file", ["tinybeauty.onnx", "tinybeauty.tflite"])
+def test_every_camera_frame_feeds_its_tracked_face_the_maps_of_its_mesh(region_model, camera_clip, model_file):
+    """The camera clip (the ONNX's model stage in its worker, the .tflite's in the frame loop): each frame with a
+    face draws its maps, and at the face's lips red rises over green (the lips' map, fed as the red channel, lifts
+    the output there to 0.5 x (face + 1), the eyes' as the green one leaves 0.5 x face), where all-0 maps would
+    halve both."""
+    _need(find_chromium)
+    query = None if model_file.endswith(".tflite") else MODEL_WORKER
+    with BrowserPage(region_model, model_file, camera_clip=camera_clip, query=query) as page:
+        page.start_camera(frames=3)
+        page.page.wait_for_function(FACE_FOLLOWED, timeout=60_000)
+        recorded = page.record_camera(3)
+        page.page.wait_for_function("tinybeauty.state.camera.regions.length === 1", timeout=60_000)
+        page.stop_camera()
+        last = page.page.evaluate("tinybeauty.state.camera")
+        before, after = (page.shown_pixels(side) for side in ("before", "after"))
+    assert last["where"] == ("page" if query is None else "worker")
+    assert all(frame["ms"]["maps"] > 0 for frame in recorded if frame["regions"]), "each face's maps drawn"
+    region = last["regions"][0]
+    (centre_x, centre_y, *_), = region["shapes"]["lips"]
+    x, y = np.add(region["origin"], centre_x * np.asarray(region["xAxis"]) + centre_y * np.asarray(region["yAxis"]))
+    taken, shown = (pixels[int(y) - 1:int(y) + 2, int(x) - 1:int(x) + 2].reshape(-1, 3).astype(int)
+                    for pixels in (before, after))
+    # red - green: 0.5 x (taken's) + 127.5 x (lips' map - eyes' map), that is + 127.5 there (all-0 maps: + 0)
+    lift = (shown[:, 0] - shown[:, 1]) - 0.5 * (taken[:, 0] - taken[:, 1])
+    assert (lift > 80).all(), ("the lips' map fed as the red channel", taken, shown)
+
+
+@pytest.mark.parametrize(("model_file", "region_inputs", "words"), [
+    ("tinybeauty.onnx", ["lips", "eyes"], "names 2 region map(s) (lips, eyes) but tinybeauty.onnx reads 3"),
+    ("tinybeauty.tflite", ["lips", "nose", "cheeks"], "reads the region map(s) nose, which this page cannot draw"),
+    ("plain.onnx", list(MASK_NAMES), "names region maps (lips, eyes, cheeks) but plain.onnx takes no regions input"),
+])
+def test_region_maps_a_looks_json_does_not_fit_are_refused_on_the_page(region_model, tmp_path, model_file,
+                                                                       region_inputs, words):
+    import onnx
+    from onnx import TensorProto, helper
+
+    _need(find_chromium)
+    folder = tmp_path / "mismatched"
+    shutil.copytree(region_model, folder)
+    (folder / LOOKS_FILE).write_text(json.dumps(catalogue(region_inputs)))
+    face = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 3, SIZE, SIZE]) for name in (INPUT_NAME, OUTPUT_NAME)]
+    plain = helper.make_model(helper.make_graph([helper.make_node("Identity", [INPUT_NAME], [OUTPUT_NAME])], "plain",
+                                                face[:1], face[1:]), opset_imports=[helper.make_opsetid("", 17)])
+    plain.ir_version = 8
+    onnx.save(plain, str(folder / "plain.onnx"))
+    with pytest.raises(PageError) as refused:
+        BrowserPage(folder, model_file).__enter__()
+    assert "The model's region maps could not be set up" in str(refused.value) and words in str(refused.value)
