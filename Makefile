@@ -24,7 +24,7 @@ TRAIN_FLAGS := --out $(OUT) $(if $(DATA),--data $(DATA)) $(if $(LOOKS),--looks $
                $(if $(EPOCHS),--epochs $(EPOCHS)) \
                $(if $(PRESET),--preset $(PRESET)) $(TRAIN_ARGS)
 
-.PHONY: setup train export bench web test test-fast lint clean
+.PHONY: setup train export bench compare-looks web test test-fast lint clean
 
 setup: $(VENV)/.installed web/node_modules/.installed web/build/face_detector.onnx web/build/face_mesh.onnx \
        web/build/face_landmark.tflite \
@@ -84,6 +84,16 @@ $(BENCH)/report.json: $(ARTIFACTS)/manifest.json $(wildcard benchmark/*.py tools
 export: $(ARTIFACTS)/manifest.json
 
 bench: $(BENCH)/report.json
+
+# A catalogue's cost (LOOKS=...): its files against those of its first look alone, the same shared weights
+# (python -m train.keep_looks), bytes and latency side by side in $(BENCH)/compare/.
+comma := ,
+FIRST_LOOK = $(firstword $(subst $(comma), ,$(LOOKS)))
+compare-looks: $(ARTIFACTS)/manifest.json | setup
+	$(if $(LOOKS),,$(error compare-looks needs LOOKS=a,b,... (the catalogue the checkpoint holds)))
+	$(PY) -m train.keep_looks --from $(CHECKPOINT) --looks $(FIRST_LOOK) --out $(OUT)/one_look
+	$(PY) -m export --checkpoint $(OUT)/one_look/$(notdir $(CHECKPOINT)) --out $(OUT)/one_look/artifacts $(EXPORT_ARGS)
+	$(PY) -m benchmark.compare --base $(OUT)/one_look/artifacts --other $(ARTIFACTS) --out $(BENCH)/compare
 
 # The page on http://127.0.0.1:8000/ with the exported files (the .tflite by default; PORT=0: any free port).
 PORT ?= 8000
