@@ -107,11 +107,32 @@ def python_maps(landmarks: np.ndarray, region: dict) -> np.ndarray:
     return region_masks(region_shapes(in_crop), MASK_NAMES, SIZE)
 
 
+@pytest.fixture(scope="module")
+def crops(tmp_path_factory):
+    """Two photos that are the model's crop (the page's "whole photo" mode, `apply --aligned`): an aligned face
+    (skimage's public-domain astronaut) and one without a face (a smooth gradient), as S x S x 3 uint8 and PNG."""
+    from PIL import Image
+    from skimage import data
+
+    folder = tmp_path_factory.mktemp("region_crops")
+    face = np.asarray(Image.fromarray(data.astronaut()[20:300, 100:380]).resize((SIZE, SIZE)))
+    ramp = np.linspace(40, 200, SIZE, dtype=np.float64)
+    faceless = np.stack([np.add.outer(ramp, ramp) / 2, np.tile(ramp, (SIZE, 1)), np.tile(ramp[:, None], (1, SIZE))],
+                        axis=-1).round().astype(np.uint8)
+    paths = {}
+    for name, pixels in (("face", face), ("faceless", faceless)):
+        Image.fromarray(pixels).save(folder / f"{name}.png")
+        paths[name] = (folder / f"{name}.png", pixels)
+    return paths
+
+
 @pytest.mark.parametrize("model_file", ["tinybeauty.onnx", "tinybeauty.tflite"])
-def test_a_photos_face_is_fed_the_region_maps_python_draws_from_its_mesh(region_model, scene, model_file):
+def test_a_photos_face_is_fed_the_region_maps_python_draws_from_its_mesh(region_model, scene, crops, model_file):
     """The astronaut in a landscape: the maps fed are faces.region_weights' for the page's own mesh of that face in
-    its crop, the runtime got them (its output is 0.5 x (face + maps)), and the whole photo as the crop (no mesh)
-    gets all-0 maps."""
+    its crop, and the runtime got them (its output is 0.5 x (face + maps)). A photo that is the face crop: its maps
+    from the mesh run on the crop, as `apply --aligned` draws them; a crop without a face: all-0 maps."""
+    from faces import still_faces
+
     _need(find_chromium)
     channels_last = model_file.endswith(".tflite")
     tolerance = LITERT_FLOAT if channels_last else MAP_TOLERANCE
@@ -124,17 +145,27 @@ def test_a_photos_face_is_fed_the_region_maps_python_draws_from_its_mesh(region_
         [tracked] = page.page.evaluate("tinybeauty.state.stills.tracks.map((track) => track.face)")
         ran_on = page.regions[0]
         page.set_mode("whole")
-        page.make_up(scene)
-        whole = fed(page, channels_last)
+        page.make_up(crops["face"][0])
+        aligned = {**fed(page, channels_last), "shapes": page.page.evaluate("tinybeauty.state.faces[0].region.shapes")}
+        page.make_up(crops["faceless"][0])
+        faceless = fed(page, channels_last)
     for key in ("origin", "xAxis", "yAxis"):
         assert ran_on[key] == tracked["region"][key], "the face's crop is its mesh's"
     expected = python_maps(np.asarray(tracked["landmarks"]), tracked["region"])
     assert np.abs(meshed["maps"] - expected).max() <= MAP_TOLERANCE
     for k, name in enumerate(MASK_NAMES):
         assert expected[k].max() == 1.0 and (expected[k] == 0).mean() > 0.5, f"{name}: a region of the face"
-    assert np.abs(meshed["output"] - 0.5 * (meshed["face"] + meshed["maps"])).max() <= tolerance, "the runtime got them"
-    assert not whole["maps"].any(), "no mesh: no region known"
-    assert np.abs(whole["output"] - 0.5 * whole["face"]).max() <= tolerance
+    for run in (meshed, aligned, faceless):
+        assert np.abs(run["output"] - 0.5 * (run["face"] + run["maps"])).max() <= tolerance, "the runtime got them"
+    # The aligned crop: the page's mesh on it, as apply's (faces.still_faces on the crop's pixels, the largest face)
+    assert np.abs(aligned["maps"] - region_masks(aligned["shapes"], MASK_NAMES, SIZE)).max() <= MAP_TOLERANCE
+    [by_python] = [face for face in still_faces(crops["face"][1], SIZE) if face.landmarks is not None]
+    python_aligned = region_masks(region_shapes(by_python.landmarks[:, :2] / SIZE), MASK_NAMES, SIZE)
+    apart = np.abs(aligned["maps"] - python_aligned)
+    print(f"the aligned crop's maps, page vs Python's mesh: mean {apart.mean():.5f}, max {apart.max():.4f}")
+    assert aligned["maps"].max() == 1.0 and apart.mean() < 0.003, \
+        "the same chain on the same pixels, up to the mesh input's resampling"
+    assert not faceless["maps"].any(), "no face on the crop: no region known"
 
 
 @pytest.mark.parametrize("model_file", ["tinybeauty.onnx", "tinybeauty.tflite"])

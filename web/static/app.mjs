@@ -18,7 +18,7 @@ import {loadMesh} from './mesh.mjs';
 import {LOOKS_FILE, blendWeights, checkCatalogue, checkRegionInputs, describe, lookWeights} from './looks.mjs';
 import {formatOf} from './network.mjs';
 import {MAX_REGION_STRENGTH, MIN_REGION_STRENGTH, NEUTRAL, REGION_NAMES} from './regions.mjs';
-import {FaceTracker, STILL_MAX_FACES, stillFaces} from './tracking.mjs';
+import {FaceTracker, STILL_MAX_FACES, cropShapes, stillFaces} from './tracking.mjs';
 import {ModelStage, PageWorker, searchFor} from './workers.mjs';
 
 const $ = (id) => document.getElementById(id);
@@ -243,14 +243,20 @@ async function findFaces() {
 }
 
 /** The model on each of the photo's regions, with the look chosen (again, where the look changed meanwhile); a
- *  region-input model with each face's region maps (from the mesh that placed it; all 0 without one). */
+ *  region-input model with each face's region maps: from the mesh that placed its crop, or for a crop no mesh
+ *  placed (the whole photo, a box) from the mesh run on the crop itself (tracking.mjs cropShapes, as `apply
+ *  --aligned`); all 0 where there is no face mesh. */
 async function process() {
   const started = performance.now();
   let faces, modelMs, lookWeights;
   do {
     [faces, modelMs, lookWeights] = [[], 0, state.lookWeights];
-    for (const region of state.regions) {
+    for (let region of state.regions) {
       const face = faceTensor(state.photo, region, state.model.size);
+      if (state.model.regionCount && !region.shapes && state.stills) {
+        const shapes = await cropShapes(state.stills, face, state.model.size);
+        if (shapes) region = {...region, shapes};  // they serve the region strengths too, as apply's
+      }
       const regionMaps = regionMapsFor(state.model, region);  // null: the model reads none
       const {madeUp, ms} = await runModel(state.model, face, lookWeights, regionMaps);
       faces.push({region, face, madeUp, regionMaps});
