@@ -8,8 +8,8 @@ The fixtures are real faces' meshes (public-domain portraits the installed packa
 ``faces.still_faces``), in fractions of their model crop, with the shapes and the weight maps
 faces.region_weights gives them for a few strength settings, the region masks a region-input network reads
 beside the face (``region_masks``: lips, eyes, cheeks, each its own soft mask), and the template's for a
-face without a mesh. ``web/test/regions.test.mjs`` checks the page's regions.mjs against them; tests/faces/test_face_regions.py
-checks they are still what Python gives.
+face without a mesh. ``web/test/regions.test.mjs`` checks the page's regions.mjs against them;
+tests/faces/test_face_regions.py checks they are still what Python gives.
 
 The template is where a face without a mesh has its regions (a face aligned from the detector's
 keypoints, an aligned crop, a box placed by hand): the mean of the shapes of the two frontal portraits

@@ -35,7 +35,8 @@ def test_the_recorded_faces_are_what_python_gives_now(name):
     for weights in recorded["weights"]:
         assert weight_map(shapes, weights["strengths"], recorded["size"]).tolist() == weights["map"]
     masks = recorded["masks"]
-    assert masks["names"] == list(MASK_NAMES) and region_masks(shapes, MASK_NAMES, recorded["size"]).tolist() == masks["maps"]
+    assert masks["names"] == list(MASK_NAMES)
+    assert region_masks(shapes, MASK_NAMES, recorded["size"]).tolist() == masks["maps"]
 
 
 def test_the_recorded_masks_are_the_maps_a_region_input_network_reads():

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from test_web import (  # noqa: F401 (fixtures: the astronaut scene, the camera's clip)
     FACE_FOLLOWED,
+    LITERT_TOLERANCE,
     MODEL_WORKER,
     _need,
     camera_clip,
@@ -127,7 +128,7 @@ def crops(tmp_path_factory):
 
 
 @pytest.mark.parametrize("model_file", ["tinybeauty.onnx", "tinybeauty.tflite"])
-def test_a_photos_face_is_fed_the_region_maps_python_draws_from_its_mesh(region_model, scene, crops, model_file):
+def test_a_photos_face_is_fed_the_region_maps_python_draws_from_its_mesh(region_model, scene, crops, model_file):  # noqa: F811
     """The astronaut in a landscape: the maps fed are faces.region_weights' for the page's own mesh of that face in
     its crop, and the runtime got them (its output is 0.5 x (face + maps)). A photo that is the face crop: its maps
     from the mesh run on the crop, as `apply --aligned` draws them; a crop without a face: all-0 maps."""
@@ -169,7 +170,7 @@ def test_a_photos_face_is_fed_the_region_maps_python_draws_from_its_mesh(region_
 
 
 @pytest.mark.parametrize("model_file", ["tinybeauty.onnx", "tinybeauty.tflite"])
-def test_every_camera_frame_feeds_its_tracked_face_the_maps_of_its_mesh(region_model, camera_clip, model_file):
+def test_every_camera_frame_feeds_its_tracked_face_the_maps_of_its_mesh(region_model, camera_clip, model_file):  # noqa: F811
     """The camera clip (the ONNX's model stage in its worker, the .tflite's in the frame loop): each frame with a
     face draws its maps, and at the face's lips red rises over green (the lips' map, fed as the red channel, lifts
     the output there to 0.5 x (face + 1), the eyes' as the green one leaves 0.5 x face), where all-0 maps would
@@ -210,7 +211,8 @@ def test_region_maps_a_looks_json_does_not_fit_are_refused_on_the_page(region_mo
     folder = tmp_path / "mismatched"
     shutil.copytree(region_model, folder)
     (folder / LOOKS_FILE).write_text(json.dumps(catalogue(region_inputs)))
-    face = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 3, SIZE, SIZE]) for name in (INPUT_NAME, OUTPUT_NAME)]
+    face = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 3, SIZE, SIZE])
+            for name in (INPUT_NAME, OUTPUT_NAME)]
     plain = helper.make_model(helper.make_graph([helper.make_node("Identity", [INPUT_NAME], [OUTPUT_NAME])], "plain",
                                                 face[:1], face[1:]), opset_imports=[helper.make_opsetid("", 17)])
     plain.ir_version = 8
@@ -218,3 +220,60 @@ def test_region_maps_a_looks_json_does_not_fit_are_refused_on_the_page(region_mo
     with pytest.raises(PageError) as refused:
         BrowserPage(folder, model_file).__enter__()
     assert "The model's region maps could not be set up" in str(refused.value) and words in str(refused.value)
+
+
+@pytest.fixture(scope="module")
+def exported_regions(region_checkpoint, tmp_path_factory):
+    """The region-input network (tests/conftest.py region_checkpoint) through `python -m export`: its int8 .onnx
+    and .tflite, each with the regions input, and the set's looks.json naming the maps."""
+    from export.__main__ import main as export_main
+
+    out = tmp_path_factory.mktemp("region_artifacts")
+    assert export_main(["--checkpoint", str(region_checkpoint), "--out", str(out), "--formats", "onnx", "tflite",
+                        "--calibration-images", "8", "--val-images", "2"]) == 0
+    return out
+
+
+@pytest.mark.parametrize(("model_file", "tolerance"), [("tinybeauty.onnx", MAP_TOLERANCE),
+                                                       ("tinybeauty.tflite", LITERT_TOLERANCE)])
+def test_an_exported_region_input_network_runs_a_photo_as_its_runtime_in_python(exported_regions, scene,  # noqa: F811
+                                                                                model_file, tolerance):
+    """The files `python -m export` writes for a --region-inputs checkpoint, in the page, on the astronaut in a
+    landscape: its face's maps fed (Python's for the page's mesh) and the output the same file gives in Python's
+    runtime for that face and those maps (int8 ONNX: the same integer arithmetic; the .tflite: within the few int8
+    steps LiteRT.js rounds otherwise, as test_web.py holds the one-look file to)."""
+    from export.loading import load_model
+
+    _need(find_chromium)
+    loaded = load_model(exported_regions / model_file)
+    assert loaded.region_inputs == MASK_NAMES
+    with BrowserPage(exported_regions, model_file, threads=2) as page:
+        page.make_up(scene)
+        assert page.page.evaluate("tinybeauty.state.model.regionNames") == list(MASK_NAMES)
+        ran = fed(page, model_file.endswith(".tflite"))
+        [tracked] = page.page.evaluate("tinybeauty.state.stills.tracks.map((track) => track.face)")
+    assert np.abs(ran["maps"] - python_maps(np.asarray(tracked["landmarks"]), tracked["region"])).max() <= MAP_TOLERANCE
+    expected = loaded.runner(ran["face"][None], regions=ran["maps"][None])[0]
+    without = loaded.runner(ran["face"][None], regions=loaded.empty_regions())[0]
+    apart = np.abs(ran["output"] - expected).max()
+    print(f"{model_file}: page vs Python {apart:.2g}; the maps move Python's output by up to "
+          f"{np.abs(expected - without).max():.3g}")
+    assert apart <= tolerance
+
+
+def test_an_exported_region_input_network_on_the_camera_feeds_every_frame_its_maps(exported_regions, camera_clip):  # noqa: F811
+    """The exported .onnx on the camera clip, its model stage in a worker: every frame with a face is made up with
+    the maps drawn from that frame's mesh."""
+    _need(find_chromium)
+    with BrowserPage(exported_regions, "tinybeauty.onnx", camera_clip=camera_clip, query=MODEL_WORKER) as page:
+        page.start_camera(frames=3)
+        page.page.wait_for_function(FACE_FOLLOWED, timeout=60_000)
+        recorded = page.record_camera(4)
+        jobs = page.page.evaluate("""({where: tinybeauty.state.camera.where,
+                                       failed: Boolean(tinybeauty.state.workers.makeUp?.failure)})""")
+        page.stop_camera()
+    faced = [frame for frame in recorded if frame["regions"]]
+    assert jobs == {"where": "worker", "failed": False} and len(faced) >= 2, (jobs, len(faced))
+    for frame in faced:
+        assert set(frame["regions"][0]["shapes"]) == set(MASK_NAMES), "its regions from its own mesh"
+        assert frame["ms"]["maps"] > 0 and frame["ms"]["model"] > 0, frame["ms"]
