@@ -90,22 +90,22 @@ FACE_TENSORS = """(key) => {
 }"""
 
 
-def fed(page: BrowserPage, channels_last: bool) -> dict[str, np.ndarray]:
+def fed(page: BrowserPage, channels_last: bool, size: int = SIZE) -> dict[str, np.ndarray]:
     """The photo's first face as the page ran it: the face (3 x S x S), the maps it fed (K x S x S, read in the file's
     layout) and the model's output (3 x S x S)."""
     def read(key: str) -> np.ndarray:
         return np.frombuffer(base64.b64decode(page.page.evaluate(FACE_TENSORS, key)), np.float32)
 
     maps = read("regionMaps")
-    maps = maps.reshape(SIZE, SIZE, -1).transpose(2, 0, 1) if channels_last else maps.reshape(-1, SIZE, SIZE)
-    return {"face": read("face").reshape(3, SIZE, SIZE), "maps": maps, "output": read("madeUp").reshape(3, SIZE, SIZE)}
+    maps = maps.reshape(size, size, -1).transpose(2, 0, 1) if channels_last else maps.reshape(-1, size, size)
+    return {"face": read("face").reshape(3, size, size), "maps": maps, "output": read("madeUp").reshape(3, size, size)}
 
 
-def python_maps(landmarks: np.ndarray, region: dict) -> np.ndarray:
+def python_maps(landmarks: np.ndarray, region: dict, size: int = SIZE) -> np.ndarray:
     """faces.region_weights' maps for a face's mesh (image pixels) in its crop {origin, xAxis, yAxis}."""
     axes = np.array([region["xAxis"], region["yAxis"]], np.float64).T  # image = origin + axes @ (u, v)
     in_crop = np.linalg.solve(axes, (np.asarray(landmarks, np.float64)[:, :2] - region["origin"]).T).T
-    return region_masks(region_shapes(in_crop), MASK_NAMES, SIZE)
+    return region_masks(region_shapes(in_crop), MASK_NAMES, size)
 
 
 @pytest.fixture(scope="module")
@@ -250,15 +250,17 @@ def test_an_exported_region_input_network_runs_a_photo_as_its_runtime_in_python(
     with BrowserPage(exported_regions, model_file, threads=2) as page:
         page.make_up(scene)
         assert page.page.evaluate("tinybeauty.state.model.regionNames") == list(MASK_NAMES)
-        ran = fed(page, model_file.endswith(".tflite"))
+        size = page.model_info["size"]
+        ran = fed(page, model_file.endswith(".tflite"), size)
         [tracked] = page.page.evaluate("tinybeauty.state.stills.tracks.map((track) => track.face)")
-    assert np.abs(ran["maps"] - python_maps(np.asarray(tracked["landmarks"]), tracked["region"])).max() <= MAP_TOLERANCE
+    drawn = python_maps(np.asarray(tracked["landmarks"]), tracked["region"], size)
+    assert size == loaded.image_size and np.abs(ran["maps"] - drawn).max() <= MAP_TOLERANCE
     expected = loaded.runner(ran["face"][None], regions=ran["maps"][None])[0]
     without = loaded.runner(ran["face"][None], regions=loaded.empty_regions())[0]
     apart = np.abs(ran["output"] - expected).max()
     print(f"{model_file}: page vs Python {apart:.2g}; the maps move Python's output by up to "
           f"{np.abs(expected - without).max():.3g}")
-    assert apart <= tolerance
+    assert apart <= tolerance and np.abs(expected - without).max() > 0, "the network reads the maps"
 
 
 def test_an_exported_region_input_network_on_the_camera_feeds_every_frame_its_maps(exported_regions, camera_clip):  # noqa: F811
