@@ -5,7 +5,9 @@
 // rest + sum_r (strength_r - rest) x share_r, each region's share its mask over what the regions before it
 // left (lips, then eyes, then cheeks), which makeup.mjs
 // multiplies into the residual before it goes back onto the photo: no model run. Every strength at 1 is no
-// weighting at all (weightMap gives null). web/test/regions.test.mjs checks these numbers against Python's.
+// weighting at all (weightMap gives null). regionMasks() draws each region's own mask instead, the maps a
+// region-input network reads beside the face (makeup.mjs feeds them). web/test/regions.test.mjs checks these
+// numbers against Python's.
 import DEFINITION from './regions.json' with {type: 'json'};
 
 export {DEFINITION};
