@@ -10,7 +10,6 @@
 // (region_inputs), checked here against the file too.
 import {DEFINITION, REGION_INPUTS} from './regions.mjs';
 
-
 export const BLEND_TOLERANCE = 1e-3;  // models/look_choice.py's: how far from 1 a blend may add up
 export const LOOKS_FILE = 'looks.json';  // export/manifest.py LOOKS_FILE, beside the model files
 

@@ -91,8 +91,9 @@ export function modelInputs(inputs, url) {
 }
 
 /** The region maps `model` reads for a face in `region` (the model's crop), in the file's layout: each region's mask
- *  from the shapes the region carries (regions.mjs shapedRegion: its face's mesh), all 0 where it carries none (a
- *  face without a mesh, the whole photo, a box placed by hand). null for a model without region maps: no work. */
+ *  from the shapes the region carries (regions.mjs shapedRegion: its face's mesh; a photo's crop no mesh placed:
+ *  tracking.mjs cropShapes), all 0 where it carries none (a face the mesh missed, the camera's whole frame or box
+ *  placed by hand). null for a model without region maps: no work. */
 export function regionMapsFor(model, region) {
   if (!(model.regionInput >= 0)) return null;
   if (model.regionNames?.length !== model.regionCount) {
