@@ -6,9 +6,10 @@ Usage:
 
 The fixtures are real faces' meshes (public-domain portraits the installed packages ship, through
 ``faces.still_faces``), in fractions of their model crop, with the shapes and the weight maps
-faces.region_weights gives them for a few strength settings, and the template's for a face without a
-mesh. ``web/test/regions.test.mjs`` checks the page's regions.mjs against them; tests/faces/test_face_regions.py
-checks they are still what Python gives.
+faces.region_weights gives them for a few strength settings, the region masks a region-input network reads
+beside the face (``region_masks``: lips, eyes, cheeks, each its own soft mask), and the template's for a
+face without a mesh. ``web/test/regions.test.mjs`` checks the page's regions.mjs against them;
+tests/faces/test_face_regions.py checks they are still what Python gives.
 
 The template is where a face without a mesh has its regions (a face aligned from the detector's
 keypoints, an aligned crop, a box placed by hand): the mean of the shapes of the two frontal portraits
@@ -24,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from faces.region_weights import TEMPLATE, region_shapes, weight_map
-from faces.regions import NEUTRAL
+from faces.region_weights import TEMPLATE, region_masks, region_shapes, weight_map
+from faces.regions import NEUTRAL, REGION_NAMES, REMAINDER
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "traces" / "regions"
 MAP_SIZE = 32  # the weight maps' side: small files, every ellipse still many pixels wide
@@ -35,6 +36,8 @@ SETTINGS = ({"lips": 0.0, "eyes": 0.5, "cheeks": 2.0, "rest": 1.0},
             {"lips": 2.0, "eyes": 2.0, "cheeks": 2.0, "rest": 0.0},
             {"lips": 1.0, "eyes": 1.0, "cheeks": 1.0, "rest": 0.3}, NEUTRAL)
 FRONTAL = ("astronaut", "hopper")
+# The masks a region-input network reads, in its channel order (train/region_maps.py REGION_INPUTS).
+MASK_NAMES = tuple(name for name in REGION_NAMES if name != REMAINDER)
 
 
 def portraits() -> dict[str, np.ndarray]:
@@ -61,14 +64,15 @@ def mesh_in_crop(image: np.ndarray, size: int = 256) -> np.ndarray:
 
 
 def fixture(about: str, points: np.ndarray | None) -> dict:
-    """A face's recorded points, shapes and weight maps (the template's where ``points`` is None)."""
+    """A face's recorded points, shapes, weight maps and region masks (the template's where ``points`` is None)."""
     if points is not None:
         points = np.round(points, POINT_DECIMALS)
     shapes = TEMPLATE if points is None else region_shapes(points)
     weights = [{"strengths": strengths, "map": weight_map(shapes, strengths, MAP_SIZE).tolist()}
                for strengths in SETTINGS]
+    masks = {"names": list(MASK_NAMES), "maps": region_masks(shapes, MASK_NAMES, MAP_SIZE).tolist()}
     return {"about": about, "points": None if points is None else points.tolist(), "shapes": shapes,
-            "size": MAP_SIZE, "weights": weights}
+            "size": MAP_SIZE, "weights": weights, "masks": masks}
 
 
 def template() -> dict[str, list[list[float]]]:

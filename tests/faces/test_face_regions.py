@@ -11,7 +11,7 @@ import pytest
 
 from faces.region_weights import TEMPLATE, ellipse_mask, region_masks, region_shapes, weight_map
 from faces.regions import NEUTRAL, REGION_NAMES, RegionError, parse_strengths
-from tools.region_fixture import FIXTURES, template
+from tools.region_fixture import FIXTURES, MASK_NAMES, template
 from train import portraits
 from train.looks import LOOKS
 
@@ -34,6 +34,15 @@ def test_the_recorded_faces_are_what_python_gives_now(name):
     assert shapes == recorded["shapes"], "run `python -m tools.region_fixture`"
     for weights in recorded["weights"]:
         assert weight_map(shapes, weights["strengths"], recorded["size"]).tolist() == weights["map"]
+    masks = recorded["masks"]
+    assert masks["names"] == list(MASK_NAMES)
+    assert region_masks(shapes, MASK_NAMES, recorded["size"]).tolist() == masks["maps"]
+
+
+def test_the_recorded_masks_are_the_maps_a_region_input_network_reads():
+    from train.region_maps import REGION_INPUTS
+
+    assert MASK_NAMES == REGION_INPUTS
 
 
 def test_the_template_is_the_mean_of_the_frontal_portraits():

@@ -4,19 +4,21 @@
 // (a file of several looks: the look to start with, by name or index, or a blend NAME=W,...: looks.mjs) and
 // ?modelWorker=1 or 0 (the camera's model stage in its own worker, or in the page's frame loop; default: the
 // worker for an .onnx where the browser reports 4 cores or more, see MODEL_WORKER_CORES; never for the .tflite).
+// A region-input file (its `regions` input) gets each face's region maps, drawn from the same mesh run that
+// placed the face's crop and its region strengths (makeup.mjs regionMapsFor); a face without a mesh, all 0.
 // `window.tinybeauty` exposes the state and a few calls for the tests and the benchmark, which
 // feed photos through the same file input a person uses.
 import {CameraLoop} from './camera.mjs';
 import {UnsearchableImage, alignFace, boxRegion, detectFaces, loadDetector} from './faces.mjs';
 import {
   InputError, MASK, MAX_STRENGTH, clampBox, compose, decodePhoto, defaultBox, faceTensor, loadModel,
-  pixelsOf, runModel, timeModel, wholePhoto,
+  pixelsOf, regionMapsFor, runModel, timeModel, wholePhoto,
 } from './makeup.mjs';
 import {loadMesh} from './mesh.mjs';
-import {LOOKS_FILE, blendWeights, checkCatalogue, describe, lookWeights} from './looks.mjs';
+import {LOOKS_FILE, blendWeights, checkCatalogue, checkRegionInputs, describe, lookWeights} from './looks.mjs';
 import {formatOf} from './network.mjs';
 import {MAX_REGION_STRENGTH, MIN_REGION_STRENGTH, NEUTRAL, REGION_NAMES} from './regions.mjs';
-import {FaceTracker, STILL_MAX_FACES, stillFaces} from './tracking.mjs';
+import {FaceTracker, STILL_MAX_FACES, cropShapes, stillFaces} from './tracking.mjs';
 import {ModelStage, PageWorker, searchFor} from './workers.mjs';
 
 const $ = (id) => document.getElementById(id);
@@ -109,11 +111,19 @@ async function init() {
   } catch (error) {
     refuseModel(`The model could not be loaded: ${error.message}`, error);
   }
+  let catalogue = null;
   try {
-    state.looks = checkCatalogue(await fetchCatalogue(), state.model.lookCount, modelFile);
+    catalogue = await fetchCatalogue();
+    state.looks = checkCatalogue(catalogue, state.model.lookCount, modelFile);
     if (state.model.lookCount) addLookControls(params.get('look'));
   } catch (error) {
     refuseModel(`The model's looks could not be read: ${error.message}`, error);
+  }
+  try {
+    // A region-input file: which maps, in its channel order (looks.json's region_inputs, checked against the file)
+    state.model.regionNames = checkRegionInputs(catalogue, state.model.regionCount, modelFile);
+  } catch (error) {
+    refuseModel(`The model's region maps could not be set up: ${error.message}`, error);
   }
   setStatus('Loading the face detector…');
   try {
@@ -131,11 +141,14 @@ async function init() {
     if (state.detector) state.stills = new FaceTracker({detector: state.detector, mesh: state.mesh, smoothing: false,
                                                         maxFaces: STILL_MAX_FACES});
   } catch (error) {
-    showMessage(`The face mesh could not be loaded (${error.message}): the camera uses a box placed by hand.`, 'info');
+    const empty = state.model.regionCount ? '; the model\'s region maps are empty without it' : '';
+    showMessage(`The face mesh could not be loaded (${error.message}): the camera uses a box placed by hand${empty}.`,
+                'info');
   }
   const model = state.model;
   const looks = model.lookCount ? `; ${model.lookCount} looks: ${lookNames().join(', ')}` : '';
-  $('model-name').textContent = `${modelFile} (${model.size}×${model.size} in, residual out${looks})`;
+  const maps = model.regionCount ? `; reads the face mesh's region maps: ${model.regionNames.join(', ')}` : '';
+  $('model-name').textContent = `${modelFile} (${model.size}×${model.size} in, residual out${looks}${maps})`;
   $('model-bytes').textContent = formatBytes(model.bytes);
   $('runtime').textContent = `${model.runtime} ${model.runtimeVersion}, wasm, ${model.threads} thread(s)` +
     (model.isolated ? '' : ' — not cross-origin isolated, so one thread only') +
@@ -229,16 +242,24 @@ async function findFaces() {
   syncBoxControls();
 }
 
-/** The model on each of the photo's regions, with the look chosen (again, where the look changed meanwhile). */
+/** The model on each of the photo's regions, with the look chosen (again, where the look changed meanwhile); a
+ *  region-input model with each face's region maps: from the mesh that placed its crop, or for a crop no mesh
+ *  placed (the whole photo, a box) from the mesh run on the crop itself (tracking.mjs cropShapes, as `apply
+ *  --aligned`); all 0 where there is no face mesh. */
 async function process() {
   const started = performance.now();
   let faces, modelMs, lookWeights;
   do {
     [faces, modelMs, lookWeights] = [[], 0, state.lookWeights];
-    for (const region of state.regions) {
+    for (let region of state.regions) {
       const face = faceTensor(state.photo, region, state.model.size);
-      const {madeUp, ms} = await runModel(state.model, face, lookWeights);
-      faces.push({region, face, madeUp});
+      if (state.model.regionCount && !region.shapes && state.stills) {
+        const shapes = await cropShapes(state.stills, face, state.model.size);
+        if (shapes) region = {...region, shapes};  // they serve the region strengths too, as apply's
+      }
+      const regionMaps = regionMapsFor(state.model, region);  // null: the model reads none
+      const {madeUp, ms} = await runModel(state.model, face, lookWeights, regionMaps);
+      faces.push({region, face, madeUp, regionMaps});
       modelMs += ms;
     }
   } while (lookWeights !== state.lookWeights);
@@ -555,7 +576,8 @@ function cameraWorkers() {
     state.tracker.search = searchFor(workers.detect);
   }
   const modelWorker = useModelWorker();
-  if (modelWorker) workers.makeUp = start('makeUp', `model/${modelFile}`, {threads});
+  const {regionNames} = state.model;  // the worker opens the file itself: which maps it reads, as checked here
+  if (modelWorker) workers.makeUp = start('makeUp', `model/${modelFile}`, {threads, regionNames});
   return new ModelStage(state.model, modelWorker ? workers.makeUp : null);
 }
 
@@ -591,7 +613,8 @@ function showCameraFrame(frame) {
   const where = frame.where === 'worker' ? ' in a worker' : '';
   $('frame-ms').textContent = `${ms.frame.toFixed(1)} ms from camera to screen; the page's own ${ms.main.toFixed(1)}: ` +
     `draw ${ms.draw.toFixed(1)}, faces ${ms.track.toFixed(1)}${frame.detected ? ' (detector)' : ''}, ` +
-    `show ${ms.show.toFixed(1)}; crop, model, residual ${(ms.crop + ms.model + ms.compose).toFixed(1)}${where}` +
+    `show ${ms.show.toFixed(1)}; crop, ${ms.maps ? 'region maps, ' : ''}model, residual ` +
+    `${(ms.crop + ms.maps + ms.model + ms.compose).toFixed(1)}${where}` +
     (state.loop.dropped ? `; ${state.loop.dropped} camera frame(s) dropped` : '');
   const search = state.tracker?.search ? `; detector in a worker, ${frame.searches} run(s)` : '';
   $('faces-found').textContent = state.mode === 'faces' ? `${frame.faces.length} followed (mesh, One Euro smoothing${search})` :
@@ -646,12 +669,15 @@ function base64(typedArray) {
 window.tinybeauty = {
   ready, state, openFile,
   modelOutputBase64: (face = 0) => base64(state.faces[face].madeUp),  // raw model output, float32 NCHW
+  // the region maps a region-input model was fed for the photo's face, float32 in the file's layout (NCHW/NHWC)
+  regionMapsBase64: (face = 0) => base64(state.faces[face].regionMaps),
   resultBase64: () => base64(state.result.data),     // the made-up photo, RGBA bytes
   setStrength: (value) => { $('strength').value = String(value); $('strength').dispatchEvent(new Event('input')); },
   setRegion: (name, value) => {
     $(`region-${name}`).value = String(value);
     $(`region-${name}`).dispatchEvent(new Event('input'));
   },
-  timeModel: (options) => timeModel(state.model, state.faces[0].face, {...options, lookWeights: state.lookWeights}),
+  timeModel: (options) => timeModel(state.model, state.faces[0].face, {...options, lookWeights: state.lookWeights,
+                                                                      regions: state.faces[0].regionMaps}),
   setLook,
 };

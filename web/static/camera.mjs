@@ -66,8 +66,9 @@ export class FrameDrawer {
  *  frame, the same model session taking another input value); ``onFrame(frame)`` gets each frame as it is
  *  shown: {index, time, drawnBy (FrameDrawer's answer), faces, regions, makeup (what it was made up with),
  *  detected, searches, merged, where, dropped, ms}; ms: draw, track, send (the snapshot for the model stage),
- *  queue (waiting for the frame before), copy, crop, model, compose (the model stage's own), show, main (the
- *  page's own work on it), frame (taken to shown) and wait (the loop idle before it). */
+ *  queue (waiting for the frame before), copy, crop, maps (a region-input model's region maps, drawn from each
+ *  face's shapes; 0 for another model), model, compose (the model stage's own), show, main (the page's own work
+ *  on it), frame (taken to shown) and wait (the loop idle before it). */
 export class CameraLoop {
   constructor({video, before, after, tracker, maker, settings, onFrame}) {
     Object.assign(this, {video, tracker, maker, settings, onFrame, running: false, index: 0, taken: 0,
@@ -202,10 +203,10 @@ export class CameraLoop {
     this.rate.tick(finished);
     this.index += 1;
     const show = finished - showing;
-    Object.assign(ms, {copy: 0, crop: 0, model: 0, compose: 0, ...stage, show, frame: finished - started});
+    Object.assign(ms, {copy: 0, crop: 0, maps: 0, model: 0, compose: 0, ...stage, show, frame: finished - started});
     // The page's own work on this frame: the model stage too where it ran in the page (its crop began
     // inside `send` then, so that is not counted twice).
-    ms.main = ms.draw + ms.track + show + (frame.where === 'page' ? ms.crop + ms.model + ms.compose : ms.send);
+    ms.main = ms.draw + ms.track + show + (frame.where === 'page' ? ms.crop + ms.maps + ms.model + ms.compose : ms.send);
     this.onFrame?.({...frame, index: this.index, dropped: this.dropped, ms});
   }
 }

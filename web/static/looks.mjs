@@ -6,7 +6,9 @@
 //   berry=0.7,smoky=0.3   a blend (each weight in [0, 1], adding up to 1; looks not named get 0)
 // A one-look file takes no look input (its weights are null). The same cases go through both languages
 // (tests/traces/look_choices.json: web/test/looks.test.mjs and tests/models/test_look_choice_cases.py).
-// No DOM here: app.mjs draws the swatches.
+// No DOM here: app.mjs draws the swatches. looks.json also names the region maps a region-input file reads
+// (region_inputs), checked here against the file too.
+import {DEFINITION, REGION_INPUTS} from './regions.mjs';
 
 export const BLEND_TOLERANCE = 1e-3;  // models/look_choice.py's: how far from 1 a blend may add up
 export const LOOKS_FILE = 'looks.json';  // export/manifest.py LOOKS_FILE, beside the model files
@@ -111,4 +113,38 @@ export function checkCatalogue(document, lookCount, file) {
                     `weights. ${redo}`);
   }
   return looks;
+}
+
+/** The region maps `file` reads beside the face, in the order of its regions input (`regionCount` maps; 0: it has
+ *  none), from its set's looks.json (`document`, parsed; null where the set has none): its region_inputs, or where
+ *  it names none the maps `--region-inputs` trains with (REGION_INPUTS) if the file reads as many. Each must be one
+ *  the page can draw (faces/regions.json's shapes). Returns the names ([] for a file without region maps); throws
+ *  Error with what to do where looks.json and the file disagree. */
+export function checkRegionInputs(document, regionCount, file) {
+  const redo = 'Re-export the set (`make export`) so the file and its looks.json come from the same network.';
+  const listed = document?.region_inputs ?? null;
+  if (listed !== null && !(Array.isArray(listed) && listed.every((name) => typeof name === 'string'))) {
+    throw new Error(`${LOOKS_FILE}'s region_inputs is not a list of region names. ${redo}`);
+  }
+  if (!regionCount) {
+    if (listed?.length) {
+      throw new Error(`${LOOKS_FILE} names region maps (${listed.join(', ')}) but ${file} takes no regions input. ${redo}`);
+    }
+    return [];
+  }
+  const names = listed ?? (regionCount === REGION_INPUTS.length ? REGION_INPUTS : null);
+  if (!names) {
+    throw new Error(`${file} reads ${regionCount} region maps but its set's ${LOOKS_FILE} names none (region_inputs). ` +
+                    redo);
+  }
+  if (names.length !== regionCount) {
+    throw new Error(`${LOOKS_FILE} names ${names.length} region map(s) (${names.join(', ')}) but ${file} reads ` +
+                    `${regionCount}. ${redo}`);
+  }
+  const unknown = names.filter((name) => !Object.hasOwn(DEFINITION.shapes, name));
+  if (unknown.length) {
+    throw new Error(`${file} reads the region map(s) ${unknown.join(', ')}, which this page cannot draw (its regions: ` +
+                    `${Object.keys(DEFINITION.shapes).join(', ')}): serve the set with the page of its own version.`);
+  }
+  return [...names];
 }

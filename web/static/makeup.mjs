@@ -1,10 +1,12 @@
 // The page's pipeline, the same steps as `python -m apply`: photo -> face box -> model input
 // (256 x 256) -> the model (onnxruntime-web or LiteRT.js, network.mjs) -> residual -> upsampled onto the photo at full resolution.
+// A region-input network (`python -m train --region-inputs`) also reads the face's region maps, drawn from the
+// mesh that placed its crop (regions.mjs regionMasks; all 0 for a face without one).
 // No DOM here beyond offscreen canvases, so the UI (app.mjs), the tests and the benchmark all
 // drive exactly this code.
 import {blendWeights} from './looks.mjs';
 import {RUNTIMES, formatOf, openNetwork} from './network.mjs';
-import {TEMPLATE, weightMap} from './regions.mjs';
+import {REGION_INPUTS, TEMPLATE, regionMasks, weightMap} from './regions.mjs';
 
 export const MAX_STRENGTH = 2;
 export const MAX_PIXELS = 50e6;       // a 48 MP phone photo fits; the page holds ~3 copies of it
@@ -14,12 +16,19 @@ export const MAX_FILE_BYTES = 200e6;  // refused before decoding
 // part of the photo; a photo that is itself the face crop is made up everywhere (apply --aligned).
 export const MASK = {centre: [0.5, 0.55], radii: [0.36, 0.44], feather: 0.12};
 
+// A region-input file's maps input (export/common.py), 'regions' in the .onnx; LiteRT names an input given by keyword
+// after it, so the .tflite's name holds it too. Found by name: its shape can be the face's ([1, S, S, 3] for K = 3).
+export const REGIONS_INPUT = 'regions';
+
 export class InputError extends Error {}   // a file the page cannot use
 export class ModelError extends Error {}   // a model the page cannot load or run
 
 /** Fetch a model file and open it: an .onnx in onnxruntime-web, a .tflite (NHWC) in LiteRT.js
- *  (network.mjs). `threads` 0/undefined = the runtime's default. */
-export async function loadModel(url, {threads} = {}) {
+ *  (network.mjs). `threads` 0/undefined = the runtime's default. `regionNames`: the maps a region-input file
+ *  reads, in its channel order (looks.mjs checkRegionInputs: its set's looks.json's, checked against the file);
+ *  by default the ones `--region-inputs` trains with (REGION_INPUTS) where the file reads as many, else null until
+ *  the page sets them. */
+export async function loadModel(url, {threads, regionNames = null} = {}) {
   let response;
   try {
     response = await fetch(url);
@@ -39,12 +48,13 @@ export async function loadModel(url, {threads} = {}) {
     throw new ModelError(`${RUNTIMES[formatOf(url)]} could not load ${url} (${bytes.length.toLocaleString()} bytes): ` +
                          `${error.message || error}. Re-export it (\`make export\`) or pick another model file.`);
   }
-  const {faceInput, lookInput, lookCount} = modelInputs(network.inputs, url);
+  const {faceInput, lookInput, lookCount, regionInput, regionCount, channelsLast} = modelInputs(network.inputs, url);
   const shape = network.inputs[faceInput].shape;
-  const channelsLast = shape.length === 4 && shape[3] === 3 && shape[1] !== 3;  // the .tflite's [1, S, S, 3]
   const size = typeof shape[2] === 'number' ? shape[2] : 256;
   const model = {
     network, url, bytes: bytes.length, size, channelsLast, format: network.format, faceInput, lookInput, lookCount,
+    regionInput, regionCount,
+    regionNames: regionNames ?? (regionCount && regionCount === REGION_INPUTS.length ? [...REGION_INPUTS] : null),
     loadMs: performance.now() - started, threads: network.threads, isolated: self.crossOriginIsolated,
     runtime: network.runtime, runtimeVersion: network.version,
   };
@@ -56,19 +66,41 @@ export async function loadModel(url, {threads} = {}) {
   return model;
 }
 
-/** Which of a makeup file's inputs is which, by shape, in either runtime (their names and order may differ):
- *  the face (1 x 3 x S x S, or 1 x S x S x 3) and, in a file of several looks, its look weights (1 x L). */
+/** Which of a makeup file's inputs is which, in either runtime (their names and order may differ): the face
+ *  (1 x 3 x S x S, or 1 x S x S x 3: channelsLast), in a file of several looks its look weights (1 x L), and in a
+ *  region-input file its region maps (named REGIONS_INPUT; 1 x K x S x S, or 1 x S x S x K as the face is).
+ *  regionInput -1 and regionCount 0 for a file without region maps. */
 export function modelInputs(inputs, url) {
-  const faceInput = inputs.findIndex(({shape}) => shape.length === 4);
+  const regionInput = inputs.findIndex(({name, shape}) => shape.length === 4 && String(name).includes(REGIONS_INPUT));
+  const faceInput = inputs.findIndex(({shape}, i) => shape.length === 4 && i !== regionInput);
   const lookInput = inputs.findIndex(({shape}) => shape.length === 2);
-  const expected = faceInput >= 0 && inputs.length === (lookInput >= 0 ? 2 : 1);
+  const face = inputs[faceInput]?.shape ?? [];
+  const channelsLast = face[3] === 3 && face[1] !== 3;  // the .tflite's [1, S, S, 3]
+  const regions = inputs[regionInput]?.shape;
+  const sameGrid = !regions || (channelsLast ? regions[1] === face[1] && regions[2] === face[2] :
+                                                regions[2] === face[2] && regions[3] === face[3]);
+  const expected = faceInput >= 0 && inputs.length === 1 + (lookInput >= 0) + (regionInput >= 0) && sameGrid;
   if (!expected || (lookInput >= 0 && !(inputs[lookInput].shape[1] > 1))) {
     const found = inputs.map(({name, shape}) => `${name} [${shape.join(', ')}]`).join(', ');
-    throw new ModelError(`${url} takes ${found}: not a TinyBeauty makeup file (a face [1, 3, S, S], and for ` +
-                         'several looks their weights [1, L]). Re-export it (`make export`) or pick another ' +
-                         'model file.');
+    throw new ModelError(`${url} takes ${found}: not a TinyBeauty makeup file (a face [1, 3, S, S], for ` +
+                         'several looks their weights [1, L], for region maps regions [1, K, S, S]). Re-export it ' +
+                         '(`make export`) or pick another model file.');
   }
-  return {faceInput, lookInput, lookCount: lookInput >= 0 ? inputs[lookInput].shape[1] : 0};
+  return {faceInput, lookInput, lookCount: lookInput >= 0 ? inputs[lookInput].shape[1] : 0, regionInput,
+          regionCount: regions ? regions[channelsLast ? 3 : 1] : 0, channelsLast};
+}
+
+/** The region maps `model` reads for a face in `region` (the model's crop), in the file's layout: each region's mask
+ *  from the shapes the region carries (regions.mjs shapedRegion: its face's mesh; a photo's crop no mesh placed:
+ *  tracking.mjs cropShapes), all 0 where it carries none (a face the mesh missed, the camera's whole frame or box
+ *  placed by hand). null for a model without region maps: no work. */
+export function regionMapsFor(model, region) {
+  if (!(model.regionInput >= 0)) return null;
+  if (model.regionNames?.length !== model.regionCount) {
+    throw new ModelError(`${model.url} reads ${model.regionCount} region maps but which is not known: its set's ` +
+                         'looks.json names them (region_inputs); re-export the set (`make export`)');
+  }
+  return regionMasks(region.shapes ?? null, model.regionNames, model.size, {channelsLast: model.channelsLast});
 }
 
 /** Decode a File/Blob into an upright RGBA canvas with its exact pixel values (no colour management). */
@@ -184,11 +216,20 @@ export function faceTensor(canvas, region, size) {
 /** One model run: the made-up face (1 x 3 x size x size floats, planar like `face`) and the time the
  *  runtime took. A channels-last model gets the face interleaved and its output planar again. A file of
  *  several looks takes `lookWeights` too (looks.mjs: a Float32Array, one weight per look; null: the first
- *  look), another input value of the same session: switching looks never reloads the model. */
-export async function runModel(model, face, lookWeights = null) {
+ *  look), another input value of the same session: switching looks never reloads the model. A region-input
+ *  file takes `regions`, its maps in its own layout (regionMapsFor; null: all 0, no region known). */
+export async function runModel(model, face, lookWeights = null, regions = null) {
   const inputs = [];
   inputs[model.faceInput ?? 0] = model.channelsLast ? interleaved(face, model.size) : face;
   if (model.lookCount) inputs[model.lookInput] = lookWeights ?? blendWeights(model.lookCount, 0, 0, 0);
+  if (model.regionInput >= 0) {
+    const length = model.regionCount * model.size * model.size;
+    if (regions && regions.length !== length) {
+      throw new ModelError(`${regions.length} region map values for a model that reads ${length} ` +
+                           `(${model.regionCount} maps at ${model.size}×${model.size})`);
+    }
+    inputs[model.regionInput] = regions ?? new Float32Array(length);
+  }
   const started = performance.now();
   const [output] = await model.network.run(...inputs);
   const ms = performance.now() - started;
@@ -285,17 +326,21 @@ function copyOverlap(from, to) {
 }
 
 /** The model on each region of a frame (`frame`: a 2D context holding it), each made-up face as
- *  composePatch's patch: {patches: [{box, pixels}], ms: {crop, model, compose}}, the patches to put over
+ *  composePatch's patch: {patches: [{box, pixels}], ms: {crop, maps, model, compose}}, the patches to put over
  *  the frame in order. `makeup`: {strength, regionStrengths (composePatch's), lookWeights (runModel's)}, read
- *  per frame. The camera's model stage, in a worker (worker.mjs) or in the page. */
+ *  per frame. A region-input model gets each face's maps from the shapes its region carries (regionMapsFor;
+ *  `maps` their time, 0 for another model). The camera's model stage, in a worker (worker.mjs) or in the page. */
 export async function makeUpFaces(frame, model, regions, {strength, regionStrengths = null, lookWeights = null}) {
-  const ms = {crop: 0, model: 0, compose: 0};
+  const ms = {crop: 0, maps: 0, model: 0, compose: 0};
   const patches = [];
   for (const region of regions) {
     const cropping = performance.now();
     const face = faceTensor(frame.canvas, region, model.size);
-    ms.crop += performance.now() - cropping;
-    const {madeUp, ms: modelMs} = await runModel(model, face, lookWeights);
+    const drawing = performance.now();
+    const maps = regionMapsFor(model, region);
+    ms.crop += drawing - cropping;
+    ms.maps += performance.now() - drawing;
+    const {madeUp, ms: modelMs} = await runModel(model, face, lookWeights, maps);
     ms.model += modelMs;
     const composing = performance.now();
     const patch = composePatch(frame, {region, face, madeUp}, model.size, strength, patches, regionStrengths);
@@ -375,13 +420,14 @@ function warpOnto(pixels, width, height, region, residual, size, strength) {
 }
 
 /** Batch-1 model latency: warm up, then run until both minRuns runs and minSeconds seconds are reached.
- *  `lookWeights`: runModel's. */
-export async function timeModel(model, face, {warmup = 5, minRuns = 30, minSeconds = 2, lookWeights = null} = {}) {
-  for (let i = 0; i < warmup; i++) await runModel(model, face, lookWeights);
+ *  `lookWeights`, `regions`: runModel's. */
+export async function timeModel(model, face, {warmup = 5, minRuns = 30, minSeconds = 2, lookWeights = null,
+                                              regions = null} = {}) {
+  for (let i = 0; i < warmup; i++) await runModel(model, face, lookWeights, regions);
   const times = [];
   const started = performance.now();
   while (times.length < minRuns || performance.now() - started < minSeconds * 1000) {
-    times.push((await runModel(model, face, lookWeights)).ms);
+    times.push((await runModel(model, face, lookWeights, regions)).ms);
   }
   return times;
 }

@@ -5,7 +5,9 @@
 // rest + sum_r (strength_r - rest) x share_r, each region's share its mask over what the regions before it
 // left (lips, then eyes, then cheeks), which makeup.mjs
 // multiplies into the residual before it goes back onto the photo: no model run. Every strength at 1 is no
-// weighting at all (weightMap gives null). web/test/regions.test.mjs checks these numbers against Python's.
+// weighting at all (weightMap gives null). regionMasks() draws each region's own mask instead, the maps a
+// region-input network reads beside the face (makeup.mjs feeds them). web/test/regions.test.mjs checks these
+// numbers against Python's.
 import DEFINITION from './regions.json' with {type: 'json'};
 
 export {DEFINITION};
@@ -86,8 +88,11 @@ function reachOf([centreX, centreY, radiusAlong, radiusAcross, , feather], size)
           Math.max(0, Math.floor((centreX - reach) * size)), Math.min(size, Math.ceil((centreX + reach) * size) + 1)];
 }
 
-/** One ellipse's mask, max'ed into `mask` (size x size), over the pixels it can reach ([rows, columns]). */
-function maxEllipseInto(mask, [centreX, centreY, radiusAlong, radiusAcross, angle, feather], size, [row0, row1, column0, column1]) {
+/** One ellipse's mask, max'ed into `mask` (size x size), over the pixels it can reach ([rows, columns]); pixel
+ *  (row, column) at mask[(row x size + column) x stride + offset] (stride 1: a plane of its own; K and the channel:
+ *  one of K interleaved maps). */
+function maxEllipseInto(mask, [centreX, centreY, radiusAlong, radiusAcross, angle, feather], size, [row0, row1, column0, column1],
+                        stride = 1, offset = 0) {
   const cos = Math.cos(angle), sin = Math.sin(angle);
   for (let row = row0; row < row1; row++) {
     const dv = (row + 0.5) / size - centreY;
@@ -95,8 +100,8 @@ function maxEllipseInto(mask, [centreX, centreY, radiusAlong, radiusAcross, angl
       const du = (column + 0.5) / size - centreX;
       const along = (du * cos + dv * sin) / radiusAlong, across = (dv * cos - du * sin) / radiusAcross;
       const ramp = Math.min(1, Math.max(0, (1 + feather - Math.sqrt(along * along + across * across)) / feather));
-      const value = ramp * ramp * (3 - 2 * ramp);
-      if (value > mask[row * size + column]) mask[row * size + column] = value;
+      const value = ramp * ramp * (3 - 2 * ramp), at = (row * size + column) * stride + offset;
+      if (value > mask[at]) mask[at] = value;
     }
   }
 }
@@ -127,4 +132,26 @@ export function weightMap(shapes, strengths, size) {
     }
   }
   return weights;
+}
+
+/** The maps a region-input network reads beside the face (`python -m train --region-inputs`), in the order of its
+ *  `regions` input: every region but the rest of the face (train/region_maps.py REGION_INPUTS). */
+export const REGION_INPUTS = Object.freeze(REGION_NAMES.filter((name) => name !== REMAINDER));
+
+/** Each named region's own soft mask at the crop's size x size pixel centres, as faces.region_weights.region_masks:
+ *  the largest of its ellipses' (not weightMap's shares), in [0, 1]; the `regions` input of a region-input network,
+ *  as one Float32Array in the file's layout: K x size x size (channelsLast false: the .onnx's NCHW) or size x size x
+ *  K (the .tflite's NHWC). `shapes` null (a face without a mesh): all 0, what training gives a face the mesh
+ *  missed, not the template's. Only the pixels each ellipse can reach are computed. */
+export function regionMasks(shapes, names, size, {channelsLast = false} = {}) {
+  const count = names.length, masks = new Float32Array(count * size * size);
+  if (!shapes) return masks;
+  names.forEach((name, k) => {
+    if (!shapes[name]) throw new Error(`no region '${name}' in the face's shapes (${Object.keys(shapes).join(', ')})`);
+    // The largest of float32-rounded values is the float32 of the largest (rounding keeps the order): Python's
+    // float64 masks cast to float32 at the end, to the bit.
+    const [mask, stride, offset] = channelsLast ? [masks, count, k] : [masks.subarray(k * size * size, (k + 1) * size * size), 1, 0];
+    for (const ellipse of shapes[name]) maxEllipseInto(mask, ellipse, size, reachOf(ellipse, size), stride, offset);
+  });
+  return masks;
 }

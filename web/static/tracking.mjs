@@ -8,7 +8,7 @@
 import PARAMS from './tracking.json' with {type: 'json'};
 import {alignFace, detectAround, detectFaces} from './faces.mjs';
 import {runMesh} from './mesh.mjs';
-import {shapedRegion} from './regions.mjs';
+import {regionShapes, shapedRegion} from './regions.mjs';
 import {newState, step} from './tracking_step.mjs';
 
 export {PARAMS};
@@ -92,4 +92,24 @@ export async function stillFaces(tracker, canvas) {
   const meshed = (await tracker.update(canvas, 0)).map((face) => ({region: shapedRegion(face.region, face.landmarks),
                                                                   by: 'mesh'}));
   return [...meshed, ...tracker.rejected.map((face) => ({region: alignFace(face), by: 'detector'}))];
+}
+
+/** The region shapes of a crop no mesh placed (the whole photo as the face crop, a box placed by hand), for a
+ *  region-input model: the largest face the mesh finds on the model's crop itself (`face`: its 3 x size x size
+ *  planar floats, as their 8-bit pixels), its mesh in fractions of the crop's side, as `apply --aligned` places an
+ *  aligned crop's (and training its images'); null where the mesh finds no face there. `tracker`: stillFaces'. */
+export async function cropShapes(tracker, face, size) {
+  const plane = size * size, pixels = new ImageData(size, size);
+  for (let i = 0; i < plane; i++) {
+    for (let c = 0; c < 3; c++) pixels.data[4 * i + c] = Math.round(face[c * plane + i] * 255);
+    pixels.data[4 * i + 3] = 255;
+  }
+  const canvas = new OffscreenCanvas(size, size);
+  canvas.getContext('2d').putImageData(pixels, 0, 0);
+  tracker.reset();
+  const faces = await tracker.update(canvas, 0);
+  if (!faces.length) return null;
+  const side = (found) => Math.hypot(...found.region.xAxis);
+  const largest = faces.reduce((best, found) => (side(found) > side(best) ? found : best));
+  return regionShapes(largest.landmarks.map(([x, y]) => [x / size, y / size]));
 }

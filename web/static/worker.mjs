@@ -3,9 +3,10 @@
 // says which job it does, for the rest of its life:
 //   'detect'  BlazeFace (faces.mjs detectFaces: the whole frame, and its tiles unless `tiles` is false)
 //             on a frame's ImageBitmap -> {faces};
-//   'makeUp'  the model on a frame's face regions (makeup.mjs makeUpFaces: crop, model, residual weighted
-//             per face region, onto the footprint) -> {patches (ImageData, transferred), ms}.
-// Messages: {id, type: 'start', job, url, threads} then {id, type: 'run', ...the job's input}; each is
+//   'makeUp'  the model on a frame's face regions (makeup.mjs makeUpFaces: crop, a region-input model's maps
+//             from each region's shapes, model, residual weighted per face region, onto the footprint)
+//             -> {patches (ImageData, transferred), ms}.
+// Messages: {id, type: 'start', job, url, threads, regionNames} then {id, type: 'run', ...the job's input}; each is
 // answered {id, ...reply} or {id, error}: any error fails the worker (the page then does the job itself).
 import {detectFaces, loadDetector} from './faces.mjs';
 import {loadModel, makeUpFaces} from './makeup.mjs';
@@ -18,8 +19,8 @@ const JOBS = {
     return async ({bitmap, tiles}) => ({reply: {faces: await detectFaces(detector, bitmap, {tiles})}, transfer: []});
   },
 
-  async makeUp({url, threads: wanted}) {
-    const model = await loadModel(url, {threads: wanted});
+  async makeUp({url, threads: wanted, regionNames}) {
+    const model = await loadModel(url, {threads: wanted, regionNames});
     threads = model.threads;
     const frame = new OffscreenCanvas(1, 1).getContext('2d', {willReadFrequently: true});
     return async ({bitmap, regions, makeup}) => {

@@ -8,10 +8,11 @@ const JOB_NAMES = {detect: 'face detector', makeUp: 'model'};
 
 export class WorkerFailed extends Error {}
 
-/** ``new PageWorker('detect' | 'makeUp', url, {threads})``: one worker, its network loaded from `url`;
+/** ``new PageWorker('detect' | 'makeUp', url, {threads, regionNames})``: one worker, its network loaded from `url`
+ *  (`regionNames`: the maps a region-input model reads, as the page checked them: makeup.mjs loadModel);
  *  ``run(input, transfer)`` -> the job's reply. */
 export class PageWorker {
-  constructor(job, url, {threads = 0} = {}) {
+  constructor(job, url, {threads = 0, regionNames = null} = {}) {
     Object.assign(this, {job, calls: new Map(), nextId: 0, failure: null, runs: 0, onFailure: null});
     this.worker = new Worker(new URL('./worker.mjs', import.meta.url), {type: 'module', name: job});
     this.worker.onmessage = ({data}) => this.answer(data);
@@ -20,7 +21,7 @@ export class PageWorker {
       this.fail(event.message || 'its script could not be loaded');
     };
     this.worker.onmessageerror = () => this.fail('a reply could not be read');
-    this.ready = this.call({type: 'start', job, url: new URL(url, location.href).href, threads});
+    this.ready = this.call({type: 'start', job, url: new URL(url, location.href).href, threads, regionNames});
     this.ready.catch(() => {});  // reported by fail()
   }
 

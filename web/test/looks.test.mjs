@@ -7,7 +7,7 @@ import {test} from 'node:test';
 
 import {importPage} from './page.mjs';
 
-const {LookChoiceError, blendWeights, checkCatalogue, describe, lookWeights} = await importPage('looks.mjs');
+const {LookChoiceError, blendWeights, checkCatalogue, checkRegionInputs, describe, lookWeights} = await importPage('looks.mjs');
 const SHARED = new URL('../../tests/traces/look_choices.json', import.meta.url);
 const {cases: CASES} = JSON.parse(readFileSync(SHARED, 'utf8'));
 
@@ -58,4 +58,27 @@ test('a looks.json that names other looks than the file takes is refused, saying
   refused(null, 2, ['tinybeauty.onnx takes 2 look weights', 'no looks.json', 'make export']);
   refused({looks: [{name: 'smoky', index: 1}, {name: 'berry', index: 0}]}, 2, ['index order']);
   refused({looks: []}, 0, ['index order']);
+});
+
+test('a region-input file reads the maps its looks.json names, in that order; without region_inputs, the trained three', () => {
+  const document = {...CATALOGUE, region_inputs: ['eyes', 'lips', 'cheeks']};
+  assert.deepEqual(checkRegionInputs(document, 3, 'tinybeauty.onnx'), ['eyes', 'lips', 'cheeks']);
+  assert.deepEqual(checkRegionInputs({...CATALOGUE, region_inputs: ['lips']}, 1, 'tinybeauty.onnx'), ['lips']);
+  assert.deepEqual(checkRegionInputs(CATALOGUE, 3, 'tinybeauty.onnx'), ['lips', 'eyes', 'cheeks']);
+  assert.deepEqual(checkRegionInputs(null, 3, 'tinybeauty.onnx'), ['lips', 'eyes', 'cheeks']);
+  assert.deepEqual(checkRegionInputs(CATALOGUE, 0, 'tinybeauty.onnx'), [], 'no regions input: no maps');
+  assert.deepEqual(checkRegionInputs({...CATALOGUE, region_inputs: []}, 0, 'tinybeauty.onnx'), []);
+});
+
+test('region maps looks.json and the file disagree on are refused, saying what to do', () => {
+  const refused = (document, count, words) => assert.throws(
+    () => checkRegionInputs(document, count, 'tinybeauty.onnx'),
+    (error) => words.every((word) => error.message.includes(word)), words.join(' '));
+  const naming = (names) => ({...CATALOGUE, region_inputs: names});
+  refused(naming(['lips', 'eyes', 'cheeks']), 0, ['names region maps (lips, eyes, cheeks)', 'takes no regions input',
+                                                   'make export']);
+  refused(naming(['lips', 'eyes']), 3, ['names 2 region map(s) (lips, eyes) but tinybeauty.onnx reads 3', 'make export']);
+  refused(CATALOGUE, 2, ['tinybeauty.onnx reads 2 region maps', 'names none', 'make export']);
+  refused(naming(['lips', 'nose', 'rest']), 3, ['nose, rest', 'cannot draw', 'lips, eyes, cheeks']);
+  refused(naming('lips'), 1, ['not a list']);
 });

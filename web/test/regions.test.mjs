@@ -8,7 +8,8 @@ import {test} from 'node:test';
 
 import {importPage} from './page.mjs';
 
-const {REGION_NAMES, TEMPLATE, pointsInCrop, regionShapes, shapedRegion, weightMap} = await importPage('regions.mjs');
+const {REGION_INPUTS, REGION_NAMES, TEMPLATE, pointsInCrop, regionMasks, regionShapes, shapedRegion, weightMap} =
+  await importPage('regions.mjs');
 const {compose} = await importPage('makeup.mjs');
 
 const FIXTURES = new URL('../../tests/traces/regions/', import.meta.url);
@@ -50,6 +51,24 @@ for (const name of NAMES) {
         assertClose(Array.from(weights), map.flat(), WEIGHT_TOLERANCE, `${name} ${JSON.stringify(strengths)}`);
       }
     }
+  });
+}
+
+for (const name of NAMES) {
+  test(`${name}: the page's region masks (a region-input network's maps) are Python's, in either layout`, () => {
+    const {masks: {names, maps}, size, shapes} = load(name);
+    assert.deepEqual(names, REGION_INPUTS, 'the maps a --region-inputs network reads, in its channel order');
+    const planar = regionMasks(shapes, names, size), plane = size * size;
+    assertClose(Array.from(planar), maps.flat(2), 0, `${name} K x S x S`);  // float32 of the same float64s
+    const interleaved = regionMasks(shapes, names, size, {channelsLast: true});
+    for (let k = 0; k < names.length; k++) {
+      for (let i = 0; i < plane; i++) {
+        assert.equal(interleaved[i * names.length + k], planar[k * plane + i], `${name} S x S x K at ${i}, ${k}`);
+      }
+    }
+    const {lips: [[centreX, centreY]]} = shapes, at = Math.floor(centreY * size) * size + Math.floor(centreX * size);
+    assert.ok(planar[at] === 1 && planar.some((value) => value > 0 && value < 1), 'soft, and 1 inside the lips');
+    assert.ok(regionMasks(null, names, size).every((value) => value === 0), 'no mesh: no region known, all 0');
   });
 }
 
