@@ -106,7 +106,7 @@ def load_inputs(args: argparse.Namespace):
     faces of each) and, for a model that reads region maps, each face's maps (N x K x S x S, per split)."""
     manifest = read_manifest(args.artifacts)
     checkpoint_path = check_source_checkpoint(manifest)
-    model, checkpoint = load_checkpoint(checkpoint_path, feeds_regions=True)
+    model, checkpoint = load_checkpoint(checkpoint_path)
     split = checkpoint_split(checkpoint, checkpoint_path)
     if "looks" not in split:
         caches = {part: load_split(split, part, args.data, limit=args.images)
@@ -232,20 +232,6 @@ def as_samples(outputs: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.asarray(outputs[:SAMPLE_FACES], np.float32))
 
 
-def page_rows_without_maps(manifest: dict, artifacts: Path) -> list[dict]:
-    """The browser rows of a model that reads region maps, marked not run: the page feeds its files the face
-    alone, so what it would measure is not this model's quality."""
-    rows = []
-    for fmt, model_file in PAGE_MODELS.items():
-        entry = next((e for e in manifest["artifacts"] if e["file"] == model_file), {})
-        rows.append({"name": f"{entry.get('format', page_row_name(fmt))} in Chromium", "format": page_row_name(fmt),
-                     "file": str(artifacts / model_file), "shipped": True, "bytes": entry.get("bytes"),
-                     "runtime": "the web page in Chromium", "latency": {}, "quality": {},
-                     "notes": ["not run: the model reads region maps, which the page does not draw for it",
-                               "latency: not measured"]})
-    return rows
-
-
 def score_exports(manifest: dict, args: argparse.Namespace, model, faces: dict, references: dict, looks: dict,
                   regions: dict, threads: list[int], example: tuple[np.ndarray, ...], headline: str
                   ) -> tuple[list[dict], dict]:
@@ -257,8 +243,6 @@ def score_exports(manifest: dict, args: argparse.Namespace, model, faces: dict, 
         if headline in outputs:
             samples[row["format"]] = as_samples(outputs[headline])
         rows.append(row)
-    if regions and not args.no_browser:
-        return rows + page_rows_without_maps(manifest, args.artifacts), samples
     for fmt in () if args.no_browser else PAGE_MODELS:
         log.info("%s: the web page in headless Chromium, %s", page_row_name(fmt), PAGE_MODELS[fmt])
         browser, outputs = browser_row(args.artifacts, manifest, faces, threads, args.min_runs, args.min_seconds, fmt,

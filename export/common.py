@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from models.atomic import process_running
-from models.int8 import output_of
+from models.int8 import STEM_INPUT_RANGE, output_of
 from models.metrics import psnr_db
 from models.tinybeauty import QuantizedOutput, ResidualUNet, TinyBeauty
 
@@ -29,9 +29,6 @@ LOOKS_INPUT_NAME = "look_weights"  # several looks only: float32 [1, L], one wei
 REGIONS_INPUT_NAME = "regions"
 REGION_INPUTS_KEY = "tinybeauty.region_inputs"  # the metadata entry naming the maps: a JSON list
 OUTPUT_NAME = "made_up"
-# The range the int8 files round a region-input network's stem input over (the face and its maps concatenated:
-# both in [0, 1]); the quantization-aware phase rounds it over the same (models/int8.py).
-STEM_INPUT_RANGE = (0.0, 1.0)
 
 
 def package_version() -> str:

@@ -132,7 +132,7 @@ def load_model(path: Path, threads: int | None = None) -> LoadedModel:
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist; export first (`make export`) or pass an existing file")
     if path.suffix in CHECKPOINT_SUFFIXES:
-        model, checkpoint = load_checkpoint(path, feeds_regions=True)
+        model, checkpoint = load_checkpoint(path)
         loaded = LoadedModel(pytorch_runner(model, threads), "PyTorch eager fp32", checkpoint_size(checkpoint),
                              tuple(catalogue(model, checkpoint)), tuple(model.config.region_inputs))
     else:

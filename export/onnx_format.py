@@ -31,7 +31,6 @@ from export.common import (
     LOOKS_INPUT_NAME,
     OUTPUT_NAME,
     REGIONS_INPUT_NAME,
-    STEM_INPUT_RANGE,
     ExportInputs,
     ExportMeta,
     checked_regions,
@@ -39,6 +38,7 @@ from export.common import (
     region_names,
 )
 from export.runtime import Runner
+from models.int8 import STEM_INPUT_RANGE
 from models.rescale import output_conv
 from models.tinybeauty import TinyBeauty, quantized_outputs
 
@@ -227,7 +227,7 @@ def trained_range_overrides(graph: onnx.GraphProto, model: TinyBeauty,
 
 def stem_input_overrides(graph: onnx.GraphProto) -> dict:
     """A region-input network's stem input, the face and its maps concatenated, and both inputs of the
-    concatenation rounded over exactly STEM_INPUT_RANGE (export/common.py: pin_stem_input says why); {} for a
+    concatenation rounded over exactly STEM_INPUT_RANGE (export/common.py: pin_stem_input says why; the range: models/int8.py); {} for a
     graph without the regions input."""
     concatenations = [node for node in graph.node if node.op_type == "Concat" and REGIONS_INPUT_NAME in node.input]
     if not concatenations:

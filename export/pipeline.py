@@ -360,7 +360,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         check_replaceable(args.out)
-        model, checkpoint = load_checkpoint(args.checkpoint, feeds_regions=True)  # region maps: drawn below
+        model, checkpoint = load_checkpoint(args.checkpoint)  # region maps: drawn below
         split = checkpoint_split(checkpoint, args.checkpoint)
         inputs = prepare_inputs(split, args.data, args.calibration_images, args.val_images,
                                 model.config.region_inputs)

@@ -89,21 +89,16 @@ def read_checkpoint(path: Path) -> dict:
     return payload
 
 
-def load_checkpoint(path: Path, feeds_regions: bool = False) -> tuple[TinyBeauty, dict]:
+def load_checkpoint(path: Path) -> tuple[TinyBeauty, dict]:
     """Rebuild the model from a checkpoint alone. Returns (model in eval mode, raw checkpoint).
 
     A model trained with re-parameterised branches (``model_config["reparam"]``) comes back merged
     into the plain network, so everything downstream sees exactly the ops, parameters and sizes
     of a plain one; resuming training reads the raw branches with :func:`rebuild_model`. A network
-    that reads region maps beside the face (``--region-inputs``) is refused unless the caller draws them
-    (``feeds_regions``: training's scoring, the export, whatever runs a model file through export.loading)."""
+    that reads region maps beside the face (``model.config.region_inputs``, the default) needs them at every
+    call: train/region_maps.py draws them from a face mesh (TinyBeauty.forward refuses a call without)."""
     payload = read_checkpoint(path)
     model = merge(rebuild_model(payload, path).eval())
-    regions = model.config.region_inputs
-    if regions and not feeds_regions:
-        raise CheckpointError(f"{path} takes region maps beside the face ({', '.join(regions)}; trained with "
-                              "--region-inputs), which this command does not draw; `python -m export` draws them "
-                              "and exports files that take them (docs/export.md), or train without --region-inputs")
     check_finite(model, path)
     return model, payload
 

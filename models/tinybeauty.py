@@ -79,9 +79,9 @@ class TinyBeautyConfig:
     in_channels: int = 3  # the face's colours, and the residual's: one channel per colour
     # Region maps the stem reads beside the face, one channel each in this order (faces/regions.json's names,
     # e.g. lips, eyes, cheeks; soft masks in [0, 1] from the face mesh: train/region_maps.py), so where the parts
-    # of a face are need not be learnt from the pixels. Empty: the face alone (--region-inputs): the export draws
-    # them and every file takes them as its `regions` input (docs/export.md); models/checkpoint.py:
-    # load_checkpoint refuses such a checkpoint to a caller that does not draw them.
+    # of a face are need not be learnt from the pixels. Empty: the face alone (the model config's default; training
+    # gives its networks the maps unless --no-region-inputs). The export draws them and every file takes them as its
+    # `regions` input (docs/export.md); forward refuses a call without them.
     region_inputs: tuple[str, ...] = ()
     # Train with parallel branches (ReparamConv) that `merge` folds into the plain convs before export.
     reparam: bool = False
@@ -311,14 +311,14 @@ class TinyBeauty(nn.Module):
         names = self.config.region_inputs
         if not names:
             if regions is not None:
-                raise ValueError("this network takes the face alone, no region maps (it was trained without "
-                                 "--region-inputs)")
+                raise ValueError("this network takes the face alone, no region maps (it was trained with "
+                                 "--no-region-inputs)")
             return face
         expected = [face.shape[0], len(names), *face.shape[2:]]
         if regions is None or list(regions.shape) != expected:
             found = "none" if regions is None else list(regions.shape)
             raise ValueError(f"this network takes {len(names)} region maps ({', '.join(names)}) beside the face "
-                             f"(trained with --region-inputs): give regions of shape {expected} in [0, 1] "
+                             f"(trained with region inputs): give regions of shape {expected} in [0, 1] "
                              f"(train/region_maps.py draws them from the face mesh), got {found}")
         return torch.cat([face, regions.to(face.dtype)], dim=1)
 

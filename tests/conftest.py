@@ -86,7 +86,7 @@ def synthetic_data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_run(synthetic_data, tmp_path_factory) -> Path:
-    """A 2-epoch nano run; returns its output folder."""
+    """A 2-epoch nano run of the default network (region maps beside the face); returns its output folder."""
     _only_in_the_slow_lane("trained_run")
     from train.__main__ import main
 
@@ -109,13 +109,13 @@ def two_look_folders(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def two_look_checkpoint(two_look_folders, tmp_path_factory) -> Path:
-    """A 2-epoch nano network of the looks berry and smoky (one quantization-aware epoch): what the
-    several-look exports are checked on."""
+    """A 2-epoch nano network of the looks berry and smoky (one quantization-aware epoch) on the face alone
+    (--no-region-inputs): what the several-look exports, and the files without a `regions` input, are checked on."""
     from train.__main__ import main
 
     out = tmp_path_factory.mktemp("two_look_run")
     args = train_args(two_look_folders / "berry", out, "--epochs", "2", "--qat-epochs", "1", "--threads", "1",
-                      "--eye-mask", "labels")
+                      "--eye-mask", "labels", "--no-region-inputs")
     at = args.index("--data")
     args[at:at + 2] = [arg for look in ("berry", "smoky") for arg in ("--data", f"{look}={two_look_folders / look}")]
     assert main(args) == 0

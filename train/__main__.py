@@ -9,7 +9,7 @@ Usage:
                                                          # whose subfolders are the looks' pair folders)
     python -m train --add-look smoky --from runs/looks/tinybeauty_best_psnr.pt --out runs/plus_smoky
                                                  # one more look on a trained network (--data DIR: yours)
-    python -m train --region-inputs              # the face mesh's region maps beside the face (any of the above)
+    python -m train --no-region-inputs           # the face alone, without the face mesh's region maps beside it
     torchrun --nproc_per_node 2 -m train ...     # DistributedDataParallel (gloo on CPU)
 
 Presets fill every option you do not give explicitly:

@@ -63,7 +63,7 @@ class TrainConfig:
     augment: str = "none"
     reparam: bool = False
     # The face mesh's region maps beside the face (train/region_maps.py); --no-region-inputs: the face alone.
-    region_inputs: bool = False
+    region_inputs: bool = True
     seed: int = 0
     sample_every: int = 5
     synthetic_pairs: int = 675

@@ -42,7 +42,7 @@ TEST_DATA_BATCH = 16  # faces per forward pass on --test-data: a folder of any s
 def score_test_data(path: Path, faces: tuple[torch.Tensor, torch.Tensor], regions: torch.Tensor | None = None) -> dict:
     """PSNR of a checkpoint on the --test-data faces, and their no-makeup baseline; ``regions``: the faces'
     region maps, for a network that reads them (``--region-inputs``)."""
-    model, _ = load_checkpoint(path, feeds_regions=True)
+    model, _ = load_checkpoint(path)
     source, target = faces
     maps = [None] * len(source.split(TEST_DATA_BATCH)) if regions is None else regions.split(TEST_DATA_BATCH)
     with torch.no_grad():

@@ -335,7 +335,7 @@ def score_checkpoint(path: Path) -> dict:
     :data:`HELD_OUT_FACES` faces of each held-out split (spread over it) as :func:`held_out_grid` rows.
     A checkpoint of several looks is scored per look, each through its own head: ``{"looks": {name:
     figures}}``, with each look's name, index and swatch."""
-    model, checkpoint = load_checkpoint(path, feeds_regions=True)
+    model, checkpoint = load_checkpoint(path)
     split = checkpoint_split(checkpoint, path)
     figures = {"epoch": int(checkpoint["epoch"])}
     if "looks" not in split:

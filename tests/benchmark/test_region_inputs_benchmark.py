@@ -40,7 +40,7 @@ def test_the_benchmark_feeds_a_region_input_model_each_faces_maps(region_checkpo
     rows = {row["format"]: row for row in report["rows"]}
     assert rows["pytorch"]["latency"]["1"]["median_ms"] > 0
 
-    model, checkpoint = load_checkpoint(region_checkpoint, feeds_regions=True)
+    model, checkpoint = load_checkpoint(region_checkpoint)
     split = checkpoint_split(checkpoint, region_checkpoint)
     for part in ("test", "val"):
         cache = load_split(split, part, limit=IMAGES)

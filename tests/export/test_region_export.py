@@ -34,7 +34,7 @@ def region_set(region_checkpoint, tmp_path_factory):
 @pytest.fixture(scope="module")
 def faces_and_maps(region_checkpoint):
     """The network, and its check faces with their own maps, drawn the way the export draws them."""
-    model, checkpoint = load_checkpoint(region_checkpoint, feeds_regions=True)
+    model, checkpoint = load_checkpoint(region_checkpoint)
     inputs = prepare_inputs(checkpoint_split(checkpoint, region_checkpoint), None, 2, 4, model.config.region_inputs)
     assert inputs.val_regions.shape == (4, len(NAMES), IMAGE_SIZE, IMAGE_SIZE)
     assert inputs.val_regions.amax() > 0.5  # the mesh found the faces: the maps are live, not empty
@@ -125,7 +125,7 @@ def two_look_region_checkpoint(source, target):
     from models.checkpoint import save_checkpoint
     from models.tinybeauty import TinyBeauty
 
-    model, payload = load_checkpoint(source, feeds_regions=True)
+    model, payload = load_checkpoint(source)
     config = replace(model.config, looks=("berry", "smoky"))
     state = {key: value for key, value in model.state_dict().items() if not key.startswith("residual.head.")}
     head = model.residual.head
@@ -152,7 +152,7 @@ def test_a_network_of_several_looks_takes_face_look_weights_and_regions(region_c
     for record in recorded["artifacts"]:  # each look gated on its faces with their maps, and a blend
         assert record["passed"] and list(record["looks"]) == ["berry", "smoky"]
         assert record["blend_psnr_vs_pytorch_db"] > 30
-    model, _ = load_checkpoint(checkpoint, feeds_regions=True)
+    model, _ = load_checkpoint(checkpoint)
     _, faces, maps = faces_and_maps
     looks = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [0.0, 1.0]])
     with torch.no_grad():

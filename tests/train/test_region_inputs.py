@@ -119,17 +119,17 @@ def test_the_stem_reads_the_maps_and_a_network_without_them_is_unchanged():
         here = model(face, regions=torch.zeros(2, 3, 32, 32), clamp=False)
         there = model(face, regions=torch.ones(2, 3, 32, 32), clamp=False)
     assert here.shape == face.shape and not torch.equal(here, there)
-    with pytest.raises(ValueError, match="3 region maps .*--region-inputs"):
+    with pytest.raises(ValueError, match="3 region maps .*region inputs"):
         model(face)
     with pytest.raises(ValueError, match="face alone"):
         build_model(plain)(face, regions=torch.zeros(2, 3, 32, 32))
 
 
-def test_the_option_turns_on_and_off_with_every_look_count_and_fine_tuning():
+def test_the_maps_are_the_default_and_the_option_turns_them_off_with_every_look_count_and_fine_tuning():
     config, given = parse_args(["--region-inputs", "--epochs", "24", "--looks", "berry,smoky"])
     assert config.region_inputs and config.record()["region_inputs"] is True and "region_inputs" in given
     assert config.qat_epochs == 2 and config.looks == ["berry", "smoky"]  # no longer refused together
-    assert "region_inputs" not in parse_args([])[0].record()
+    assert parse_args([])[0].region_inputs and parse_args([])[0].record()["region_inputs"] is True
     off, given = parse_args(["--no-region-inputs"])
     assert off.region_inputs is False and "region_inputs" in given and "region_inputs" not in off.record()
 
@@ -178,7 +178,7 @@ def test_a_region_input_run_fine_tunes_quantization_aware(synthetic_data, tmp_pa
     assert checkpoint["phase"] == "qat" and checkpoint["model_config"]["region_inputs"] == list(REGION_INPUTS)
     ranges = trained_activation_ranges(checkpoint)
     assert ranges is not None and all(high > 0 for _, high in ranges.values())
-    model, _ = load_checkpoint(out / "tinybeauty_best_psnr.pt", feeds_regions=True)
+    model, _ = load_checkpoint(out / "tinybeauty_best_psnr.pt")
     cache = load_split(checkpoint["split"], "val")
     faces = faces_as_tensors(cache)[0]
     maps = region_tensor(region_maps(cache, synthetic_data))
@@ -210,7 +210,7 @@ def test_several_looks_and_an_added_look_read_the_maps(two_look_folders, tmp_pat
     looks_run = tmp_path / "looks"
     assert main(named_looks(folders, looks_run, "--epochs", "2", "--qat-epochs", "1", "--region-inputs")) == 0
     source_path = looks_run / "tinybeauty_best_psnr.pt"
-    source, checkpoint = load_checkpoint(source_path, feeds_regions=True)
+    source, checkpoint = load_checkpoint(source_path)
     assert source.config.looks == ("berry", "smoky") and source.config.region_inputs == REGION_INPUTS
     assert checkpoint["phase"] == "qat"
     assert all((folder / REGION_CACHE).is_file() for folder in folders.values())
@@ -229,7 +229,7 @@ def test_several_looks_and_an_added_look_read_the_maps(two_look_folders, tmp_pat
     assert "--no-region-inputs (its network reads the region maps" in caplog.text
     assert main(add) == 0
     assert (classic / REGION_CACHE).is_file()
-    added, added_checkpoint = load_checkpoint(added_run / "tinybeauty_best_psnr.pt", feeds_regions=True)
+    added, added_checkpoint = load_checkpoint(added_run / "tinybeauty_best_psnr.pt")
     assert added.config.region_inputs == REGION_INPUTS and added.config.looks == ("berry", "smoky", "classic")
     assert added_checkpoint["train_config"]["region_inputs"] is True
     cache = load_split(checkpoint["split"]["looks"]["berry"], "val")
@@ -258,16 +258,16 @@ def test_the_sweep_trains_and_scores_region_input_runs(synthetic_data, tmp_path)
 
 def test_a_region_input_run_trains_resumes_scores_and_exports_with_its_maps(synthetic_data, tmp_path):
     out = tmp_path / "run"
-    assert main(train_args(synthetic_data, out, "--epochs", "1", "--qat-epochs", "0", "--threads", "1",
-                           "--region-inputs")) == 0
+    assert main(train_args(synthetic_data, out, "--epochs", "1", "--qat-epochs", "0", "--threads", "1")) == 0  # default
     assert main(["--out", str(out), "--epochs", "2", "--resume"]) == 0  # the maps are placed again on resume
-    model, checkpoint = load_checkpoint(out / "tinybeauty_best_psnr.pt", feeds_regions=True)
+    model, checkpoint = load_checkpoint(out / "tinybeauty_best_psnr.pt")
     assert checkpoint["model_config"]["region_inputs"] == list(REGION_INPUTS) and checkpoint["epoch"] >= 1
     assert checkpoint["train_config"]["region_inputs"] is True
     held_out = json.loads((out / "held_out.json").read_text())
     assert np.isfinite(held_out["test_psnr_db"]) and (out / "held_out_test.png").is_file()
     assert (synthetic_data / REGION_CACHE).is_file()
-    with pytest.raises(CheckpointError, match="--region-inputs"):  # a caller that does not draw the maps
-        load_checkpoint(out / "tinybeauty_best_psnr.pt")
+    face = torch.rand(1, 3, IMAGE_SIZE, IMAGE_SIZE)
+    with pytest.raises(ValueError, match="region maps .*lips"):  # a caller that does not give the maps
+        model(face)
     assert export_main(["--checkpoint", str(out / "tinybeauty_best_psnr.pt"), "--out", str(tmp_path / "files"),
                         "--formats", "onnx", "--calibration-images", "4", "--val-images", "2"]) == 0  # draws them
