@@ -249,6 +249,9 @@ def score_exports(manifest: dict, args: argparse.Namespace, model, faces: dict, 
                                        looks, model.config.looks)
         for part, made_up in outputs.items():
             browser["quality"][part] = quality(made_up, *faces[part], references[part])
+        if regions and outputs:
+            browser["notes"].append("region maps: the page draws each face's from its own face mesh run in the "
+                                    "browser, as an app's page does (the other rows: Python's mesh)")
         if looks and outputs:
             browser["looks"] = by_look(outputs, faces, references, looks, model.config.looks)
         if headline in outputs:

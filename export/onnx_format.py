@@ -227,8 +227,8 @@ def trained_range_overrides(graph: onnx.GraphProto, model: TinyBeauty,
 
 def stem_input_overrides(graph: onnx.GraphProto) -> dict:
     """A region-input network's stem input, the face and its maps concatenated, and both inputs of the
-    concatenation rounded over exactly STEM_INPUT_RANGE (export/common.py: pin_stem_input says why; the range: models/int8.py); {} for a
-    graph without the regions input."""
+    concatenation rounded over exactly models/int8.py's STEM_INPUT_RANGE (export/common.py: pin_stem_input says
+    why); {} for a graph without the regions input."""
     concatenations = [node for node in graph.node if node.op_type == "Concat" and REGIONS_INPUT_NAME in node.input]
     if not concatenations:
         return {}

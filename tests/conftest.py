@@ -70,6 +70,19 @@ def grown(mask, pixels: int):
     return result
 
 
+def maps_for(model, faces, seed: int = 0):
+    """Region maps for ``faces`` [N, 3, H, W] where ``model`` reads them beside the face (None where it does not):
+    random levels on the 1/255 grid real maps lie on, one channel per name, so a file compared with PyTorch on them
+    is compared on every channel it reads."""
+    import torch
+
+    names = model.config.region_inputs
+    if not names:
+        return None
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (faces.shape[0], len(names), *faces.shape[2:]), generator=generator) / 255
+
+
 def train_args(data: Path, out: Path, *extra: str) -> list[str]:
     return ["--data", str(data), "--out", str(out), "--variant", "nano", "--image-size", str(IMAGE_SIZE),
             "--batch-size", "4", "--lr", "1e-3", "--sample-every", "1", "--val-fraction", "0.25",

@@ -217,14 +217,21 @@ class BrowserPage:
         return self.state
 
     def make_up(self, photo: Path, pixels: bool = False) -> dict:
-        """The page's result for one photo: the raw model output (1 x 3 x S x S float32) and, with
-        ``pixels``, the made-up photo (H x W x 4 uint8) as the page shows it."""
+        """The page's result for one photo's first face: the raw model output (1 x 3 x S x S float32), the region maps
+        the page drew for it and fed a file that reads them (1 x K x S x S float32, NCHW whatever the file's layout;
+        None for a file of the face alone) and, with ``pixels``, the made-up photo (H x W x 4 uint8) as the page
+        shows it."""
         if self.open(photo) != "done":
             raise PageError(f"{photo}: {self.message}")
         size = self.model_info["size"]
         raw = base64.b64decode(self.page.evaluate("tinybeauty.modelOutputBase64()"))
         result = {"output": np.frombuffer(raw, np.float32).reshape(1, 3, size, size).copy(),
-                  "model_ms": self.page.evaluate("tinybeauty.state.modelMs")}
+                  "model_ms": self.page.evaluate("tinybeauty.state.modelMs"), "regions": None}
+        if self.page.evaluate("Boolean(tinybeauty.state.faces[0].regionMaps)"):
+            maps = np.frombuffer(base64.b64decode(self.page.evaluate("tinybeauty.regionMapsBase64()")), np.float32)
+            channels_last = self.page.evaluate("tinybeauty.state.model.channelsLast")
+            maps = maps.reshape(size, size, -1).transpose(2, 0, 1) if channels_last else maps.reshape(-1, size, size)
+            result["regions"] = np.ascontiguousarray(maps[None])
         if pixels:
             width, height = self.page.evaluate("[tinybeauty.state.result.width, tinybeauty.state.result.height]")
             data = base64.b64decode(self.page.evaluate("tinybeauty.resultBase64()"))

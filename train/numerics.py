@@ -111,9 +111,10 @@ def state_census(model_state: dict, optimizer_state: dict | None) -> dict[str, i
 
 
 def step_census(model: torch.nn.Module, source: torch.Tensor, target: torch.Tensor,
-                loss_weights: dict) -> dict[str, tuple[int, int, int]]:
+                loss_weights: dict, regions: torch.Tensor | None = None) -> dict[str, tuple[int, int, int]]:
     """Per layer: the subnormal values in its output, in the gradient of its output, and in its
-    weights' gradients, over one training step's forward and backward (run without flushing)."""
+    weights' gradients, over one training step's forward and backward (run without flushing); ``regions``: the
+    faces' region maps, for a network that reads them."""
     from train.losses import makeup_loss
 
     counts: dict[str, list[int]] = {}
@@ -129,7 +130,7 @@ def step_census(model: torch.nn.Module, source: torch.Tensor, target: torch.Tens
                 [g for g in grad_out if g is not None]))))
     eye_mask = torch.ones_like(source[:, :1])  # the whole face: no eye masks without the data's landmarks
     source.requires_grad_(True)  # so the first layer's backward hook sees a gradient to report
-    makeup_loss(model(source, clamp=False), target, eye_mask, **loss_weights)["loss"].backward()
+    makeup_loss(model(source, clamp=False, regions=regions), target, eye_mask, **loss_weights)["loss"].backward()
     for handle in handles:
         handle.remove()
     for name, module in model.named_modules():
@@ -143,17 +144,22 @@ def report_checkpoint(path: Path, faces: int) -> None:
     from models.checkpoint import checkpoint_split, read_checkpoint
     from models.data import faces_as_tensors, load_split
     from models.tinybeauty import build_model
+    from train.region_maps import region_tensor, run_region_maps
 
     checkpoint = read_checkpoint(path)
     print(f"{path}: subnormal values " + ", ".join(
         f"{name} {count}" for name, count in state_census(checkpoint["model"], checkpoint.get("optimizer")).items()))
     model = build_model(checkpoint["model_config"])
     model.load_state_dict(checkpoint["model"])
-    source, target = faces_as_tensors(load_split(checkpoint_split(checkpoint, path), "train", limit=faces))
+    split = checkpoint_split(checkpoint, path)
+    cache = load_split(split, "train", limit=faces)
+    source, target = faces_as_tensors(cache)
+    regions = region_tensor(run_region_maps(cache, split, model.config.region_inputs)) \
+        if model.config.region_inputs else None  # placed by the face mesh, as training placed them
     config = checkpoint.get("train_config", {})
     weights = {key: config[key] for key in ("l1_weight", "eyeliner_weight", "pixel_loss", "charbonnier_eps")
                if key in config}
-    layers = step_census(model.train(), source, target, weights)
+    layers = step_census(model.train(), source, target, weights, regions)
     print(f"one step on {len(source)} training faces, subnormal values per layer (output, output gradient, "
           "weight gradient):" + "".join(f"\n  {name}: {counts}" for name, counts in layers.items()) if layers
           else f"one step on {len(source)} training faces: no subnormal activation or gradient")

@@ -18,7 +18,7 @@ from PIL import Image
 from skimage import data as skimage_data
 
 from apply.__main__ import main as apply_main
-from apply.composite import made_up_faces, make_up_frame
+from apply.composite import face_regions, made_up_faces, make_up_frame
 from apply.video import apply_to_video, quarter_turns, to_coded
 from export.loading import load_model
 from faces import Alignment
@@ -139,7 +139,8 @@ FAR_ROWS = 130  # from this row down: the suit and the background, far below the
 def visible(runner, gain: float = 100.0):
     """The test model's makeup, made visible: its residual x gain. The 2-epoch test model adds a
     level or two, what re-encoding alone moves a pixel; a real model adds tens."""
-    return lambda faces: np.clip(faces + gain * (np.asarray(runner(faces)) - faces), 0, 1).astype(np.float32)
+    return lambda faces, **maps: np.clip(faces + gain * (np.asarray(runner(faces, **maps)) - faces), 0, 1
+                                         ).astype(np.float32)
 
 
 def face_blocks(frames: np.ndarray, block: int = 4) -> np.ndarray:
@@ -151,13 +152,16 @@ def face_blocks(frames: np.ndarray, block: int = 4) -> np.ndarray:
     return area.reshape(count, height // block, block, width // block, block, channels).mean(axis=(2, 4))
 
 
-def expected_makeup(runner, image_size: int, upright: np.ndarray) -> np.ndarray:
-    """What the makeup should add to each upright frame (int16), by the tracker and the compositing."""
+def expected_makeup(runner, image_size: int, upright: np.ndarray, region_names: tuple[str, ...]) -> np.ndarray:
+    """What the makeup should add to each upright frame (int16), by the tracker, each face's region maps from its
+    mesh (a model that reads ``region_names``) and the compositing."""
     tracker = FaceTracker(image_size)
     added = []
     for index, frame in enumerate(upright):
         made_up = frame.copy()
-        make_up_frame(runner, made_up, [face.alignment for face in tracker.update(frame, index / RATE)], 1.0)
+        faces = tracker.update(frame, index / RATE)
+        maps = face_regions(None, region_names, [(face.alignment, face.landmarks) for face in faces]).maps
+        make_up_frame(runner, made_up, [face.alignment for face in faces], 1.0, maps=maps)
         added.append(made_up.astype(np.int16) - frame)
     return np.stack(added)
 
@@ -184,10 +188,10 @@ def test_a_face_is_made_up_and_the_rest_stays_within_codec_noise(artifacts, port
     results = {}
     for strength in (0.0, 1.0):
         video = apply_to_video(runner, FaceTracker(model.image_size), clip, tmp_path / str(strength), strength,
-                               progress=False)
+                               progress=False, region_names=model.region_inputs)
         assert (video.frames, video.most_faces) == (FRAMES, 1)
         results[strength] = read_clip(video.path)["pixels"]
-    added = expected_makeup(runner, model.image_size, source)
+    added = expected_makeup(runner, model.image_size, source, model.region_inputs)
     assert_made_up_within_codec_noise(added, source, results[1.0])
     with pytest.raises(AssertionError):  # the check can fail: no makeup at strength 0
         assert_made_up_within_codec_noise(added, source, results[0.0])
@@ -200,12 +204,14 @@ def test_a_phone_portrait_clip_is_tracked_upright_and_keeps_its_rotation(artifac
     assert quarter_turns(-90) == 3 and np.array_equal(np.rot90(stored[0], 3), upright[0])
     model = load_model(artifacts / "tinybeauty.onnx")
     runner = visible(model.runner)
-    video = apply_to_video(runner, FaceTracker(model.image_size), clip, tmp_path / "out", 1.0, progress=False)
+    video = apply_to_video(runner, FaceTracker(model.image_size), clip, tmp_path / "out", 1.0, progress=False,
+                           region_names=model.region_inputs)
     before, after = read_clip(clip), read_clip(video.path)
     assert after["rotation"] == before["rotation"] == -90
     assert after["size"] == before["size"] == (SIZE[1], SIZE[0])
     source, result = (np.stack([np.rot90(frame, 3) for frame in clip["pixels"]]) for clip in (before, after))
-    assert_made_up_within_codec_noise(expected_makeup(runner, model.image_size, source), source, result)
+    assert_made_up_within_codec_noise(expected_makeup(runner, model.image_size, source, model.region_inputs), source,
+                                      result)
 
 
 def test_alignment_on_the_upright_frame_reads_the_same_crop_from_the_coded_one():
@@ -272,16 +278,17 @@ def test_a_failure_midway_leaves_nothing_under_the_final_name(artifacts, portrai
     model = load_model(artifacts / "tinybeauty.onnx")
     calls = []
 
-    def failing_model(faces):
+    def failing_model(faces, **maps):
         calls.append(1)
         if len(calls) > 4:
             raise RuntimeError("the model failed")
-        return model.runner(faces)
+        return model.runner(faces, **maps)
 
     clip = write_clip(tmp_path / "face.mp4", scene_frames(portrait))
     out = tmp_path / "out"
     with pytest.raises(RuntimeError, match="the model failed"):
-        apply_to_video(failing_model, FaceTracker(model.image_size), clip, out, 1.0, progress=False)
+        apply_to_video(failing_model, FaceTracker(model.image_size), clip, out, 1.0, progress=False,
+                       region_names=model.region_inputs)
     assert len(calls) == 5 and list(out.iterdir()) == []  # no result, no temp file
 
 

@@ -5,10 +5,11 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import maps_for
 
 from export.__main__ import main as export_main
 from export.formats import BY_NAME, FORMATS
-from export.runtime import RuntimeUnavailable
+from export.runtime import RuntimeUnavailable, run_in_batches_of_one
 from models.atomic import sha256_tree, tree_bytes
 from models.checkpoint import CheckpointError, load_checkpoint
 from models.gates import SIZE_BUDGET_BYTES
@@ -33,14 +34,16 @@ def test_each_format_round_trips(artifacts, checkpoint, name):
         assert record["bytes"] < SIZE_BUDGET_BYTES
     model, _ = load_checkpoint(checkpoint)
     faces = torch.rand(2, 3, 64, 64)
+    regions = maps_for(model, faces)  # the default network's maps beside the face
     with torch.no_grad():
-        reference = model(faces).numpy()
+        reference = model(faces, regions=regions).numpy()
     try:
-        outputs = np.concatenate([fmt.load(path)(f[None].numpy()) for f in faces])
+        outputs = run_in_batches_of_one(fmt.load(path), faces.numpy(), None,
+                                        None if regions is None else regions.numpy())
         assert any("ran with" in c for c in record["checks_run"])
     except RuntimeUnavailable:  # e.g. Core ML off macOS: the format's stand-in check, and the record says so
         assert fmt.stand_in is not None and record["checks_skipped"]
-        outputs, checks = fmt.stand_in(path, model, faces)
+        outputs, checks = fmt.stand_in(path, model, faces, regions=regions)
         assert checks
     assert outputs.shape == reference.shape and np.isfinite(outputs).all()
     tolerance = 1e-4 if name == "onnx-fp32" else 0.08  # int8 vs fp32, on [0, 1] pixels
@@ -72,8 +75,12 @@ def test_format_specific_contracts(artifacts):
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(artifacts / "tinybeauty.tflite"))
-    (face,), (made_up,) = interpreter.get_input_details(), interpreter.get_output_details()
+    inputs, (made_up,) = interpreter.get_input_details(), interpreter.get_output_details()
+    # the default network reads the face's region maps too, named as such (the face: the other input)
+    (regions,) = [i for i in inputs if "regions" in i["name"]]
+    (face,) = [i for i in inputs if "regions" not in i["name"]]
     assert list(face["shape"]) == [1, 64, 64, 3] and face["dtype"] == np.float32  # what the README promises
+    assert list(regions["shape"]) == [1, 64, 64, 3] and regions["dtype"] == np.float32  # NHWC, as the face
     assert list(made_up["shape"]) == [1, 64, 64, 3] and made_up["dtype"] == np.float32
 
 
@@ -242,12 +249,15 @@ def test_skip_rescaling_is_float_exact(checkpoint):
 
     model, _ = load_checkpoint(checkpoint)
     faces = torch.rand(3, 3, 64, 64)
-    rescaled, factors = equalize_skips(model, faces)
+    regions = maps_for(model, faces)
+    rescaled, factors = equalize_skips(model, faces, regions=regions)
     assert set(factors) == {"enc1", "enc2", "enc3"} and all(k > 0 for k in factors.values())
     with torch.no_grad():
-        assert torch.allclose(rescaled(faces, clamp=False), model(faces, clamp=False), atol=1e-5)
+        assert torch.allclose(rescaled(faces, clamp=False, regions=regions), model(faces, clamp=False, regions=regions),
+                              atol=1e-5)
+        stem = rescaled.residual.stem(rescaled.network_input(faces, regions))
         skip = rescaled.residual.enc3(rescaled.residual.pool(rescaled.residual.enc2(rescaled.residual.pool(
-            rescaled.residual.enc1(rescaled.residual.stem(faces))))))
+            rescaled.residual.enc1(stem)))))
         partner = rescaled.residual.bottleneck(skip)
     assert skip.max() == pytest.approx(partner.max().item(), rel=0.3)  # ranges fitted (calibrated on these faces)
 
@@ -307,7 +317,7 @@ def test_mlpackage_interface_and_metadata_match_the_mlmodel(artifacts):
 
     package = ct.utils.load_spec(str(artifacts / "tinybeauty.mlpackage")).description
     neural_network = ct.utils.load_spec(str(artifacts / "tinybeauty.mlmodel")).description
-    assert [f.name for f in package.input] == ["face"] and [f.name for f in package.output] == ["made_up"]
+    assert [f.name for f in package.input] == ["face", "regions"] and [f.name for f in package.output] == ["made_up"]
     assert list(package.input) == list(neural_network.input) and list(package.output) == list(neural_network.output)
     for field in ("author", "license", "versionString", "shortDescription"):
         assert getattr(package.metadata, field) == getattr(neural_network.metadata, field) != ""
@@ -326,7 +336,9 @@ def test_compacting_an_ml_program_keeps_what_it_computes(checkpoint, tmp_path):
     ct = coreml_format._quiet_coremltools()
     model, _ = load_checkpoint(checkpoint)
     faces = torch.rand(2, 3, 64, 64)
-    inputs = ExportInputs(example=faces[:1], calibration=faces, val_source=faces, val_target=faces)
+    regions = maps_for(model, faces)
+    inputs = ExportInputs(example=faces[:1], calibration=faces, val_source=faces, val_target=faces,
+                          example_regions=regions[:1], calibration_regions=regions, val_regions=regions)
     float_model = coreml_format.convert(model, inputs, "mlprogram", ct.target.iOS16)
     palettized = palettize_weights(float_model, OptimizationConfig(
         global_config=OpPalettizerConfig(mode="kmeans", nbits=6, weight_threshold=0)))
@@ -340,10 +352,10 @@ def test_compacting_an_ml_program_keeps_what_it_computes(checkpoint, tmp_path):
     weights = "Data/com.apple.CoreML/weights/weight.bin"
     assert (tmp_path / "short.mlpackage" / weights).read_bytes() == (tmp_path / "long.mlpackage" / weights).read_bytes()
     with torch.no_grad():  # the stand-in reads the same weights back, by position, and still matches PyTorch
-        outputs = {name: mlpackage_format.stored_model(tmp_path / f"{name}.mlpackage", model)[0](faces)
+        outputs = {name: mlpackage_format.stored_model(tmp_path / f"{name}.mlpackage", model)[0](faces, regions=regions)
                    for name in ("long", "short")}
         assert torch.equal(outputs["long"], outputs["short"])
-        assert (outputs["short"] - model(faces)).abs().max() < 0.1
+        assert (outputs["short"] - model(faces, regions=regions)).abs().max() < 0.1
     altered = copy.deepcopy(short_spec)  # the signature sees a changed constant: the check can fail
     next(op for op in mlprogram_block(altered).operations if op.type == "const"
          and op.attributes["val"].immediateValue.tensor.WhichOneof("value") == "ints"

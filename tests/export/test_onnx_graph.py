@@ -10,7 +10,7 @@ import onnx
 import onnxruntime as ort
 
 from benchmark.mobile import mobile_usability
-from export.common import INPUT_NAME
+from export.common import INPUT_NAME, REGIONS_INPUT_NAME
 from export.formats import BY_NAME
 
 
@@ -18,21 +18,29 @@ def shipped(artifacts):
     return artifacts / BY_NAME["onnx"].filename
 
 
-def run(model: onnx.ModelProto, faces: np.ndarray, profile_dir=None) -> tuple[np.ndarray, list[dict]]:
-    """The model's output on ``faces``, and onnxruntime's profile events if ``profile_dir`` is given."""
+def run(model: onnx.ModelProto, feed: dict[str, np.ndarray], profile_dir=None) -> tuple[np.ndarray, list[dict]]:
+    """The model's output on ``feed`` (its inputs by name), and onnxruntime's profile events if ``profile_dir`` is
+    given."""
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if profile_dir is not None:
         options.enable_profiling, options.profile_file_prefix = True, str(profile_dir / "profile")
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    output = session.run(None, {INPUT_NAME: faces})[0]
+    output = session.run(None, feed)[0]
     events = json.loads(open(session.end_profiling()).read()) if profile_dir is not None else []
     return output, events
 
 
-def faces_for(model: onnx.ModelProto) -> np.ndarray:
-    shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
-    return np.random.default_rng(0).random(shape, dtype=np.float32)
+def faces_for(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """Random values in [0, 1] for each of the model's inputs (the face, and the default network's region maps on
+    the 1/255 grid real maps lie on)."""
+    generator, feed = np.random.default_rng(0), {}
+    for value in model.graph.input:
+        shape = [d.dim_value for d in value.type.tensor_type.shape.dim]
+        feed[value.name] = generator.random(shape, dtype=np.float32)
+        if value.name == REGIONS_INPUT_NAME:
+            feed[value.name] = np.round(feed[value.name] * 255) / 255
+    return feed
 
 
 def test_every_value_has_a_static_shape(artifacts):

@@ -13,20 +13,20 @@ import pytest
 from export.formats import BY_NAME
 
 MARK = "-- the runtime is imported; the file loads next --"
-# What an app does with each file: import the runtime, open the file, run a face through it once.
+# What an app does with each file: import the runtime, open the file, run a face through it once (with its region
+# maps: the default network reads three, lips, eyes and cheeks, beside the face; all 0 here).
 LOADS = {
     "onnx": """import numpy as np, onnxruntime
 {mark}
 session = onnxruntime.InferenceSession(PATH, providers=["CPUExecutionProvider"])
-face = session.get_inputs()[0]
-session.run(None, {{face.name: np.zeros(face.shape, np.float32)}})""",
+session.run(None, {{i.name: np.zeros(i.shape, np.float32) for i in session.get_inputs()}})""",
     "tflite": """import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 {mark}
 interpreter = Interpreter(model_path=PATH)
 interpreter.allocate_tensors()
-face = interpreter.get_input_details()[0]
-interpreter.set_tensor(face["index"], np.zeros(face["shape"], np.float32))
+for given in interpreter.get_input_details():
+    interpreter.set_tensor(given["index"], np.zeros(given["shape"], np.float32))
 interpreter.invoke()""",
     "pte": """import torch
 from pathlib import Path
@@ -34,12 +34,12 @@ from executorch.runtime import Runtime
 runtime = Runtime.get()
 {mark}
 method = runtime.load_program(Path(PATH)).load_method("forward")
-method.execute([torch.zeros(1, 3, 64, 64)])""",
+method.execute([torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 64, 64)])""",
     "ptl": """import torch
 from torch.jit.mobile import _load_for_lite_interpreter
 {mark}
 torch.backends.quantized.engine = "qnnpack"
-_load_for_lite_interpreter(PATH)(torch.zeros(1, 3, 64, 64))""",
+_load_for_lite_interpreter(PATH)(torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 64, 64))""",
 }
 # Lines a runtime writes whatever file it opens: not the file's doing, and no app setting removes them.
 RUNTIME_LINES = {

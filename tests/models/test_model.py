@@ -1,9 +1,10 @@
 import pathlib
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
-from conftest import IMAGE_SIZE, train_args
+from conftest import IMAGE_SIZE, maps_for, train_args
 
 from export.formats import BY_NAME
 from models.checkpoint import load_checkpoint, read_checkpoint
@@ -135,10 +136,12 @@ def test_branched_checkpoint_exports_the_plain_graph(synthetic_data, checkpoint,
     branched = build_model(saved["model_config"]).eval()
     branched.load_state_dict(saved["model"])
     model, _ = load_checkpoint(run / "tinybeauty_best_psnr.pt")
-    assert not model.config.reparam and count_parameters(model) == count_parameters(build_model("nano"))
+    plain = build_model(replace(VARIANTS["nano"], region_inputs=model.config.region_inputs))  # the default: maps too
+    assert not model.config.reparam and count_parameters(model) == count_parameters(plain)
     face = torch.rand(1, 3, IMAGE_SIZE, IMAGE_SIZE)
+    regions = maps_for(model, face)
     with torch.no_grad():
-        assert torch.allclose(model(face), branched(face), atol=1e-5)
+        assert torch.allclose(model(face, regions=regions), branched(face, regions=regions), atol=1e-5)
     exported = {}
     for label, path in (("branched", run / "tinybeauty_best_psnr.pt"), ("plain", checkpoint)):
         out = tmp_path / f"artifacts_{label}"

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 import torch
-from conftest import IMAGE_SIZE, train_args
+from conftest import IMAGE_SIZE, maps_for, train_args
 
 from export.__main__ import main as export_main
 from models.checkpoint import load_checkpoint
@@ -71,14 +71,14 @@ def test_earlier_looks_are_bit_identical_and_the_new_look_puts_makeup_on(added_r
     added, checkpoint = load_checkpoint(added_run / "tinybeauty_best_psnr.pt")
     assert added.config.looks == ("berry", "smoky", "classic")
     faces = torch.cat([faces_of(source_run, look) for look in ("berry", "smoky")])
-    count = len(faces)
+    count, maps = len(faces), {"regions": maps_for(source, faces)}  # the default network's maps (any will do)
     with torch.no_grad():
         for index in range(2):
-            before = source(faces, one_hot_looks(torch.full((count,), index), source.config))
-            after = added(faces, one_hot_looks(torch.full((count,), index), added.config))
+            before = source(faces, one_hot_looks(torch.full((count,), index), source.config), **maps)
+            after = added(faces, one_hot_looks(torch.full((count,), index), added.config), **maps)
             assert torch.equal(before, after)
-        classic = added(faces, one_hot_looks(torch.full((count,), 2), added.config))
-        earlier = [added(faces, one_hot_looks(torch.full((count,), index), added.config)) for index in range(2)]
+        classic = added(faces, one_hot_looks(torch.full((count,), 2), added.config), **maps)
+        earlier = [added(faces, one_hot_looks(torch.full((count,), index), added.config), **maps) for index in range(2)]
     assert not any(torch.equal(classic, output) for output in [faces, *earlier])
     shared = {key for key in checkpoint["model"] if key != "residual.head.weight"}
     source_weights = torch.load(source_run, weights_only=True)["model"]
@@ -137,7 +137,9 @@ def test_a_look_added_to_a_one_look_network(look_folders, tmp_path):
     model, checkpoint = load_checkpoint(added / "tinybeauty_last.pt")
     faces = faces_of(added / "tinybeauty_last.pt", "berry")
     with torch.no_grad():
-        assert torch.equal(source(faces), model(faces, one_hot_looks(torch.zeros(len(faces)), model.config)))
+        maps = maps_for(source, faces)
+        assert torch.equal(source(faces, regions=maps),
+                           model(faces, one_hot_looks(torch.zeros(len(faces)), model.config), regions=maps))
     assert list(checkpoint["split"]["looks"]) == ["berry", "smoky"]
     assert [look["name"] for look in checkpoint["looks"]] == ["berry", "smoky"]
 

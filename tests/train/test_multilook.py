@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import IMAGE_SIZE, train_args
+from conftest import IMAGE_SIZE, maps_for, train_args
 
 from models.data import PairCache
 from models.tinybeauty import one_hot_looks
@@ -143,7 +143,7 @@ def test_batches_mix_looks_and_each_loss_goes_through_its_own_head(look_folders)
     model = build_network(args, None, torch.device("cpu"))
     source, target, eye, _look = next(iter(torch.utils.data.DataLoader(
         PairDataset(cache, np.arange(16, 20)), batch_size=4)))  # smoky only
-    made_up = model(source, one_hot_looks(torch.ones(4), model.config), clamp=False)
+    made_up = model(source, one_hot_looks(torch.ones(4), model.config), clamp=False, regions=maps_for(model, source))
     makeup_loss(made_up, target, eye)["loss"].backward()
     grad = model.residual.head.weight.grad
     channels = model.config.widths[0]

@@ -364,11 +364,11 @@ def test_an_exported_network_of_looks_runs_each_look_as_its_runtime_in_python(ex
     with BrowserPage(artifacts, model_file, threads=2) as page:
         assert page.looks == ["berry", "smoky"] and page.page.locator("#looks").is_visible()
         page.set_mode("whole")
-        page.make_up(png)
+        regions = page.make_up(png)["regions"]  # the maps the page drew from its mesh, fed to every look
         for choice in ("berry", "smoky", "berry=0.5,smoky=0.5"):
             page.set_look(choice)
             outputs[choice] = model_output(page, face.shape[-1])
     for choice, weights in (("berry", [1, 0]), ("smoky", [0, 1]), ("berry=0.5,smoky=0.5", [0.5, 0.5])):
-        expected = python_runtime(face, np.asarray([weights], np.float32))
+        expected = python_runtime(face, np.asarray([weights], np.float32), regions)
         assert np.abs(outputs[choice] - expected).max() <= tolerance, choice
     assert np.abs(outputs["berry"] - outputs["smoky"]).max() > 0, "each look its own output"

@@ -143,7 +143,7 @@ def test_page_output_matches_python_onnxruntime(page, val_faces, artifacts, tmp_
     try:
         for png, face in val_faces:
             made_up = page.make_up(png, pixels=True)
-            expected = python_onnx(face)
+            expected = python_onnx(face, regions=made_up["regions"])  # the maps the page drew from its mesh
             # int8 QDQ: the same integer arithmetic in wasm and in Python's onnxruntime
             assert np.abs(made_up["output"] - expected).max() <= 1e-6, png
             shown = made_up["pixels"]
@@ -169,7 +169,7 @@ def test_page_output_matches_python_litert(litert_page, val_faces, artifacts):
     try:
         for png, face in val_faces:
             made_up = litert_page.make_up(png, pixels=True)
-            expected = python_litert(face)
+            expected = python_litert(face, regions=made_up["regions"])
             assert made_up["output"].shape == expected.shape  # planar again, as the ONNX's
             assert np.abs(made_up["output"] - expected).max() <= LITERT_TOLERANCE, png
             assert _psnr(np.round(made_up["output"] * 255), np.round(expected * 255)) > 50, png
