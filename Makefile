@@ -75,7 +75,9 @@ train: | setup
 $(CHECKPOINT): | setup
 	$(PY) -m train $(TRAIN_FLAGS)
 
-$(ARTIFACTS)/manifest.json: $(CHECKPOINT) $(wildcard export/*.py) | setup
+# The default network's region maps are drawn for the export by train/region_maps.py from faces/' shapes.
+$(ARTIFACTS)/manifest.json: $(CHECKPOINT) $(wildcard export/*.py) train/region_maps.py faces/region_weights.py \
+                            faces/regions.json | setup
 	$(PY) -m export --checkpoint $(CHECKPOINT) --out $(ARTIFACTS) $(EXPORT_ARGS)
 
 $(BENCH)/report.json: $(ARTIFACTS)/manifest.json $(wildcard benchmark/*.py tools/*.py web/*.py web/static/*) | setup

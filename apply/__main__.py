@@ -19,9 +19,10 @@ from each face's mesh (faces/regions.json, which the page reads too; a face with
 aligned crop, has them where an average face has them), costing no model run; all at 1 is the plain
 mask, to the bit. A file of several looks (artifacts/looks.json lists them) puts on the one ``--look``
 names (by name or index; the first without it), or a blend of them: ``--look berry=0.7,smoky=0.3``, weights
-adding up to 1, the same model run. A model that reads the face's region maps beside it (trained with
-``--region-inputs``) gets each face's lips, eyes and cheeks maps drawn over its crop from the same mesh
-(an aligned crop: from the mesh run on the crop, as training draws them); a face the mesh misses gets empty
+adding up to 1, the same model run. A model that reads the face's region maps beside it (the default
+network; not one trained with ``--no-region-inputs``) gets each face's lips, eyes and cheeks maps drawn over
+its crop from the same mesh (an aligned crop: from the mesh run on the crop, as training draws them); a face
+the mesh misses gets empty
 maps, as in training, and the log says so. A face the detector finds but the mesh rejects (its face
 flag low) is aligned from the detector's eyes and mouth instead, and the summary line says so
 ("2 faces: 1 mesh, 1 detector keypoints where the mesh found no face"). Pixels outside the faces

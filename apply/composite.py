@@ -6,7 +6,7 @@ costs what its faces cost). Both give the same pixels: the region is the crop's 
 the bilinear filter's reach, so every sample a face takes lies inside it. Per-region strength
 (``--regions``) multiplies the face mask by a weight map over the crop (faces/region_weights.py); with
 every strength at 1 that map is exactly 1.0, and the result is the mask's alone to the bit. A model
-that reads the face's region maps beside it (``LoadedModel.region_inputs``: trained with ``--region-inputs``)
+that reads the face's region maps beside it (``LoadedModel.region_inputs``: the default network)
 gets each face's maps drawn over its crop at the model's input size from the same mesh shapes
 (:func:`face_regions`: one mesh run per face and frame serves the strengths and the maps); a face without a
 mesh gets empty maps, as training gives a face the mesh missed. A model without them is run on the face

@@ -5,7 +5,7 @@ Pixels outside the faces keep their exact values; the photo keeps its size, and 
 keeps its alpha; greyscale becomes RGB). An aligned crop (no tracker) is run whole, its residual
 upsampled onto it. Results are written to a hidden temp file and renamed into place.
 
-A model that reads the face's region maps (``region_inputs``: trained with ``--region-inputs``) gets each
+A model that reads the face's region maps (``region_inputs``: the default network) gets each
 face's maps drawn over its crop from the mesh found for it (apply/composite.py); an aligned crop gets them
 from the mesh run on the crop at the model's size, as training places them on its aligned images
 (train/region_maps.py). A face the mesh misses gets empty maps, and the log says so.

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from export.common import LOOKS_INPUT_NAME
+
 # The checker's op tables for each accelerator (files shipped in onnxruntime/tools/mobile_helpers/).
 COREML_OPS = {"coreml_mlprogram": "coreml_supported_mlprogram_ops.md",
               "coreml_neuralnetwork": "coreml_supported_neuralnetwork_ops.md"}
@@ -91,12 +93,22 @@ def op_profile(path: Path, threads: int = 1, runs: int = 300) -> dict[str, dict]
     with tempfile.TemporaryDirectory() as tmp:
         options.enable_profiling, options.profile_file_prefix = True, os.path.join(tmp, "profile")
         session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
-        feed = {session.get_inputs()[0].name: np.random.default_rng(0).random(
-            session.get_inputs()[0].shape, dtype=np.float32)}
+        feed = random_feed(session)
         for _ in range(PROFILE_WARMUP_RUNS + runs):
             session.run(None, feed)
         events = json.loads(Path(session.end_profiling()).read_text())
     return _per_op(events, PROFILE_WARMUP_RUNS)
+
+
+def random_feed(session) -> dict[str, np.ndarray]:
+    """Values in [0, 1] for every input of an onnxruntime session: the face, and a region-input or several-look file's
+    maps and look weights (an even blend), so every file runs as an app runs it."""
+    generator, feed = np.random.default_rng(0), {}
+    for given in session.get_inputs():
+        feed[given.name] = generator.random(given.shape, dtype=np.float32)
+        if given.name == LOOKS_INPUT_NAME:
+            feed[given.name] = np.full(given.shape, 1 / given.shape[-1], np.float32)
+    return feed
 
 
 def interleaved_latency(paths: list[Path], threads: int = 1, rounds: int = 2000) -> list[dict]:
@@ -112,8 +124,7 @@ def interleaved_latency(paths: list[Path], threads: int = 1, rounds: int = 2000)
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     options.log_severity_level = 3
     sessions = [ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"]) for path in paths]
-    feeds = [{s.get_inputs()[0].name: np.random.default_rng(0).random(s.get_inputs()[0].shape, dtype=np.float32)}
-             for s in sessions]
+    feeds = [random_feed(s) for s in sessions]
     for session, feed in zip(sessions, feeds, strict=True):
         for _ in range(PROFILE_WARMUP_RUNS):
             session.run(None, feed)

@@ -91,7 +91,8 @@ def region_lines(report: dict) -> list[str]:
     counts = report.get("region_maps", {})
     empty = ", ".join(f"{part} {count['empty']} of {count['faces']}" for part, count in counts.items())
     return [f"The model reads the face's region maps beside it ({', '.join(names)}): every row is fed each face's "
-            "own, drawn from the face mesh on its image as training draws them (train/region_maps.py); empty "
+            "own, drawn from the face mesh on its image as training draws them (train/region_maps.py; the browser "
+            "rows: the page's own mesh run); empty "
             f"where the mesh found no face ({empty or 'none drawn'})."]
 
 

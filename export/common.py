@@ -24,7 +24,7 @@ from models.tinybeauty import QuantizedOutput, ResidualUNet, TinyBeauty
 
 INPUT_NAME = "face"
 LOOKS_INPUT_NAME = "look_weights"  # several looks only: float32 [1, L], one weight per look (models/look_choice.py)
-# Region-input networks only (--region-inputs): float32 [1, K, H, W] in [0, 1] (NHWC [1, H, W, K] in a .tflite),
+# Region-input networks only (the default network): float32 [1, K, H, W] in [0, 1] (NHWC [1, H, W, K] in a .tflite),
 # one soft map per name of tinybeauty.region_inputs, drawn from the face mesh (train/region_maps.py)
 REGIONS_INPUT_NAME = "regions"
 REGION_INPUTS_KEY = "tinybeauty.region_inputs"  # the metadata entry naming the maps: a JSON list
@@ -105,8 +105,8 @@ def checked_regions(path: Path, names: tuple[str, ...], faces: np.ndarray,
     reads maps is run without them (or with maps of another shape), or one that reads none is given some."""
     if not names:
         if regions is not None:
-            raise ValueError(f"{path} takes the face alone, no region maps (its network was trained without "
-                             "--region-inputs): pass regions=None")
+            raise ValueError(f"{path} takes the face alone, no region maps (its network was trained with "
+                             "--no-region-inputs): pass regions=None")
         return None
     expected = [len(faces), len(names), *faces.shape[2:]]
     if regions is None or list(regions.shape) != expected:
@@ -140,7 +140,7 @@ def broadcast_residual(model: TinyBeauty) -> ResidualUNet:
 class ExportInputs:
     """Tensors the exporters and their checks need: faces N x 3 x H x W float in [0, 1] and, for a
     network of several looks, each face's look weights N x L (one-hot: the look of its pair), for a network
-    that reads region maps (--region-inputs), each face's own maps N x K x H x W in [0, 1]."""
+    that reads region maps (the default network), each face's own maps N x K x H x W in [0, 1]."""
 
     example: torch.Tensor  # 1 x 3 x H x W, fixes the exported input shape
     calibration: torch.Tensor  # training faces for int8 activation ranges

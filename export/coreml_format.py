@@ -4,7 +4,7 @@ The model takes an RGB image (``ct.ImageType``, pixel values scaled to [0, 1] in
 so an app passes a ``CVPixelBuffer`` straight in, and returns an RGB image of the made-up face
 (``made_up``, 0-255 per channel, same size). A network of several looks also takes ``look_weights``,
 an ``MLMultiArray`` float32 [1, L] (one-hot picks a look, weights adding up to 1 blend them); a one-look
-network takes the image alone. A network that reads the face's region maps (``--region-inputs``) also takes
+network takes the image alone. A network that reads the face's region maps (the default network) also takes
 ``regions``, an ``MLMultiArray`` float32 [1, K, S, S] in [0, 1] (one map per name of ``tinybeauty.region_inputs``,
 NCHW: Core ML's image input is the face alone), concatenated behind the scaled face inside the model. Weights
 are linearly quantized to 8 bits per output channel

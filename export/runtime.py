@@ -5,7 +5,7 @@ A :data:`Runner` takes N x 3 x H x W float32 faces in [0, 1] and returns the mad
 the same layout, whatever the file's own layout (each format's ``load`` adapts it). A file of
 several looks also takes ``look_weights``, float32 N x L (one-hot picks a look, weights adding up to 1
 blend looks: models/look_choice.py); a one-look file takes None there. A file whose network reads the
-face's region maps beside it (``--region-inputs``: train/region_maps.py) also takes ``regions``, float32
+face's region maps beside it (the default network: train/region_maps.py) also takes ``regions``, float32
 N x K x H x W in [0, 1], one map per name of its ``tinybeauty.region_inputs`` in that order (NCHW here
 whatever the file's layout), drawn from the face mesh (faces/region_weights.py: ``region_masks``); a file
 without region inputs takes None there. Opening a

@@ -9,8 +9,7 @@ use as it is. Everything loads with ``torch.load(path, weights_only=True)``.
 
 :func:`load_checkpoint` is what export, benchmark and apply read a model through: it refuses,
 naming the file, weights that hold NaN or infinity (a diverged run), a model whose output
-on a plain face is not finite, and (unless the caller draws them) a model that reads region maps
-beside the face, once, before any converter or runtime sees it.
+on a plain face is not finite, once, before any converter or runtime sees it.
 :func:`save_checkpoint` turns a write that runs out of room into a :class:`CheckpointDiskFull`
 naming the file; the checkpoints saved before are kept.
 """

@@ -141,7 +141,7 @@ class PairCache:
     eye_masks: np.ndarray | None = None
     eye_mask: str = "none"  # where the eye masks came from: labels, landmarks, band, or none
     looks: np.ndarray | None = None  # each pair's look index, in a run of several looks (train/multilook.py)
-    # N x S x S x K uint8 (train/region_maps.py), set on a --region-inputs run's cache once its parts are joined
+    # N x S x S x K uint8 (train/region_maps.py), set on a region-input run's cache once its parts are joined
     region_maps: np.ndarray | None = None
 
     @property

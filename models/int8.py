@@ -12,7 +12,7 @@ Re-calibrating instead (a histogram observer, as post-training quantization does
 network never saw clipping: on seed 2 of the default recipe the ``.ptl`` then lost 0.09 dB
 against PyTorch; with the trained ranges it scores 0.21 dB above it (docs/training.md).
 
-A region-input network (``--region-inputs``) reads the face and its region maps concatenated
+A region-input network (the default network) reads the face and its region maps concatenated
 (models/tinybeauty.py: ``network_input``): the int8 files quantize that one input tensor, so face and
 maps share one scale, and both lie in [0, 1]. The fine-tuning rounds the stem's input over
 :data:`STEM_INPUT_RANGE` (8 bits, zero exact: steps of 1/255), and an int8 file that holds the face

@@ -42,7 +42,7 @@ def activation_ranges(model: TinyBeauty, faces: torch.Tensor, modules: set[str],
                       regions: torch.Tensor | None = None) -> dict[str, float]:
     """Largest activation of each named residual-network module over ``faces`` (one at a time; with
     several looks, an even blend of them: the shared modules do not depend on it). ``regions``: each
-    face's region maps, for a network that reads them beside the face (``--region-inputs``)."""
+    face's region maps, for a network that reads them beside the face (the default network)."""
     ranges = dict.fromkeys(modules, 0.0)
     residual = model.residual
     hooks = [residual.get_submodule(name).register_forward_hook(

@@ -136,21 +136,15 @@ def two_look_checkpoint(two_look_folders, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def region_checkpoint(synthetic_data, tmp_path_factory) -> Path:
-    """A 2-epoch nano network that reads the face mesh's region maps beside the face (--region-inputs): what
-    the region-input exports, apply and the benchmark are checked on."""
-    _only_in_the_slow_lane("region_checkpoint")
-    from train.__main__ import main
-
-    out = tmp_path_factory.mktemp("region_run")
-    assert main(train_args(synthetic_data, out, "--epochs", "2", "--qat-epochs", "0", "--threads", "1",
-                           "--region-inputs")) == 0
-    return out / "tinybeauty_best_psnr.pt"
+def checkpoint(trained_run) -> Path:
+    return trained_run / "tinybeauty_best_psnr.pt"
 
 
 @pytest.fixture(scope="session")
-def checkpoint(trained_run) -> Path:
-    return trained_run / "tinybeauty_best_psnr.pt"
+def region_checkpoint(checkpoint) -> Path:
+    """The default network, which reads the face mesh's region maps beside the face: the name the tests of the maps
+    (their exports, apply, the benchmark) take it by."""
+    return checkpoint
 
 
 @pytest.fixture(scope="session")

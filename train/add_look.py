@@ -8,7 +8,7 @@ exactly as they were: zero gradients give zero steps) and the head's shared bias
 earlier looks' one-hot inputs read exact zeros through the new slice, so their outputs stay bit-identical
 in PyTorch float (tests/train/test_add_look.py). The run trains on NAME's pairs alone, split by the
 source run's seed and fractions; the checkpoint's split and ``looks`` hold every look, the earlier
-looks' records as CHECKPOINT has them. A network that reads region maps beside the face (``--region-inputs``)
+looks' records as CHECKPOINT has them. A network that reads region maps beside the face (the default network)
 keeps reading them: the new look's pairs get their maps from the face mesh too (train/region_maps.py), and
 the run takes its region inputs from CHECKPOINT's network, not from the command line's default.
 

@@ -49,7 +49,7 @@ def load_split_for_training(split: dict, part: str, origin: str = "this run star
 
 class PairDataset(torch.utils.data.Dataset):
     """Float tensors (source, target, masks) in [0, 1], CHW, from the uint8 cache; ``masks`` is the eye mask,
-    then the cache's region maps where it has them (``--region-inputs``: train/region_maps.py), so the maps
+    then the cache's region maps where it has them (the default network: train/region_maps.py), so the maps
     take every crop, flip and warp the eye mask takes.
 
     With ``train=True``: a random horizontal flip and, if ``crop`` is set, a random square

@@ -204,7 +204,7 @@ def load_data(config: TrainConfig, checkpoint: dict | None, dist_info: trainer.D
 
 def network_config(config: TrainConfig) -> TinyBeautyConfig:
     """The network a new run builds: its variant, holding the run's looks (the variant's one look without), and
-    reading the region maps beside the face with --region-inputs."""
+    reading the region maps beside the face unless --no-region-inputs."""
     variant = replace(VARIANTS[config.variant], region_inputs=REGION_INPUTS if config.region_inputs else ())
     return replace(variant, looks=tuple(config.looks)) if config.looks else variant
 
@@ -247,7 +247,7 @@ class Loaders:
     sample_source: torch.Tensor  # the first four validation pairs (of each look), for the sample grids
     sample_target: torch.Tensor
     sample_looks: torch.Tensor | None  # their looks' one-hot weights (None for one look)
-    sample_regions: torch.Tensor | None  # their region maps (None without --region-inputs)
+    sample_regions: torch.Tensor | None  # their region maps (None with --no-region-inputs)
 
     def set_epoch(self, epoch: int, seed: int, distributed: bool) -> None:
         """Every random stream of an epoch (shuffle order, crops, flips) is seeded by (seed, epoch), so

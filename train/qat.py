@@ -26,7 +26,7 @@ the checkpoint (``skip_factors``) and the export rescales with them, so the int8
 very tensors this phase trained with. (Trained without the rescaling, a fine-tune made the int8
 files worse than none: 0.30-0.40 dB lost instead of 0.17-0.23 on seed 1.)
 
-Region inputs (``--region-inputs``): the stem reads the face and its region maps concatenated, one
+Region inputs (the default network): the stem reads the face and its region maps concatenated, one
 input tensor of the int8 files, so the phase rounds that concatenation with one scale over [0, 1]
 (models/int8.py: ``STEM_INPUT_RANGE``; both face and maps lie there), and measures the skip factors
 and first ranges with the calibration faces' own maps. A network of the face alone keeps its

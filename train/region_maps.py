@@ -1,4 +1,4 @@
-"""The face's region maps a region-input network reads beside it (``--region-inputs``, an experiment).
+"""The face's region maps the default network reads beside it (``--no-region-inputs``: the face alone).
 
 One soft map in [0, 1] per region of faces/regions.json but the remainder (lips, eyes, cheeks), each the
 region's own mask (faces/region_weights.py: ``region_masks``) placed from the face mesh found on the
@@ -28,7 +28,7 @@ from train.eye_masks import REGION_CACHE, MeshCache
 
 log = logging.getLogger(__name__)
 
-# The maps a --region-inputs network reads, in channel order: every region but the rest of the face.
+# The maps the default network reads, in channel order: every region but the rest of the face.
 REGION_INPUTS: tuple[str, ...] = tuple(name for name in REGION_NAMES if name != REMAINDER)
 
 
@@ -58,8 +58,8 @@ def region_maps(cache: PairCache, root: Path, names: tuple[str, ...] = REGION_IN
     try:
         shapes_cache = RegionShapesCache(root)
     except DetectorUnavailable as error:
-        raise DataError(f"--region-inputs places the regions with the face mesh, which cannot run here ({error}); "
-                        "install it or train with --no-region-inputs") from None
+        raise DataError(f"the region maps beside the face (the default network's input) are placed with the face "
+                        f"mesh, which cannot run here ({error}); install it or train with --no-region-inputs") from None
     size = cache.sources.shape[1]
     maps = np.zeros((len(cache), size, size, len(names)), np.uint8)
     missed = []

@@ -41,7 +41,7 @@ TEST_DATA_BATCH = 16  # faces per forward pass on --test-data: a folder of any s
 
 def score_test_data(path: Path, faces: tuple[torch.Tensor, torch.Tensor], regions: torch.Tensor | None = None) -> dict:
     """PSNR of a checkpoint on the --test-data faces, and their no-makeup baseline; ``regions``: the faces'
-    region maps, for a network that reads them (``--region-inputs``)."""
+    region maps, for a network that reads them (the default network)."""
     model, _ = load_checkpoint(path)
     source, target = faces
     maps = [None] * len(source.split(TEST_DATA_BATCH)) if regions is None else regions.split(TEST_DATA_BATCH)
@@ -54,7 +54,7 @@ def score_test_data(path: Path, faces: tuple[torch.Tensor, torch.Tensor], region
 def load_test_data(args: argparse.Namespace
                    ) -> tuple[torch.Tensor, torch.Tensor, list[str], torch.Tensor | None] | None:
     """The --test-data faces at the recipe's image size, decoded once for every seed, their hashes, and with
-    --region-inputs their region maps (placed by the face mesh, cached in the --test-data folder)."""
+    region inputs (the default) their region maps (placed by the face mesh, cached in the --test-data folder)."""
     if args.test_data is None:
         return None
     cache, _ = decode_pairs(args.test_pairs, args.recipe.image_size, origin="--test-data")

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from benchmark.mobile import mobile_usability
+from benchmark.mobile import interleaved_latency, mobile_usability, op_profile
 from export.common import INPUT_NAME, REGIONS_INPUT_NAME
 from export.formats import BY_NAME
 
@@ -112,3 +112,11 @@ def test_residual_reads_the_float_face_concatenations_copy_bytes_biases_match(ar
     for conv in (n for n in graph.node if n.op_type == "Conv"):  # each bias in the scale int8 convs add it in
         x, w, b = (producers[name] for name in conv.input)
         np.testing.assert_array_equal(constants[b.input[1]], constants[x.input[1]] * constants[w.input[1]])
+
+
+def test_the_op_profile_and_the_interleaved_timing_feed_every_input_of_the_shipped_file(artifacts):
+    """`python -m benchmark.mobile` on the default network's file: its face and its region maps are both fed."""
+    profile = op_profile(shipped(artifacts), threads=1, runs=2)
+    assert profile["QLinearConv"]["nodes"] > 0 and all(figures["ms"] >= 0 for figures in profile.values())
+    (timed,) = interleaved_latency([shipped(artifacts)], threads=1, rounds=3)
+    assert timed["median_ms"] > 0

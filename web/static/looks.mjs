@@ -117,7 +117,7 @@ export function checkCatalogue(document, lookCount, file) {
 
 /** The region maps `file` reads beside the face, in the order of its regions input (`regionCount` maps; 0: it has
  *  none), from its set's looks.json (`document`, parsed; null where the set has none): its region_inputs, or where
- *  it names none the maps `--region-inputs` trains with (REGION_INPUTS) if the file reads as many. Each must be one
+ *  it names none the maps training gives its networks (REGION_INPUTS) if the file reads as many. Each must be one
  *  the page can draw (faces/regions.json's shapes). Returns the names ([] for a file without region maps); throws
  *  Error with what to do where looks.json and the file disagree. */
 export function checkRegionInputs(document, regionCount, file) {

@@ -1,6 +1,6 @@
 // The page's pipeline, the same steps as `python -m apply`: photo -> face box -> model input
 // (256 x 256) -> the model (onnxruntime-web or LiteRT.js, network.mjs) -> residual -> upsampled onto the photo at full resolution.
-// A region-input network (`python -m train --region-inputs`) also reads the face's region maps, drawn from the
+// A region-input network (the default of `python -m train`) also reads the face's region maps, drawn from the
 // mesh that placed its crop (regions.mjs regionMasks; all 0 for a face without one).
 // No DOM here beyond offscreen canvases, so the UI (app.mjs), the tests and the benchmark all
 // drive exactly this code.
@@ -26,7 +26,7 @@ export class ModelError extends Error {}   // a model the page cannot load or ru
 /** Fetch a model file and open it: an .onnx in onnxruntime-web, a .tflite (NHWC) in LiteRT.js
  *  (network.mjs). `threads` 0/undefined = the runtime's default. `regionNames`: the maps a region-input file
  *  reads, in its channel order (looks.mjs checkRegionInputs: its set's looks.json's, checked against the file);
- *  by default the ones `--region-inputs` trains with (REGION_INPUTS) where the file reads as many, else null until
+ *  by default the ones training gives its networks (REGION_INPUTS) where the file reads as many, else null until
  *  the page sets them. */
 export async function loadModel(url, {threads, regionNames = null} = {}) {
   let response;

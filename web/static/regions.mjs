@@ -134,7 +134,7 @@ export function weightMap(shapes, strengths, size) {
   return weights;
 }
 
-/** The maps a region-input network reads beside the face (`python -m train --region-inputs`), in the order of its
+/** The maps a region-input network reads beside the face (the default of `python -m train`), in the order of its
  *  `regions` input: every region but the rest of the face (train/region_maps.py REGION_INPUTS). */
 export const REGION_INPUTS = Object.freeze(REGION_NAMES.filter((name) => name !== REMAINDER));
 
