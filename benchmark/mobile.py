@@ -103,12 +103,9 @@ def op_profile(path: Path, threads: int = 1, runs: int = 300) -> dict[str, dict]
 def random_feed(session) -> dict[str, np.ndarray]:
     """Values in [0, 1] for every input of an onnxruntime session: the face, and a region-input or several-look file's
     maps and look weights (an even blend), so every file runs as an app runs it."""
-    generator, feed = np.random.default_rng(0), {}
-    for given in session.get_inputs():
-        feed[given.name] = generator.random(given.shape, dtype=np.float32)
-        if given.name == LOOKS_INPUT_NAME:
-            feed[given.name] = np.full(given.shape, 1 / given.shape[-1], np.float32)
-    return feed
+    generator = np.random.default_rng(0)
+    return {given.name: np.full(given.shape, 1 / given.shape[-1], np.float32) if given.name == LOOKS_INPUT_NAME
+            else generator.random(given.shape, dtype=np.float32) for given in session.get_inputs()}
 
 
 def interleaved_latency(paths: list[Path], threads: int = 1, rounds: int = 2000) -> list[dict]:

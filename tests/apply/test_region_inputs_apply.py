@@ -8,11 +8,11 @@ The maps' placement is checked on a rendered face whose label map says where its
 
 from __future__ import annotations
 
-import av
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_regions import write_clip  # a short H.264 clip of the frames
 
 from apply.__main__ import main as apply_main
 from apply.composite import face_regions, made_up_faces
@@ -164,15 +164,6 @@ def test_an_aligned_crop_reads_the_maps_the_mesh_places_on_it(region_model, rend
     assert crop_mesh_shapes(torch.full((1, 3, SIZE, SIZE), 0.5), stills) is None
     apply_to_file(recorded, None, blank, tmp_path / "out", SIZE, 1.0, False, None, region_model.region_inputs, stills)
     assert recorded.maps[1].shape == maps.shape and not recorded.maps[1].any()
-
-
-def write_clip(path, frames: list[np.ndarray]) -> None:
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=15)
-        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
 
 
 def test_a_video_through_apply_feeds_each_frames_maps(region_checkpoint, region_model, rendered, tmp_path):
