@@ -13,14 +13,18 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
+from torch import nn
 
 from models.atomic import process_running
 from models.int8 import STEM_INPUT_RANGE, output_of
 from models.metrics import psnr_db
-from models.tinybeauty import QuantizedOutput, ResidualUNet, TinyBeauty
+from models.tinybeauty import LookGates, QuantizedOutput, ResidualUNet, TinyBeauty, mixed_gates
+
+M = TypeVar("M", TinyBeauty, ResidualUNet)
 
 INPUT_NAME = "face"
 LOOKS_INPUT_NAME = "look_weights"  # several looks only: float32 [1, L], one weight per look (models/look_choice.py)
@@ -117,23 +121,28 @@ def checked_regions(path: Path, names: tuple[str, ...], faces: np.ndarray,
     return np.ascontiguousarray(regions, dtype=np.float32)
 
 
-def broadcast_copies(features: torch.Tensor, look_weights: torch.Tensor) -> torch.Tensor:
-    """``ResidualUNet.weighted_copies`` as one broadcast Mul, float-exact: ``features`` [N, C, H, W] viewed
-    as [N, 1, C, H, W] times the weights as [N, L, 1, 1, 1], the product viewed as [N, L*C, H, W] (look-major,
-    as the head's slices are). No repeat: ExecuTorch's XNNPACK delegate takes none (the model's repeat and
-    its neighbours ran in portable kernels, between two delegate partitions), and the lite interpreter runs
-    fewer ops with no shape reads. The .ptl and .pte exports use it (:func:`broadcast_residual`)."""
-    weights = look_weights.unsqueeze(2).unsqueeze(3).unsqueeze(4)  # no shape read: FX traces it too
-    return (features.unflatten(1, (1, -1)) * weights).flatten(1, 2)
+class ConstantGates(nn.Module):
+    """A several-look network's :class:`LookGates` as the files hold them: each gated output's gates, a constant
+    [L, C] (training's sigmoid of a parameter is not an op the files run). The same module path and values."""
+
+    def __init__(self, gates: LookGates):
+        super().__init__()
+        self.channels = dict(gates.channels)
+        for name, table in gates.tables().items():
+            self.register_buffer(name, table.detach().clone())
+
+    def forward(self, look_weights: torch.Tensor) -> dict[str, torch.Tensor]:
+        return mixed_gates(look_weights, {name: getattr(self, name) for name in self.channels}, self.channels)
 
 
-def broadcast_residual(model: TinyBeauty) -> ResidualUNet:
-    """A copy of ``model``'s residual network whose looks' copies are :func:`broadcast_copies` (several
-    looks; one look is the network as it is). Same modules and names, so the trained ranges still pin."""
-    residual = copy.deepcopy(model.residual)
-    if residual.looks > 1:
-        residual.weighted_copies = broadcast_copies  # an instance attribute: called without self
-    return residual
+def constant_gates(model: M) -> M:
+    """A copy of ``model`` (a TinyBeauty or its residual network) whose look gates (several looks; one look has
+    none) are :class:`ConstantGates`."""
+    copied = copy.deepcopy(model)
+    residual = copied.residual if isinstance(copied, TinyBeauty) else copied
+    if residual.look_gates is not None:
+        residual.look_gates = ConstantGates(residual.look_gates)
+    return copied
 
 
 @dataclass
@@ -149,7 +158,7 @@ class ExportInputs:
     # The 8-bit range of each quantized output as a quantization-aware checkpoint trained it
     # (models/int8.py); None: every int8 format calibrates its own on ``calibration``.
     activation_ranges: dict[str, tuple[float, float]] | None = None
-    # Several looks: the look weights of example (an even blend: every look's slice is live), of each
+    # Several looks: the look weights of example (an even blend: every look's gates are live), of each
     # calibration face and of each check face (one-hot, the look of its pair). None for one look.
     example_looks: torch.Tensor | None = None
     calibration_looks: torch.Tensor | None = None

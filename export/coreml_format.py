@@ -40,6 +40,7 @@ from export.common import (
     ExportInputs,
     ExportMeta,
     checked_regions,
+    constant_gates,
     region_names,
 )
 from export.runtime import Runner, RuntimeUnavailable
@@ -49,33 +50,20 @@ log = logging.getLogger(__name__)
 
 EXPECTED_LAYERS = {"convolution", "activation", "clip", "pooling", "upsample", "concat", "reorganizeData",
                    "add", "multiply", "loadConstantND", "scale"}
-# Several looks: dec1's look-weighted copies (broadcast_copies below): the look weights reshaped, multiplied
-# into dec1, the product read as the head's input.
-LOOK_LAYERS = {"reshapeStatic", "multiplyBroadcastable", "rankPreservingReshape"}
 
-
-def broadcast_copies(looks: int, features: torch.Tensor, look_weights: torch.Tensor) -> torch.Tensor:
-    """The values of ``ResidualUNet.weighted_copies`` for the one face a Core ML file takes (batch 1): dec1's
-    features once per look, look-major, each copy times its look's weight, as one broadcast multiply
-    ([1, C, H, W] x [L, 1, 1, 1] -> [L, C, H, W], read as [1, L*C, H, W]). The .mlpackage gets 4 ops (the
-    look weights' cast and reshape, mul, reshape), the .mlmodel 3 layers, where coremltools spells the
-    network's repeat_interleave and repeat as 11 ops, 10 layers (tile, reshape and transpose chains): 1.3 KB less
-    in the nano network's .mlpackage, 0.3 KB in its .mlmodel (docs/export.md)."""
-    height, width = features.shape[-2:]
-    return (features * look_weights.reshape(looks, 1, 1, 1)).reshape(1, -1, height, width)
+# Several looks: per gated output, the look weights times its constant gates (an inner product), reshaped to
+# [C, 1, 1]; its multiply into the output is a "multiply" layer, as the network's others.
+LOOK_LAYERS = {"innerProduct", "reshapeStatic"}
 
 
 class ImageOut(nn.Module):
-    """Core ML image outputs are 0-255: scale the [0, 1] prediction. Several looks: the look-weighted copies
-    as :func:`broadcast_copies` computes them (the same values). Its inputs are the file's, in order: the face,
-    the look weights (several looks), the region maps (a region-input network)."""
+    """Core ML image outputs are 0-255: scale the [0, 1] prediction. Its inputs are the file's, in order: the
+    face, the look weights (several looks), the region maps (a region-input network). A copy of ``model`` with
+    its look gates constants (several looks)."""
 
     def __init__(self, model: TinyBeauty):
         super().__init__()
-        self.model = model
-        looks = len(model.config.looks)
-        if looks > 1:
-            model.residual.weighted_copies = functools.partial(broadcast_copies, looks)
+        self.model = constant_gates(model)
 
     def forward(self, face: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
         looks = inputs[0] if len(self.model.config.looks) > 1 else None
@@ -121,7 +109,7 @@ def convert(model: TinyBeauty, inputs: ExportInputs, convert_to: str, target):
         # TinyBeauty.network_input checks the maps' shape against the face's: both fixed here, as the file's are
         warnings.filterwarnings("ignore", message="Converting a tensor to a Python boolean",
                                 category=torch.jit.TracerWarning)
-        traced = torch.jit.trace(ImageOut(copy.deepcopy(model)).eval(), inputs.example_args)
+        traced = torch.jit.trace(ImageOut(model).eval(), inputs.example_args)
     arrays = [ct.TensorType(name=name, shape=tuple(example.shape), dtype=np.float32)
               for name, example in ((LOOKS_INPUT_NAME, inputs.example_looks),
                                     (REGIONS_INPUT_NAME, inputs.example_regions)) if example is not None]

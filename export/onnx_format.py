@@ -34,6 +34,7 @@ from export.common import (
     ExportInputs,
     ExportMeta,
     checked_regions,
+    constant_gates,
     float_residual_add,
     region_names,
 )
@@ -63,7 +64,8 @@ def _export_simplified(model: TinyBeauty, inputs: ExportInputs, path: Path) -> o
     raw = path.with_name(path.stem + ".raw.onnx")
     # A network that reads region maps: the float add around its residual network, whose positional inputs are
     # the file's (face[, look_weights], regions); TinyBeauty's own forward takes the maps by keyword.
-    network = model if inputs.example_regions is None else float_residual_add(model.residual, inputs)
+    network = (constant_gates(model) if inputs.example_regions is None
+               else float_residual_add(constant_gates(model.residual), inputs))
     # The dynamo exporter writes weights beside the graph unless external_data=False.
     torch.onnx.export(network.eval(), inputs.example_args, raw, dynamo=True, external_data=False, opset_version=OPSET,
                       input_names=inputs.input_names, output_names=[OUTPUT_NAME], verbose=False)

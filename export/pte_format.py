@@ -14,8 +14,8 @@ Provenance: a constant method ``tinybeauty_metadata`` returns the JSON of
 :meth:`ExportMeta.as_strings` as a uint8 tensor (``read_metadata``).
 
 Input ``face``: float32 NCHW [1, 3, S, S] in [0, 1]; output: the made-up face, same layout. A network of
-several looks takes ``look_weights`` (float32 [1, L]) as the second input; its looks' copies are one
-broadcast Mul (``broadcast_copies`` in export/common.py), which XNNPACK runs with the rest. A network that
+several looks takes ``look_weights`` (float32 [1, L]) as the second input; its look gates are constants
+(``constant_gates`` in export/common.py), each a small matmul and a broadcast Mul. A network that
 reads region maps takes ``regions`` (float32 NCHW [1, K, S, S]) as its last input, concatenated behind the face
 in float; the concatenation is the quantized residual network's input (one scale over face and maps).
 """
@@ -31,8 +31,8 @@ import torch
 from export.common import (
     ExportInputs,
     ExportMeta,
-    broadcast_residual,
     checked_regions,
+    constant_gates,
     float_residual_add,
     pin_activation_ranges,
     pin_stem_input,
@@ -54,7 +54,8 @@ def quantize_residual(model: TinyBeauty, inputs: ExportInputs) -> torch.fx.Graph
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-    graph = torch.export.export(broadcast_residual(model).eval(), inputs.residual_example_args, strict=False).module()
+    network = constant_gates(model.residual).eval()
+    graph = torch.export.export(network, inputs.residual_example_args, strict=False).module()
     prepared = prepare_pt2e(graph, quantizer)
     with torch.no_grad():
         for args in inputs.residual_calibration_args():

@@ -7,8 +7,8 @@ the clamp stay in float, so the output keeps full precision where the image is u
 ``optimize_for_mobile`` needs an XNNPACK build of torch; on builds without it (the CPU wheel used
 here) ``torch.jit.freeze`` does the folding instead, and the export log says so in one line.
 
-A network of several looks: ``forward(face, look_weights)`` (float32 [1, L]; one-hot picks a look), its
-looks' copies one broadcast Mul (``broadcast_copies`` in export/common.py). A network that reads region maps
+A network of several looks: ``forward(face, look_weights)`` (float32 [1, L]; one-hot picks a look), its look
+gates constants (``constant_gates`` in export/common.py). A network that reads region maps
 takes ``regions`` (float32 NCHW [1, K, S, S]) as its last input: concatenated behind the face in float, the
 concatenation is the quantized residual network's input (one scale: face and maps are both in [0, 1]).
 
@@ -31,8 +31,8 @@ from torch import nn
 from export.common import (
     ExportInputs,
     ExportMeta,
-    broadcast_residual,
     checked_regions,
+    constant_gates,
     float_residual_add,
     pin_activation_ranges,
     pin_stem_input,
@@ -78,7 +78,7 @@ def quantize_residual(model: TinyBeauty, inputs: ExportInputs) -> nn.Module:
         # (Left in float, FX still fed the first cat quantized tensors of two scales, and
         # quantized cat then reads both with the first one's scale.)
         mapping = QConfigMapping().set_global(qconfig)
-        prepared = prepare_fx(broadcast_residual(model).eval(), mapping, inputs.residual_example_args,
+        prepared = prepare_fx(constant_gates(model.residual).eval(), mapping, inputs.residual_example_args,
                               backend_config=backend)
         with torch.no_grad():
             for args in inputs.residual_calibration_args():

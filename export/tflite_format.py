@@ -11,9 +11,8 @@ For app developers: input ``face`` is **float32 NHWC [1, S, S, 3], RGB in [0, 1]
 same layout and range. Quantize/dequantize happen inside the model, so the app needs no scale
 or zero point. Channels-last float I/O is what an Android app feeds most simply, and it gave the
 smallest file. A network of several looks takes a second input, ``look_weights`` (signature name;
-float32 [1, L], one weight per look, one-hot picks a look), kept float up to the Mul that weights the
-looks' copies of dec1 (:func:`float_look_weights`); the copies are a concatenation
-(:func:`channel_repeats_as_concatenations`). A network that reads region maps takes ``regions`` (signature name;
+float32 [1, L], one weight per look, one-hot picks a look), kept float up to the Muls that gate the
+decoder's outputs (:func:`float_look_weights`). A network that reads region maps takes ``regions`` (signature name;
 **float32 NHWC [1, S, S, K]** in [0, 1], channels last like the face), concatenated behind the face inside the
 model; the concatenation is quantized with one scale (face and maps are both in [0, 1]).
 
@@ -36,6 +35,7 @@ from export.common import (
     ExportInputs,
     ExportMeta,
     checked_regions,
+    constant_gates,
     float_residual_add,
     pin_activation_ranges,
     pin_stem_input,
@@ -81,18 +81,20 @@ def _quantizer():
 
 
 def float_look_weights(graph: torch.fx.GraphModule) -> int:
-    """Leave the look weights float up to and including the Mul that weights the looks' copies of dec1
-    (several looks; a one-look graph has no such input). Quantized there, the converter folds their
-    Quantize into the input, and the file would take int8 look weights instead of float32 ones. The Mul
-    reads dec1's int8 copies dequantized, and the head's conv quantizes its output (pinned to dec1's trained
-    range, as the copies take). Returns how many annotations were dropped."""
+    """Leave the look weights float up to and including the Muls that gate the decoder's outputs (several
+    looks; a one-look graph has no such input): each gate vector (the look weights times the constant gates)
+    and its Mul. Quantized there, the converter folds their Quantize into the input, and the file would take
+    int8 look weights instead of float32 ones. A Mul reads its output's int8 values dequantized, and the
+    convolution after it quantizes the product (pinned to that output's trained range: a gate is in (0, 1)).
+    Returns how many annotations were dropped."""
     looks = [node for node in graph.graph.nodes if node.op == "placeholder" and node.name == LOOKS_INPUT_NAME]
     dropped, frontier = 0, list(looks)
     while frontier:
         for user in frontier.pop().users:
+            if user.target == torch.ops.aten.mul.Tensor:
+                continue
             dropped += int(user.meta.pop("quantization_annotation", None) is not None)
-            if user.target != torch.ops.aten.mul.Tensor:
-                frontier.append(user)
+            frontier.append(user)
     return dropped
 
 
@@ -140,30 +142,6 @@ def by_keyword(args: tuple[torch.Tensor, ...], names: list[str]) -> tuple[tuple[
     return args[:1], others
 
 
-def channel_repeats_as_concatenations(graph: torch.fx.GraphModule) -> int:
-    """Each ``repeat`` of a feature map along its channels (a several-look network's copies of dec1, one per
-    look) as the concatenation of those copies, the same tensor. litert-torch's layout pass moves feature maps
-    to channels-last but leaves a repeat's counts as they were, so a channel repeat became a repeat of rows
-    (the conversion then fails on the look-weighted Mul's shapes); a concatenation it moves right. Returns
-    how many were rewritten (none in a one-look network)."""
-    rewritten = 0
-    for node in list(graph.graph.nodes):
-        if node.target != torch.ops.aten.repeat.default:
-            continue
-        source, counts = node.args
-        if len(counts) != 4 or [counts[0], *counts[2:]] != [1, 1, 1]:
-            raise RuntimeError(f"a repeat by {list(counts)}: only a repeat along the channels (the looks' "
-                               "copies, [1, L, 1, 1]) is expected in the network")
-        with graph.graph.inserting_after(node):
-            concatenation = graph.graph.call_function(torch.ops.aten.cat.default, ([source] * counts[1], 1))
-        concatenation.meta = dict(node.meta)
-        node.replace_all_uses_with(concatenation)
-        graph.graph.erase_node(node)
-        rewritten += 1
-    graph.recompile()
-    return rewritten
-
-
 def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta) -> Path:
     import litert_torch
     import litert_torch.progress
@@ -174,10 +152,9 @@ def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta
     quantizer = _quantizer()
     litert_torch.progress.console.quiet = True  # its per-stage progress lines are not part of our report
     example_face, example_others = by_keyword(inputs.example_args, inputs.input_names)
-    network = float_residual_add(model.residual, inputs).eval()
+    network = float_residual_add(constant_gates(model.residual), inputs).eval()
     network.network_input = channels_last_network_input  # an instance attribute: called without self
     graph = torch.export.export(network, example_face, kwargs=example_others).module()
-    channel_repeats_as_concatenations(graph)
     prepared = prepare_pt2e(graph, quantizer)
     with torch.no_grad():
         for args in inputs.calibration_args():
@@ -193,16 +170,24 @@ def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta
     edge = litert_torch.convert(channels_last, (example,), example_others or None,
                                 quant_config=QuantConfig(pt2e_quantizer=quantizer))
     edge.export(str(path))
-    add_metadata(path, meta.as_strings())
+    compact(path, meta.as_strings())
     return path
 
 
-def add_metadata(path: Path, values: dict) -> None:
-    """Store ``values`` as JSON in the model's metadata table (the flatbuffer's own place for it)."""
+def compact(path: Path, values: dict) -> None:
+    """Store ``values`` as JSON in the model's metadata table (the flatbuffer's own place for it) and shorten
+    every internal tensor's name to its index in hex: the converter names each after its module path, ~70 bytes
+    apiece, ~7 KB a file. The file's inputs and output keep theirs (``serving_default_look_weights``: what the
+    runners find them by, and what an app sees)."""
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(path.read_bytes(), 0))
+    for graph in model.subgraphs:
+        kept = {int(index) for index in (*graph.inputs, *graph.outputs)}
+        for index, tensor in enumerate(graph.tensors):
+            if index not in kept:
+                tensor.name = format(index, "x")
     buffer = schema.BufferT()
     buffer.data = np.frombuffer(json.dumps(values, sort_keys=True).encode(), np.uint8)
     model.buffers.append(buffer)

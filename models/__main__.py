@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=256, help="input side in pixels (default: %(default)s)")
     parser.add_argument("--looks", help="comma-separated look names: the variants holding that many looks "
-                        "(a head slice each; default: one look)")
+                        "(a row of decoder gates each; default: one look)")
     parser.add_argument("--region-maps", type=int, default=3, choices=range(0, 4), help="region maps read beside "
                         "the face (default %(default)s, what training builds; 0: the face alone)")
     args = parser.parse_args(argv)

@@ -23,18 +23,21 @@ Layout (resolutions for a 256x256 input):
     dec1    upsample + concat(skip 1) + 3x3 conv   128
     head    1x1 conv to 3*2*2 channels + pixel shuffle -> 3-channel residual at 256
 
-Several looks in one network (``looks`` in the config, more than one name): everything up to dec1 is
-shared, and each look owns its slice of the head. The app gives ``look_weights`` [N, L] (one-hot to pick
-a look, or a blend): dec1's features are repeated once per look, each copy multiplied by its look's weight,
-and the head is one 1x1 conv over the L copies, so
+Several looks in one network (``looks`` in the config, more than one name): one network whose decoder
+each look gates. The app gives ``look_weights`` [N, L] (one-hot to pick a look, or a blend); each of
+dec3, dec2 and dec1 has a gate per look and channel in (0, 1), and its output is multiplied by the
+look weights' mix of the gates:
 
-    residual = pixel_shuffle(sum_l w_l * W_l @ dec1 + b)      (W_l: look l's 12 x C slice, b shared)
+    gated = features * (look_weights @ gates)[:, :, None, None]     (gates: [L, C], a row per look)
 
-which is ``sum_l w_l * residual_l`` for weights that add up to 1: blends are exact. The ops are a
-repeat (concat), a broadcast Mul and the conv every runtime has; a copy multiplied by a weight in [0, 1]
-stays within dec1's range, so an int8 file can give the copies dec1's scale (one-hot copies are then
-exact), and the head's output is today's 12-channel residual. One look builds exactly the one-look
-network (same modules, keys and ``forward(face)``). See docs/design.md.
+so each look turns the shared decoder's channels up and down (conditional scales: Dumoulin et al.,
+ICLR 2017; FiLM, Perez et al., AAAI 2018) and the convolutions after a gate turn that into the look's
+own features. A look costs ``c2 + 2 * c1`` parameters (56 in ``tiny``) and three broadcast Muls at
+32, 64 and 128 px, whatever the number of looks. A gated output stays within its feature's range
+(a gate is in (0, 1)), so an int8 file rounds it on that feature's scale: no new range. A blend mixes
+the gates (a one-hot weight picks exactly its look's); the residual of a blend lies between the looks'
+residuals but is not their weighted sum. One look builds exactly the one-look network (same modules,
+keys and ``forward(face)``). See docs/design.md.
 
 Only quantization-friendly ops: conv, ReLU (fused into the conv at int8), max-pool, nearest
 upsampling, concat, pixel shuffle. No normalisation layers, so nothing has to be folded at export.
@@ -165,9 +168,8 @@ class QuantizedOutput:
 def quantized_outputs(config: TinyBeautyConfig) -> tuple[QuantizedOutput, ...]:
     """Every quantized output of the network ``config`` builds, in forward order (ResidualUNet.forward).
 
-    The same with several looks: the head's conv then reads dec1's look-weighted copies (weights in
-    [0, 1] keep them within dec1's range, so they take dec1's; one-hot copies are dec1 and zeros, exact)
-    and still writes the 12-channel residual."""
+    The same with several looks: a gated decoder output (a gate is in (0, 1)) stays within its output's range,
+    so the int8 files round it on that output's scale, and the convolution after it reads it as that output."""
     rows = [("stem", "stem", "stem.0", ()), ("enc1", "enc1", "enc1.0", ("stem",)),
             ("enc2", "enc2", "enc2.0", ("enc1",)), ("enc3", "enc3", "enc3.0", ("enc2",))]
     for index in range(config.bottleneck_convs):  # the last conv's output is the bottleneck's
@@ -249,9 +251,11 @@ class ResidualUNet(nn.Module):
         self.dec3 = conv_act(cb + c3, c2, act, reparam=rep)
         self.dec2 = conv_act(c2 + c2, c1, act, reparam=rep)
         self.dec1 = conv_act(c1 + c1, c1, act, reparam=rep)
-        self.looks = len(config.looks)
-        # One look: today's head. Several: each look's 12 x c1 slice side by side, over the look-weighted copies.
-        self.head = nn.Conv2d(c1 * self.looks, config.in_channels * 4, 1)
+        self.head = nn.Conv2d(c1, config.in_channels * 4, 1)
+        # Several looks: a gate per look on each channel of dec3, dec2 and dec1, one table (none for one look).
+        channels = {"bottleneck": cb, "dec3": c2, "dec2": c1, "dec1": c1}
+        looks = len(config.looks)
+        self.look_gates = LookGates(looks, {name: channels[name] for name in GATED_OUTPUTS}) if looks > 1 else None
         self.pool = nn.MaxPool2d(2)
         self.up = nn.Upsample(scale_factor=2, mode="nearest")
         for module in self.modules():
@@ -268,19 +272,58 @@ class ResidualUNet(nn.Module):
         skip1 = self.enc1(self.stem(face))
         skip2 = self.enc2(self.pool(skip1))
         skip3 = self.enc3(self.pool(skip2))
-        deep = self.bottleneck(skip3)
-        deep = self.dec3(torch.cat([deep, skip3], dim=1))
-        deep = self.dec2(torch.cat([self.up(deep), skip2], dim=1))
-        deep = self.dec1(torch.cat([self.up(deep), skip1], dim=1))
-        if self.looks > 1:
-            deep = self.weighted_copies(deep, look_weights)
+        gates = self.look_gates(look_weights) if self.look_gates is not None else {}
+        deep = gated(self.bottleneck(skip3), gates, "bottleneck")
+        deep = gated(self.dec3(torch.cat([deep, skip3], dim=1)), gates, "dec3")
+        deep = gated(self.dec2(torch.cat([self.up(deep), skip2], dim=1)), gates, "dec2")
+        deep = gated(self.dec1(torch.cat([self.up(deep), skip1], dim=1)), gates, "dec1")
         return F.pixel_shuffle(self.head(deep), 2)
 
-    def weighted_copies(self, features: torch.Tensor, look_weights: torch.Tensor) -> torch.Tensor:
-        """``features`` once per look, look-major, each copy times its look's weight: [N, C*L, H, W]."""
-        channels = features.shape[1]
-        per_channel = look_weights.repeat_interleave(channels, dim=1)[:, :, None, None]  # [N, C*L, 1, 1]
-        return features.repeat(1, self.looks, 1, 1) * per_channel
+
+def gated(features: torch.Tensor, gates: dict[str, torch.Tensor], name: str) -> torch.Tensor:
+    """Output ``name`` times its mixed gates [N, C, 1, 1] (several looks); as it is for one look. The features are
+    the Mul's first operand: an int8 graph reads the product as that output (export/common.py)."""
+    return features * gates[name] if name in gates else features
+
+
+# The decoder outputs each look gates, in forward order.
+GATED_OUTPUTS = ("dec3", "dec2", "dec1")
+# A gate is sigmoid(GATE_SHARPNESS * p): Adam moves p by about its learning rate a step, and the sharpness
+# lets a gate cross (0, 1) in a few hundred steps (p itself would take thousands). Gates start at
+# sigmoid(2) = 0.88: every look starts as the same network, with room to turn a channel up.
+GATE_SHARPNESS = 20.0
+GATE_START = 0.1
+
+
+class LookGates(nn.Module):
+    """Every look's gates on the gated outputs' channels, one table [L, sum of C]: row l is look l's, the outputs'
+    channels side by side in :data:`GATED_OUTPUTS` order. Called with ``look_weights`` [N, L], it mixes each
+    output's part of the table: {name: [N, C, 1, 1]}."""
+
+    def __init__(self, looks: int, channels: dict[str, int]):
+        super().__init__()
+        self.channels = dict(channels)
+        self.weight = nn.Parameter(torch.full((looks, sum(self.channels.values())), GATE_START))
+
+    def gates(self) -> torch.Tensor:
+        """[L, sum of C] in (0, 1)."""
+        return torch.sigmoid(GATE_SHARPNESS * self.weight)
+
+    def tables(self) -> dict[str, torch.Tensor]:
+        """Each gated output's part of :meth:`gates`: {name: [L, C]}."""
+        return dict(zip(self.channels, self.gates().split(list(self.channels.values()), dim=1), strict=True))
+
+    def forward(self, look_weights: torch.Tensor) -> dict[str, torch.Tensor]:
+        return mixed_gates(look_weights, self.tables(), self.channels)
+
+
+def mixed_gates(look_weights: torch.Tensor, tables: dict[str, torch.Tensor],
+                channels: dict[str, int]) -> dict[str, torch.Tensor]:
+    """Each gated output's gates [L, C] mixed by ``look_weights`` [N, L]: {name: [N, C, 1, 1]}. In the files a
+    matmul with a constant and a reshape per output (export/common.py: ConstantGates): no split (XNNPACK takes
+    none, and each op it does not take cuts its partition in two), and the channel counts are plain ints, so a
+    traced graph reads no shapes (every op costs bytes in every file)."""
+    return {name: (look_weights @ table).reshape(-1, channels[name], 1, 1) for name, table in tables.items()}
 
 
 class TinyBeauty(nn.Module):

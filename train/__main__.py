@@ -33,7 +33,7 @@ own (recorded per look), batches mixing looks, each sample's loss through its ow
 the log and held_out.json give each look's PSNR beside its no-makeup baseline.
 
 --add-look NAME --from CHECKPOINT (train/add_look.py) copies the network of CHECKPOINT with one look
-more and trains only the new look's head slice, on its own pairs, everything else frozen: the earlier
+more and trains only the new look's gates, on its own pairs, everything else frozen: the earlier
 looks' outputs stay bit-identical. The variant, image size, split fractions, seed and schedule options
 come from the checkpoint's run unless given; the earlier looks' recorded splits are kept.
 
@@ -121,7 +121,7 @@ def add_data_options(add, defaults: TrainConfig) -> None:
         f"{','.join(LOOKS)}) rendered on the same faces, or a choice of --data's subfolders (default: one look, "
         "berry)")
     add("--add-look", metavar="NAME", help="add one look to the network of --from without starting over: only "
-        "its head slice trains, on its pairs alone (--data DIR; none for a built-in look), every earlier look's "
+        "its gates train, on its pairs alone (--data DIR; none for a built-in look), every earlier look's "
         f"output stays bit-identical (default {ADD_LOOK_EPOCHS} epochs; docs/training.md)")
     add("--from", dest="start_from", metavar="CHECKPOINT", help="the checkpoint --add-look adds its look to")
     add("--synthetic-pairs", type=positive_int,

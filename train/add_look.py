@@ -2,11 +2,12 @@
 CHECKPOINT``; the command line is read in train/look_options.py).
 
 The network of CHECKPOINT is copied into one holding its looks and NAME (models/tinybeauty.py: each look
-owns its slice of the head's input channels, the rest is shared). Only NAME's slice trains: every other
-parameter is frozen, the head's gradient is masked to the new slice (Adam then leaves the other slices
-exactly as they were: zero gradients give zero steps) and the head's shared bias is frozen too. The
-earlier looks' one-hot inputs read exact zeros through the new slice, so their outputs stay bit-identical
-in PyTorch float (tests/train/test_add_look.py). The run trains on NAME's pairs alone, split by the
+owns a row of the decoder's gates, the rest is shared). Only NAME's row trains:
+every other parameter is frozen and the gates' gradient is masked to the new row (Adam then leaves the
+other rows exactly as they were: zero gradients give zero steps). An earlier look's one-hot input mixes
+its own row and exact zeros, so its outputs stay bit-identical in PyTorch float
+(tests/train/test_add_look.py); a one-look CHECKPOINT, which has no gates, gets gates of exactly 1 for its
+look. The run trains on NAME's pairs alone, split by the
 source run's seed and fractions; the checkpoint's split and ``looks`` hold every look, the earlier
 looks' records as CHECKPOINT has them. A network that reads region maps beside the face (the default network)
 keeps reading them: the new look's pairs get their maps from the face mesh too (train/region_maps.py), and
@@ -28,7 +29,7 @@ import torch
 
 from models.checkpoint import CheckpointError, checkpoint_split, read_checkpoint, rebuild_model
 from models.data import PairCache, concat_caches
-from models.tinybeauty import TinyBeauty, build_model, describe
+from models.tinybeauty import GATE_START, TinyBeauty, build_model, describe
 from train.config import DEFAULT_SYNTHETIC_DIR, TrainConfig
 from train.look_options import builtin_folder
 from train.looks import LOOKS
@@ -46,9 +47,9 @@ SAME_AS_SOURCE = ("variant", "image_size", "reparam")
 # Entries of the source checkpoint every added-look checkpoint carries on: the skip rescaling its
 # quantization-aware phase trained with, which the export then applies to the shared network.
 CARRIED = ("skip_factors",)
-# The new look's head slice starts as the mean of the earlier looks' slices ("mean") or as a new
-# network's head ("fresh": small noise). Measured in docs/training.md ("Adding a look").
-NEW_SLICE_START = "mean"
+# A gate's parameter that makes it exactly 1.0 in float32 (sigmoid(GATE_SHARPNESS * 1.0) rounds to 1): a one-look
+# source's look, gated, is the source's network bit for bit.
+OPEN_GATE = 1.0
 
 
 @dataclass
@@ -69,11 +70,10 @@ class AddedLook:
         return len(self.config.looks) - 1
 
     def network(self, device: torch.device) -> TinyBeauty:
-        """The source's network with the new look, on ``device``, training only the new look's slice."""
+        """The source's network with the new look, on ``device``, training only the new look's gates."""
         model = added_network(rebuild_model(self.source, self.path), self.name).to(device)
-        train_only_slice(model, self.index)
-        log.info("%s; training only %s's head slice (%d weights)", describe(model), self.name,
-                 model.residual.head.weight[:, :model.config.widths[0]].numel())
+        trained = train_only_gates(model, self.index)
+        log.info("%s; training only %s's gates (%d weights)", describe(model), self.name, trained)
         return model
 
     def look_source(self) -> LookSource:
@@ -83,7 +83,7 @@ class AddedLook:
         return LookSource(self.name, builtin_folder(DEFAULT_SYNTHETIC_DIR, self.name), builtin=True)
 
     def as_new_look(self, cache: PairCache) -> PairCache:
-        """The new look's pairs, each carrying the new look's index (what picks its head slice)."""
+        """The new look's pairs, each carrying the new look's index (what picks its gates)."""
         return concat_caches([cache], cache.eye_mask, np.full(len(cache), self.index, np.int64))[0]
 
     def earlier_records(self) -> dict[str, dict]:
@@ -136,32 +136,38 @@ def open_source(config: TrainConfig, given_names: set[str]) -> AddedLook:
                               "Drop these options")
     values = {name: stored[name] for name in INHERITED if name in stored and name not in given_names}
     added = replace(config, **values, looks=[*earlier, config.add_look], look_data=None, region_inputs=reads_maps)
-    log.info("adding the look %s to %s (%s): only its head slice trains", config.add_look, path, ", ".join(earlier))
+    log.info("adding the look %s to %s (%s): only its gates train", config.add_look, path, ", ".join(earlier))
     return AddedLook(added, source, path)
 
 
 @torch.no_grad()
 def added_network(source: TinyBeauty, name: str) -> TinyBeauty:
-    """``source`` with the look ``name`` after its looks: every weight copied, the head's new input-channel
-    slice started as :data:`NEW_SLICE_START` says."""
+    """``source`` with the look ``name`` after its looks: every weight copied, the new look's gates started at
+    the mean of the earlier looks' (kept where they can still move: a gate near 0 or 1 has no gradient), or at a
+    new network's for a one-look source, whose own look gets gates of exactly 1."""
     model = build_model(replace(source.config, looks=(*source.config.looks, name)))
     state = source.state_dict()
-    head = state["residual.head.weight"]
-    channels = source.config.widths[0]
-    fresh = model.residual.head.weight[:, -channels:]
-    start = torch.stack(head.split(channels, dim=1)).mean(dim=0) if NEW_SLICE_START == "mean" else fresh
-    state["residual.head.weight"] = torch.cat([head, start], dim=1)
+    key = "residual.look_gates.weight"
+    if key in state:
+        earlier = state[key]
+        start = earlier.mean(dim=0, keepdim=True).clamp(-GATE_START, GATE_START)
+    else:
+        earlier = torch.full_like(model.residual.look_gates.weight[:1], OPEN_GATE)
+        start = model.residual.look_gates.weight[-1:]
+    state[key] = torch.cat([earlier, start])
     model.load_state_dict(state)
     return model
 
 
-def train_only_slice(model: TinyBeauty, index: int) -> None:
-    """Freeze every parameter but the head's weight, and mask its gradient to look ``index``'s slice."""
+def train_only_gates(model: TinyBeauty, index: int) -> int:
+    """Freeze every parameter but the look gates, and mask their gradient to look ``index``'s row. Returns how many
+    weights train."""
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    weight = model.residual.head.weight
-    channels = model.config.widths[0]
-    trained = torch.zeros_like(weight, dtype=torch.bool)
-    trained[:, index * channels:(index + 1) * channels] = True
+    weight = model.residual.look_gates.weight
+    mask = torch.zeros_like(weight, dtype=torch.bool)
+    mask[index] = True
     weight.requires_grad_(True)
-    weight.register_hook(lambda grad: grad.masked_fill(~trained, 0))
+    weight.register_hook(lambda grad: grad.masked_fill(~mask, 0))
+    trained = int(mask.sum())
+    return trained

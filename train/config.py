@@ -107,7 +107,7 @@ def preset_values(name: str, looks: int) -> dict:
     if name == "cpu" and looks > 1:
         values["epochs"] = math.ceil(values["epochs"] / looks)
     return values
-# --add-look trains one head slice on a frozen network: a few epochs unless --epochs says (docs/training.md).
+# --add-look trains one look's gates on a frozen network: a few epochs unless --epochs says (docs/training.md).
 ADD_LOOK_EPOCHS = 10
 # What a resumed run may change; everything else comes from the checkpoint's train_config.
 RESUME_MAY_CHANGE = {"epochs", "threads", "device", "sample_every", "wandb", "wandb_project", "resume", "overwrite",

@@ -4,13 +4,13 @@ Usage:
     python -m train.keep_looks --from tinybeauty_model/tinybeauty_best_psnr.pt --looks berry --out one_look
     python -m train.keep_looks --from CHECKPOINT --looks berry,smoky --out two_looks
 
-Each look owns its slice of the head's input channels and everything else is shared
-(models/tinybeauty.py: ``ResidualUNet.head``), so keeping some looks is keeping their slices: the
-checkpoint written holds the same shared network, the kept looks' head slices in the order given,
-their split records, names and swatches, and the source's quantization-aware state (its trained
-activation ranges: the head's covers every look of the source, a little wider than the kept looks
-need). Each kept look's output is the source's for the same one-hot input, to float rounding (checked
-before anything is written). One kept look gives a one-look checkpoint: its files take no look input.
+Each look owns a row of the decoder's gates and everything else is shared
+(models/tinybeauty.py: ``LookGates``), so keeping some looks is keeping their rows: the checkpoint
+written holds the same shared network, the kept looks' gates in the order given, their split records,
+names and swatches, and the source's quantization-aware state (its trained activation ranges). One kept
+look gives a one-look checkpoint, whose files take no look input: its gates are folded into the
+convolutions that read the gated outputs (a gate scales one input channel). Each kept look's output is
+the source's for the same one-hot input, to float rounding (checked before anything is written).
 
 What it is for: shipping a smaller catalogue, or one look alone, from the network already trained; and
 measuring what the looks cost side by side (the files of the whole catalogue against those of one of its
@@ -31,7 +31,7 @@ import torch
 
 from models.checkpoint import CheckpointError, checkpoint_split, read_checkpoint, rebuild_model, save_checkpoint
 from models.cli import output_folder
-from models.tinybeauty import TinyBeauty, build_model, merge
+from models.tinybeauty import TinyBeauty, build_model, merge, quantized_outputs
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +53,36 @@ def kept_indices(source_looks: tuple[str, ...], names: list[str], path: Path) ->
 
 
 @torch.no_grad()
-def narrowed_weights(state: dict, channels: int, indices: list[int]) -> dict:
-    """``state`` with the head's input channels cut to the slices of the looks ``indices`` (each ``channels``
-    wide, look-major), in that order. Every other tensor is the source's own."""
-    head = state["residual.head.weight"]
-    slices = head.split(channels, dim=1)
-    return state | {"residual.head.weight": torch.cat([slices[i] for i in indices], dim=1).clone()}
+def narrowed_weights(source: TinyBeauty, state: dict, indices: list[int]) -> dict:
+    """``state`` (``source``'s weights) with the gates cut to the rows of the looks ``indices``, in that order;
+    for one look, without gates, each folded into the input channels of the convolution that reads its output
+    (:func:`gate_readers`). Every other tensor is the source's own."""
+    key = "residual.look_gates.weight"
+    if len(indices) > 1:
+        return state | {key: state[key][indices].clone()}
+    out = {name: value for name, value in state.items() if name != key}
+    gates = source.residual.look_gates
+    rows = dict(zip(gates.channels, gates.gates()[indices[0]].split(list(gates.channels.values())), strict=True))
+    for name, readers in gate_readers(source).items():
+        for reader in readers:
+            weight = out[reader].clone()
+            weight[:, :rows[name].numel()] *= rows[name][None, :, None, None]
+            out[reader] = weight
+    return out
+
+
+def gate_readers(model: TinyBeauty) -> dict[str, list[str]]:
+    """For each gated output, the state-dict keys of the weights that read it, as the first input channels of
+    the convolution after it (both branches of a re-parameterised one)."""
+    state = model.state_dict()
+    readers = {}
+    for output in quantized_outputs(model.config):
+        if output.reads and output.reads[0] in model.residual.look_gates.channels:
+            prefix = f"residual.{output.conv}"
+            keys = [f"{prefix}.weight"] if f"{prefix}.weight" in state else [
+                f"{prefix}.{branch}.weight" for branch in ("conv3", "conv1")]
+            readers[output.reads[0]] = keys
+    return readers
 
 
 def narrowed_split(split: dict, names: list[str]) -> dict:
@@ -86,7 +110,7 @@ def check_outputs(source: TinyBeauty, kept: TinyBeauty, indices: list[int], path
         worst = max(worst, float((theirs - ours).abs().max()))
     if worst > MAX_DIFFERENCE:
         raise CheckpointError(f"{path}: the kept looks' outputs differ from the source's by {worst:.2g} (more than "
-                              f"{MAX_DIFFERENCE:g}); this network's looks are not head slices, so they cannot be kept")
+                              f"{MAX_DIFFERENCE:g}): they cannot be kept")
     return worst
 
 
@@ -101,7 +125,7 @@ def keep_looks(path: Path, names: list[str]) -> dict:
     split = checkpoint_split(payload, path)
     kept_config = replace(config, looks=tuple(names))
     kept = build_model(kept_config)
-    state = narrowed_weights(payload["model"], config.widths[0], indices)
+    state = narrowed_weights(source, payload["model"], indices)
     kept.load_state_dict(state)
     worst = check_outputs(merge(source), merge(kept.eval()), indices, path)
     catalogue = {look["name"]: look for look in payload.get("looks") or []}

@@ -8,7 +8,6 @@ PyTorch) runs in its place, behind the spec check that the file takes the look i
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ import torch
 from conftest import IMAGE_SIZE
 
 from export.__main__ import main as export_main
-from export.coreml_format import broadcast_copies, can_predict, image_io_problems
+from export.coreml_format import can_predict, image_io_problems
 from export.formats import BY_NAME
 from export.loading import load_model, recorded_looks
 from export.mlpackage_format import MAX_DROP_DB, stored_model
@@ -24,7 +23,6 @@ from export.runtime import RuntimeUnavailable
 from models.checkpoint import load_checkpoint
 from models.gates import BLEND_MIN_PSNR_VS_PYTORCH_DB, MAX_PSNR_DROP_DB
 from models.metrics import mean_psnr_db
-from models.tinybeauty import VARIANTS, build_model
 
 FORMATS = ("coreml", "mlpackage")
 LOOKS = ["berry", "smoky"]
@@ -134,14 +132,3 @@ def test_every_look_keeps_the_palettization_margin(exported, two_look_checkpoint
             drop = (mean_psnr_db(model(inputs.val_source[rows], inputs.val_looks[rows]), inputs.val_target[rows])
                     - mean_psnr_db(rebuilt(inputs.val_source[rows], inputs.val_looks[rows]), inputs.val_target[rows]))
         assert drop <= MAX_DROP_DB + 1e-6
-
-
-@pytest.mark.parametrize("looks", [2, 3])
-def test_the_core_ml_copies_are_the_networks(looks):
-    """The Core ML files compute dec1's look-weighted copies as one broadcast multiply: the same values as
-    the network's repeat and repeat_interleave, to the bit, for one-hot weights and for a blend."""
-    model = build_model(replace(VARIANTS["nano"], looks=("berry", "smoky", "natural")[:looks]))
-    features = torch.rand(1, model.config.widths[0], 8, 8, generator=torch.Generator().manual_seed(2))
-    for weights in (torch.eye(looks)[looks - 1:], torch.rand(1, looks, generator=torch.Generator().manual_seed(3))):
-        expected = model.residual.weighted_copies(features, weights)
-        assert torch.equal(broadcast_copies(looks, features, weights), expected)

@@ -114,29 +114,17 @@ def test_each_file_declares_its_look_input(mobile_files):
         BY_NAME["ptl"].load(mobile_files / "tinybeauty.ptl")(face)
 
 
-def test_channel_repeats_become_concatenations_of_the_same_tensor():
-    """The .tflite export's rewrite of the looks' copies (litert-torch's layout pass mishandles a repeat)."""
-    from export.common import FloatResidualAdd
-    from export.tflite_format import channel_repeats_as_concatenations
-
-    model = build_model(replace(VARIANTS["nano"], looks=tuple(LOOKS)))
-    face, looks = torch.rand(1, 3, IMAGE_SIZE, IMAGE_SIZE), torch.tensor([[0.3, 0.7]])
-    graph = torch.export.export(FloatResidualAdd(model.residual).eval(), (face,), {"look_weights": looks}).module()
-    assert channel_repeats_as_concatenations(graph) == 1
-    assert not [node for node in graph.graph.nodes if node.target == torch.ops.aten.repeat.default]
-    with torch.no_grad():
-        assert torch.allclose(graph(face, look_weights=looks), model(face, looks), atol=1e-6)
-
-
-def test_broadcast_copies_are_the_networks_copies():
-    """The .ptl and .pte exports' form of the looks' copies (one broadcast Mul) is the model's, exactly."""
-    from export.common import broadcast_copies, broadcast_residual
+def test_constant_gates_are_the_networks_gates():
+    """The exports' form of the look gates (constants, no sigmoid) gives the model's output, exactly."""
+    from export.common import ConstantGates, constant_gates
 
     model = build_model(replace(VARIANTS["nano"], looks=("berry", "smoky", "natural")))
-    features, looks = torch.rand(2, 8, 16, 16), torch.tensor([[0.2, 0.3, 0.5], [0.0, 1.0, 0.0]])
-    assert torch.equal(broadcast_copies(features, looks), model.residual.weighted_copies(features, looks))
-    face = torch.rand(2, 3, IMAGE_SIZE, IMAGE_SIZE)
     with torch.no_grad():
-        assert torch.equal(broadcast_residual(model)(face, looks), model.residual(face, looks))
-    one_look = build_model("nano")
-    assert "weighted_copies" not in vars(broadcast_residual(one_look))  # one look: the network as it is
+        model.residual.look_gates.weight.normal_(0, 0.1)
+    face, looks = torch.rand(2, 3, IMAGE_SIZE, IMAGE_SIZE), torch.tensor([[0.2, 0.3, 0.5], [0.0, 1.0, 0.0]])
+    constant = constant_gates(model)
+    assert isinstance(constant.residual.look_gates, ConstantGates)
+    with torch.no_grad():
+        assert torch.equal(constant(face, looks), model(face, looks))
+        assert torch.equal(constant_gates(model.residual)(face, looks), model.residual(face, looks))
+    assert constant_gates(build_model("nano")).residual.look_gates is None  # one look: no gates

@@ -118,21 +118,21 @@ def test_the_files_take_regions_last_in_their_own_layout(region_set):
 
 def two_look_region_checkpoint(source, target):
     """A network of two looks that reads region maps, built without training one: the one-look region
-    network's layers, its head once per look (the second look's perturbed), saved with a split of two looks
-    over the same faces, as training writes one."""
+    network's layers, the first look's gates open (exactly the one-look network), the second look's
+    gates at random, saved with a split of two looks over the same faces, as training writes one."""
     from dataclasses import replace
 
     from models.checkpoint import save_checkpoint
     from models.tinybeauty import TinyBeauty
+    from train.add_look import OPEN_GATE
 
     model, payload = load_checkpoint(source)
     config = replace(model.config, looks=("berry", "smoky"))
-    state = {key: value for key, value in model.state_dict().items() if not key.startswith("residual.head.")}
-    head = model.residual.head
-    state["residual.head.weight"] = torch.cat([head.weight, head.weight + 0.05 * torch.randn(
-        head.weight.shape, generator=torch.Generator().manual_seed(0))], dim=1)
-    state["residual.head.bias"] = head.bias
     network = TinyBeauty(config)
+    state = model.state_dict()
+    channels = network.residual.look_gates.weight.shape[1]
+    state["residual.look_gates.weight"] = torch.stack([torch.full((channels,), OPEN_GATE), 0.1 + 0.05 * torch.randn(
+        channels, generator=torch.Generator().manual_seed(0))])
     network.load_state_dict(state)
     return save_checkpoint(target, {
         "model": network.state_dict(), "model_config": config.to_dict(), "epoch": payload["epoch"],

@@ -124,9 +124,9 @@ def test_resumed_run_of_several_looks_continues_the_same_stream(look_folders, tm
 
 
 @pytest.mark.slow  # renders pairs (and most train)
-def test_batches_mix_looks_and_each_loss_goes_through_its_own_head(look_folders):
+def test_batches_mix_looks_and_each_loss_goes_through_its_own_gates(look_folders):
     """A training batch holds several looks' samples, each with its look index; the loss of a batch of one
-    look moves only that look's slice of the head."""
+    look moves only that look's gates (and the shared network)."""
     from train.dataset import load_pairs
 
     parts = [(load_pairs(look_folders / look, IMAGE_SIZE, eye_mask="labels"), {"train": np.arange(n)})
@@ -145,9 +145,9 @@ def test_batches_mix_looks_and_each_loss_goes_through_its_own_head(look_folders)
         PairDataset(cache, np.arange(16, 20)), batch_size=4)))  # smoky only
     made_up = model(source, one_hot_looks(torch.ones(4), model.config), clamp=False, regions=maps_for(model, source))
     makeup_loss(made_up, target, eye)["loss"].backward()
-    grad = model.residual.head.weight.grad
-    channels = model.config.widths[0]
-    assert grad[:, :channels].abs().max() == 0 and grad[:, channels:].abs().max() > 0
+    grad = model.residual.look_gates.weight.grad
+    assert grad[0].abs().max() == 0 and grad[1].abs().max() > 0
+    assert model.residual.head.weight.grad.abs().max() > 0
 
 
 def test_built_in_looks_live_beside_the_built_in_set(tmp_path):
