@@ -93,17 +93,18 @@ def rows_wide_gates(graph: onnx.GraphProto) -> int:
     import onnx
 
     shapes = {info.name: [d.dim_value for d in info.type.tensor_type.shape.dim] for info in graph.value_info}
-    producers = _producers(graph)
-
-    def from_looks(name: str) -> bool:
-        node = producers.get(name)
-        return name == LOOKS_INPUT_NAME or (node is not None and any(from_looks(i) for i in node.input if i))
+    readers, from_looks, frontier = _readers(graph), set(), [LOOKS_INPUT_NAME]
+    while frontier:  # every tensor the look weights reach, up to the gating Muls
+        for node in readers.get(frontier.pop(), []):
+            if node.op_type != "Mul":
+                from_looks.update(node.output)
+                frontier.extend(node.output)
 
     expanded = 0
     for index, node in enumerate(list(graph.node)):
         if node.op_type != "Mul" or len(node.input) != 2:
             continue
-        gates = [name for name in node.input if from_looks(name)]
+        gates = [name for name in node.input if name in from_looks]
         if len(gates) != 1:
             continue
         features = next(name for name in node.input if name != gates[0])
@@ -122,6 +123,15 @@ def rows_wide_gates(graph: onnx.GraphProto) -> int:
 
 def _producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
     return {name: node for node in graph.node for name in node.output}
+
+
+def _readers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    """The nodes that read each tensor."""
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    return readers
 
 
 def _initializer(graph: onnx.GraphProto, name: str) -> onnx.TensorProto:
@@ -180,10 +190,7 @@ def export_fp32(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: Expor
 
 def _float_tail(graph: onnx.GraphProto) -> list[str]:
     """Names of the residual Add (it reads the graph input) and everything after it (the clamp)."""
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = _readers(graph)
     add = next((n for n in consumers.get(INPUT_NAME, []) if n.op_type == "Add"), None)
     if add is None:
         raise RuntimeError("could not find the residual Add that reads the graph input")
@@ -256,10 +263,7 @@ def trained_range_overrides(graph: onnx.GraphProto, model: TinyBeauty,
     if found != shapes:
         raise RuntimeError(f"the graph's convolutions {found} do not match the network's {shapes}; "
                            "cannot place the trained activation ranges")
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = _readers(graph)
     overrides = {}
     for conv, output in zip(convs, outputs, strict=True):
         low, high = ranges[output.name]
@@ -322,10 +326,7 @@ def gates_in_uint8(graph: onnx.GraphProto) -> int:
     many ops were moved."""
     moved = 0
     for node in list(graph.node):
-        producers, readers = _producers(graph), {}
-        for other in graph.node:
-            for name in other.input:
-                readers.setdefault(name, []).append(other)
+        producers, readers = _producers(graph), _readers(graph)  # again after each move: the graph changed
         dequantize = producers.get(node.input[0]) if node.op_type in ("Reshape", "Expand") else None
         after = readers.get(node.output[0], [])
         if (dequantize is None or dequantize.op_type != "DequantizeLinear" or len(after) != 1
@@ -347,10 +348,7 @@ def _quantized_neighbours(graph: onnx.GraphProto) -> list[list[str]]:
     """For each value-moving node reading a DequantizeLinear, the uint8 tensors its inputs are
     dequantized from and its outputs quantized to: the tensors that must share a scale."""
     producers = _producers(graph)
-    readers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
+    readers = _readers(graph)
     linked = []
     for node in graph.node:
         if node.op_type not in SAME_SCALE_OPS:

@@ -253,7 +253,7 @@ class ResidualUNet(nn.Module):
         self.dec1 = conv_act(c1 + c1, c1, act, reparam=rep)
         self.head = nn.Conv2d(c1, config.in_channels * 4, 1)
         # Several looks: a gate per look on each channel of dec3, dec2 and dec1, one table (none for one look).
-        channels = {"bottleneck": cb, "dec3": c2, "dec2": c1, "dec1": c1}
+        channels = {"dec3": c2, "dec2": c1, "dec1": c1}
         looks = len(config.looks)
         self.look_gates = LookGates(looks, {name: channels[name] for name in GATED_OUTPUTS}) if looks > 1 else None
         self.pool = nn.MaxPool2d(2)
@@ -272,8 +272,8 @@ class ResidualUNet(nn.Module):
         skip1 = self.enc1(self.stem(face))
         skip2 = self.enc2(self.pool(skip1))
         skip3 = self.enc3(self.pool(skip2))
+        deep = self.bottleneck(skip3)
         gates = self.look_gates(look_weights) if self.look_gates is not None else {}
-        deep = gated(self.bottleneck(skip3), gates, "bottleneck")
         deep = gated(self.dec3(torch.cat([deep, skip3], dim=1)), gates, "dec3")
         deep = gated(self.dec2(torch.cat([self.up(deep), skip2], dim=1)), gates, "dec2")
         deep = gated(self.dec1(torch.cat([self.up(deep), skip1], dim=1)), gates, "dec1")
