@@ -39,7 +39,7 @@ from faces.region_weights import cheek_ellipse, lower_lid, upper_lid
 from models.atomic import atomic_path
 from models.variants import DEFAULT_LOOK
 from train.looks import BERRY, LOOKS, Look, look_named
-from train.synthetic import LABELS, SKIN_TONES, render_jobs, to_uint8
+from train.synthetic import LABELS, SKIN_TONES, render_jobs, save_pair, to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -373,9 +373,7 @@ def _write_pair(job: tuple[Path, str, int, int, int, str, tuple[str, ...]]) -> N
     if all((out / sub / name).exists() for sub in ("source", "target", "mask")):
         return
     source, target, labels = render_pair(identity, index, seed=seed, size=size, look=LOOKS[look], kinds=kinds)
-    for sub, array in (("mask", labels), ("source", to_uint8(source)), ("target", to_uint8(target))):
-        with atomic_path(out / sub / name) as tmp:  # a killed run never leaves a half-written pair
-            Image.fromarray(array).save(tmp, format="PNG")
+    save_pair(out, name, source, target, labels)
 
 
 def write_portraits(out: Path, counts: dict[str, int], size: int = 256, seed: int = 0, look: str = DEFAULT_LOOK,
