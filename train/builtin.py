@@ -18,11 +18,10 @@ import numpy as np
 
 from models.atomic import atomic_path
 from models.data import REAL_TEST_SPLIT
-from models.variants import DEFAULT_LOOK
 from train.eye_masks import LANDMARK_CACHE, MESH_CACHE, REGION_CACHE
-from train.portraits import HELD_OUT, PORTRAITS, PortraitUnavailable, identity_of, write_portraits
+from train.portraits import HELD_OUT, PORTRAITS, PortraitUnavailable, identity_of, write_portrait_looks
 from train.split import split_indices
-from train.synthetic import write_dataset
+from train.synthetic import write_looks
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +31,16 @@ REAL_TRAIN_PAIRS = 100
 REAL_TEST_PAIRS = 40
 
 
-def write_builtin(out: Path, cartoons: int, size: int = 256, look: str = DEFAULT_LOOK) -> Path:
-    """Render the built-in set with ``look`` (train/looks) into ``out`` (pairs already there are kept);
-    every look is drawn on the same faces."""
-    write_dataset(out, cartoons, size, seed=0, look=look)
+def write_builtin(folders: dict[str, Path], cartoons: int, size: int = 256) -> dict[str, Path]:
+    """Render the built-in set of each look (a name in train/looks -> its folder; pairs already there are
+    kept): every look is drawn on the same faces, each face made once for all of them."""
+    write_looks(folders, cartoons, size, seed=0)
     counts = {identity: REAL_TEST_PAIRS if identity == HELD_OUT else REAL_TRAIN_PAIRS for identity in PORTRAITS}
     try:
-        write_portraits(out, counts, size, look=look)
+        write_portrait_looks(folders, counts, size)
     except PortraitUnavailable as error:
         log.warning("built-in data without real portraits (%s): cartoons only, no real-photo test split", error)
-    return out
+    return folders
 
 
 def share_face_caches(folder: Path, earlier: list[Path]) -> None:

@@ -131,7 +131,7 @@ def render_builtin(config: TrainConfig, sources: list[LookSource], dist_info: tr
         for source in sources:
             log.info("no --data: using the built-in set (%d cartoon pairs and real portraits) in %s",
                      config.synthetic_pairs, source.data)
-            write_builtin(source.data, config.synthetic_pairs, config.image_size, look=source.name)
+        write_builtin({source.name: source.data for source in sources}, config.synthetic_pairs, config.image_size)
     if dist_info.enabled:
         torch.distributed.barrier()
 

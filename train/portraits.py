@@ -337,17 +337,31 @@ def _identity_number(identity: str) -> int:
     return sorted(PORTRAITS).index(identity)
 
 
-def render_with_masks(identity: str, index: int, seed: int = 0, size: int = 256, look: Look = BERRY,
-                      kinds: tuple[str, ...] = VARIATION_KINDS) -> tuple[np.ndarray, np.ndarray, np.ndarray, LookMasks]:
-    """:func:`render_pair` and the masks the look was laid along."""
+def _face(identity: str, index: int, seed: int, size: int, kinds: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(source, mesh points): one pair's face, the photo resampled and recoloured; every look goes on it."""
     rng = np.random.default_rng([seed, _identity_number(identity), index])
     plain, plain_points = resample(identity, draw_variation(rng, np.ones(3), kinds=()), size)
     face = _polygon_mask(size, [plain_points[list(FACE_OVAL)]]) > 0.5
     variation = draw_variation(rng, plain[face].mean(0), kinds)
     crop, points = resample(identity, variation, size)
+    outline = _polygon_mask(size, [points[list(FACE_OVAL)]], blur=1.0)  # look_masks' face
+    return vary_colour(crop, outline, variation, rng), points
+
+
+def render_with_masks(identity: str, index: int, seed: int = 0, size: int = 256, look: Look = BERRY,
+                      kinds: tuple[str, ...] = VARIATION_KINDS) -> tuple[np.ndarray, np.ndarray, np.ndarray, LookMasks]:
+    """:func:`render_pair` and the masks the look was laid along."""
+    source, points = _face(identity, index, seed, size, kinds)
     masks = look_masks(points, size, look)
-    source = vary_colour(crop, masks.face, variation, rng)
     return source, apply_look(source, masks, look), _label_map(points, size), masks
+
+
+def render_looks(identity: str, index: int, seed: int = 0, size: int = 256, looks: tuple[Look, ...] = (BERRY,),
+                 kinds: tuple[str, ...] = VARIATION_KINDS) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """(source, a target per look, labels): one pair's face made once, each of ``looks`` on it."""
+    source, points = _face(identity, index, seed, size, kinds)
+    targets = [apply_look(source, look_masks(points, size, look), look) for look in looks]
+    return source, targets, _label_map(points, size)
 
 
 def render_pair(identity: str, index: int, seed: int = 0, size: int = 256, look: Look = BERRY,
@@ -367,28 +381,42 @@ def identity_of(name: str) -> str | None:
     return parts[1] if len(parts) == 3 and parts[0] == "real" and parts[1] in PORTRAITS else None
 
 
-def _write_pair(job: tuple[Path, str, int, int, int, str, tuple[str, ...]]) -> None:
-    out, identity, index, size, seed, look, kinds = job
+def _write_pair(job: tuple[tuple[tuple[str, Path], ...], str, int, int, int, tuple[str, ...]]) -> None:
+    """One portrait pair's face and every look of ``job`` on it, into each look's folder; complete pairs are left."""
+    folders, identity, index, size, seed, kinds = job
     name = pair_name(identity, index) + ".png"
-    if all((out / sub / name).exists() for sub in ("source", "target", "mask")):
+    missing = [(look, out) for look, out in folders
+               if not all((out / sub / name).exists() for sub in ("source", "target", "mask"))]
+    if not missing:
         return
-    source, target, labels = render_pair(identity, index, seed=seed, size=size, look=LOOKS[look], kinds=kinds)
-    save_pair(out, name, source, target, labels)
+    source, targets, labels = render_looks(identity, index, seed=seed, size=size,
+                                           looks=tuple(LOOKS[look] for look, _ in missing), kinds=kinds)
+    for (_, out), target in zip(missing, targets, strict=True):
+        save_pair(out, name, source, target, labels)
+
+
+def write_portrait_looks(folders: dict[str, Path], counts: dict[str, int], size: int = 256, seed: int = 0,
+                         kinds: tuple[str, ...] = VARIATION_KINDS, workers: int | None = None) -> dict[str, Path]:
+    """Render ``counts[identity]`` pairs of each identity, each face made once with every look of ``folders``
+    (look name -> its pair folder) on it; pairs already complete are kept."""
+    for look in folders:
+        look_named(look)  # an unknown name fails here, naming the catalogue, before any worker starts
+    for identity in counts:
+        _landmarks(identity)  # a missing portrait or mesh fails here, before any worker starts
+    folders = {look: Path(out) for look, out in folders.items()}
+    for out in folders.values():
+        for sub in ("source", "target", "mask"):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+    jobs = [(tuple(folders.items()), identity, index, size, seed, kinds) for identity, n in counts.items()
+            for index in range(1, n + 1)]
+    render_jobs(_write_pair, jobs, f"rendering {len(jobs)} portrait faces x {len(folders)} look(s)", workers)
+    return folders
 
 
 def write_portraits(out: Path, counts: dict[str, int], size: int = 256, seed: int = 0, look: str = DEFAULT_LOOK,
                     kinds: tuple[str, ...] = VARIATION_KINDS, workers: int | None = None) -> Path:
-    """Render ``counts[identity]`` pairs of each identity into ``out``; pairs already complete are kept."""
-    out = Path(out)
-    look_named(look)  # an unknown name fails here, naming the catalogue, before any worker starts
-    for identity in counts:
-        _landmarks(identity)  # a missing portrait or mesh fails here, before any worker starts
-    for sub in ("source", "target", "mask"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    jobs = [(out, identity, index, size, seed, look, kinds) for identity, n in counts.items()
-            for index in range(1, n + 1)]
-    render_jobs(_write_pair, jobs, f"rendering {len(jobs)} portrait pairs", workers)
-    return out
+    """Render ``counts[identity]`` pairs of each identity with ``look`` into ``out``; complete pairs are kept."""
+    return write_portrait_looks({look: out}, counts, size, seed, kinds, workers)[look]
 
 
 RESIDUAL_GAIN = 3  # the figure's residual: mid-grey plus 3x (target - source), so a subtle look shows

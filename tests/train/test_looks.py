@@ -137,3 +137,26 @@ def test_the_figure_shows_every_look_on_both_faces(tmp_path):
     rows = grid.reshape(len(looks.LOOKS), 64, 6, 64, 3)
     np.testing.assert_array_equal(rows[0, :, 0], rows[-1, :, 0])  # every row's "before" is the same cartoon
     assert np.abs(rows[0, :, 1] - rows[-1, :, 1]).max() > 0.2  # and its "after" differs by look
+
+
+def test_the_built_in_looks_are_rendered_on_each_face_once_and_kept(tmp_path):
+    """write_looks / write_portrait_looks (train/builtin.py's) draw a face once for every look: each look's pairs
+    are the ones that look alone renders; a look added to the folders later renders only its own pairs."""
+    folders = {name: tmp_path / name for name in ("berry", "smoky")}
+    synthetic.write_looks(folders, 2, size=64, workers=1)
+    portraits.write_portrait_looks(folders, {"collins": 1}, size=64, workers=1)
+    for name, folder in folders.items():
+        for file, pair in (("image_0002.png", synthetic.render_pair(2, size=64, look=looks.LOOKS[name])),
+                           ("real_collins_0001.png", portraits.render_pair("collins", 1, size=64,
+                                                                           look=looks.LOOKS[name]))):
+            for sub, expected in zip(("source", "target"), pair[:2], strict=True):
+                written = np.asarray(Image.open(folder / sub / file))
+                np.testing.assert_array_equal(written, synthetic.to_uint8(expected))
+    kept = {path: path.stat().st_mtime_ns for path in tmp_path.rglob("*.png")}
+    folders["natural"] = tmp_path / "natural"
+    synthetic.write_looks(folders, 2, size=64, workers=1)
+    assert all(path.stat().st_mtime_ns == stamp for path, stamp in kept.items())  # nothing rewritten
+    assert sorted(p.name for p in (tmp_path / "natural" / "target").iterdir()) == ["image_0001.png", "image_0002.png"]
+    with pytest.raises(KeyError, match="glitter"):  # an unknown look: refused before anything is drawn
+        synthetic.write_looks({"glitter": tmp_path / "glitter"}, 1, size=64, workers=1)
+    assert not (tmp_path / "glitter").exists()
