@@ -88,14 +88,21 @@ export: $(ARTIFACTS)/manifest.json
 bench: $(BENCH)/report.json
 
 # A catalogue's cost (LOOKS=...): its files against those of its first look alone, the same shared weights
-# (python -m train.keep_looks), bytes and latency side by side in $(BENCH)/compare/.
+# (python -m train.keep_looks), bytes and latency side by side in $(BENCH)/compare/; from three looks on, its
+# first two looks' files too, for a look's own bytes (the slope from two looks; benchmark/compare.py).
 comma := ,
-FIRST_LOOK = $(firstword $(subst $(comma), ,$(LOOKS)))
+LOOK_LIST = $(subst $(comma), ,$(LOOKS))
+FIRST_LOOK = $(firstword $(LOOK_LIST))
+FIRST_TWO = $(word 1,$(LOOK_LIST))$(comma)$(word 2,$(LOOK_LIST))
+FEWER = $(if $(word 3,$(LOOK_LIST)),$(OUT)/two_looks)
 compare-looks: $(ARTIFACTS)/manifest.json | setup
 	$(if $(LOOKS),,$(error compare-looks needs LOOKS=a,b,... (the catalogue the checkpoint holds)))
 	$(PY) -m train.keep_looks --from $(CHECKPOINT) --looks $(FIRST_LOOK) --out $(OUT)/one_look
 	$(PY) -m export --checkpoint $(OUT)/one_look/$(notdir $(CHECKPOINT)) --out $(OUT)/one_look/artifacts $(EXPORT_ARGS)
-	$(PY) -m benchmark.compare --base $(OUT)/one_look/artifacts --other $(ARTIFACTS) --out $(BENCH)/compare
+	$(if $(FEWER),$(PY) -m train.keep_looks --from $(CHECKPOINT) --looks $(FIRST_TWO) --out $(FEWER))
+	$(if $(FEWER),$(PY) -m export --checkpoint $(FEWER)/$(notdir $(CHECKPOINT)) --out $(FEWER)/artifacts $(EXPORT_ARGS))
+	$(PY) -m benchmark.compare --base $(OUT)/one_look/artifacts $(if $(FEWER),--fewer $(FEWER)/artifacts) \
+	    --other $(ARTIFACTS) --out $(BENCH)/compare
 
 # The page on http://127.0.0.1:8000/ with the exported files (the .tflite by default; PORT=0: any free port).
 PORT ?= 8000

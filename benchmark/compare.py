@@ -3,6 +3,7 @@
 Usage:
     python -m benchmark.compare --base one_look_artifacts --other artifacts --out bench/compare
     python -m benchmark.compare --base A --other B --threads 1 --rounds 6
+    python -m benchmark.compare --base one_look --fewer two_looks --other artifacts   # bytes: a look's own cost
 
 What it is for: the cost of a change measured on one machine at one time, where two separate benchmark
 runs would differ by the machine's load between them. The catalogue's question is the usual one: the
@@ -13,6 +14,11 @@ batch 1, ``--rounds`` times each, base and other alternating (ABBA order, so a d
 load weighs on both alike); a several-look file runs an even blend of its looks (its one-hot inputs take
 the same ops), a region-input file all-zero maps. The ratio reported is other/base of the medians of the
 rounds' medians, with the lowest and highest round ratio beside it.
+
+Bytes per extra look: (other - base) / (looks other - looks base), the average, which carries the look
+input's fixed cost (the ops that mix the looks' gates, there from two looks on). With ``--fewer`` (the same
+catalogue kept to at least two looks, bytes only), the cost of one more look is the slope from it to
+``--other``, and the look input's fixed cost what is left: fewer - base - slope x (looks fewer - looks base).
 
 Writes OUT/compare.json (machine, both manifests' files, every round), OUT/compare.md (the table) and
 OUT/compare.png (the latency ratio and the byte difference per format). Formats that cannot run here
@@ -62,15 +68,29 @@ def timed_rounds(runners: dict[str, tuple], rounds: int, min_runs: int, min_seco
     return times
 
 
+def byte_costs(sizes: dict[str, int], looks: dict[str, int]) -> dict:
+    """A format's bytes per set ('base', 'other' and optionally 'fewer') and what the looks cost: the difference,
+    the average per extra look and, with 'fewer', the slope per look and the look input's fixed cost."""
+    costs = {f"{side}_bytes": size for side, size in sizes.items()}
+    costs["byte_difference"] = sizes["other"] - sizes["base"]
+    if looks["other"] > looks["base"]:
+        costs["bytes_per_extra_look"] = costs["byte_difference"] / (looks["other"] - looks["base"])
+    if "fewer" in sizes:
+        costs["bytes_per_look"] = (sizes["other"] - sizes["fewer"]) / (looks["other"] - looks["fewer"])
+        costs["look_input_bytes"] = sizes["fewer"] - sizes["base"] - costs["bytes_per_look"] * (looks["fewer"]
+                                                                                              - looks["base"])
+    return costs
+
+
 def compare_format(fmt_name: str, sets: dict[str, dict], args: argparse.Namespace) -> dict:
     """One format's bytes in both sets and, where it runs here, its latency ratio."""
     from export.loading import load_model
 
-    row = {"format": fmt_name, **{f"{side}_bytes": sets[side]["entries"][fmt_name]["bytes"] for side in sets}}
-    row["byte_difference"] = row["other_bytes"] - row["base_bytes"]
+    row = {"format": fmt_name, **byte_costs({side: found["entries"][fmt_name]["bytes"] for side, found in sets.items()},
+                                            {side: found["looks"] for side, found in sets.items()})}
     runners = {}
     try:
-        for side, found in sets.items():
+        for side, found in ((side, sets[side]) for side in ("base", "other")):
             loaded = load_model(found["folder"] / found["entries"][fmt_name]["file"], threads=args.threads)
             faces, extra = example_inputs(loaded)
             runners[side] = (loaded.runner, faces, extra)
@@ -89,15 +109,21 @@ def compare_format(fmt_name: str, sets: dict[str, dict], args: argparse.Namespac
 
 
 def markdown(report: dict) -> str:
-    base, other = report["base"], report["other"]
+    base, other, fewer = report["base"], report["other"], report.get("fewer")
+    slope = fewer is not None
     lines = [f"# {other['folder']} against {base['folder']}", "",
              f"{other['looks']} looks against {base['looks']}; {report['threads']} thread(s), {report['rounds']} "
-             f"alternating rounds per file, {report['machine']}. Latency: median of the rounds' medians, batch 1.",
-             "", "| format | bytes (base) | bytes (other) | difference | per extra look | latency base | latency other "
-             "| other / base (rounds) |", "|---|---|---|---|---|---|---|---|"]
-    extra_looks = other["looks"] - base["looks"]
+             f"alternating rounds per file, {report['machine']}. Latency: median of the rounds' medians, batch 1."
+             + (f" A look's own bytes: the slope from {fewer['looks']} looks ({fewer['folder']}) to {other['looks']}; "
+                "the look input's fixed cost: the rest of the difference." if slope else ""),
+             "", "| format | bytes (base) | bytes (other) | difference | per extra look (average) "
+             + ("| per look (slope) | look input (fixed) " if slope else "")
+             + "| latency base | latency other | other / base (rounds) |",
+             "|---|---|---|---|---|" + ("---|---|" if slope else "") + "---|---|---|"]
     for row in report["formats"]:
-        per_look = f"{row['byte_difference'] / extra_looks:,.0f}" if extra_looks else "-"
+        per_look = f"{row['bytes_per_extra_look']:,.0f}" if "bytes_per_extra_look" in row else "-"
+        if slope:
+            per_look += f" | {row['bytes_per_look']:,.0f} | {row['look_input_bytes']:,.0f}"
         if "ratio" in row:
             timing = (f"{row['base_ms']:.2f} ms | {row['other_ms']:.2f} ms | x{row['ratio']:.3f} "
                       f"(x{row['round_ratio_min']:.3f}-x{row['round_ratio_max']:.3f})")
@@ -148,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", type=Path, required=True, help="folder of the set to compare against")
     parser.add_argument("--other", type=Path, required=True, help="folder of the set to compare")
+    parser.add_argument("--fewer", type=Path,
+                        help="folder of the same catalogue with fewer looks (at least two, fewer than --other's): "
+                             "a look's own bytes as the slope from it to --other (bytes only, not timed)")
     parser.add_argument("--out", type=output_folder, default=Path("bench/compare"), help="report folder")
     parser.add_argument("--threads", type=positive_int, default=1, help="threads per runtime (default: 1)")
     parser.add_argument("--rounds", type=positive_int, default=6, help="timing rounds per file (default: 6)")
@@ -159,12 +188,19 @@ def main(argv: list[str] | None = None) -> int:
     silence_known_noise()
     try:
         sets = {"base": read_set(args.base), "other": read_set(args.other)}
+        if args.fewer:
+            sets["fewer"] = read_set(args.fewer)
     except (ManifestError, OSError) as error:
-        print(f"error: {error}; export both sets first (`python -m export --out DIR`)", file=sys.stderr)
+        print(f"error: {error}; export the sets first (`python -m export --out DIR`)", file=sys.stderr)
         return 2
-    shared = [name for name in sets["base"]["entries"] if name in sets["other"]["entries"]]
+    if args.fewer and not sets["base"]["looks"] < sets["fewer"]["looks"] < sets["other"]["looks"]:
+        print(f"error: --fewer {args.fewer} has {sets['fewer']['looks']} look(s): it needs more than --base's "
+              f"{sets['base']['looks']} and fewer than --other's {sets['other']['looks']}", file=sys.stderr)
+        return 2
+    shared = [name for name in sets["base"]["entries"] if all(name in found["entries"] for found in sets.values())]
     if not shared:
-        print(f"error: {args.base} and {args.other} have no format in common", file=sys.stderr)
+        print(f"error: {', '.join(str(found['folder']) for found in sets.values())} have no format in common",
+              file=sys.stderr)
         return 2
     rows = []
     for index, name in enumerate(shared, 1):
@@ -176,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
               "threads": args.threads, "rounds": args.rounds,
               "base": {"folder": str(args.base), "looks": sets["base"]["looks"]},
               "other": {"folder": str(args.other), "looks": sets["other"]["looks"]}, "formats": rows}
+    if args.fewer:
+        report["fewer"] = {"folder": str(args.fewer), "looks": sets["fewer"]["looks"]}
     args.out.mkdir(parents=True, exist_ok=True)
     write_text(args.out / "compare.json", json.dumps(report, indent=2) + "\n")
     write_text(args.out / "compare.md", markdown(report))

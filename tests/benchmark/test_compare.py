@@ -2,7 +2,7 @@
 
 import json
 
-from benchmark.compare import main
+from benchmark.compare import byte_costs, main
 from export.__main__ import main as export_main
 from train.keep_looks import main as keep_looks
 
@@ -32,4 +32,20 @@ def test_the_catalogue_against_one_of_its_looks(two_look_checkpoint, tmp_path, c
 
 def test_a_folder_without_a_manifest_is_refused(tmp_path, capsys):
     assert main(["--base", str(tmp_path), "--other", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
-    assert "export both sets first" in capsys.readouterr().err
+    assert "export the sets first" in capsys.readouterr().err
+
+
+def test_a_looks_own_bytes_are_the_slope_from_fewer_looks_and_the_rest_is_the_look_input():
+    # ptl files of one, two and four looks of one catalogue (the measured sizes of docs/benchmark.md)
+    costs = byte_costs({"base": 95_591, "fewer": 99_087, "other": 99_650}, {"base": 1, "fewer": 2, "other": 4})
+    assert costs["byte_difference"] == 4_059 and costs["bytes_per_extra_look"] == 1_353
+    assert costs["bytes_per_look"] == 281.5 and costs["look_input_bytes"] == 3_496 - 281.5
+    assert "bytes_per_look" not in byte_costs({"base": 10, "other": 14}, {"base": 1, "other": 3})
+
+
+def test_fewer_looks_must_lie_between_the_two_sets(two_look_checkpoint, tmp_path, capsys):
+    assert export_main(["--checkpoint", str(two_look_checkpoint), "--out", str(tmp_path / "both"),
+                        "--formats", "onnx"]) == 0
+    both = str(tmp_path / "both")
+    assert main(["--base", both, "--fewer", both, "--other", both, "--out", str(tmp_path / "out")]) == 2
+    assert "--fewer" in capsys.readouterr().err and not (tmp_path / "out" / "compare.json").exists()
