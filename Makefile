@@ -1,4 +1,5 @@
-# TinyBeauty pipeline. On a fresh clone:  make bench  (train -> export -> benchmark)  /  make test
+# TinyBeauty pipeline. On a fresh clone:  make bench  (the built-in catalogue of four looks: train -> export ->
+# benchmark)  /  make test
 # make test-fast: the tests that train nothing and open no browser (docs/testing.md)
 # Variables pass through to the CLIs, e.g.  make train DATA=~/pairs EPOCHS=5 OUT=runs/a
 PYTHON ?= python3
@@ -6,9 +7,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 
 DATA ?=
-# The built-in looks to train into one network (one file serves them all), e.g. LOOKS=berry,natural,classic,smoky;
-# empty: the built-in berry look alone.
-LOOKS ?=
+# The built-in looks to train into one network (one file serves them all): by default the catalogue of four;
+# LOOKS=berry: the berry look alone. With DATA, the looks are the data's (train/look_options.py).
+BUILTIN_LOOKS := berry,natural,classic,smoky
+LOOKS ?= $(if $(DATA),,$(BUILTIN_LOOKS))
 EPOCHS ?=
 PRESET ?=
 OUT ?= tinybeauty_model

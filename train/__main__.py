@@ -1,7 +1,7 @@
 """Train TinyBeauty on paired faces (without makeup -> with one makeup style).
 
 Usage:
-    python -m train                              # CPU preset on the built-in data (cartoons, real portraits)
+    python -m train                              # CPU preset, the built-in berry look (cartoons, real portraits)
     python -m train --data DIR                   # the paper's schedule on your pairs
     python -m train --data DIR --epochs 5 --out runs/try1 --resume   # or --overwrite to start over
     python -m train --looks berry,natural,classic,smoky   # several built-in looks in one network
@@ -16,7 +16,7 @@ Presets fill every option you do not give explicitly:
     paper (default with --data): 50 epochs, batch 32, full 256x256 images, Adam lr 2e-4.
     cpu   (default without --data): the built-in set (train/builtin.py: 675 cartoon pairs, 539 of them
           training, and 240 real-portrait pairs), 128x128 random crops of the 256x256 images, batch 16,
-          lr 5e-4, 120 epochs.
+          lr 5e-4, 120 epochs; a catalogue of looks shares 60 epochs' worth out (four looks: 15 epochs).
 
 Split: 10% validation (learning-rate schedule, best checkpoint, export gate) and 10% test
 (held out: only the benchmark reads it), the rest training, by --seed; recorded in every
@@ -28,7 +28,7 @@ the real-photo test split (test-real), held out like the test split.
 split, seed, every option); only --epochs, --threads, --device, --sample-every and the W&B
 options may differ, any other flag that contradicts the checkpoint is refused.
 
-Several looks (train/multilook.py): one network with a head per look, each look's pairs split on their
+Several looks (train/multilook.py): one network, its decoder gated per look, each look's pairs split on their
 own (recorded per look), batches mixing looks, each sample's loss through its own look; validation,
 the log and held_out.json give each look's PSNR beside its no-makeup baseline.
 

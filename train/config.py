@@ -99,14 +99,22 @@ PRESETS: dict[str, dict] = {
 }
 
 
+# A catalogue's share of the CPU preset: the epochs of this many passes over one look's pairs, shared out between
+# its looks (an epoch holds every look's pairs): four looks train 15 epochs, ~8 min on 2 cores, so that `make bench`
+# of the built-in catalogue, which scores every look in every runtime, stays near 25 minutes with its setup
+# (docs/training.md, docs/measurements.md).
+CATALOGUE_PASSES = 60
+
+
 def preset_values(name: str, looks: int) -> dict:
-    """A preset's options for a run of ``looks`` looks. The CPU preset is a time budget: its epochs are
-    shared out between the looks (an epoch holds every look's pairs), so a catalogue of four trains 30
-    epochs in about the time one look trains 120."""
+    """A preset's options for a run of ``looks`` looks. The CPU preset is a time budget: one look trains 120
+    epochs; a catalogue shares CATALOGUE_PASSES epochs' worth out between its looks (four looks: 15 epochs)."""
     values = dict(PRESETS[name])
     if name == "cpu" and looks > 1:
-        values["epochs"] = math.ceil(values["epochs"] / looks)
+        values["epochs"] = math.ceil(CATALOGUE_PASSES / looks)
     return values
+
+
 # --add-look trains one look's gates on a frozen network: a few epochs unless --epochs says (docs/training.md).
 ADD_LOOK_EPOCHS = 10
 # What a resumed run may change; everything else comes from the checkpoint's train_config.

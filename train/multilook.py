@@ -1,9 +1,10 @@
 """Several looks in one run: which looks, where each one's pairs are, and each one's figures.
 
 A run of several looks (``--looks A,B`` on the built-in data, ``--data NAME=DIR`` repeated, or ``--data
-PARENT`` whose subfolders are the looks' pair folders: train/look_options.py) trains one network with a
-head per look (models/tinybeauty.py). Each look's pairs are decoded and split on their own (the built-in looks are
-drawn on the same faces, so every look holds out the same faces), then joined into one cache in which
+PARENT`` whose subfolders are the looks' pair folders: train/look_options.py) trains one network whose
+decoder each look gates (a row of gates per look: models/tinybeauty.py's LookGates). Each look's pairs are
+decoded and split on their own (the built-in looks are drawn on the same faces, so every look holds out the
+same faces), then joined into one cache in which
 each pair carries its look's index: a batch mixes looks, and each sample's loss is taken through its
 own look (one-hot weights). The checkpoint records the split per look (``{"looks": {name: record}}``)
 and the looks' names and swatch colours; validation, the epoch log and ``held_out.json`` give each

@@ -1,5 +1,6 @@
-"""The CPU preset is a time budget: a catalogue of looks shares its epochs out (an epoch holds every look's
-pairs), and anything given on the command line, or another preset, is left as given."""
+"""The CPU preset is a time budget: one look trains 120 epochs, a catalogue of looks shares 60 epochs' worth out
+between its looks (an epoch holds every look's pairs), and anything given on the command line, or another
+preset, is left as given."""
 
 import pytest
 
@@ -9,8 +10,9 @@ from train.__main__ import parse_args
 @pytest.mark.parametrize(("argv", "epochs", "qat_epochs"), [
     ([], 120, 10),
     (["--looks", "berry"], 120, 10),
-    (["--looks", "berry,smoky"], 60, 5),
-    (["--looks", "berry,natural,classic,smoky"], 30, 2),
+    (["--looks", "berry,smoky"], 30, 2),
+    (["--looks", "berry,natural,smoky"], 20, 2),
+    (["--looks", "berry,natural,classic,smoky"], 15, 1),
     (["--looks", "berry,natural,classic,smoky", "--epochs", "12"], 12, 1),
     (["--looks", "berry,natural,classic,smoky", "--preset", "paper"], 50, 4),
 ])
