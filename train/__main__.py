@@ -16,7 +16,7 @@ Presets fill every option you do not give explicitly:
     paper (default with --data): 50 epochs, batch 32, full 256x256 images, Adam lr 2e-4.
     cpu   (default without --data): the built-in set (train/builtin.py: 675 cartoon pairs, 539 of them
           training, and 240 real-portrait pairs), 128x128 random crops of the 256x256 images, batch 16,
-          lr 5e-4, 120 epochs; a catalogue of looks shares 60 epochs' worth out (four looks: 15 epochs).
+          lr 5e-4, 120 epochs; a catalogue of looks shares 40 epochs' worth out (four looks: 10 epochs).
 
 Split: 10% validation (learning-rate schedule, best checkpoint, export gate) and 10% test
 (held out: only the benchmark reads it), the rest training, by --seed; recorded in every

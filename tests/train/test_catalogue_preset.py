@@ -1,4 +1,4 @@
-"""The CPU preset is a time budget: one look trains 120 epochs, a catalogue of looks shares 60 epochs' worth out
+"""The CPU preset is a time budget: one look trains 120 epochs, a catalogue of looks shares 40 epochs' worth out
 between its looks (an epoch holds every look's pairs), and anything given on the command line, or another
 preset, is left as given."""
 
@@ -10,9 +10,9 @@ from train.__main__ import parse_args
 @pytest.mark.parametrize(("argv", "epochs", "qat_epochs"), [
     ([], 120, 10),
     (["--looks", "berry"], 120, 10),
-    (["--looks", "berry,smoky"], 30, 2),
-    (["--looks", "berry,natural,smoky"], 20, 2),
-    (["--looks", "berry,natural,classic,smoky"], 15, 1),
+    (["--looks", "berry,smoky"], 20, 2),
+    (["--looks", "berry,natural,smoky"], 14, 1),
+    (["--looks", "berry,natural,classic,smoky"], 10, 1),
     (["--looks", "berry,natural,classic,smoky", "--epochs", "12"], 12, 1),
     (["--looks", "berry,natural,classic,smoky", "--preset", "paper"], 50, 4),
 ])
