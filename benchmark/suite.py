@@ -59,11 +59,18 @@ def quality(figures: dict[str, torch.Tensor], rows: torch.Tensor | None = None) 
     PyTorch (per-image PSNR of near-identical images hits the cap)."""
     picked = {name: values if rows is None else values[rows] for name, values in figures.items()}
     mse = picked["mse"]
-    row = {"psnr_db": float(np.mean([db_of_mse(value) for value in mse.tolist()])),
-           "psnr_pooled_db": db_of_mse(mse.mean().item()), "ssim": picked["ssim"].mean().item(), "pairs": len(mse)}
+    row = {"psnr_db": mean_db(mse), "psnr_pooled_db": db_of_mse(mse.mean().item()),
+           "ssim": picked["ssim"].mean().item(), "pairs": len(mse)}
     if "mse_vs_pytorch" in picked:
         row["psnr_vs_pytorch_db"] = db_of_mse(picked["mse_vs_pytorch"].mean().item())
+    if "pytorch_mse" in picked:  # a row scored on part of the faces: PyTorch on the same ones, for its gates
+        row["pytorch_psnr_db"] = mean_db(picked["pytorch_mse"])
     return row
+
+
+def mean_db(mse: torch.Tensor) -> float:
+    """The mean of per-image PSNR from each image's MSE."""
+    return float(np.mean([db_of_mse(value) for value in mse.tolist()]))
 
 
 def latency_by_threads(make_runner, example: tuple[np.ndarray, ...], threads: list[int],
@@ -161,25 +168,19 @@ def by_look(figures: dict[str, dict[str, torch.Tensor]], looks: dict, names: lis
 
 
 def score_rows(row: dict, outputs: dict[str, np.ndarray], faces: dict, references: dict | None, looks: dict,
-               names: list[str], same_faces_reference: bool = False) -> None:
+               names: list[str], same_faces: bool = False) -> None:
     """Fill ``row``'s quality per split and, with several looks, per look, from ``outputs`` per split. With
-    ``same_faces_reference`` (a row scored on part of the faces), each figure also holds PyTorch's PSNR on the
-    same faces (``pytorch_psnr_db``), which the gates read in place of PyTorch's on the whole split."""
+    ``same_faces`` (a row scored on part of the faces), each figure also holds PyTorch's PSNR on those faces
+    (``pytorch_psnr_db``), which the gates read in place of PyTorch's on the whole split."""
     figures = {part: scores(made_up, faces[part][1], None if references is None else references[part])
                for part, made_up in outputs.items()}
+    if same_faces:
+        for part, split_figures in figures.items():
+            split_figures["pytorch_mse"] = mse_per_image(references[part], faces[part][1])
     for part, split_figures in figures.items():
         row["quality"][part] = quality(split_figures)
     if looks and figures:
         row["looks"] = by_look(figures, looks, names)
-    if same_faces_reference:
-        ours = {part: scores(references[part].numpy(), faces[part][1], None) for part in figures}
-        theirs = {"quality": {part: quality(split_figures) for part, split_figures in ours.items()},
-                  "looks": by_look(ours, looks, names) if looks else {}}
-        for part, scored in row["quality"].items():
-            scored["pytorch_psnr_db"] = theirs["quality"][part]["psnr_db"]
-        for name, parts in row.get("looks", {}).items():
-            for part, scored in parts.items():
-                scored["pytorch_psnr_db"] = theirs["looks"][name][part]["psnr_db"]
 
 
 def page_share(faces: dict, references: dict, looks: dict, names: list[str]) -> tuple[dict, dict, dict, str | None]:
@@ -296,7 +297,7 @@ def score_exports(manifest: dict, args: argparse.Namespace, model, faces: dict, 
         browser, outputs = browser_row(args.artifacts, manifest, page_faces, threads, args.min_runs, args.min_seconds,
                                        fmt, page_looks, model.config.looks)
         score_rows(browser, outputs, page_faces, page_references, page_looks, model.config.looks,
-                   same_faces_reference=page_note is not None)
+                   same_faces=page_note is not None)
         if page_note and outputs:
             browser["notes"].append(page_note)
         if regions and outputs:

@@ -39,7 +39,7 @@ from faces.region_weights import cheek_ellipse, lower_lid, upper_lid
 from models.atomic import atomic_path
 from models.variants import DEFAULT_LOOK
 from train.looks import BERRY, LOOKS, Look, look_named
-from train.synthetic import LABELS, SKIN_TONES, render_jobs, save_pair, to_uint8
+from train.synthetic import LABELS, SKIN_TONES, missing_looks, pair_folders, render_jobs, save_pair, to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -385,8 +385,7 @@ def _write_pair(job: tuple[tuple[tuple[str, Path], ...], str, int, int, int, tup
     """One portrait pair's face and every look of ``job`` on it, into each look's folder; complete pairs are left."""
     folders, identity, index, size, seed, kinds = job
     name = pair_name(identity, index) + ".png"
-    missing = [(look, out) for look, out in folders
-               if not all((out / sub / name).exists() for sub in ("source", "target", "mask"))]
+    missing = missing_looks(folders, name)
     if not missing:
         return
     source, targets, labels = render_looks(identity, index, seed=seed, size=size,
@@ -403,10 +402,7 @@ def write_portrait_looks(folders: dict[str, Path], counts: dict[str, int], size:
         look_named(look)  # an unknown name fails here, naming the catalogue, before any worker starts
     for identity in counts:
         _landmarks(identity)  # a missing portrait or mesh fails here, before any worker starts
-    folders = {look: Path(out) for look, out in folders.items()}
-    for out in folders.values():
-        for sub in ("source", "target", "mask"):
-            (out / sub).mkdir(parents=True, exist_ok=True)
+    folders = pair_folders(folders)
     jobs = [(tuple(folders.items()), identity, index, size, seed, kinds) for identity, n in counts.items()
             for index in range(1, n + 1)]
     render_jobs(_write_pair, jobs, f"rendering {len(jobs)} portrait faces x {len(folders)} look(s)", workers)

@@ -353,13 +353,30 @@ def _write_pair(job: tuple[tuple[tuple[str, Path], ...], int, int, int]) -> None
     """One face and every look of ``job`` on it, into each look's folder; looks whose pair is complete are left."""
     folders, index, size, seed = job
     name = f"image_{index:04d}.png"
-    missing = [(look, out) for look, out in folders
-               if not all((out / sub / name).exists() for sub in ("source", "target", "mask"))]
+    missing = missing_looks(folders, name)
     if not missing:
         return
     source, targets, labels = render_looks(index, seed=seed, size=size, looks=tuple(LOOKS[look] for look, _ in missing))
     for (_, out), target in zip(missing, targets, strict=True):
         save_pair(out, name, source, target, labels)
+
+
+def pair_folders(folders: dict[str, Path]) -> dict[str, Path]:
+    """Each look's pair folder (look name -> folder) with its source/, target/ and mask/ made; an unknown look
+    fails here, naming the catalogue, before anything is drawn."""
+    for look in folders:
+        look_named(look)
+    folders = {look: Path(out) for look, out in folders.items()}
+    for out in folders.values():
+        for sub in ("source", "target", "mask"):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+    return folders
+
+
+def missing_looks(folders: tuple[tuple[str, Path], ...], name: str) -> list[tuple[str, Path]]:
+    """The (look, folder) pairs whose pair ``name`` is not complete yet (complete ones are kept)."""
+    return [(look, out) for look, out in folders
+            if not all((out / sub / name).exists() for sub in ("source", "target", "mask"))]
 
 
 # zlib's fastest level: 6x quicker to write than PIL's default (7 against 42 ms a 256 px face) for 15% more
@@ -378,12 +395,7 @@ def write_looks(folders: dict[str, Path], n: int, size: int = 256, seed: int = 0
                 ) -> dict[str, Path]:
     """Render ``n`` faces, each drawn once with every look of ``folders`` (look name -> its pair folder) on it;
     pairs already complete are kept (re-runs are cheap)."""
-    for look in folders:
-        look_named(look)  # an unknown name fails here, naming the catalogue, before any worker starts
-    folders = {look: Path(out) for look, out in folders.items()}
-    for out in folders.values():
-        for sub in ("source", "target", "mask"):
-            (out / sub).mkdir(parents=True, exist_ok=True)
+    folders = pair_folders(folders)
     jobs = [(tuple(folders.items()), index, size, seed) for index in range(1, n + 1)]
     render_jobs(_write_pair, jobs, f"rendering {n} synthetic faces x {len(folders)} look(s)", workers)
     return folders

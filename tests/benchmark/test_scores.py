@@ -87,3 +87,19 @@ def test_scores_take_the_runtimes_float_arrays():
     target = torch.full((2, 3, 16, 16), 0.5)
     figures = scores(np.full((2, 3, 16, 16), 0.5, np.float32), target, None)
     assert quality(figures)["psnr_db"] == 100.0 and "psnr_vs_pytorch_db" not in quality(figures)
+
+
+def test_a_row_on_part_of_the_faces_carries_pytorchs_psnr_on_the_same_faces(images):
+    from benchmark.suite import score_rows
+
+    made_up, target, reference = images
+    looks = {"test": F.one_hot(torch.tensor([0] * 5 + [1] * 5), 2).float()}
+    row = {"quality": {}}
+    score_rows(row, {"test": made_up.numpy()}, {"test": (made_up, target)}, {"test": reference}, looks, ["a", "b"],
+               same_faces=True)
+    assert row["quality"]["test"]["pytorch_psnr_db"] == pytest.approx(mean_psnr_db(reference, target), abs=1e-9)
+    assert row["looks"]["b"]["test"]["pytorch_psnr_db"] == pytest.approx(mean_psnr_db(reference[5:], target[5:]),
+                                                                          abs=1e-9)
+    plain = {"quality": {}}
+    score_rows(plain, {"test": made_up.numpy()}, {"test": (made_up, target)}, {"test": reference}, looks, ["a", "b"])
+    assert "pytorch_psnr_db" not in plain["quality"]["test"]
