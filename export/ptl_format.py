@@ -29,12 +29,14 @@ import torch
 from torch import nn
 
 from export.common import (
+    MATMULS,
     ExportInputs,
     ExportMeta,
     checked_regions,
     constant_gates,
     float_residual_add,
     pin_activation_ranges,
+    pin_look_gates,
     pin_stem_input,
     region_names,
 )
@@ -87,7 +89,42 @@ def quantize_residual(model: TinyBeauty, inputs: ExportInputs) -> nn.Module:
             pin_activation_ranges(prepared, inputs.activation_ranges, quantized_outputs(model.config))
         if inputs.example_regions is not None:  # the residual network's first input: the face and its maps
             pin_stem_input(prepared, next(node for node in prepared.graph.nodes if node.op == "placeholder"))
-        return convert_fx(prepared, backend_config=backend)
+        pin_look_gates(prepared)
+        quantized = convert_fx(prepared, backend_config=backend)
+        dense_gates(quantized)
+        return quantized
+
+
+def dense_gates(quantized: torch.fx.GraphModule) -> int:
+    """Each look gate of a converted several-look graph (an int8 [N, C, 1, 1] vector) expanded to its gated
+    output's full [N, C, H, W] in channels-last before the Mul: QNNPACK's quantized Mul broadcasts a
+    [N, C, 1, 1] operand ~10x slower than it multiplies two tensors of one shape, and the expanded copy costs
+    less than the difference (1 thread, 256 px: 1.11 against 0.22 ms for the three gates, docs/export.md).
+    Returns how many gates were expanded (none: a one-look graph)."""
+    graph, expanded = quantized.graph, 0
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target != torch.ops.quantized.mul:
+            continue
+        features, gate = node.args[0], node.args[1]
+        if not reads_look_gates(gate):
+            continue
+        with graph.inserting_before(node):
+            wide = graph.call_method("expand_as", (gate, features))
+            dense = graph.call_method("contiguous", (wide,), {"memory_format": torch.channels_last})
+        node.replace_input_with(gate, dense)
+        expanded += 1
+    quantized.recompile()
+    return expanded
+
+
+def reads_look_gates(node) -> bool:
+    """Whether ``node`` of a converted graph is the look weights times a constant gate table, quantized and
+    reshaped (models/tinybeauty.py: mixed_gates)."""
+    while isinstance(node, torch.fx.Node) and node.op in ("call_function", "call_method"):
+        if node.target in MATMULS:
+            return True
+        node = node.args[0]
+    return False
 
 
 def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta) -> Path:
@@ -97,7 +134,7 @@ def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta
         scripted = optimized_for_mobile(traced)
         extra = {METADATA_FILE: json.dumps(meta.as_strings(), sort_keys=True)}
         scripted._save_for_lite_interpreter(str(path), _extra_files=extra)
-    strip_debug_records(path)
+    strip_unread_records(path)
     return path
 
 
@@ -115,14 +152,22 @@ def optimized_for_mobile(traced: torch.jit.ScriptModule) -> torch.jit.ScriptModu
     return optimize_for_mobile(traced)
 
 
-def strip_debug_records(path: Path) -> int:
-    """Drop the TorchScript source-range tables (``*.debug_pkl``): ~6 KB the lite interpreter
-    never reads. Records stay uncompressed, as torch's reader expects. Returns bytes saved."""
+def unread_record(name: str) -> bool:
+    """A record of a ``.ptl`` the lite interpreter never reads: the TorchScript source-range tables
+    (``*.debug_pkl``, ~6 KB) and the TorchScript source itself (``code/``, 2-3 KB: what ``torch.jit.load``
+    compiles; the lite interpreter runs ``bytecode.pkl``). Without them the file is for the lite
+    interpreter only, which is what a ``.ptl`` is for."""
+    return name.endswith(".debug_pkl") or "/code/" in name
+
+
+def strip_unread_records(path: Path) -> int:
+    """Drop :func:`unread_record` records from the ``.ptl`` at ``path``. Records stay uncompressed, as
+    torch's reader expects. Returns bytes saved."""
     before = path.stat().st_size
     with (atomic_path(path) as tmp, zipfile.ZipFile(path) as source,
           zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as target):
         for info in source.infolist():
-            if not info.filename.endswith(".debug_pkl"):
+            if not unread_record(info.filename):
                 target.writestr(info.filename, source.read(info.filename))
     return before - path.stat().st_size
 

@@ -128,3 +128,37 @@ def test_constant_gates_are_the_networks_gates():
         assert torch.equal(constant(face, looks), model(face, looks))
         assert torch.equal(constant_gates(model.residual)(face, looks), model.residual(face, looks))
     assert constant_gates(build_model("nano")).residual.look_gates is None  # one look: no gates
+
+
+def test_the_ptl_multiplies_dense_gates_on_one_scale(monkeypatch):
+    """The .ptl's int8 graph: every look gate rounded over (0, 1) (scale 1/255, one constant for all), and
+    expanded to its output's full shape before the Mul (QNNPACK broadcasts slowly), giving exactly what the
+    broadcast Mul gives."""
+    from export import ptl_format
+    from export.common import ExportInputs
+
+    model = build_model(replace(VARIANTS["nano"], looks=("berry", "smoky", "natural"))).eval()
+    with torch.no_grad():
+        model.residual.look_gates.weight.normal_(0, 0.1)
+    generator = torch.Generator().manual_seed(0)
+    faces = torch.rand(6, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator)
+    looks = torch.eye(3)[[0, 1, 2, 0, 1, 2]]
+    inputs = ExportInputs(example=faces[:1], calibration=faces[:3], val_source=faces[3:], val_target=faces[3:],
+                          example_looks=torch.full((1, 3), 1 / 3), calibration_looks=looks[:3], val_looks=looks[3:])
+    dense = ptl_format.quantize_residual(model, inputs)
+    multiplies = [node for node in dense.graph.nodes if node.target == torch.ops.quantized.mul]
+    assert len(multiplies) == 3
+    for node in multiplies:
+        gate = node.args[1]
+        assert (gate.target, gate.kwargs) == ("contiguous", {"memory_format": torch.channels_last})
+        assert gate.args[0].target == "expand_as" and gate.args[0].args[1] is node.args[0]
+    scales = [float(getattr(dense, node.args[1].target)) for node in dense.graph.nodes
+              if node.target == torch.quantize_per_tensor and node.args[0].target in ptl_format.MATMULS]
+    assert scales == pytest.approx([1 / 255] * 3)
+
+    monkeypatch.setattr(ptl_format, "dense_gates", lambda quantized: 0)
+    broadcast = ptl_format.quantize_residual(model, inputs)
+    with torch.no_grad(), ptl_format.quantized_engine():
+        blend = torch.tensor([[0.2, 0.5, 0.3]])
+        for face, weights in ((faces[3:4], looks[3:4]), (faces[4:5], looks[4:5]), (faces[5:6], blend)):
+            assert torch.equal(dense(face, weights), broadcast(face, weights))
