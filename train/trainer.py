@@ -132,9 +132,10 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
         # Loss on the unclamped face + residual: the clamp would cut gradients at saturated pixels.
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             made_up = model(source, batch_look_weights(model, batch, device), clamp=False, regions=regions)
-        parts = makeup_loss(made_up.float(), target, eye_mask, **loss_weights)
+        looks = batch[3].to(device) if len(batch) > 3 else None
+        parts = makeup_loss(made_up.float(), target, eye_mask, looks=looks, **loss_weights)
         optimizer.zero_grad(set_to_none=True)
-        parts["loss"].backward()
+        parts["objective"].backward()
         optimizer.step()
         for key in totals:
             totals[key] += parts[key].item() * len(source)
