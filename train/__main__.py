@@ -68,7 +68,6 @@ from train.config import (
     AUGMENTATIONS,
     DEFAULT_SYNTHETIC_DIR,
     EYE_MASK_SOURCES,
-    LOOK_LOSSES,
     PIXEL_LOSSES,
     PRECISIONS,
     PRESETS,
@@ -170,8 +169,6 @@ def add_schedule_options(add, defaults: TrainConfig) -> None:
     add("--pixel-loss", choices=PIXEL_LOSSES, help="pixel term: the paper's l1, or charbonnier (L1 for large "
         f"errors, quadratic below --charbonnier-eps; see train/losses.py) (default {defaults.pixel_loss})")
     add("--charbonnier-eps", type=positive_float, help=f"Charbonnier's eps (default {defaults.charbonnier_eps})")
-    add("--look-loss", choices=LOOK_LOSSES, help="several looks: a batch's loss as the plain mean of its looks', "
-        f"or the mean of their logs (each look by its relative error; train/losses.py) (default {defaults.look_loss})")
 
 
 def add_quantization_options(add, defaults: TrainConfig) -> None:

@@ -15,9 +15,6 @@ DEFAULT_SYNTHETIC_DIR = Path("data/synthetic")
 PAIR_LAYOUTS = (("source", "target"), ("non-makeup", "makeup"))
 # The pixel term of the loss (train/losses.py).
 PIXEL_LOSSES = ("l1", "charbonnier")
-# How a batch of several looks adds up its looks' losses (train/losses.py: look_balanced): a plain mean, or the
-# mean of each look's log loss.
-LOOK_LOSSES = ("mean", "log")
 # Changes applied identically to both images of a training pair (train/augment.py).
 AUGMENTATIONS = ("none", "photometric", "geometric", "both")
 # Where the eye mask comes from (train/eye_masks.py): face-parsing label maps, face landmarks (BlazeFace,
@@ -55,7 +52,6 @@ class TrainConfig:
     eyeliner_weight: float = 0.5
     pixel_loss: str = "charbonnier"  # the paper's l1 sat at the baseline for 7-25+ epochs by seed (train/losses.py)
     charbonnier_eps: float = 1e-2
-    look_loss: str = "mean"
     qat_epochs: int | None = None  # None: the last twelfth of --epochs (QAT_SHARE)
     precision: str = "fp32"
     palette_bits: int = 0  # 4-bit tables cost 0.36 dB of test PSNR on seed 1 (docs/training.md)

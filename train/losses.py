@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from train.config import LOOK_LOSSES, PIXEL_LOSSES
+from train.config import PIXEL_LOSSES
 
 SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 LUMA = (0.299, 0.587, 0.114)
@@ -49,42 +49,16 @@ def charbonnier(error: torch.Tensor, eps: float) -> torch.Tensor:
     return (torch.sqrt(error * error + eps * eps) - eps).mean()
 
 
-def look_balanced(losses: torch.Tensor, looks: torch.Tensor) -> torch.Tensor:
-    """The mean over the looks in a batch of the log of each look's mean loss, from each sample's ``losses`` [N]
-    and its look index ``looks`` [N]. Its gradient is each look's loss gradient over that loss, so every look
-    counts by its relative error, as PSNR (a log of the error) does: a faint look, whose errors are small, pulls
-    the shared network as hard as a strong one (a plain mean lets the strong looks' large errors decide it)."""
-    present = torch.unique(looks)
-    return torch.stack([losses[looks == look].mean().log() for look in present]).mean()
-
-
 def makeup_loss(made_up: torch.Tensor, target: torch.Tensor, eye_mask: torch.Tensor,
                 l1_weight: float = 1.0, eyeliner_weight: float = 0.5, pixel_loss: str = "l1",
-                charbonnier_eps: float = 1e-2, looks: torch.Tensor | None = None,
-                look_loss: str = "mean") -> dict[str, torch.Tensor]:
+                charbonnier_eps: float = 1e-2) -> dict[str, torch.Tensor]:
     """Total loss and its parts. ``made_up`` must be the *unclamped* ``face + residual``.
 
     ``l1_weight`` weighs the pixel term whichever ``pixel_loss`` it is; the ``l1`` part is always
-    the plain mean absolute error, so logs of different recipes compare. ``objective`` is what training
-    steps on: the loss, or with several looks (``looks``: each sample's look index) and ``look_loss="log"``
-    :func:`look_balanced` of each sample's loss."""
+    the plain mean absolute error, so logs of different recipes compare."""
     if pixel_loss not in PIXEL_LOSSES:
         raise ValueError(f"pixel_loss must be one of {PIXEL_LOSSES}, got {pixel_loss!r}")
-    if look_loss not in LOOK_LOSSES:
-        raise ValueError(f"look_loss must be one of {LOOK_LOSSES}, got {look_loss!r}")
-    if looks is not None and look_loss == "log":
-        dims = tuple(range(1, made_up.dim()))
-        error = made_up - target
-        pixel_each = (error.abs() if pixel_loss == "l1"
-                      else torch.sqrt(error * error + charbonnier_eps ** 2) - charbonnier_eps)
-        true_x, true_y = sobel_edges(target)
-        pred_x, pred_y = sobel_edges(made_up)
-        eyeliner_each = (((pred_x - true_x).abs() + (pred_y - true_y).abs()) * eye_mask).mean(dim=dims)
-        each = l1_weight * pixel_each.mean(dim=dims) + eyeliner_weight * eyeliner_each
-        return {"loss": each.mean(), "l1": error.abs().mean(), "eyeliner": eyeliner_each.mean(),
-                "objective": look_balanced(each, looks)}
     l1 = F.l1_loss(made_up, target)
     pixel = l1 if pixel_loss == "l1" else charbonnier(made_up - target, charbonnier_eps)
     eyeliner = eyeliner_loss(made_up, target, eye_mask)
-    loss = l1_weight * pixel + eyeliner_weight * eyeliner
-    return {"loss": loss, "l1": l1, "eyeliner": eyeliner, "objective": loss}
+    return {"loss": l1_weight * pixel + eyeliner_weight * eyeliner, "l1": l1, "eyeliner": eyeliner}

@@ -317,8 +317,7 @@ def train_and_evaluate(run: trainer.RunContext, training: trainer.Training, epoc
                     "pixel_loss": config.pixel_loss, "charbonnier_eps": config.charbonnier_eps}
     epoch_start = time.perf_counter()
     bf16 = config.precision == "bf16" and training.phase.bf16
-    metrics = trainer.train_one_epoch(training.model, run.loaders.train, training.optimizer, run.device,
-                                      loss_weights | {"look_loss": config.look_loss},
+    metrics = trainer.train_one_epoch(training.model, run.loaders.train, training.optimizer, run.device, loss_weights,
                                       epoch, show_progress=dist_info.is_main and sys.stderr.isatty(), bf16=bf16)
     metrics |= trainer.evaluate(training.model, run.loaders.val, run.device, loss_weights)
     metrics["images_per_s"] *= dist_info.world_size

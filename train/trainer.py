@@ -132,10 +132,9 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
         # Loss on the unclamped face + residual: the clamp would cut gradients at saturated pixels.
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             made_up = model(source, batch_look_weights(model, batch, device), clamp=False, regions=regions)
-        looks = batch[3].to(device) if len(batch) > 3 else None
-        parts = makeup_loss(made_up.float(), target, eye_mask, looks=looks, **loss_weights)
+        parts = makeup_loss(made_up.float(), target, eye_mask, **loss_weights)
         optimizer.zero_grad(set_to_none=True)
-        parts["objective"].backward()
+        parts["loss"].backward()
         optimizer.step()
         for key in totals:
             totals[key] += parts[key].item() * len(source)
