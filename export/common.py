@@ -282,7 +282,8 @@ def pin_look_gates(prepared: torch.fx.GraphModule) -> int:
     is in (0, 1)) over exactly :data:`STEM_INPUT_RANGE`, (0, 1): scale 1/255 and zero point 0 for every gated
     output, where calibration gives each its own, a little under 1/255 (a 0.2% step either way on a gated
     feature). One scale for all: the ``.ptl`` holds one constant record for the gates (shared with the stem
-    input's, pinned to the same range in a region-input network), not one per gate (~150 bytes a record). Returns how many observers were pinned (none: a one-look graph)."""
+    input's, pinned to the same range in a region-input network), not one per gate (~150 bytes a record).
+    Returns how many observers were pinned (none: a one-look graph)."""
     pinned = 0
     for node in prepared.graph.nodes:
         if node.op != "call_module" or "activation_post_process" not in str(node.target):
