@@ -361,6 +361,10 @@ def _write_pair(job: tuple[tuple[tuple[str, Path], ...], int, int, int]) -> None
         save_pair(out, name, source, target, labels)
 
 
+# The three folders of a pair folder, each holding one file of every pair under the same name.
+PAIR_PARTS = ("source", "target", "mask")
+
+
 def pair_folders(folders: dict[str, Path]) -> dict[str, Path]:
     """Each look's pair folder (look name -> folder) with its source/, target/ and mask/ made; an unknown look
     fails here, naming the catalogue, before anything is drawn."""
@@ -368,7 +372,7 @@ def pair_folders(folders: dict[str, Path]) -> dict[str, Path]:
         look_named(look)
     folders = {look: Path(out) for look, out in folders.items()}
     for out in folders.values():
-        for sub in ("source", "target", "mask"):
+        for sub in PAIR_PARTS:
             (out / sub).mkdir(parents=True, exist_ok=True)
     return folders
 
@@ -376,7 +380,7 @@ def pair_folders(folders: dict[str, Path]) -> dict[str, Path]:
 def missing_looks(folders: tuple[tuple[str, Path], ...], name: str) -> list[tuple[str, Path]]:
     """The (look, folder) pairs whose pair ``name`` is not complete yet (complete ones are kept)."""
     return [(look, out) for look, out in folders
-            if not all((out / sub / name).exists() for sub in ("source", "target", "mask"))]
+            if not all((out / sub / name).exists() for sub in PAIR_PARTS)]
 
 
 # zlib's fastest level: 6x quicker to write than PIL's default (7 against 42 ms a 256 px face) for 15% more
