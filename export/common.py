@@ -278,21 +278,40 @@ def pin_stem_input(prepared: torch.fx.GraphModule, stem_input: torch.fx.Node) ->
 
 
 def pin_look_gates(prepared: torch.fx.GraphModule) -> int:
-    """Round every look gate vector of a several-look network (the look weights times a constant table: a gate
-    is in (0, 1)) over exactly :data:`STEM_INPUT_RANGE`, (0, 1): scale 1/255 and zero point 0 for every gated
-    output, where calibration gives each its own, a little under 1/255 (a 0.2% step either way on a gated
-    feature). One scale for all: the ``.ptl`` holds one constant record for the gates (shared with the stem
-    input's, pinned to the same range in a region-input network), not one per gate (~150 bytes a record).
-    Returns how many observers were pinned (none: a one-look graph)."""
+    """Round every look gate vector of a several-look network (computed from the look weights alone: the weights
+    times a constant table, a gate is in (0, 1)) over exactly :data:`STEM_INPUT_RANGE`, (0, 1): scale 1/255 and
+    zero point 0 for every gated output, where calibration gives each its own, a little under 1/255 (a 0.2% step
+    either way on a gated feature). One scale for all: the ``.ptl`` holds one constant record for the gates
+    (shared with the stem input's, pinned to the same range in a region-input network), not one per gate (~150
+    bytes a record); the ``.pte`` slices its one gate vector per output, which XNNPACK takes in int8 only where
+    the slice's input and output share their scale. Returns how many observers were pinned (none: a one-look
+    graph)."""
+    gates = look_gate_nodes(prepared.graph)
     pinned = 0
     for node in prepared.graph.nodes:
         if node.op != "call_module" or "activation_post_process" not in str(node.target):
             continue
         source = node.args[0]
-        if isinstance(source, torch.fx.Node) and source.op == "call_function" and source.target in MATMULS:
+        if isinstance(source, torch.fx.Node) and source.op == "call_function" and source in gates:
             setattr(prepared, node.target, _fixed_observer(prepared.get_submodule(node.target), STEM_INPUT_RANGE))
             pinned += 1
     return pinned
+
+
+def look_gate_nodes(graph: torch.fx.Graph) -> set[torch.fx.Node]:
+    """The nodes of a traced network computed from its look weights input and constants alone: the look gates and
+    the steps on the way to them (empty for a one-look network). A constant is a ``get_attr`` or a node of
+    constants alone (a kernel's observer)."""
+    found: set[torch.fx.Node] = set()
+    constant: set[torch.fx.Node] = set()
+    for node in graph.nodes:  # in order: a node's inputs come before it
+        inputs = node.all_input_nodes
+        if node.op == "get_attr" or (inputs and all(arg in constant for arg in inputs)):
+            constant.add(node)
+        elif (node.op == "placeholder" and node.name == LOOKS_INPUT_NAME) or (
+                any(arg in found for arg in inputs) and all(arg in found or arg in constant for arg in inputs)):
+            found.add(node)
+    return found
 
 
 # How a traced graph writes the look gates' ``look_weights @ table`` (models/tinybeauty.py: mixed_gates).

@@ -13,35 +13,93 @@ activations: ``int8_activations`` in export/formats.py) is what keeps the skips'
 Provenance: a constant method ``tinybeauty_metadata`` returns the JSON of
 :meth:`ExportMeta.as_strings` as a uint8 tensor (``read_metadata``).
 
+XNNPACK runs the whole network as one delegate partition (an op it does not take would cut the partition in
+two, and each partition boundary costs bytes and a layout round trip): the network is exported as
+:func:`xnnpack_network` writes it, the same function in ops XNNPACK takes (nearest upsampling as two
+concatenations, :class:`ConcatUpsample`; the look gates as one convolution, :class:`ConvGates`).
+
 Input ``face``: float32 NCHW [1, 3, S, S] in [0, 1]; output: the made-up face, same layout. A network of
-several looks takes ``look_weights`` (float32 [1, L]) as the second input; its look gates are constants
-(``constant_gates`` in export/common.py), each a small matmul and a broadcast Mul. A network that
+several looks takes ``look_weights`` (float32 [1, L]) as the second input: its gates are one int8 1x1
+convolution of the look weights, sliced per gated output and multiplied in (:class:`ConvGates`). A network that
 reads region maps takes ``regions`` (float32 NCHW [1, K, S, S]) as its last input, concatenated behind the face
 in float; the concatenation is the quantized residual network's input (one scale over face and maps).
 """
 
 from __future__ import annotations
 
+import copy
+import importlib
 import json
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from export.common import (
     ExportInputs,
     ExportMeta,
     checked_regions,
-    constant_gates,
     float_residual_add,
+    look_gate_nodes,
     pin_activation_ranges,
+    pin_look_gates,
     pin_stem_input,
     region_names,
 )
 from export.runtime import Runner, RuntimeUnavailable
-from models.tinybeauty import TinyBeauty, quantized_outputs
+from models.tinybeauty import LookGates, ResidualUNet, TinyBeauty, quantized_outputs
 
 METADATA_METHOD = "tinybeauty_metadata"
+
+
+class ConcatUpsample(nn.Module):
+    """Nearest 2x upsampling, exactly ``nn.Upsample(scale_factor=2, mode="nearest")``, in ops XNNPACK takes
+    (it has no nearest resize): each value set beside itself (a concatenation on a new last axis), then each
+    row below itself. A concatenation's inputs are two view nodes of the same tensor, not one node twice:
+    XNNPACK's partitioner counts distinct inputs and refuses a concatenation of fewer than two. In int8 the
+    concatenation shares its inputs' scale, so the copy is exact."""
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = features.shape
+        wide = torch.cat([features.reshape(n, c, h, w, 1), features.reshape(n, c, h, w, 1)], dim=4)
+        rows = wide.reshape(n, c, h, 1, 2 * w)
+        return torch.cat([rows, wide.reshape(n, c, h, 1, 2 * w)], dim=3).reshape(n, c, 2 * h, 2 * w)
+
+
+class ConvGates(nn.Module):
+    """A several-look network's :class:`LookGates` as the ``.pte`` holds them: one 1x1 convolution of the look
+    weights (seen as [N, L, 1, 1]) whose kernel is the gates' table, [sum of C, L], then a channel slice per gated
+    output. XNNPACK runs the convolution in int8 (a look costs one int8 kernel column) and keeps its output in
+    channels-last, as the gated features are, so the gates reach their Muls without a layout change; the
+    slices share one scale (``pin_look_gates``)."""
+
+    def __init__(self, gates: LookGates):
+        super().__init__()
+        self.channels = dict(gates.channels)
+        table = gates.gates().detach()  # [L, sum of C], the outputs' channels side by side
+        self.looks = table.shape[0]
+        self.mix = nn.Conv2d(self.looks, table.shape[1], 1, bias=False)
+        with torch.no_grad():
+            self.mix.weight.copy_(table.T[:, :, None, None])
+
+    def forward(self, look_weights: torch.Tensor) -> dict[str, torch.Tensor]:
+        mixed = self.mix(look_weights.reshape(-1, self.looks, 1, 1))
+        gates, start = {}, 0
+        for name, count in self.channels.items():
+            gates[name] = mixed[:, start:start + count]
+            start += count
+        return gates
+
+
+def xnnpack_network(residual: ResidualUNet) -> ResidualUNet:
+    """A copy of the residual network in ops XNNPACK takes, the same function: :class:`ConcatUpsample` for its
+    upsampling, :class:`ConvGates` for its look gates (several looks)."""
+    network = copy.deepcopy(residual)
+    network.up = ConcatUpsample()
+    if network.look_gates is not None:
+        network.look_gates = ConvGates(network.look_gates)
+    return network.eval()
 
 
 def quantize_residual(model: TinyBeauty, inputs: ExportInputs) -> torch.fx.GraphModule:
@@ -54,12 +112,13 @@ def quantize_residual(model: TinyBeauty, inputs: ExportInputs) -> torch.fx.Graph
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-    network = constant_gates(model.residual).eval()
-    graph = torch.export.export(network, inputs.residual_example_args, strict=False).module()
+    graph = torch.export.export(xnnpack_network(model.residual), inputs.residual_example_args, strict=False).module()
     prepared = prepare_pt2e(graph, quantizer)
     with torch.no_grad():
         for args in inputs.residual_calibration_args():
             prepared(*args)
+    pin_look_gates(prepared)
+    per_tensor_gate_kernel(prepared)
     if inputs.activation_ranges:
         pin_activation_ranges(prepared, inputs.activation_ranges, quantized_outputs(model.config))
     if inputs.example_regions is not None:  # the residual network's first input: the face and its maps
@@ -67,17 +126,49 @@ def quantize_residual(model: TinyBeauty, inputs: ExportInputs) -> torch.fx.Graph
     return convert_pt2e(prepared)
 
 
+def per_tensor_gate_kernel(prepared: torch.fx.GraphModule) -> int:
+    """Round the look gates' kernel (:class:`ConvGates`) on one int8 scale instead of one per output channel: its
+    values are gates, all in (0, 1), so one scale loses nothing, and XNNPACK stores a per-channel kernel's
+    scales as a float each (224 bytes for the default network's 56 gated channels, the same for any number of
+    looks). Returns how many kernels were so rounded (none: a one-look network)."""
+    gates = look_gate_nodes(prepared.graph)
+    rounded = 0
+    for node in prepared.graph.nodes:
+        if node.op != "call_function" or node.target != torch.ops.aten.conv2d.default or node.args[0] not in gates:
+            continue
+        observer_node = node.args[1]  # the kernel's observer, reading the kernel's constant
+        observer = prepared.get_submodule(observer_node.target)
+        kernel = _constant(prepared, observer_node.args[0].target)
+        minmax = importlib.import_module(type(observer).__module__).MinMaxObserver
+        per_tensor = minmax(dtype=observer.dtype, qscheme=torch.per_tensor_symmetric, quant_min=observer.quant_min,
+                            quant_max=observer.quant_max, eps=float(observer.eps))
+        per_tensor(kernel.detach())
+        setattr(prepared, observer_node.target, per_tensor)
+        rounded += 1
+    return rounded
+
+
+def _constant(module: nn.Module, path: str) -> torch.Tensor:
+    """A graph module's constant (a parameter or a buffer) by its dotted path."""
+    owner, _, name = path.rpartition(".")
+    return getattr(module.get_submodule(owner) if owner else module, name)
+
+
 def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta) -> Path:
+    path.write_bytes(lowered(model, inputs, meta).to_executorch().buffer)
+    return path
+
+
+def lowered(model: TinyBeauty, inputs: ExportInputs, meta: ExportMeta):
+    """The int8 program handed to XNNPACK (an ``EdgeProgramManager``): what :func:`export` writes."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
     wrapped = float_residual_add(quantize_residual(model, inputs), inputs)  # no .eval(): exported graphs refuse it
     program = torch.export.export(wrapped, inputs.example_args, strict=False)
     metadata = torch.tensor(list(json.dumps(meta.as_strings(), sort_keys=True).encode()), dtype=torch.uint8)
-    edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()],
+    return to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()],
                                        constant_methods={METADATA_METHOD: metadata})
-    path.write_bytes(edge.to_executorch().buffer)
-    return path
 
 
 def _runtime():

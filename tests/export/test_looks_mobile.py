@@ -162,3 +162,65 @@ def test_the_ptl_multiplies_dense_gates_on_one_scale(monkeypatch):
         blend = torch.tensor([[0.2, 0.5, 0.3]])
         for face, weights in ((faces[3:4], looks[3:4]), (faces[4:5], looks[4:5]), (faces[5:6], blend)):
             assert torch.equal(dense(face, weights), broadcast(face, weights))
+
+
+def three_look_inputs(looks: int = 3):
+    """A nano network of ``looks`` looks with random gates, and export inputs for it (random faces)."""
+    from export.common import ExportInputs
+
+    model = build_model(replace(VARIANTS["nano"], looks=("berry", "smoky", "natural")[:looks])).eval()
+    if looks > 1:
+        with torch.no_grad():
+            model.residual.look_gates.weight.normal_(0, 0.1)
+    generator = torch.Generator().manual_seed(0)
+    faces = torch.rand(6, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator)
+    hot = torch.eye(looks)[[0, 1, 2, 0, 1, 2]] if looks > 1 else None
+    inputs = ExportInputs(example=faces[:1], calibration=faces[:3], val_source=faces[3:], val_target=faces[3:],
+                          example_looks=None if hot is None else torch.full((1, looks), 1 / looks),
+                          calibration_looks=None if hot is None else hot[:3],
+                          val_looks=None if hot is None else hot[3:])
+    return model, inputs
+
+
+def test_the_pte_network_is_the_networks_function():
+    """The .pte's form of the network (XNNPACK's ops: upsampling by concatenation, the gates as one
+    convolution) gives the network's output: the upsampling exactly, the whole to float rounding."""
+    from export.pte_format import ConcatUpsample, ConvGates, xnnpack_network
+
+    features = torch.randn(2, 5, 7, 9)
+    assert torch.equal(ConcatUpsample()(features), torch.nn.Upsample(scale_factor=2, mode="nearest")(features))
+    for looks in (1, 3):
+        model, _ = three_look_inputs(looks)
+        network = xnnpack_network(model.residual)
+        assert isinstance(network.look_gates, ConvGates) == (looks > 1)
+        face = torch.rand(2, 3, IMAGE_SIZE, IMAGE_SIZE)
+        weights = torch.tensor([[0.2, 0.3, 0.5], [0.0, 1.0, 0.0]]) if looks > 1 else None
+        with torch.no_grad():
+            assert torch.allclose(network(face, weights), model.residual(face, weights), atol=1e-6)
+
+
+@pytest.mark.parametrize("looks", [1, 3])
+def test_the_pte_is_one_xnnpack_partition(looks):
+    """Every op of the .pte's network runs in XNNPACK, one partition (nothing left to the portable kernels,
+    no partition boundary); a several-look network's gate kernel is rounded on one scale and its gates, sliced
+    per output, on (0, 1)."""
+    from export import pte_format
+    from export.common import ExportMeta
+
+    model, inputs = three_look_inputs(looks)
+    meta = ExportMeta(checkpoint="test", checkpoint_sha256="0", git_commit="0", val_psnr_db=0.0,
+                      image_size=IMAGE_SIZE)
+    graph = pte_format.lowered(model, inputs, meta).exported_program().graph
+    targets = [str(node.target) for node in graph.nodes if node.op == "call_function"]
+    assert targets.count("executorch_call_delegate") == 1
+    assert set(targets) == {"executorch_call_delegate", "<built-in function getitem>"}
+
+    quantized = pte_format.quantize_residual(model, inputs)
+    kernels = [node.args[1] for node in quantized.graph.nodes if node.target == torch.ops.aten.conv2d.default]
+    gate_kernels = [kernel for kernel in kernels if "per_tensor" in str(kernel.target)]
+    assert len(gate_kernels) == (looks > 1) and len(kernels) == 9 + (looks > 1)
+    slices = [node for node in quantized.graph.nodes if node.target == torch.ops.aten.slice.Tensor]
+    assert len(slices) == (3 if looks > 1 else 0)
+    for node in slices:
+        (rounding,) = node.users
+        assert rounding.args[1] == pytest.approx(1 / 255) and rounding.args[2] == -128
