@@ -1,7 +1,7 @@
 """ONNX: fp32 reference plus the shipped int8 QDQ model (onnxruntime static quantization).
 
 Pipeline: ``torch.onnx.export`` (dynamo exporter, one file) -> onnxsim -> static int8
-quantization calibrated on training faces (QDQ, per-channel int8 weights, uint8 activations,
+quantization calibrated on training faces (QDQ, per-channel weights on 7 bits, uint8 activations,
 percentile calibration) with the residual add and the final clamp kept in float -> the graph
 shaped for mobile runtimes (below) -> names shortened and doc strings dropped, so the bytes go to
 weights rather than to labels.
@@ -15,6 +15,12 @@ copy, and one scale for every tensor a Concat joins (int8 concatenation copies b
 biases re-expressed in the moved scales), and for several looks each look gate widened to a row of its
 output and moved in uint8. Each is checked by tests/export/test_onnx_graph.py; the figures
 before and after are in docs/onnx_graph.md.
+
+Weights on 7 bits (``reduce_range``: int8 values in [-64, 64]): on x86 without VNNI (AVX2) onnxruntime
+multiplies uint8 by int8 with an instruction that adds two products into a signed 16-bit lane, which
+saturates when both are large (255 x 127 x 2 > 32,767; 255 x 64 x 2 is not): onnxruntime's int8
+convolutions there lost ~3.5 dB of parity with PyTorch and up to 0.6 dB of a strong look's truth PSNR
+(docs/export.md). With 7-bit weights no pair can saturate, on any CPU.
 """
 
 from __future__ import annotations
@@ -225,9 +231,10 @@ def export_int8(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: Expor
     quantized = path.with_name(path.stem + ".qdq.onnx")
     overrides = trained_range_overrides(simplified.graph, model, inputs.activation_ranges)
     overrides |= stem_input_overrides(simplified.graph)
+    overrides |= look_gate_overrides(simplified.graph)
     quantize_static(
         str(fp32), str(quantized), _Calibration(inputs),
-        quant_format=QuantFormat.QDQ, per_channel=True,
+        quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=True,
         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
         calibrate_method=CalibrationMethod.Percentile,
         nodes_to_exclude=_float_tail(simplified.graph),
@@ -250,8 +257,9 @@ def export_int8(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: Expor
 
 def trained_range_overrides(graph: onnx.GraphProto, model: TinyBeauty,
                             ranges: dict[str, tuple[float, float]] | None) -> dict:
-    """onnxruntime's per-tensor overrides that give each convolution's output (and its ReLU's) the
-    range a quantization-aware checkpoint trained it with ({} without ranges: calibration decides).
+    """onnxruntime's per-tensor overrides that give each convolution's output (and its ReLU's, and a gated
+    output's look gate Mul's, as the other int8 formats round it) the range a quantization-aware checkpoint
+    trained it with ({} without ranges: calibration decides).
     The graph's Convs are matched to the network's quantized outputs (models/tinybeauty.py) in forward
     order, each checked by weight shape."""
     if not ranges:
@@ -267,7 +275,10 @@ def trained_range_overrides(graph: onnx.GraphProto, model: TinyBeauty,
     overrides = {}
     for conv, output in zip(convs, outputs, strict=True):
         low, high = ranges[output.name]
-        tensors = [conv.output[0]] + [n.output[0] for n in consumers.get(conv.output[0], []) if n.op_type == "Relu"]
+        relus = [n.output[0] for n in consumers.get(conv.output[0], []) if n.op_type == "Relu"]
+        # A gated output (several looks): the look gate's Mul of the ReLU, in (0, 1) times it, so in its range.
+        gated = [n.output[0] for relu in relus for n in consumers.get(relu, []) if n.op_type == "Mul"]
+        tensors = [conv.output[0], *relus, *gated]
         overrides |= {tensor: [{"rmin": np.float32(low), "rmax": np.float32(high)}] for tensor in tensors}
     return overrides
 
@@ -282,6 +293,16 @@ def stem_input_overrides(graph: onnx.GraphProto) -> dict:
     low, high = STEM_INPUT_RANGE
     tensors = [INPUT_NAME, REGIONS_INPUT_NAME, *(node.output[0] for node in concatenations)]
     return {tensor: [{"rmin": np.float32(low), "rmax": np.float32(high)}] for tensor in tensors}
+
+
+def look_gate_overrides(graph: onnx.GraphProto) -> dict:
+    """Each look gate vector (several looks: the MatMul of the look weights and a gate table) rounded over
+    exactly (0, 1), as the other int8 formats round it (export/common.py: pin_look_gates): calibration's
+    percentile stops short of the largest gate, and a gate clipped from 0.999 to 0.99 scales its channel down
+    1% for every face. {} for one look."""
+    low, high = STEM_INPUT_RANGE
+    return {node.output[0]: [{"rmin": np.float32(low), "rmax": np.float32(high)}]
+            for node in graph.node if node.op_type == "MatMul" and LOOKS_INPUT_NAME in node.input}
 
 
 def residual_reads_float_face(graph: onnx.GraphProto) -> None:

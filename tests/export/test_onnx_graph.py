@@ -114,6 +114,18 @@ def test_residual_reads_the_float_face_concatenations_copy_bytes_biases_match(ar
         np.testing.assert_array_equal(constants[b.input[1]], constants[x.input[1]] * constants[w.input[1]])
 
 
+def test_weights_fit_7_bits_so_no_cpu_saturates(artifacts):
+    """Every convolution's int8 weights lie in [-64, 64]: on x86 without VNNI onnxruntime adds two uint8 x int8
+    products in a 16-bit lane, which 8-bit weights can saturate (onnx_format.py's docstring)."""
+    graph = onnx.load(shipped(artifacts)).graph
+    producers = {name: node for node in graph.node for name in node.output}
+    constants = {init.name: onnx.numpy_helper.to_array(init) for init in graph.initializer}
+    kernels = [constants[producers[conv.input[1]].input[0]] for conv in graph.node if conv.op_type == "Conv"]
+    assert kernels and all(k.dtype == np.int8 for k in kernels)
+    assert max(int(np.abs(k.astype(np.int16)).max()) for k in kernels) <= 64  # 255 x 64 x 2 < 32,767
+    assert max(int(np.abs(k).max()) for k in kernels) >= 32  # the 7 bits are used, not fewer
+
+
 def test_the_op_profile_and_the_interleaved_timing_feed_every_input_of_the_shipped_file(artifacts):
     """`python -m benchmark.mobile` on the default network's file: its face and its region maps are both fed."""
     profile = op_profile(shipped(artifacts), threads=1, runs=2)
