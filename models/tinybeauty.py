@@ -319,10 +319,10 @@ class LookGates(nn.Module):
 
 def mixed_gates(look_weights: torch.Tensor, tables: dict[str, torch.Tensor],
                 channels: dict[str, int]) -> dict[str, torch.Tensor]:
-    """Each gated output's gates [L, C] mixed by ``look_weights`` [N, L]: {name: [N, C, 1, 1]}. In the files a
-    matmul with a constant and a reshape per output (export/common.py: ConstantGates): no split (XNNPACK takes
-    none, and each op it does not take cuts its partition in two), and the channel counts are plain ints, so a
-    traced graph reads no shapes (every op costs bytes in every file)."""
+    """Each gated output's gates [L, C] mixed by ``look_weights`` [N, L]: {name: [N, C, 1, 1]}. In most files a
+    matmul with a constant and a reshape per output (export/common.py: ConstantGates; the .pte's one convolution
+    and a slice per output: export/pte_format.py: ConvGates), no split, and the channel counts are plain ints,
+    so a traced graph reads no shapes (every op costs bytes in every file)."""
     return {name: (look_weights @ table).reshape(-1, channels[name], 1, 1) for name, table in tables.items()}
 
 
