@@ -245,17 +245,19 @@ def pin_activation_ranges(prepared: torch.fx.GraphModule, ranges: dict[str, tupl
         name = _observed_output(node.args[0], outputs)
         if name is None:
             continue
-        setattr(prepared, node.target, _fixed_observer(observer, ranges[name]))
+        setattr(prepared, node.target, fixed_observer(observer, ranges[name]))
         pinned += 1
     if not pinned:
         raise RuntimeError("no activation observer of the quantized graph could be matched to a trained range")
     return pinned
 
 
-def _fixed_observer(observer: torch.nn.Module, span: tuple[float, float]) -> torch.nn.Module:
-    """A min/max observer like ``observer`` (same dtype, scheme and integer range) that has seen exactly ``span``."""
+def fixed_observer(observer: torch.nn.Module, span: tuple[float, float],
+                    qscheme: torch.qscheme | None = None) -> torch.nn.Module:
+    """A min/max observer like ``observer`` (same dtype and integer range; its scheme unless ``qscheme`` is given)
+    that has seen exactly ``span``."""
     minmax = importlib.import_module(type(observer).__module__).MinMaxObserver  # torch.ao or torchao
-    fixed = minmax(dtype=observer.dtype, qscheme=observer.qscheme, quant_min=observer.quant_min,
+    fixed = minmax(dtype=observer.dtype, qscheme=qscheme or observer.qscheme, quant_min=observer.quant_min,
                    quant_max=observer.quant_max, eps=float(observer.eps))
     fixed(torch.tensor(span, dtype=torch.float32))
     return fixed
@@ -270,7 +272,7 @@ def pin_stem_input(prepared: torch.fx.GraphModule, stem_input: torch.fx.Node) ->
     pinned = 0
     for node in list(stem_input.users):
         if node.op == "call_module" and "activation_post_process" in str(node.target):
-            setattr(prepared, node.target, _fixed_observer(prepared.get_submodule(node.target), STEM_INPUT_RANGE))
+            setattr(prepared, node.target, fixed_observer(prepared.get_submodule(node.target), STEM_INPUT_RANGE))
             pinned += 1
     if not pinned:
         raise RuntimeError(f"no activation observer reads the stem's input ({stem_input.name}) in the quantized graph")
@@ -293,7 +295,7 @@ def pin_look_gates(prepared: torch.fx.GraphModule) -> int:
             continue
         source = node.args[0]
         if isinstance(source, torch.fx.Node) and source.op == "call_function" and source in gates:
-            setattr(prepared, node.target, _fixed_observer(prepared.get_submodule(node.target), STEM_INPUT_RANGE))
+            setattr(prepared, node.target, fixed_observer(prepared.get_submodule(node.target), STEM_INPUT_RANGE))
             pinned += 1
     return pinned
 

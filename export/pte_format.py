@@ -28,8 +28,8 @@ in float; the concatenation is the quantized residual network's input (one scale
 from __future__ import annotations
 
 import copy
-import importlib
 import json
+import operator
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,7 @@ from export.common import (
     ExportInputs,
     ExportMeta,
     checked_regions,
+    fixed_observer,
     float_residual_add,
     look_gate_nodes,
     pin_activation_ranges,
@@ -137,21 +138,12 @@ def per_tensor_gate_kernel(prepared: torch.fx.GraphModule) -> int:
         if node.op != "call_function" or node.target != torch.ops.aten.conv2d.default or node.args[0] not in gates:
             continue
         observer_node = node.args[1]  # the kernel's observer, reading the kernel's constant
+        kernel = operator.attrgetter(observer_node.args[0].target)(prepared).detach()
         observer = prepared.get_submodule(observer_node.target)
-        kernel = _constant(prepared, observer_node.args[0].target)
-        minmax = importlib.import_module(type(observer).__module__).MinMaxObserver
-        per_tensor = minmax(dtype=observer.dtype, qscheme=torch.per_tensor_symmetric, quant_min=observer.quant_min,
-                            quant_max=observer.quant_max, eps=float(observer.eps))
-        per_tensor(kernel.detach())
-        setattr(prepared, observer_node.target, per_tensor)
+        span = (float(kernel.min()), float(kernel.max()))
+        setattr(prepared, observer_node.target, fixed_observer(observer, span, torch.per_tensor_symmetric))
         rounded += 1
     return rounded
-
-
-def _constant(module: nn.Module, path: str) -> torch.Tensor:
-    """A graph module's constant (a parameter or a buffer) by its dotted path."""
-    owner, _, name = path.rpartition(".")
-    return getattr(module.get_submodule(owner) if owner else module, name)
 
 
 def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta) -> Path:
