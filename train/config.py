@@ -106,12 +106,24 @@ PRESETS: dict[str, dict] = {
 CATALOGUE_PASSES = 40
 
 
+def catalogue_batch(batch_size: int, looks: int) -> int:
+    """A catalogue's batch: the one-look batch times the square root of its looks (four looks: twice it). An epoch
+    holds every look's pairs, so at the one-look batch the shared network takes ``looks`` times the steps of each
+    look's own run and fits the cartoons past what the held-out real person gains from; at ``looks`` times the batch
+    it takes as many as one look's run and falls below the looks alone on the cartoons. Between the two, four looks
+    at batch 32 score above each look alone on the cartoons and closer to it on the real person than at 16 or 64,
+    over three seeds (docs/training.md)."""
+    return round(batch_size * math.sqrt(looks))
+
+
 def preset_values(name: str, looks: int) -> dict:
     """A preset's options for a run of ``looks`` looks. The CPU preset is a time budget: one look trains 120
-    epochs; a catalogue shares CATALOGUE_PASSES epochs' worth out between its looks (four looks: 10 epochs)."""
+    epochs; a catalogue shares CATALOGUE_PASSES epochs' worth out between its looks, in batches of
+    :func:`catalogue_batch` (four looks: 10 epochs, batch 32)."""
     values = dict(PRESETS[name])
     if name == "cpu" and looks > 1:
         values["epochs"] = math.ceil(CATALOGUE_PASSES / looks)
+        values["batch_size"] = catalogue_batch(values["batch_size"], looks)
     return values
 
 
