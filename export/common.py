@@ -8,7 +8,6 @@ import copy
 import importlib
 import importlib.metadata
 import json
-import operator
 import os
 import shutil
 import subprocess
@@ -314,10 +313,6 @@ def look_gate_nodes(graph: torch.fx.Graph) -> set[torch.fx.Node]:
                 any(arg in found for arg in inputs) and all(arg in found or arg in constant for arg in inputs)):
             found.add(node)
     return found
-
-
-# How a traced graph writes the look gates' ``look_weights @ table`` (models/tinybeauty.py: mixed_gates).
-MATMULS = (torch.matmul, operator.matmul)
 
 
 @dataclass

@@ -29,12 +29,12 @@ import torch
 from torch import nn
 
 from export.common import (
-    MATMULS,
     ExportInputs,
     ExportMeta,
     checked_regions,
     constant_gates,
     float_residual_add,
+    look_gate_nodes,
     pin_activation_ranges,
     pin_look_gates,
     pin_stem_input,
@@ -102,11 +102,12 @@ def dense_gates(quantized: torch.fx.GraphModule) -> int:
     less than the difference (1 thread, 256 px: 1.11 against 0.22 ms for the three gates, docs/export.md).
     Returns how many gates were expanded (none: a one-look graph)."""
     graph, expanded = quantized.graph, 0
+    gates = look_gate_nodes(graph)
     for node in list(graph.nodes):
         if node.op != "call_function" or node.target != torch.ops.quantized.mul:
             continue
         features, gate = node.args[0], node.args[1]
-        if not reads_look_gates(gate):
+        if gate not in gates:
             continue
         with graph.inserting_before(node):
             wide = graph.call_method("expand_as", (gate, features))
@@ -115,16 +116,6 @@ def dense_gates(quantized: torch.fx.GraphModule) -> int:
         expanded += 1
     quantized.recompile()
     return expanded
-
-
-def reads_look_gates(node) -> bool:
-    """Whether ``node`` of a converted graph is the look weights times a constant gate table, quantized and
-    reshaped (models/tinybeauty.py: mixed_gates)."""
-    while isinstance(node, torch.fx.Node) and node.op in ("call_function", "call_method"):
-        if node.target in MATMULS:
-            return True
-        node = node.args[0]
-    return False
 
 
 def export(model: TinyBeauty, inputs: ExportInputs, path: Path, meta: ExportMeta) -> Path:

