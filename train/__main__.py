@@ -157,8 +157,8 @@ def add_schedule_options(add, defaults: TrainConfig) -> None:
         "docs/training.md)")
     add("--epochs", type=positive_int, help=f"epochs (paper {defaults.epochs})")
     add("--batch-size", type=positive_int,
-        help=f"global batch size (paper {defaults.batch_size}, cpu 16 for one look and 16 x sqrt(looks) for a "
-        "catalogue; split across processes)")
+        help=f"global batch size (paper {defaults.batch_size}, cpu {PRESETS['cpu']['batch_size']} for one look, "
+        f"{PRESETS['cpu']['batch_size']} x sqrt(looks) for a catalogue; split across processes)")
     add("--lr", type=positive_float, help=f"Adam learning rate (paper {defaults.lr})")
     add("--plateau-factor", type=fraction_open, help=f"ReduceLROnPlateau factor (default {defaults.plateau_factor})")
     add("--plateau-patience", type=non_negative_int,

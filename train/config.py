@@ -110,9 +110,9 @@ def catalogue_batch(batch_size: int, looks: int) -> int:
     """A catalogue's batch: the one-look batch times the square root of its looks (four looks: twice it). An epoch
     holds every look's pairs, so at the one-look batch the shared network takes ``looks`` times the steps of each
     look's own run and fits the cartoons past what the held-out real person gains from; at ``looks`` times the batch
-    it takes as many as one look's run and falls below the looks alone on the cartoons. Between the two, four looks
-    at batch 32 score above each look alone on the cartoons and closer to it on the real person than at 16 or 64,
-    over three seeds (docs/training.md)."""
+    it takes as many as one look's run and falls below the looks alone on the cartoons (batch 64, seed 0). Between
+    the two, four looks at batch 32 score above each look alone on the cartoons and closer to it on the real person
+    than at 16, over three seeds (docs/training.md)."""
     return round(batch_size * math.sqrt(looks))
 
 
