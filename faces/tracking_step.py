@@ -17,12 +17,16 @@ any). It copies the state it is given and calls nothing expensive; :func:`run_st
 ``faces/tracking.json``, and the traces under ``tests/traces/tracking/`` are replayed by both.
 
 Where the detector runs aside (``frame.aside``: the page's Web Worker) its faces come in a
-frame or more late, as ``frame.found``; three decisions only apply then: a mesh that misses
-looks once more on a wider square (``stale_widen``), a search's face is matched to the tracks
-as they were on the search's own frame (``state.seen``), and faces found with none followed
-are looked for around where they were (``detect_around``). With the detector in the frame
-(``apply``), the faces are the frame's own: the widening would only repeat what the detector
+frame or more late, as ``frame.found``; four decisions only apply then: a mesh that misses
+looks once more on a wider square (``stale_widen``), a face lost even there is looked for in
+the frame around where it was (``detect_around``, one detector pass a face: waiting for the
+search left a loaded machine's frames bare for seconds), a search's face is matched to the
+tracks as they were on the search's own frame (``state.seen``), and faces found with none
+followed are looked for around where they were. With the detector in the frame (``apply``), the
+faces are the frame's own: the widening and the look around would only repeat what the detector
 does in the same frame, and the search's frame is this frame, so ``seen`` is the tracks' boxes.
+In both, a followed face's mesh whose landmarks sit far off its crop runs once more on their
+square (``catch_up``): the face moved far since the frame before.
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ from faces.shared_json import read_shared_json
 
 PARAMS_FILE = Path(__file__).with_name("tracking.json")
 PARAM_KEYS = ("smoothing", "derivative_cutoff", "fallback_fps", "mesh_passes", "region_hold", "match_iou",
-              "duplicate_iou", "detect_every", "max_faces", "still_max_faces", "stale_widen", "around_reach")
+              "duplicate_iou", "detect_every", "max_faces", "still_max_faces", "stale_widen", "around_reach",
+              "catch_up")
 
 
 def load_params(path: Path = PARAMS_FILE) -> dict:
@@ -164,14 +169,16 @@ class Frame:
 @dataclass
 class Outcome:
     """What a step gives: the new state, the faces (oldest track first), the detections the mesh found no
-    face in, the search to start ({"tiles": bool} or None), and whether the frame ran the detector itself
-    or took in a search's faces (for the page's timing line)."""
+    face in, the search to start ({"tiles": bool} or None), and whether the frame ran the whole frame's
+    detector itself (``detected``), ran it only around faces lost or found stale (``around``: one pass
+    a face), or took in a search's faces (``merged``), for the page's timing line."""
 
     state: TrackerState
     faces: list[TrackedFace]
     rejected: list[Face]
     search: dict | None
     detected: bool
+    around: bool
     merged: bool
 
 
@@ -187,10 +194,15 @@ def max_iou(box: np.ndarray, boxes: list[np.ndarray]) -> float:
     return float(box_iou(np.asarray(box, np.float64), np.array(boxes)).max()) if boxes else 0.0
 
 
+def _shift(old: Region, new: Region) -> float:
+    """How far the new region's centre is from the old one's, in the old one's sides."""
+    return float(np.hypot(new.centre[0] - old.centre[0], new.centre[1] - old.centre[1]) / old.side)
+
+
 def moved(params: dict, old: Region, new: Region) -> bool:
     """Whether the face has left the old region by more than region_hold allows."""
     hold = params["region_hold"]
-    shift = np.hypot(new.centre[0] - old.centre[0], new.centre[1] - old.centre[1]) / old.side
+    shift = _shift(old, new)
     turn = abs((new.angle - old.angle + math.pi) % (2 * math.pi) - math.pi)
     return (shift > hold["shift"] or abs(math.log(new.side / old.side)) > hold["scale"]
             or turn > math.radians(hold["degrees"]))
@@ -207,16 +219,26 @@ def step(params: dict, state: TrackerState, frame: Frame) -> Steps:
             lost.append(track)
     state.tracks = _without_duplicates(params, [track for track in state.tracks if track not in lost])
     state.lost += lost
+    missing, around = len(lost), bool(lost) and frame.aside
+    if around:
+        # Lost even on the wider square (a loaded machine's frames far apart), and the search would answer
+        # frames later, the frames bare till then: this frame looks itself around where each face was.
+        followed = len(state.tracks)
+        faces = yield {"run": "detect_around", "boxes": [list(track.box()) for track in lost],
+                       "reach": params["around_reach"]}
+        yield from _detect(params, state, faces, frame.time, rejected)
+        missing -= len(state.tracks) - followed  # the faces found again
     due = state.frame_index % state.detect_every == 0 and len(state.tracks) < state.max_faces
-    detected = bool(lost or not state.tracks or due) and not frame.aside
+    detected = bool(missing or not state.tracks or due) and not frame.aside
     if detected:
         faces = yield {"run": "detect"}
         yield from _detect(params, state, faces, frame.time, rejected)
     merged, search = False, None
     if frame.aside:
-        around, merged, search = yield from _search_aside(params, state, frame, bool(lost or due), bool(lost), rejected)
-        detected = detected or around
-    return Outcome(state, [track.face for track in state.tracks], rejected, search, detected, merged)
+        stale, merged, search = yield from _search_aside(params, state, frame, bool(missing or due), bool(missing),
+                                                         rejected)
+        around = around or stale
+    return Outcome(state, [track.face for track in state.tracks], rejected, search, detected, around, merged)
 
 
 def _follow(params: dict, state: TrackerState, track: Track, frame: Frame) -> Generator[Request, object, bool]:
@@ -232,7 +254,15 @@ def _follow(params: dict, state: TrackerState, track: Track, frame: Frame) -> Ge
         points, presence = yield {"run": "mesh", "region": widened}
     if presence < MIN_PRESENCE:
         return False
-    _take_mesh(params, state, track, np.asarray(points, np.float64), presence, frame.time)
+    points = np.asarray(points, np.float64)
+    caught = region_from_landmarks(points)
+    if _shift(track.region, caught) > params["catch_up"]:
+        # The face moved far since the frame before (a loaded machine's frames far apart): the mesh on a crop
+        # it half left puts its landmarks between the two. Once more, on the square they give.
+        again, presence_again = yield {"run": "mesh", "region": caught}
+        if presence_again >= MIN_PRESENCE:
+            points, presence, track.region = np.asarray(again, np.float64), presence_again, caught
+    _take_mesh(params, state, track, points, presence, frame.time)
     return True
 
 

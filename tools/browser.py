@@ -322,7 +322,8 @@ class BrowserPage:
 
     def record_camera(self, frames: int, code_rows: int = 0, timeout_s: float = 120) -> list[dict]:
         """The next ``frames`` camera frames as the page made them up: {index, time, regions (the
-        crops), landmarks (per tracked face, 468 [x, y]), ms, detected, drawnBy ('copy' or 'drawImage': how
+        crops), landmarks (per tracked face, 468 [x, y]), ms, detected (the whole frame's detector ran in the frame
+        loop), around (it ran there only around a face lost or found stale), drawnBy ('copy' or 'drawImage': how
         the frame reached its buffer), fps} each, and with
         ``code_rows`` the frame's top rows (RGB, rows x width x 3) as drawn, read by an observer
         hook outside the page's timing."""
@@ -332,7 +333,7 @@ class BrowserPage:
                 const rows = codeRows ? canvas.getContext('2d').getImageData(0, 0, canvas.width, codeRows).data : null;
                 window.recorded.push({index: frame.index, time: frame.time, regions: frame.regions, ms: frame.ms,
                                       landmarks: frame.faces.map((face) => face.landmarks),
-                                      detected: frame.detected, drawnBy: frame.drawnBy,
+                                      detected: frame.detected, around: frame.around, drawnBy: frame.drawnBy,
                                       fps: tinybeauty.state.loop.rate.perSecond,
                                       width: canvas.width, rows: rows && Array.from(rows)});
             };
@@ -375,7 +376,8 @@ class BrowserPage:
             const frames = [];
             const droppedBefore = tinybeauty.state.loop.dropped ?? null;
             tinybeauty.state.onFrame = (frame) => frames.push({at: performance.now(), ms: frame.ms,
-                                                                detected: frame.detected, searches: frame.searches,
+                                                                detected: frame.detected || frame.around,
+                                                                searches: frame.searches,
                                                                 drawnBy: frame.drawnBy,
                                                                 faces: frame.regions.length});
             await new Promise((resolve) => setTimeout(resolve, seconds * 1000));

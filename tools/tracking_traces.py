@@ -3,7 +3,7 @@
 Each trace is one JSON file: the tracker's settings, and per frame its size, time, the faces of a
 search that answered (or null), every request the step made with the answer it was given (the
 mesh's points and face flag, the detector's faces), and what the step gave (the faces' crops and
-ids, the rejected detections, the search asked for, and the frame's detected/merged flags).
+ids, the rejected detections, the search asked for, and the frame's detected/around/merged flags).
 pytest (tests/faces/test_tracking_traces.py) and ``node --test`` (web/test/tracking.test.mjs) replay
 every trace through their language's step and fail at the first request or outcome that differs.
 
@@ -80,7 +80,7 @@ def outcome_json(outcome: Outcome) -> dict:
               "side": face.alignment.side, "angle": face.alignment.angle, "confidence": face.confidence}
              for face in outcome.faces]
     return {"faces": faces, "rejected": [list(face.box) for face in outcome.rejected], "search": outcome.search,
-            "detected": outcome.detected, "merged": outcome.merged}
+            "detected": outcome.detected, "around": outcome.around, "merged": outcome.merged}
 
 
 def new_state(settings: dict) -> TrackerState:
@@ -271,12 +271,21 @@ def world_traces(canonical: np.ndarray) -> dict[str, dict]:
         "stale_search": (
             "The detector aside (a worker one frame late): a face moving on while the search runs (its first mesh "
             "misses, the wider square finds it); a track's mesh that misses and finds it on the wider square; a "
-            "search's face matched to the track on its own frame; a face that jumps, is lost, missed on the old "
-            "square and the wider one, and found around where the search saw it.",
+            "search's face matched to the track on its own frame; a face that jumps farther than the frame's "
+            "look around it reaches, is found by the search, moves on again, is missed on the detection's square "
+            "and the wider one, and is found around where the search saw it.",
             {"aside": True, "detect_every": 3},
             [[still], [(230.0, 150.0, 100.0)], [(235.0, 150.0, 100.0)], [(240.0, 152.0, 100.0)],
-             [(295.0, 150.0, 100.0)], [(300.0, 150.0, 100.0)], [(520.0, 200.0, 100.0)],
-             [(580.0, 200.0, 100.0)], [(582.0, 200.0, 100.0)], [(582.0, 200.0, 100.0)]]),
+             [(295.0, 150.0, 100.0)], [(300.0, 150.0, 100.0)], [(615.0, 200.0, 100.0)],
+             [(525.0, 200.0, 100.0)], [(527.0, 200.0, 100.0)], [(527.0, 200.0, 100.0)]]),
+        "far_between_frames": (
+            "The detector aside, frames far apart (a loaded machine): a face 0.17 of its square off the square "
+            "its mesh ran on, meshed once more on its landmarks' square (catch_up); one that jumped past the "
+            "wider square, found in the frame around where it was, no search; one gone, looked for around and "
+            "then by a search with the tiles, found where it comes back.",
+            {"aside": True},
+            [[still], [still], [(226.0, 150.0, 100.0)], [(306.0, 150.0, 100.0)], [(310.0, 150.0, 100.0)], [],
+             [(450.0, 200.0, 100.0)], [(450.0, 200.0, 100.0)]]),
     }
     traces = {}
     for name, (about, settings, faces) in worlds.items():

@@ -19,7 +19,7 @@ NAMES = sorted(path.stem for path in TRACES.glob("*.json"))
 CHANGES = {"smoothing": {"centre": [0.5, 20.0], "size": [0.5, 20.0], "angle": [0.5, 20.0]},
            "derivative_cutoff": 1.0, "fallback_fps": 60, "mesh_passes": 2,
            "region_hold": {"shift": 0.06, "scale": 0.05, "degrees": 3.0}, "match_iou": 0.7, "duplicate_iou": 0.2,
-           "stale_widen": 1.5, "around_reach": 5}
+           "stale_widen": 1.5, "around_reach": 5, "catch_up": 0.25}
 
 
 def load(name: str) -> dict:
@@ -28,7 +28,7 @@ def load(name: str) -> dict:
 
 def test_the_traces_cover_real_runs_and_the_edge_cases():
     assert set(NAMES) >= {"moving", "leave_and_return", "two_faces", "lost_and_returned", "out_of_frame",
-                          "two_faces_duplicate_cap", "stale_search"}
+                          "two_faces_duplicate_cap", "stale_search", "far_between_frames"}
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -612,7 +612,7 @@ function showCameraFrame(frame) {
   $('model-ms').textContent = `${ms.model.toFixed(1)} ms (${frame.regions.length} face(s) at ${state.model.size}×${state.model.size})`;
   const where = frame.where === 'worker' ? ' in a worker' : '';
   $('frame-ms').textContent = `${ms.frame.toFixed(1)} ms from camera to screen; the page's own ${ms.main.toFixed(1)}: ` +
-    `draw ${ms.draw.toFixed(1)}, faces ${ms.track.toFixed(1)}${frame.detected ? ' (detector)' : ''}, ` +
+    `draw ${ms.draw.toFixed(1)}, faces ${ms.track.toFixed(1)}${frame.detected ? ' (detector)' : frame.around ? ' (detector around a face)' : ''}, ` +
     `show ${ms.show.toFixed(1)}; crop, ${ms.maps ? 'region maps, ' : ''}model, residual ` +
     `${(ms.crop + ms.maps + ms.model + ms.compose).toFixed(1)}${where}` +
     (state.loop.dropped ? `; ${state.loop.dropped} camera frame(s) dropped` : '');

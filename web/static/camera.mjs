@@ -65,7 +65,7 @@ export class FrameDrawer {
  *  lookWeights}, read as each frame goes to the model, so a slider's change or another look shows on the next
  *  frame, the same model session taking another input value); ``onFrame(frame)`` gets each frame as it is
  *  shown: {index, time, drawnBy (FrameDrawer's answer), faces, regions, makeup (what it was made up with),
- *  detected, searches, merged, where, dropped, ms}; ms: draw, track, send (the snapshot for the model stage),
+ *  detected, around, searches, merged, where, dropped, ms}; ms: draw, track, send (the snapshot for the model stage),
  *  queue (waiting for the frame before), copy, crop, maps (a region-input model's region maps, drawn from each
  *  face's shapes; 0 for another model), model, compose (the model stage's own), show, main (the page's own work
  *  on it), frame (taken to shown) and wait (the loop idle before it). */
@@ -174,7 +174,7 @@ export class CameraLoop {
     const faces = fixed ? [] : await this.tracker.update(buffer.canvas, time);
     const regions = fixed ?? faces.map((face) => shapedRegion(face.region, face.landmarks));
     const tracked = performance.now();
-    const {detected = false, searches = 0, merged = false} = fixed ? {} : this.tracker;
+    const {detected = false, around = false, searches = 0, merged = false} = fixed ? {} : this.tracker;
     await this.shown;  // one model job out at a time: the frame before is on screen first
     const queued = performance.now();
     // Read now, not with the regions: a look picked while the frame before was shown is this frame's.
@@ -183,7 +183,7 @@ export class CameraLoop {
       Promise.resolve({patches: [], ms: {}});
     const sent = performance.now();
     Object.assign(ms, {draw: drawn - started, track: tracked - drawn, queue: queued - tracked, send: sent - queued});
-    const frame = {time, drawnBy, faces, regions, makeup, detected, searches, merged,
+    const frame = {time, drawnBy, faces, regions, makeup, detected, around, searches, merged,
                    where: regions.length ? this.maker.where : null};
     this.shown = making.then((made) => this.show(buffer, made, frame, ms, started)).catch((error) => this.failed(error));
     // In the page, the model stage is this frame's work: the next frame's mesh must not run beside it

@@ -36,10 +36,11 @@ export class FaceTracker {
   }
 
   reset() {
-    // detected: the last frame ran the detector itself; merged: it took in a search's faces; found: the
-    // answer of the search in flight (`searching`), once it has come, for the next frame.
+    // detected: the last frame ran the whole frame's detector itself; around: only around faces lost or found
+    // stale; merged: it took in a search's faces; found: the answer of the search in flight (`searching`), once
+    // it has come, for the next frame.
     this.state = newState({detectEvery: this.detectEvery, maxFaces: this.maxFaces, smoothing: this.smoothing});
-    Object.assign(this, {rejected: [], detected: false, merged: false, found: null, searching: null});
+    Object.assign(this, {rejected: [], detected: false, around: false, merged: false, found: null, searching: null});
   }
 
   get tracks() {
@@ -58,9 +59,9 @@ export class FaceTracker {
     const steps = step(this.params, this.state, frame);
     let next = steps.next();
     while (!next.done) next = steps.next(await this.run(next.value, canvas));
-    const {state, faces, rejected, search, detected, merged} = next.value;
+    const {state, faces, rejected, search, detected, around, merged} = next.value;
     // rejected: this update's detections the mesh found no face in (faces.tracking's `rejected`)
-    Object.assign(this, {state, rejected, detected, merged});
+    Object.assign(this, {state, rejected, detected, around, merged});
     if (search) this.startSearch(canvas, search);
     return faces;
   }

@@ -3,8 +3,8 @@
 // tracking.json; tracking.mjs hands them in). `step(params, state, frame)` is a generator: it yields what
 // to run ({run: 'mesh', region}, {run: 'detect'}, {run: 'detect_around', boxes, reach}), is sent each answer
 // (runMesh's {points, presence}, detectFaces' faces) and returns {state, faces, rejected, search, detected,
-// merged}; it copies the state it is given and runs nothing itself. tracking.mjs runs its requests; the traces
-// under tests/traces/tracking/ are replayed by both languages (web/test/tracking.test.mjs, pytest).
+// around, merged}; it copies the state it is given and runs nothing itself. tracking.mjs runs its requests;
+// the traces under tests/traces/tracking/ are replayed by both languages (web/test/tracking.test.mjs, pytest).
 import {boxIou} from './faces.mjs';
 import {MIN_PRESENCE, alignMesh, regionFromFace, regionFromLandmarks} from './mesh.mjs';
 
@@ -67,10 +67,13 @@ export function landmarkBox(points) {
 const trackBox = (track) => landmarkBox(track.face.landmarks);
 const maxIou = (box, boxes) => Math.max(0, ...boxes.map((other) => boxIou(box, other)));
 
+/** How far the next region's centre is from the old one's, in the old one's sides. */
+const shiftOf = (old, next) => Math.hypot(next.centre[0] - old.centre[0], next.centre[1] - old.centre[1]) / old.side;
+
 /** Whether the face has left the old region by more than region_hold allows. */
 export function moved(params, old, next) {
   const hold = params.region_hold;
-  const shift = Math.hypot(next.centre[0] - old.centre[0], next.centre[1] - old.centre[1]) / old.side;
+  const shift = shiftOf(old, next);
   const turn = Math.abs(wrapAngle(next.angle - old.angle));
   return shift > hold.shift || Math.abs(Math.log(next.side / old.side)) > hold.scale ||
          turn > (hold.degrees * Math.PI) / 180;
@@ -85,17 +88,26 @@ export function* step(params, given, {width, height, time, found = null, aside =
   for (const track of state.tracks) if (!(yield* follow(params, track, width, height, time, aside))) lost.push(track);
   state.tracks = withoutDuplicates(params, state.tracks.filter((track) => !lost.includes(track)));
   state.lost.push(...lost);
+  let missing = lost.length, around = Boolean(lost.length) && aside;
+  if (around) {
+    // Lost even on the wider square (a loaded machine's frames far apart), and the search would answer
+    // frames later, the frames bare till then: this frame looks itself around where each face was.
+    const followed = state.tracks.length;
+    const faces = yield {run: 'detect_around', boxes: lost.map(trackBox), reach: params.around_reach};
+    yield* detect(params, state, faces, time, rejected);
+    missing -= state.tracks.length - followed;  // the faces found again
+  }
   const due = state.frameIndex % state.detectEvery === 0 && state.tracks.length < state.maxFaces;
-  let detected = Boolean(lost.length || !state.tracks.length || due) && !aside;
+  const detected = Boolean(missing || !state.tracks.length || due) && !aside;
   if (detected) yield* detect(params, state, yield {run: 'detect'}, time, rejected);
   let merged = false, search = null;
   if (aside) {
-    let around;
-    ({around, merged, search} = yield* searchAside(params, state, found, time, Boolean(lost.length || due),
-                                                   Boolean(lost.length), rejected));
-    detected ||= around;
+    let stale;
+    ({around: stale, merged, search} = yield* searchAside(params, state, found, time, Boolean(missing || due),
+                                                          Boolean(missing), rejected));
+    around ||= stale;
   }
-  return {state, faces: state.tracks.map((track) => track.face), rejected, search, detected, merged};
+  return {state, faces: state.tracks.map((track) => track.face), rejected, search, detected, around, merged};
 }
 
 /** Mesh the track's predicted region; false when the face is gone from it. */
@@ -109,6 +121,16 @@ function* follow(params, track, width, height, time, aside) {
     ({points, presence} = yield {run: 'mesh', region: {...track.region, side: params.stale_widen * track.region.side}});
   }
   if (presence < MIN_PRESENCE) return false;
+  const caught = regionFromLandmarks(points);
+  if (shiftOf(track.region, caught) > params.catch_up) {
+    // The face moved far since the frame before (a loaded machine's frames far apart): the mesh on a crop
+    // it half left puts its landmarks between the two. Once more, on the square they give.
+    const again = yield {run: 'mesh', region: caught};
+    if (again.presence >= MIN_PRESENCE) {
+      ({points, presence} = again);
+      track.region = caught;
+    }
+  }
   takeMesh(params, track, points, presence, time);
   return true;
 }

@@ -24,11 +24,11 @@ const load = (name) => JSON.parse(readFileSync(new URL(`${name}.json`, TRACES), 
 const pageFace = (face) => ({box: face.box, score: face.score, leftEye: face.left_eye, rightEye: face.right_eye,
                              nose: face.nose, mouth: face.mouth});
 
-function outcomeJson({faces, rejected, search, detected, merged}) {
+function outcomeJson({faces, rejected, search, detected, around, merged}) {
   return {faces: faces.map((face) => {
     const {centre, side, angle} = regionParams(face.region);
     return {track_id: face.trackId, centre, side, angle, confidence: face.confidence};
-  }), rejected: rejected.map((face) => face.box), search, detected, merged};
+  }), rejected: rejected.map((face) => face.box), search, detected, around, merged};
 }
 
 /** Where two JSON values differ (numbers by more than TOLERANCE), as tools.tracking_traces.differences. */
