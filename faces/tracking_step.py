@@ -219,15 +219,17 @@ def step(params: dict, state: TrackerState, frame: Frame) -> Steps:
             lost.append(track)
     state.tracks = _without_duplicates(params, [track for track in state.tracks if track not in lost])
     state.lost += lost
-    missing, around = len(lost), bool(lost) and frame.aside
+    missing = len(lost)
+    looked = [track for track in lost if _in_frame(track.region, frame)] if frame.aside else []
+    around = bool(looked)
     if around:
         # Lost even on the wider square (a loaded machine's frames far apart), and the search would answer
-        # frames later, the frames bare till then: this frame looks itself around where each face was.
-        followed = len(state.tracks)
-        faces = yield {"run": "detect_around", "boxes": [list(track.box()) for track in lost],
+        # frames later, the frames bare till then: this frame looks itself around where each face was. A face
+        # found there is the lost track's whose square holds it (its id kept); the others stay lost.
+        faces = yield {"run": "detect_around", "boxes": [list(track.box()) for track in looked],
                        "reach": params["around_reach"]}
-        yield from _detect(params, state, faces, frame.time, rejected)
-        missing -= len(state.tracks) - followed  # the faces found again
+        state.lost = yield from _detect(params, state, faces, frame.time, rejected, reach=params["around_reach"])
+        missing = sum(track in state.lost for track in lost)
     due = state.frame_index % state.detect_every == 0 and len(state.tracks) < state.max_faces
     detected = bool(missing or not state.tracks or due) and not frame.aside
     if detected:
@@ -243,8 +245,7 @@ def step(params: dict, state: TrackerState, frame: Frame) -> Steps:
 
 def _follow(params: dict, state: TrackerState, track: Track, frame: Frame) -> Generator[Request, object, bool]:
     """Mesh the track's predicted region; False when the face is gone from it."""
-    x, y = track.region.centre
-    if not (0 <= x < frame.width and 0 <= y < frame.height):
+    if not _in_frame(track.region, frame):
         return False
     points, presence = yield {"run": "mesh", "region": track.region}
     if presence < MIN_PRESENCE and frame.aside:
@@ -264,6 +265,11 @@ def _follow(params: dict, state: TrackerState, track: Track, frame: Frame) -> Ge
             points, presence, track.region = np.asarray(again, np.float64), presence_again, caught
     _take_mesh(params, state, track, points, presence, frame.time)
     return True
+
+
+def _in_frame(region: Region, frame: Frame) -> bool:
+    x, y = region.centre
+    return 0 <= x < frame.width and 0 <= y < frame.height
 
 
 def _take_mesh(params: dict, state: TrackerState, track: Track, points: np.ndarray, presence: float,
@@ -287,14 +293,17 @@ def _without_duplicates(params: dict, tracks: list[Track]) -> list[Track]:
 
 
 def _detect(params: dict, state: TrackerState, faces: list[Face], time: float, rejected: list[Face],
-            stale: bool = False, seen: dict[int, np.ndarray] | None = None) -> Generator[Request, object, None]:
+            stale: bool = False, seen: dict[int, np.ndarray] | None = None,
+            reach: float | None = None) -> Generator[Request, object, list[Track]]:
     """New tracks from detected faces no track has; a lost track's face found again keeps its id. ``stale``:
     the faces are a search's, a few frames old, so a face a track has moved on to is known by its mesh, not
-    by the old box; ``seen``: the tracks' boxes on the frame the faces were found on (by track id)."""
+    by the old box; ``seen``: the tracks' boxes on the frame the faces were found on (by track id); ``reach``:
+    the faces are a look around lost tracks' boxes (see :func:`_track_for`). Returns the lost tracks no face
+    found again (``state.lost`` is emptied)."""
     lost, state.lost = state.lost, []
     for face in faces:
         if len(state.tracks) >= state.max_faces:
-            return
+            return lost
         box = np.asarray(face.box, np.float64)
         if max_iou(box, [track.box() for track in state.tracks]) > params["match_iou"]:
             continue
@@ -308,10 +317,11 @@ def _detect(params: dict, state: TrackerState, faces: list[Face], time: float, r
             continue
         if stale and max_iou(landmark_box(points), [t.box() for t in state.tracks]) > params["duplicate_iou"]:
             continue
-        track = _track_for(params, state, box, lost)
+        track = _track_for(params, state, box, lost, reach)
         track.region = region
         _take_mesh(params, state, track, points, presence, time)
         state.tracks.append(track)
+    return lost
 
 
 def _first_mesh(params: dict, face: Face, stale: bool) -> Generator[Request, object, tuple]:
@@ -330,15 +340,34 @@ def _first_mesh(params: dict, face: Face, stale: bool) -> Generator[Request, obj
     return np.asarray(points, np.float64), presence, region
 
 
-def _track_for(params: dict, state: TrackerState, box: np.ndarray, lost: list[Track]) -> Track:
-    """The lost track this detection finds again (same id, fresh filter), or a new one."""
-    old = next((old for old in lost if max_iou(box, [old.box()]) > params["match_iou"]), None)
+def _track_for(params: dict, state: TrackerState, box: np.ndarray, lost: list[Track],
+               reach: float | None = None) -> Track:
+    """The lost track this detection finds again (same id, fresh filter), or a new one: the first whose box
+    the detection's overlaps by more than match_iou, or, for a look around lost tracks (``reach``), the nearest
+    whose looked-at square (``reach`` times its box's side) holds the detection's centre."""
+    if reach is None:
+        old = next((old for old in lost if max_iou(box, [old.box()]) > params["match_iou"]), None)
+    else:
+        old = _nearest_within(box, lost, reach)
     if old is not None:
         lost.remove(old)
         track_id = old.track_id
     else:
         track_id, state.next_id = state.next_id, state.next_id + 1
     return Track(track_id, AlignmentFilter(params) if state.smoothing else None)
+
+
+def _nearest_within(box: np.ndarray, tracks: list[Track], reach: float) -> Track | None:
+    """The track whose box centre is nearest the box's centre, among those whose square of ``reach`` times
+    their box's side about that centre holds it (detect_around's square)."""
+    x, y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    best, distance = None, math.inf
+    for track in tracks:
+        x0, y0, x1, y1 = (float(v) for v in track.box())
+        half, dx, dy = reach * max(x1 - x0, y1 - y0) / 2, x - (x0 + x1) / 2, y - (y0 + y1) / 2
+        if abs(dx) < half and abs(dy) < half and math.hypot(dx, dy) < distance:
+            best, distance = track, math.hypot(dx, dy)
+    return best
 
 
 def _search_aside(params: dict, state: TrackerState, frame: Frame, due: bool, lost_now: bool,

@@ -281,8 +281,9 @@ def world_traces(canonical: np.ndarray) -> dict[str, dict]:
         "far_between_frames": (
             "The detector aside, frames far apart (a loaded machine): a face 0.17 of its square off the square "
             "its mesh ran on, meshed once more on its landmarks' square (catch_up); one that jumped past the "
-            "wider square, found in the frame around where it was, no search; one gone, looked for around and "
-            "then by a search with the tiles, found where it comes back.",
+            "wider square, found in the frame around where it was (its id kept), no search; one gone, looked for "
+            "around and then by a search with the tiles, found where it comes back (a new id: far from where it "
+            "went).",
             {"aside": True},
             [[still], [still], [(226.0, 150.0, 100.0)], [(306.0, 150.0, 100.0)], [(310.0, 150.0, 100.0)], [],
              [(450.0, 200.0, 100.0)], [(450.0, 200.0, 100.0)]]),

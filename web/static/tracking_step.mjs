@@ -88,14 +88,16 @@ export function* step(params, given, {width, height, time, found = null, aside =
   for (const track of state.tracks) if (!(yield* follow(params, track, width, height, time, aside))) lost.push(track);
   state.tracks = withoutDuplicates(params, state.tracks.filter((track) => !lost.includes(track)));
   state.lost.push(...lost);
-  let missing = lost.length, around = Boolean(lost.length) && aside;
+  let missing = lost.length;
+  const looked = aside ? lost.filter((track) => inFrame(track.region, width, height)) : [];
+  let around = looked.length > 0;
   if (around) {
     // Lost even on the wider square (a loaded machine's frames far apart), and the search would answer
-    // frames later, the frames bare till then: this frame looks itself around where each face was.
-    const followed = state.tracks.length;
-    const faces = yield {run: 'detect_around', boxes: lost.map(trackBox), reach: params.around_reach};
-    yield* detect(params, state, faces, time, rejected);
-    missing -= state.tracks.length - followed;  // the faces found again
+    // frames later, the frames bare till then: this frame looks itself around where each face was. A face
+    // found there is the lost track's whose square holds it (its id kept); the others stay lost.
+    const faces = yield {run: 'detect_around', boxes: looked.map(trackBox), reach: params.around_reach};
+    state.lost = yield* detect(params, state, faces, time, rejected, false, null, params.around_reach);
+    missing = lost.filter((track) => state.lost.includes(track)).length;
   }
   const due = state.frameIndex % state.detectEvery === 0 && state.tracks.length < state.maxFaces;
   const detected = Boolean(missing || !state.tracks.length || due) && !aside;
@@ -111,9 +113,10 @@ export function* step(params, given, {width, height, time, found = null, aside =
 }
 
 /** Mesh the track's predicted region; false when the face is gone from it. */
+const inFrame = ({centre: [x, y]}, width, height) => x >= 0 && x < width && y >= 0 && y < height;
+
 function* follow(params, track, width, height, time, aside) {
-  const [x, y] = track.region.centre;
-  if (!(x >= 0 && x < width && y >= 0 && y < height)) return false;
+  if (!inFrame(track.region, width, height)) return false;
   let {points, presence} = yield {run: 'mesh', region: track.region};
   if (presence < MIN_PRESENCE && aside) {
     // Lost between two frames (a fast face, a frame skipped), and the detector's answer would come frames
@@ -152,12 +155,14 @@ function withoutDuplicates(params, tracks) {
 
 /** New tracks from detected faces that no track has; a lost track's face found again keeps its id. `stale`: the
  *  faces are a search's, a few frames old, so a face a track has moved on to is known by its mesh here, not by
- *  the old box; `seen`: the tracks' boxes on the frame the faces were found on (by track id). */
-function* detect(params, state, faces, time, rejected, stale = false, seen = null) {
+ *  the old box; `seen`: the tracks' boxes on the frame the faces were found on (by track id); `reach`: the faces
+ *  are a look around lost tracks' boxes (see trackFor). Returns the lost tracks no face found again (state.lost
+ *  is emptied). */
+function* detect(params, state, faces, time, rejected, stale = false, seen = null, reach = null) {
   const lost = state.lost;
   state.lost = [];
   for (const face of faces) {
-    if (state.tracks.length >= state.maxFaces) return;
+    if (state.tracks.length >= state.maxFaces) return lost;
     if (maxIou(face.box, state.tracks.map(trackBox)) > params.match_iou) continue;
     // A search's face is matched to the tracks as they were on its own frame: a followed face has moved off
     // its old box since, and a new face's mesh passes would only find the track's.
@@ -169,11 +174,12 @@ function* detect(params, state, faces, time, rejected, stale = false, seen = nul
       continue;
     }
     if (stale && maxIou(landmarkBox(points), state.tracks.map(trackBox)) > params.duplicate_iou) continue;
-    const track = trackFor(params, state, face.box, lost);
+    const track = trackFor(params, state, face.box, lost, reach);
     track.region = region;
     takeMesh(params, track, points, presence, time);
     state.tracks.push(track);
   }
+  return lost;
 }
 
 /** A new face's mesh: on the detection's square (a wider one where a stale detection's misses), then
@@ -192,9 +198,12 @@ function* firstMesh(params, face, stale) {
   return {points, presence, region};
 }
 
-/** The lost track this detection finds again (same id, fresh filter), or a new one. */
-function trackFor(params, state, box, lost) {
-  const old = lost.find((track) => boxIou(box, trackBox(track)) > params.match_iou);
+/** The lost track this detection finds again (same id, fresh filter), or a new one: the first whose box the
+ *  detection's overlaps by more than match_iou, or, for a look around lost tracks (`reach`), the nearest whose
+ *  looked-at square (`reach` times its box's side) holds the detection's centre. */
+function trackFor(params, state, box, lost, reach = null) {
+  const old = reach === null ? lost.find((track) => boxIou(box, trackBox(track)) > params.match_iou) :
+    nearestWithin(box, lost, reach);
   let trackId;
   if (old) {
     lost.splice(lost.indexOf(old), 1);
@@ -204,6 +213,22 @@ function trackFor(params, state, box, lost) {
     state.nextId += 1;
   }
   return {trackId, filters: state.smoothing ? newFilters() : null, face: null, region: null};
+}
+
+/** The track whose box centre is nearest the box's centre, among those whose square of `reach` times their box's
+ *  side about that centre holds it (detectAround's square); undefined if none. */
+function nearestWithin(box, tracks, reach) {
+  const x = (box[0] + box[2]) / 2, y = (box[1] + box[3]) / 2;
+  let best, distance = Infinity;
+  for (const track of tracks) {
+    const [x0, y0, x1, y1] = trackBox(track);
+    const half = (reach * Math.max(x1 - x0, y1 - y0)) / 2, dx = x - (x0 + x1) / 2, dy = y - (y0 + y1) / 2;
+    if (Math.abs(dx) < half && Math.abs(dy) < half && Math.hypot(dx, dy) < distance) {
+      best = track;
+      distance = Math.hypot(dx, dy);
+    }
+  }
+  return best;
 }
 
 /** Takes in the faces of the search that has answered, then asks for the next one if wanted (one at a time):

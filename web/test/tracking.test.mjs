@@ -16,7 +16,7 @@ const TOLERANCE = 1e-6;  // tools.tracking_traces.TOLERANCE
 // Each number the step reads, changed (tests/faces/test_tracking_traces.py's CHANGES): some trace must notice.
 const CHANGES = {smoothing: {centre: [0.5, 20.0], size: [0.5, 20.0], angle: [0.5, 20.0]}, derivative_cutoff: 1.0,
                  fallback_fps: 60, mesh_passes: 2, region_hold: {shift: 0.06, scale: 0.05, degrees: 3.0},
-                 match_iou: 0.7, duplicate_iou: 0.2, stale_widen: 1.5, around_reach: 5};
+                 match_iou: 0.7, duplicate_iou: 0.2, stale_widen: 1.5, around_reach: 5, catch_up: 0.25};
 
 const load = (name) => JSON.parse(readFileSync(new URL(`${name}.json`, TRACES), 'utf8'));
 
@@ -72,7 +72,9 @@ function replay(trace, params = PARAMS) {
 
 test('the traces cover real runs and the edge cases', () => {
   for (const name of ['moving', 'leave_and_return', 'two_faces', 'lost_and_returned', 'out_of_frame',
-                      'two_faces_duplicate_cap', 'stale_search']) assert.ok(NAMES.includes(name), name);
+                      'two_faces_duplicate_cap', 'stale_search', 'far_between_frames']) {
+    assert.ok(NAMES.includes(name), name);
+  }
 });
 
 for (const name of NAMES) test(`trace ${name} replays`, () => replay(load(name)));
