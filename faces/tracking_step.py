@@ -365,8 +365,9 @@ def _nearest_within(box: np.ndarray, tracks: list[Track], reach: float) -> Track
     for track in tracks:
         x0, y0, x1, y1 = (float(v) for v in track.box())
         half, dx, dy = reach * max(x1 - x0, y1 - y0) / 2, x - (x0 + x1) / 2, y - (y0 + y1) / 2
-        if abs(dx) < half and abs(dy) < half and math.hypot(dx, dy) < distance:
-            best, distance = track, math.hypot(dx, dy)
+        apart = math.hypot(dx, dy)
+        if abs(dx) < half and abs(dy) < half and apart < distance:
+            best, distance = track, apart
     return best
 
 

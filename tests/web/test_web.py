@@ -430,6 +430,13 @@ STALE_SEARCH = """async ({frames, detectEvery}) => {
 }"""
 
 
+def _png_base64(image: Image.Image, **options) -> str:
+    """An image as the base64 of its PNG (the exact pixels, for the page to decode)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", **options)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
 def _frames_at(xs: list[int]) -> list[str]:
     """1280x720 PNGs (base64) of a small portrait at each x, y 200, on the fake camera's background."""
     from tools.camera_clip import BACKGROUND
@@ -438,9 +445,7 @@ def _frames_at(xs: list[int]) -> list[str]:
     for x in xs:
         image = Image.new("RGB", (1280, 720), BACKGROUND)
         image.paste(face, (x, 200))
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        encoded.append(base64.b64encode(buffer.getvalue()).decode())
+        encoded.append(_png_base64(image))
     return encoded
 
 
@@ -526,11 +531,7 @@ def test_the_page_follows_a_face_its_loaded_frame_loop_sees_far_apart(page):
     face = portrait(CLIP.portrait_side)
     indices = [(8 * k) % CLIP.frames for k in range(24)]
     images = {index: clip_frame(CLIP, index, face) for index in sorted(set(indices))}
-    encoded = {}
-    for index, image in images.items():
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG", compress_level=1)
-        encoded[index] = base64.b64encode(buffer.getvalue()).decode()
+    encoded = {index: _png_base64(image, compress_level=1) for index, image in images.items()}
     first = align_still(np.asarray(images[0]), 256)[0]
     steps = page.page.evaluate(PLAYED_LATE, {"frames": encoded, "indices": indices, "late": 4})
     assert not any(step["landmarks"] for step in steps[:5])

@@ -112,9 +112,9 @@ export function* step(params, given, {width, height, time, found = null, aside =
   return {state, faces: state.tracks.map((track) => track.face), rejected, search, detected, around, merged};
 }
 
-/** Mesh the track's predicted region; false when the face is gone from it. */
 const inFrame = ({centre: [x, y]}, width, height) => x >= 0 && x < width && y >= 0 && y < height;
 
+/** Mesh the track's predicted region; false when the face is gone from it. */
 function* follow(params, track, width, height, time, aside) {
   if (!inFrame(track.region, width, height)) return false;
   let {points, presence} = yield {run: 'mesh', region: track.region};
@@ -223,10 +223,8 @@ function nearestWithin(box, tracks, reach) {
   for (const track of tracks) {
     const [x0, y0, x1, y1] = trackBox(track);
     const half = (reach * Math.max(x1 - x0, y1 - y0)) / 2, dx = x - (x0 + x1) / 2, dy = y - (y0 + y1) / 2;
-    if (Math.abs(dx) < half && Math.abs(dy) < half && Math.hypot(dx, dy) < distance) {
-      best = track;
-      distance = Math.hypot(dx, dy);
-    }
+    const apart = Math.hypot(dx, dy);
+    if (Math.abs(dx) < half && Math.abs(dy) < half && apart < distance) [best, distance] = [track, apart];
   }
   return best;
 }
