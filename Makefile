@@ -115,14 +115,18 @@ web: $(ARTIFACTS)/manifest.json | setup
 # tests that train (slow) or drive Chromium (browser); the fast lane leaves both out. The test files are
 # named, not their folder: Node 21+ runs a folder argument as a module and fails.
 NODE_TESTS := node --test web/test/*.test.mjs
+# pytest in TEST_WORKERS processes (pytest-xdist), a test file each at a time (--dist loadfile: a module's fixtures
+# are built once); each process builds the session's trained fixtures for itself. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test: | setup
 	$(NODE_TESTS)
-	$(PY) -m pytest $(TEST_ARGS)
+	$(PYTEST) $(TEST_ARGS)
 
 test-fast: | setup
 	$(NODE_TESTS)
-	$(PY) -m pytest -m "not slow and not browser" $(TEST_ARGS)
+	$(PYTEST) -m "not slow and not browser" $(TEST_ARGS)
 
 lint: | setup
 	$(PY) -m ruff check .
