@@ -141,6 +141,10 @@ def add_data_options(add, defaults: TrainConfig) -> None:
     add("--augment", choices=AUGMENTATIONS, help="changes applied identically to both images of a training pair: "
         "photometric (colour), geometric (zoom, rotation, shift; the eye mask too), both, or none "
         f"(default {defaults.augment}; docs/training.md)")
+    add("--blend-share", type=fraction_from_zero, help="several looks: this share of the training samples is a face "
+        "drawn in two looks at once, its look weights (1-t, t) against the same blend of the two looks' targets "
+        "(on the faces the looks share: the built-in looks share all), so that a blend of looks puts on that blend "
+        f"of their makeup (default {defaults.blend_share}; docs/training.md)")
 
 
 def add_schedule_options(add, defaults: TrainConfig) -> None:
@@ -211,6 +215,10 @@ def config_problems(config: TrainConfig) -> list[str]:
     if config.palette_bits > 8:
         problems.append(f"--palette-bits {config.palette_bits} must be at most 8 (0 turns palettization off)")
     problems += look_problems(config.look_data) if config.look_data else []
+    if config.blend_share and (config.add_look or len(config.looks or ()) < 2):
+        problems.append(f"--blend-share {config.blend_share} blends the looks of a catalogue; it needs a run of "
+                        "several looks (--looks A,B or --data NAME=DIR per look), not "
+                        + ("--add-look (it trains one look)" if config.add_look else "one look"))
     if config.resume and config.overwrite:
         problems.append("--resume and --overwrite contradict each other; pick one")
     try:  # the default --out too: argparse checks only a value given on the command line

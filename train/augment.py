@@ -21,6 +21,7 @@ GEOMETRIC_DRAWS = (("scale", 1.0, 0.10), ("rotation_degrees", 0.0, 10.0),
                    ("shift_x", 0.0, 0.05), ("shift_y", 0.0, 0.05))  # shifts: fractions of the side
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 AUGMENT_STREAM = 1  # the third seed word of the augmentation's own random stream
+BLEND_STREAM = 2  # ... and of a catalogue's blends of looks (train/dataset.py)
 
 
 def colour_matrix(saturation: float, hue_degrees: float) -> np.ndarray:

@@ -61,6 +61,9 @@ class TrainConfig:
     test_fraction: float = 0.1
     eye_mask: str = "auto"
     augment: str = "none"
+    # A catalogue's share of training samples whose face is drawn in two of its looks at once: look weights (1-t, t)
+    # against the same blend of the two looks' targets (train/dataset.py), so a blend of looks is what it says.
+    blend_share: float = 0.0
     reparam: bool = False
     # The face mesh's region maps beside the face (train/region_maps.py); --no-region-inputs: the face alone.
     region_inputs: bool = True
@@ -79,14 +82,14 @@ class TrainConfig:
         those options out, so it records exactly what it did before they existed."""
         values = asdict(self)
         return {k: v for k, v in values.items()
-                if not (k in OPTIONAL_RECORD and v is None) and not (k == "region_inputs" and not v)}
+                if not (k in OPTIONAL_RECORD and v is None) and not (k in ABSENT_FROM_RECORD and not v)}
 
 
 # Options a run records only when given: a run without them records what it did before they existed.
 OPTIONAL_RECORD = ("looks", "look_data", "add_look", "start_from")
-# What a recorded run did where its record leaves an option out (record() drops region_inputs when off): read
-# so, not as today's default, a resumed run keeps its own input whatever the default becomes.
-ABSENT_FROM_RECORD = {"region_inputs": False}
+# What a recorded run did where its record leaves an option out (record() drops these when off): read so, not
+# as today's default, a resumed run keeps its own input whatever the default becomes.
+ABSENT_FROM_RECORD = {"region_inputs": False, "blend_share": 0.0}
 
 
 PRECISIONS = ("fp32", "bf16")

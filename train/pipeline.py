@@ -262,7 +262,8 @@ class Loaders:
 def make_loaders(config: TrainConfig, cache: PairCache, indices: dict[str, np.ndarray],
                  dist_info: trainer.Distributed) -> Loaders:
     train_set = PairDataset(cache, indices["train"], train=True, crop=config.crop,
-                            seed=config.seed * 1000 + dist_info.rank, augment=config.augment)
+                            seed=config.seed * 1000 + dist_info.rank, augment=config.augment,
+                            blend=config.blend_share)
     val_set = PairDataset(cache, indices["val"], train=False)
     shuffle_generator = torch.Generator()
     sampler = (torch.utils.data.DistributedSampler(train_set, seed=config.seed) if dist_info.enabled
@@ -380,6 +381,11 @@ def finish_run(run: trainer.RunContext, training: trainer.Training, run_start: f
                     log.info("%s%s split: PSNR %.2f dB (no-makeup baseline %.2f dB), best-PSNR checkpoint",
                              f"{name}, " if name else "", part, figures[f"{part}_psnr_db"],
                              figures[f"{part}_baseline_db"])
+        for name, figures in scores.get("blends", {}).items():
+            log.info("even blend %s, %s", name, ", ".join(
+                f"{part} split: PSNR {figures[f'{part}_psnr_db']:.2f} dB (two runs "
+                f"{figures[f'{part}_two_runs_psnr_db']:.2f}, no makeup {figures[f'{part}_baseline_db']:.2f})"
+                for part in ("test", REAL_TEST_SPLIT) if f"{part}_psnr_db" in figures))
     if run.wandb_run is not None:
         run.wandb_run.finish()
 

@@ -152,10 +152,12 @@ def split_masks(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]
 
 
 def batch_look_weights(model: nn.Module, batch, device: torch.device) -> torch.Tensor | None:
-    """The one-hot look weights of a batch of several looks (its fourth item); None for one look."""
+    """The look weights of a batch of several looks (its fourth item: look indices, or a blending run's
+    weights, train/dataset.py); None for one look."""
     if len(batch) < 4:
         return None
-    return one_hot_looks(batch[3], unwrap_model(model).config).to(device)
+    looks = batch[3]
+    return (looks if looks.is_floating_point() else one_hot_looks(looks, unwrap_model(model).config)).to(device)
 
 
 @torch.no_grad()
@@ -346,7 +348,54 @@ def score_checkpoint(path: Path) -> dict:
         weights = one_hot_looks(torch.tensor([index]), model.config)
         scores = score_split(model, record, weights, path.parent / f"held_out_{name}")
         per_look[name] = looks.get(name, {"name": name, "index": index}) | scores
-    return figures | {"looks": per_look}
+    return figures | {"looks": per_look} | score_blends(model, split["looks"], path.parent / "held_out_blends")
+
+
+def score_blends(model: nn.Module, records: dict[str, dict], pictures: Path) -> dict:
+    """Each two looks' even blend (weights 0.5, 0.5) on the held-out faces both looks hold (the same name and
+    pixels), against the even blend of their two targets: ``{"blends": {"A+B": {PART_psnr_db, PART_baseline_db,
+    PART_two_runs_psnr_db, PART_pairs}}}``, where two runs is the mean of the two looks' own outputs (what an app
+    that ran the file once per look would show). ``pictures``_PART.png: one face, a row per blend
+    (:func:`held_out_grid`). Empty where no two looks share a face."""
+    names = list(records)
+    blends: dict[str, dict] = {}
+    for part in ("test", REAL_TEST_SPLIT):
+        faces = {name: load_split(records[name], part) for name in names if records[name].get(part)}
+        rows = []
+        for first, second in ((a, b) for i, a in enumerate(names) for b in names[i + 1:]):
+            if first not in faces or second not in faces:
+                continue
+            pairs = shared_faces(faces[first], faces[second])
+            if not pairs:
+                continue
+            mine, theirs = (np.array(side) for side in zip(*pairs, strict=True))
+            source, target = faces_as_tensors(faces[first], mine)
+            target = (target + faces_as_tensors(faces[second], theirs)[1]) / 2
+            regions = scored_regions(model, faces[first], Path(records[first]["data"]))
+            regions = None if regions is None else regions[mine]
+            weights = torch.zeros(len(source), len(names))
+            weights[:, [names.index(first), names.index(second)]] = 0.5
+            with torch.no_grad():
+                blended = model(source, weights, regions=regions)
+                alone = [model(source, one_hot_looks(torch.full((len(source),), names.index(name)), model.config),
+                               regions=regions) for name in (first, second)]
+            blends.setdefault(f"{first}+{second}", {}).update({
+                f"{part}_psnr_db": mean_psnr_db(blended, target),
+                f"{part}_baseline_db": mean_psnr_db(source, target),
+                f"{part}_two_runs_psnr_db": mean_psnr_db((alone[0] + alone[1]) / 2, target),
+                f"{part}_pairs": len(source)})
+            rows.append((source[:1], target[:1], weights[:1], None if regions is None else regions[:1]))
+        if rows:
+            columns = [torch.cat(column) if column[0] is not None else None for column in zip(*rows, strict=True)]
+            write_png(held_out_grid(model, *columns), pictures.with_name(f"{pictures.name}_{part}.png"))
+    return {"blends": blends} if blends else {}
+
+
+def shared_faces(first: PairCache, second: PairCache) -> list[tuple[int, int]]:
+    """(i, j): pair i of ``first`` and pair j of ``second`` hold the same face (name and source pixels)."""
+    where = {name: j for j, name in enumerate(second.names)}
+    return [(i, where[name]) for i, name in enumerate(first.names)
+            if name in where and np.array_equal(first.sources[i], second.sources[where[name]])]
 
 
 def score_split(model: nn.Module, split: dict, look_weights: torch.Tensor | None, pictures: Path) -> dict:

@@ -11,10 +11,10 @@ import pytest
 import torch
 from conftest import IMAGE_SIZE, maps_for, train_args
 
-from models.data import PairCache
+from models.data import Pair, PairCache
 from models.tinybeauty import one_hot_looks
 from train.__main__ import main, parse_args
-from train.dataset import PairDataset
+from train.dataset import PairDataset, same_faces
 from train.look_options import builtin_folder, parse_look_names
 from train.looks import LOOKS
 from train.losses import makeup_loss
@@ -67,6 +67,30 @@ def test_a_two_look_run_reports_each_look(two_look_run):
         assert figures["swatch_hex"] == LOOKS[look].swatch_hex()
     # The looks' baselines differ (smoky changes far more of the face than berry): each is its own look's.
     assert abs(held_out["looks"]["berry"]["test_baseline_db"] - held_out["looks"]["smoky"]["test_baseline_db"]) > 1
+
+
+@pytest.mark.slow  # renders pairs (and trains)
+def test_a_blending_run_trains_and_scores_each_two_looks_even_blend(look_folders, tmp_path):
+    """Two looks on the same 12 faces (split alike), --blend-share: the run trains through blended samples and
+    held_out.json scores the looks' even blend on the test faces they share, beside its baseline, as a picture too."""
+    berry = tmp_path / "berry"
+    for folder in ("source", "target", "mask"):
+        (berry / folder).mkdir(parents=True)
+        for path in sorted((look_folders / "berry" / folder).iterdir())[:12]:  # smoky's 12 faces
+            shutil.copy(path, berry / folder / path.name)
+    out = tmp_path / "run"
+    args = train_args(berry, out, *SHORT, "--blend-share", "0.5")
+    at = args.index("--data")
+    args = args[:at] + ["--data", f"berry={berry}", "--data", f"smoky={look_folders / 'smoky'}"] + args[at + 2:]
+    assert main(args) == 0
+    assert json.loads((out / "config.json").read_text())["blend_share"] == 0.5
+    blend = json.loads((out / "held_out.json").read_text())["blends"]["berry+smoky"]
+    split = torch.load(out / "tinybeauty_best_psnr.pt", weights_only=True)["split"]["looks"]
+    assert blend["test_pairs"] == len(split["smoky"]["test"]) > 0
+    assert {entry["name"] for entry in split["berry"]["test"]} == {entry["name"] for entry in split["smoky"]["test"]}
+    assert 15 < blend["test_baseline_db"] < 60 and 10 < blend["test_psnr_db"] < 60
+    assert 10 < blend["test_two_runs_psnr_db"] < 60
+    assert (out / "held_out_blends_test.png").is_file()
 
 
 @pytest.mark.slow  # renders pairs (and most train)
@@ -150,6 +174,57 @@ def test_batches_mix_looks_and_each_loss_goes_through_its_own_gates(look_folders
     assert model.residual.head.weight.grad.abs().max() > 0
 
 
+def handmade_looks(names: list[str], looks: list[int], faces: list[int], side: int = 8) -> PairCache:
+    """A cache whose pair i is face ``faces[i]`` (its pixels) in look ``looks[i]``; each look paints its own colour."""
+    rng = np.random.default_rng(0)
+    face_pixels = rng.integers(0, 200, (max(faces) + 1, side, side, 3), dtype=np.uint8)
+    sources = face_pixels[faces]
+    targets = np.stack([np.clip(source.astype(int) + 10 + 20 * look, 0, 255).astype(np.uint8)
+                        for source, look in zip(sources, looks, strict=True)])
+    pairs = [Pair(name, None, None, None) for name in names]
+    return PairCache(pairs, [""] * len(pairs), sources, targets, np.zeros(sources.shape[:3], np.uint8),
+                     looks=np.array(looks, np.int64))
+
+
+def test_a_face_is_blended_only_with_its_own_pixels_in_another_look():
+    # pairs 0-2 in look 0, 3-5 in look 1: "a" is the same face in both, "b" shares a name but not the face,
+    # "c" is a look-0 face only; "d" is in look 1 only.
+    cache = handmade_looks(["a", "b", "c", "a", "b", "d"], [0, 0, 0, 1, 1, 1], [0, 1, 2, 0, 3, 4])
+    partners = same_faces(cache, np.arange(6))
+    assert [p.tolist() for p in partners] == [[3], [], [], [0], [], []]
+    assert [p.tolist() for p in same_faces(cache, np.array([0, 1, 2]))] == [[], [], []]  # its partner not in training
+
+
+def test_a_blending_set_trains_blends_of_two_looks_against_the_blend_of_their_targets():
+    cache = handmade_looks(["a", "b", "a", "b", "c"], [0, 0, 1, 1, 2], [0, 1, 0, 1, 2])
+    blending = PairDataset(cache, train=True, seed=3, blend=0.999)
+    blended = 0
+    for epoch in range(4):
+        blending.set_epoch(epoch)
+        for item in range(len(cache)):
+            source, target, _mask, weights = blending[item]
+            assert weights.dtype == torch.float32 and weights.shape == (3,) and weights.sum() == pytest.approx(1)
+            (looks,) = torch.nonzero(weights, as_tuple=True)
+            if item == 4:  # face c is in one look only: itself, one-hot
+                assert weights.tolist() == [0, 0, 1]
+            assert set(looks.tolist()) <= ({0, 1} if item < 4 else {2})
+            mixed = sum(weights[look].item() * cache.targets[cache.looks == look][item % 2].astype(np.float32)
+                        for look in looks.tolist())
+            expected = torch.from_numpy(np.rint(mixed).astype(np.uint8)).permute(2, 0, 1).float() / 255
+            flipped = expected.flip(-1)
+            assert torch.equal(target, expected) or torch.equal(target, flipped)  # a random flip
+            assert torch.equal(source, torch.from_numpy(cache.sources[item]).permute(2, 0, 1).float() / 255) or \
+                torch.equal(source, torch.from_numpy(cache.sources[item]).permute(2, 0, 1).float().flip(-1) / 255)
+            blended += len(looks) == 2
+    assert blended > 0.8 * 4 * 4  # nearly every sample of a shared face, at a share of 0.999
+    again = PairDataset(cache, train=True, seed=3, blend=0.999)
+    for dataset in (again, blending):
+        dataset.set_epoch(3)
+    assert all(torch.equal(a, b) for a, b in zip(again[1], blending[1], strict=True))  # (seed, epoch) fixes it
+    plain = PairDataset(cache, train=True, seed=3)  # no blend: each sample's look index, as before
+    assert plain[0][3].dtype == torch.int64 and plain[2][3].item() == 1
+
+
 def test_built_in_looks_live_beside_the_built_in_set(tmp_path):
     assert builtin_folder(tmp_path / "synthetic", "berry") == tmp_path / "synthetic"
     assert builtin_folder(tmp_path / "synthetic", "smoky") == tmp_path / "synthetic-smoky"
@@ -162,6 +237,9 @@ def test_built_in_looks_live_beside_the_built_in_set(tmp_path):
     (["--looks", "berry,smoky,berry"], "names the look berry twice"),
     (["--data", "a=A", "--data", "a=B"], "names the look a twice"),
     (["--data", "a=A", "--looks", "berry"], "--looks and --data NAME=DIR both name the looks"),
+    (["--looks", "berry", "--blend-share", "0.3"], "needs a run of several looks"),
+    (["--blend-share", "0.3"], "needs a run of several looks"),
+    (["--looks", "berry,smoky", "--blend-share", "1"], "--blend-share"),
 ])
 def test_look_options_that_cannot_work_are_refused(argv, message, capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
