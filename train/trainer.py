@@ -361,6 +361,7 @@ def score_blends(model: nn.Module, records: dict[str, dict], pictures: Path) -> 
     blends: dict[str, dict] = {}
     for part in ("test", REAL_TEST_SPLIT):
         faces = {name: load_split(records[name], part) for name in names if records[name].get(part)}
+        maps: dict[str, torch.Tensor | None] = {}  # a look's region maps, read once for all its pairs of looks
         rows = []
         for first, second in ((a, b) for i, a in enumerate(names) for b in names[i + 1:]):
             if first not in faces or second not in faces:
@@ -371,8 +372,9 @@ def score_blends(model: nn.Module, records: dict[str, dict], pictures: Path) -> 
             mine, theirs = (np.array(side) for side in zip(*pairs, strict=True))
             source, target = faces_as_tensors(faces[first], mine)
             target = (target + faces_as_tensors(faces[second], theirs)[1]) / 2
-            regions = scored_regions(model, faces[first], Path(records[first]["data"]))
-            regions = None if regions is None else regions[mine]
+            if first not in maps:
+                maps[first] = scored_regions(model, faces[first], Path(records[first]["data"]))
+            regions = None if maps[first] is None else maps[first][mine]
             weights = torch.zeros(len(source), len(names))
             weights[:, [names.index(first), names.index(second)]] = 0.5
             with torch.no_grad():
