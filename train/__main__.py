@@ -215,7 +215,7 @@ def config_problems(config: TrainConfig) -> list[str]:
     if config.palette_bits > 8:
         problems.append(f"--palette-bits {config.palette_bits} must be at most 8 (0 turns palettization off)")
     problems += look_problems(config.look_data) if config.look_data else []
-    if config.blend_share and (config.add_look or len(config.looks or ()) < 2):
+    if config.blend_share and not config.resume and (config.add_look or len(config.looks or ()) < 2):
         problems.append(f"--blend-share {config.blend_share} blends the looks of a catalogue; it needs a run of "
                         "several looks (--looks A,B or --data NAME=DIR per look), not "
                         + ("--add-look (it trains one look)" if config.add_look else "one look"))

@@ -89,6 +89,7 @@ class PairDataset(torch.utils.data.Dataset):
         self.indices = np.arange(len(cache)) if indices is None else np.asarray(indices)
         blending = blend > 0 and train and cache.looks is not None
         self.blend = blend if blending else 0.0
+        self.looks = int(cache.looks.max()) + 1 if blending else 0  # the width of a sample's look weights
         self.partners = same_faces(cache, self.indices) if blending else None
         self.set_epoch(0)
 
@@ -126,8 +127,8 @@ class PairDataset(torch.utils.data.Dataset):
 
     def _blended(self, item: int, arrays: list[np.ndarray]) -> torch.Tensor:
         """The sample's look weights; for a blended sample ``arrays``' target becomes the blend of targets."""
-        index, looks = self.indices[item], int(self.cache.looks.max()) + 1
-        weights = np.zeros(looks, np.float32)
+        index = self.indices[item]
+        weights = np.zeros(self.looks, np.float32)
         weights[self.cache.looks[index]] = 1.0
         share, pick, t = self.blend_rng.random(3)  # three draws a sample, blended or not: a fixed stream
         partners = self.partners[item]

@@ -91,6 +91,8 @@ def test_a_blending_run_trains_and_scores_each_two_looks_even_blend(look_folders
     assert 15 < blend["test_baseline_db"] < 60 and 10 < blend["test_psnr_db"] < 60
     assert 10 < blend["test_two_runs_psnr_db"] < 60
     assert (out / "held_out_blends_test.png").is_file()
+    config, _ = parse_args(["--out", str(out), "--resume", "--blend-share", "0.5"])  # a resume may repeat it
+    assert config.resume and config.blend_share == 0.5
 
 
 @pytest.mark.slow  # renders pairs (and most train)
