@@ -340,18 +340,34 @@ def score_checkpoint(path: Path) -> dict:
     model, checkpoint = load_checkpoint(path)
     split = checkpoint_split(checkpoint, path)
     figures = {"epoch": int(checkpoint["epoch"])}
+    faces = HeldOutFaces(model)
     if "looks" not in split:
-        return figures | score_split(model, split, None, path.parent / "held_out")
+        return figures | score_split(model, split, None, path.parent / "held_out", faces)
     looks = {look["name"]: look for look in checkpoint.get("looks", [])}
     per_look = {}
     for index, (name, record) in enumerate(split["looks"].items()):
         weights = one_hot_looks(torch.tensor([index]), model.config)
-        scores = score_split(model, record, weights, path.parent / f"held_out_{name}")
+        scores = score_split(model, record, weights, path.parent / f"held_out_{name}", faces)
         per_look[name] = looks.get(name, {"name": name, "index": index}) | scores
-    return figures | {"looks": per_look} | score_blends(model, split["looks"], path.parent / "held_out_blends")
+    return figures | {"looks": per_look} | score_blends(model, split["looks"], path.parent / "held_out_blends", faces)
 
 
-def score_blends(model: nn.Module, records: dict[str, dict], pictures: Path) -> dict:
+class HeldOutFaces:
+    """A checkpoint's recorded faces of a part and the region maps a region-input network reads of them (None for
+    one that reads none), each part of each look read once for every score that uses it."""
+
+    def __init__(self, model: nn.Module):
+        self.model, self.read = model, {}
+
+    def __call__(self, record: dict, part: str) -> tuple[PairCache, torch.Tensor | None]:
+        key = (id(record), part)  # the records live in the checkpoint's split while it is scored
+        if key not in self.read:
+            cache = load_split(record, part)
+            self.read[key] = cache, scored_regions(self.model, cache, Path(record["data"]))
+        return self.read[key]
+
+
+def score_blends(model: nn.Module, records: dict[str, dict], pictures: Path, faces: HeldOutFaces) -> dict:
     """Each two looks' even blend (weights 0.5, 0.5) on the held-out faces both looks hold (the same name and
     pixels), against the even blend of their two targets: ``{"blends": {"A+B": {PART_psnr_db, PART_baseline_db,
     PART_two_runs_psnr_db, PART_pairs}}}``, where two runs is the mean of the two looks' own outputs (what an app
@@ -360,21 +376,19 @@ def score_blends(model: nn.Module, records: dict[str, dict], pictures: Path) -> 
     names = list(records)
     blends: dict[str, dict] = {}
     for part in ("test", REAL_TEST_SPLIT):
-        faces = {name: load_split(records[name], part) for name in names if records[name].get(part)}
-        maps: dict[str, torch.Tensor | None] = {}  # a look's region maps, read once for all its pairs of looks
+        read = {name: faces(records[name], part) for name in names if records[name].get(part)}
         rows = []
         for first, second in ((a, b) for i, a in enumerate(names) for b in names[i + 1:]):
-            if first not in faces or second not in faces:
+            if first not in read or second not in read:
                 continue
-            pairs = shared_faces(faces[first], faces[second])
+            (cache, maps), other = read[first], read[second][0]
+            pairs = shared_faces(cache, other)
             if not pairs:
                 continue
             mine, theirs = (np.array(side) for side in zip(*pairs, strict=True))
-            source, target = faces_as_tensors(faces[first], mine)
-            target = (target + faces_as_tensors(faces[second], theirs)[1]) / 2
-            if first not in maps:
-                maps[first] = scored_regions(model, faces[first], Path(records[first]["data"]))
-            regions = None if maps[first] is None else maps[first][mine]
+            source, target = faces_as_tensors(cache, mine)
+            target = (target + faces_as_tensors(other, theirs)[1]) / 2
+            regions = None if maps is None else maps[mine]
             weights = torch.zeros(len(source), len(names))
             weights[:, [names.index(first), names.index(second)]] = 0.5
             with torch.no_grad():
@@ -400,7 +414,8 @@ def shared_faces(first: PairCache, second: PairCache) -> list[tuple[int, int]]:
             if name in where and np.array_equal(first.sources[i], second.sources[where[name]])]
 
 
-def score_split(model: nn.Module, split: dict, look_weights: torch.Tensor | None, pictures: Path) -> dict:
+def score_split(model: nn.Module, split: dict, look_weights: torch.Tensor | None, pictures: Path,
+                faces: HeldOutFaces) -> dict:
     """``{part}_psnr_db`` and ``{part}_baseline_db`` of each scored part ``split`` records pairs of; the
     held-out parts' faces drawn into ``pictures``_PART.png. A region-input network is given each face's region
     maps (train/region_maps.py)."""
@@ -408,9 +423,8 @@ def score_split(model: nn.Module, split: dict, look_weights: torch.Tensor | None
     for part in SCORED_SPLITS:
         if not split.get(part):
             continue
-        cache = load_split(split, part)
+        cache, regions = faces(split, part)
         source, target = faces_as_tensors(cache)
-        regions = scored_regions(model, cache, Path(split["data"]))
         weights = None if look_weights is None else look_weights.expand(len(source), -1)
         with torch.no_grad():
             figures[f"{part}_psnr_db"] = mean_psnr_db(model(source, weights, regions=regions), target)
