@@ -152,6 +152,12 @@ class PairCache:
         return len(self.pairs)
 
 
+def same_face(first: PairCache, i: int, second: PairCache, j: int) -> bool:
+    """Pair i of ``first`` and pair j of ``second`` hold the same face (in two looks, say): the same name and the
+    same source pixels (a name alone may be another face in another look's folder)."""
+    return first.pairs[i].name == second.pairs[j].name and np.array_equal(first.sources[i], second.sources[j])
+
+
 def concat_caches(caches: list[PairCache], eye_mask: str, looks: np.ndarray | None = None
                   ) -> tuple[PairCache, np.ndarray]:
     """``caches`` one after another as one cache (its eye masks from ``eye_mask``; ``looks``: each pair's

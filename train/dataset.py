@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.data import DataError, Pair, PairCache, split_pairs
+from models.data import DataError, Pair, PairCache, same_face, split_pairs
 from train.augment import (
     AUGMENT_STREAM,
     BLEND_STREAM,
@@ -49,15 +49,15 @@ def load_split_for_training(split: dict, part: str, origin: str = "this run star
 
 
 def same_faces(cache: PairCache, indices: np.ndarray) -> list[np.ndarray]:
-    """For each of ``indices``, the others among them that hold the same face in another look: the same pair
-    name and the same source pixels (a name alone may be another face in another look's folder)."""
+    """For each of ``indices``, the others among them that hold the same face in another look
+    (:func:`models.data.same_face`)."""
     by_name: dict[str, list[int]] = {}
     for index in indices:
         by_name.setdefault(cache.pairs[index].name, []).append(int(index))
     def partners(index: int) -> np.ndarray:
         return np.array([other for other in by_name[cache.pairs[index].name]
-                         if cache.looks[other] != cache.looks[index]
-                         and np.array_equal(cache.sources[other], cache.sources[index])], np.int64)
+                         if cache.looks[other] != cache.looks[index] and same_face(cache, other, cache, index)],
+                        np.int64)
     return [partners(int(index)) for index in indices]
 
 

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from models.atomic import atomic_path, save_figure, write_text
 from models.checkpoint import checkpoint_split, load_checkpoint, save_checkpoint, unwrap_model
-from models.data import REAL_TEST_SPLIT, faces_as_tensors, load_split
+from models.data import REAL_TEST_SPLIT, faces_as_tensors, load_split, same_face
 from models.gates import QUALITY_BAR_DB
 from models.metrics import mean_psnr_db, psnr_db
 from models.tinybeauty import one_hot_looks
@@ -377,6 +377,7 @@ def score_blends(model: nn.Module, records: dict[str, dict], pictures: Path, fac
     blends: dict[str, dict] = {}
     for part in ("test", REAL_TEST_SPLIT):
         read = {name: faces(records[name], part) for name in names if records[name].get(part)}
+        own: dict[str, torch.Tensor] = {}  # each look's own output on its faces, made once for all its blends
         rows = []
         for first, second in ((a, b) for i, a in enumerate(names) for b in names[i + 1:]):
             if first not in read or second not in read:
@@ -391,14 +392,15 @@ def score_blends(model: nn.Module, records: dict[str, dict], pictures: Path, fac
             regions = None if maps is None else maps[mine]
             weights = torch.zeros(len(source), len(names))
             weights[:, [names.index(first), names.index(second)]] = 0.5
+            for name in (first, second):  # the second look's own faces at theirs: the same pixels as mine
+                if name not in own:
+                    own[name] = own_output(model, *read[name], names.index(name))
             with torch.no_grad():
                 blended = model(source, weights, regions=regions)
-                alone = [model(source, one_hot_looks(torch.full((len(source),), names.index(name)), model.config),
-                               regions=regions) for name in (first, second)]
             blends.setdefault(f"{first}+{second}", {}).update({
                 f"{part}_psnr_db": mean_psnr_db(blended, target),
                 f"{part}_baseline_db": mean_psnr_db(source, target),
-                f"{part}_two_runs_psnr_db": mean_psnr_db((alone[0] + alone[1]) / 2, target),
+                f"{part}_two_runs_psnr_db": mean_psnr_db((own[first][mine] + own[second][theirs]) / 2, target),
                 f"{part}_pairs": len(source)})
             rows.append((source[:1], target[:1], weights[:1], None if regions is None else regions[:1]))
         if rows:
@@ -407,11 +409,18 @@ def score_blends(model: nn.Module, records: dict[str, dict], pictures: Path, fac
     return {"blends": blends} if blends else {}
 
 
+@torch.no_grad()
+def own_output(model: nn.Module, cache: PairCache, regions: torch.Tensor | None, look: int) -> torch.Tensor:
+    """The network's output on every face of ``cache`` with only look ``look`` on."""
+    source = faces_as_tensors(cache)[0]
+    return model(source, one_hot_looks(torch.full((len(source),), look), model.config), regions=regions)
+
+
 def shared_faces(first: PairCache, second: PairCache) -> list[tuple[int, int]]:
-    """(i, j): pair i of ``first`` and pair j of ``second`` hold the same face (name and source pixels)."""
+    """(i, j): pair i of ``first`` and pair j of ``second`` hold the same face (:func:`models.data.same_face`)."""
     where = {name: j for j, name in enumerate(second.names)}
     return [(i, where[name]) for i, name in enumerate(first.names)
-            if name in where and np.array_equal(first.sources[i], second.sources[where[name]])]
+            if name in where and same_face(first, i, second, where[name])]
 
 
 def score_split(model: nn.Module, split: dict, look_weights: torch.Tensor | None, pictures: Path,
