@@ -21,8 +21,9 @@ Presets fill every option you do not give explicitly:
 Split: 10% validation (learning-rate schedule, best checkpoint, export gate) and 10% test
 (held out: only the benchmark reads it), the rest training, by --seed; recorded in every
 checkpoint. --test-fraction 0 gives the paper's 90/10 train/validation split. On the built-in
-set the split is of the cartoons; the portraits of two people train, and the third person's are
-the real-photo test split (test-real), held out like the test split.
+set the split is of the cartoons; the portraits of two people train, and the third person's
+(--held-out-person, default hopper) are the real-photo test split (test-real), held out like the
+test split.
 
 --resume continues OUT/tinybeauty_last.pt with the configuration stored in it (data, preset,
 split, seed, every option); only --epochs, --threads, --device, --sample-every and the W&B
@@ -68,10 +69,12 @@ from train.config import (
     AUGMENTATIONS,
     DEFAULT_SYNTHETIC_DIR,
     EYE_MASK_SOURCES,
+    HELD_OUT_PERSON,
     PIXEL_LOSSES,
     PRECISIONS,
     PRESETS,
     QAT_SHARE,
+    REAL_PEOPLE,
     TrainConfig,
     preset_values,
 )
@@ -133,6 +136,9 @@ def add_data_options(add, defaults: TrainConfig) -> None:
     add("--test-fraction", type=fraction_from_zero,
         help=f"held-out test share of all pairs, never used in training; 0 gives "
         f"the paper's 90/10 train/validation split (default {defaults.test_fraction})")
+    add("--held-out-person", choices=REAL_PEOPLE, help="the built-in set's real person whose portraits are the "
+        "real-photo test split (test-real); the others' train. Another choice judges a change on another new face "
+        f"(default {defaults.held_out_person}; docs/training.md)")
     add("--seed", type=seed_number, help=f"seed of the split, augmentation and init (default {defaults.seed})")
     add("--eye-mask", choices=EYE_MASK_SOURCES, help="where the eyeliner loss's eye mask comes from: auto (the "
         "face mesh's eye contours; an image without a face found takes its label map if the data has them, else "
@@ -219,6 +225,9 @@ def config_problems(config: TrainConfig) -> list[str]:
         problems.append(f"--blend-share {config.blend_share} blends the looks of a catalogue; it needs a run of "
                         "several looks (--looks A,B or --data NAME=DIR per look), not "
                         + ("--add-look (it trains one look)" if config.add_look else "one look"))
+    if config.held_out_person != HELD_OUT_PERSON and (config.data or config.look_data) and not config.add_look:
+        problems.append(f"--held-out-person {config.held_out_person} picks the built-in set's real-photo test person; "
+                        "--data has its own test split (--test-fraction): drop one of them")
     if config.resume and config.overwrite:
         problems.append("--resume and --overwrite contradict each other; pick one")
     try:  # the default --out too: argparse checks only a value given on the command line

@@ -30,7 +30,7 @@ import torch
 from models.checkpoint import CheckpointError, checkpoint_split, read_checkpoint, rebuild_model
 from models.data import PairCache, concat_caches
 from models.tinybeauty import GATE_START, TinyBeauty, build_model, describe
-from train.config import DEFAULT_SYNTHETIC_DIR, TrainConfig
+from train.config import ABSENT_FROM_RECORD, DEFAULT_SYNTHETIC_DIR, TrainConfig
 from train.look_options import builtin_folder
 from train.looks import LOOKS
 from train.multilook import LookSource, looks_split, swatch_hex
@@ -41,9 +41,9 @@ log = logging.getLogger(__name__)
 # (fractions, seed, eye masks), its data's size and its schedule.
 INHERITED = ("variant", "image_size", "reparam", "crop", "batch_size", "lr", "l1_weight", "eyeliner_weight",
              "pixel_loss", "charbonnier_eps", "plateau_factor", "plateau_patience", "val_fraction", "test_fraction",
-             "eye_mask", "augment", "seed", "synthetic_pairs", "precision", "preset")
-# Options that must be the source's: the network and the images it was trained for.
-SAME_AS_SOURCE = ("variant", "image_size", "reparam")
+             "eye_mask", "augment", "seed", "synthetic_pairs", "precision", "preset", "held_out_person")
+# Options that must be the source's: the network, the images it was trained for and its real-photo test person.
+SAME_AS_SOURCE = ("variant", "image_size", "reparam", "held_out_person")
 # Entries of the source checkpoint every added-look checkpoint carries on: the skip rescaling its
 # quantization-aware phase trained with, which the export then applies to the shared network.
 CARRIED = ("skip_factors",)
@@ -123,7 +123,7 @@ def open_source(config: TrainConfig, given_names: set[str]) -> AddedLook:
     if config.add_look in earlier:
         raise CheckpointError(f"--add-look {config.add_look}: {path} holds that look already (its looks: "
                               f"{', '.join(earlier)}); give the new look another name")
-    stored = source.get("train_config", {})
+    stored = ABSENT_FROM_RECORD | source.get("train_config", {})
     conflicts = [f"--{name.replace('_', '-')} {getattr(config, name)} (it has {stored[name]})"
                  for name in SAME_AS_SOURCE if name in given_names and name in stored
                  and getattr(config, name) != stored[name]]

@@ -23,6 +23,10 @@ AUGMENTATIONS = ("none", "photometric", "geometric", "both")
 # label maps by 1.1-1.6 dB of test PSNR per seed (docs/training.md). An image in which a located source (mesh,
 # landmarks) finds no face takes its label map where the dataset has them, else the band.
 EYE_MASK_SOURCES = ("auto", "labels", "landmarks", "mesh", "band")
+# The built-in set's real people (train/portraits.py: PORTRAITS) and the one held out by default: that person's
+# pairs are the real-photo test split (test-real), the others' train; --held-out-person picks another.
+REAL_PEOPLE = ("collins", "cameraman", "hopper")
+HELD_OUT_PERSON = "hopper"
 CHECKPOINTS = {
     "best_loss": "tinybeauty_best_loss.pt",
     "best_psnr": "tinybeauty_best_psnr.pt",
@@ -61,6 +65,7 @@ class TrainConfig:
     test_fraction: float = 0.1
     eye_mask: str = "auto"
     augment: str = "none"
+    held_out_person: str = HELD_OUT_PERSON  # the built-in set's real-photo test person (train/builtin.py)
     # A catalogue's share of training samples whose face is drawn in two of its looks at once: look weights (1-t, t)
     # against the same blend of the two looks' targets (train/dataset.py), so a blend of looks is what it says.
     blend_share: float = 0.0
@@ -82,14 +87,15 @@ class TrainConfig:
         those options out, so it records exactly what it did before they existed."""
         values = asdict(self)
         return {k: v for k, v in values.items()
-                if not (k in OPTIONAL_RECORD and v is None) and not (k in ABSENT_FROM_RECORD and not v)}
+                if not (k in OPTIONAL_RECORD and v is None)
+                and not (k in ABSENT_FROM_RECORD and v == ABSENT_FROM_RECORD[k])}
 
 
 # Options a run records only when given: a run without them records what it did before they existed.
 OPTIONAL_RECORD = ("looks", "look_data", "add_look", "start_from")
-# What a recorded run did where its record leaves an option out (record() drops these when off): read so, not
+# What a recorded run did where its record leaves an option out (record() drops these at these values): read so, not
 # as today's default, a resumed run keeps its own input whatever the default becomes.
-ABSENT_FROM_RECORD = {"region_inputs": False, "blend_share": 0.0}
+ABSENT_FROM_RECORD = {"region_inputs": False, "blend_share": 0.0, "held_out_person": HELD_OUT_PERSON}
 
 
 PRECISIONS = ("fp32", "bf16")

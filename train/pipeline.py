@@ -131,7 +131,8 @@ def render_builtin(config: TrainConfig, sources: list[LookSource], dist_info: tr
         for source in sources:
             log.info("no --data: using the built-in set (%d cartoon pairs and real portraits) in %s",
                      config.synthetic_pairs, source.data)
-        write_builtin({source.name: source.data for source in sources}, config.synthetic_pairs, config.image_size)
+        write_builtin({source.name: source.data for source in sources}, config.synthetic_pairs, config.image_size,
+                      config.held_out_person)
     if dist_info.enabled:
         torch.distributed.barrier()
 
@@ -144,7 +145,8 @@ def load_look(config: TrainConfig, source: LookSource, earlier: list[Path]
         share_face_caches(source.data, earlier)
     cache = load_pairs(source.data, config.image_size, eye_mask=config.eye_mask)
     fractions = (config.val_fraction, config.test_fraction, config.seed)
-    indices = builtin_split(cache.names, *fractions) if source.builtin else split_indices(len(cache), *fractions)
+    indices = (builtin_split(cache.names, *fractions, config.held_out_person) if source.builtin
+               else split_indices(len(cache), *fractions))
     record = split_record(source.data, cache, indices, config.image_size, config.val_fraction, config.test_fraction,
                           config.seed)
     return cache, indices, record

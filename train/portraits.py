@@ -38,6 +38,7 @@ from faces.mesh import BROWS, FACE_OVAL, LEFT_EYE, LIPS_INNER, LIPS_OUTER, MOUTH
 from faces.region_weights import cheek_ellipse, lower_lid, upper_lid
 from models.atomic import atomic_path
 from models.variants import DEFAULT_LOOK
+from train.config import HELD_OUT_PERSON
 from train.looks import BERRY, LOOKS, Look, look_named
 from train.synthetic import LABELS, SKIN_TONES, missing_looks, pair_folders, render_jobs, save_pair, to_uint8
 
@@ -74,7 +75,7 @@ PORTRAITS: dict[str, Portrait] = {
                        "Grace Hopper, US Navy; public domain (matplotlib)"),
 }
 # Never in training or validation: the built-in data's real-photo test split (train/builtin.py).
-HELD_OUT = "hopper"
+HELD_OUT = HELD_OUT_PERSON
 
 # MediaPipe canonical mesh indices (face_mesh_connections.py): faces.mesh's rings split into the
 # lids and lips they are made of (faces/regions.json states the rings, the brows and where the lids meet).
@@ -373,6 +374,11 @@ def render_pair(identity: str, index: int, seed: int = 0, size: int = 256, look:
 
 def pair_name(identity: str, index: int) -> str:
     return f"real_{identity}_{index:04d}"
+
+
+def pair_index(name: str) -> int:
+    """The number of a portrait pair (:func:`pair_name`'s index)."""
+    return int(name.split("_")[2])
 
 
 def identity_of(name: str) -> str | None:

@@ -147,6 +147,7 @@ def test_a_look_added_to_a_one_look_network(look_folders, tmp_path):
     (["--add-look", "smoky"], "holds that look already (its looks: berry, smoky)"),
     (["--variant", "tiny"], "--variant tiny (it has nano)"),
     (["--image-size", "128"], "--image-size 128 (it has 64)"),
+    (["--held-out-person", "collins"], "--held-out-person collins (it has hopper)"),
 ])
 def test_what_the_source_cannot_take_is_refused(extra, message, look_folders, source_run, tmp_path, caplog):
     args = add_args(look_folders / "classic", tmp_path / "out", source_run, *extra)

@@ -118,6 +118,69 @@ def test_the_built_in_data_records_the_real_test_split_apart(tmp_path, monkeypat
     assert sum(portraits.identity_of(name) is not None for name in names["train"]) == 3 * (len(portraits.PORTRAITS) - 1)
 
 
+def test_the_real_people_are_the_portraits_and_one_is_held_out_by_default():
+    from train.config import HELD_OUT_PERSON, REAL_PEOPLE
+
+    assert set(REAL_PEOPLE) == set(portraits.PORTRAITS) and portraits.HELD_OUT == HELD_OUT_PERSON in REAL_PEOPLE
+
+
+def test_another_held_out_person_takes_the_test_split_and_the_default_one_trains(monkeypatch):
+    """--held-out-person collins: her first REAL_TEST_PAIRS pairs are test-real, the default held-out person's trains;
+    pairs past a person's count (rendered while another was held out) are in no split."""
+    import train.builtin
+    from models.data import REAL_TEST_SPLIT
+    from train.builtin import builtin_split
+
+    monkeypatch.setattr(train.builtin, "REAL_TRAIN_PAIRS", 4)
+    monkeypatch.setattr(train.builtin, "REAL_TEST_PAIRS", 2)
+    names = sorted([f"image_{i:04d}" for i in range(1, 21)]
+                   + [portraits.pair_name(identity, i) for identity in portraits.PORTRAITS for i in range(1, 6)])
+    for held_out in portraits.PORTRAITS:
+        parts = builtin_split(names, 0.1, 0.1, 0, held_out)
+        named = {part: {names[i] for i in indices} for part, indices in parts.items()}
+        assert named[REAL_TEST_SPLIT] == {portraits.pair_name(held_out, i) for i in (1, 2)}
+        trained = {portraits.pair_name(identity, i) for identity in portraits.PORTRAITS if identity != held_out
+                   for i in range(1, 5)}
+        assert {name for name in named["train"] if portraits.identity_of(name)} == trained
+        assert not any(portraits.identity_of(name) for part in ("val", "test") for name in named[part])
+
+
+def test_held_out_person_is_refused_with_data_and_recorded_only_when_not_the_default(tmp_path):
+    from train.__main__ import parse_args
+
+    with pytest.raises(SystemExit) as refused:
+        parse_args(["--held-out-person", "collins", "--data", str(tmp_path), "--out", str(tmp_path / "run")])
+    assert refused.value.code == 2
+    default, _ = parse_args(["--out", str(tmp_path / "run")])
+    assert "held_out_person" not in default.record()
+    collins, _ = parse_args(["--held-out-person", "collins", "--out", str(tmp_path / "run")])
+    assert collins.record()["held_out_person"] == "collins"
+
+
+def test_one_data_folder_serves_every_held_out_person(tmp_path, monkeypatch):
+    """Holding Collins out renders what that choice lacks into the same folder; the default run after it still holds
+    out its own person's first pairs."""
+    import train.builtin
+    from train.__main__ import parse_args
+    from train.pipeline import prepare_data
+    from train.trainer import Distributed
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(train.builtin, "REAL_TRAIN_PAIRS", 3)
+    monkeypatch.setattr(train.builtin, "REAL_TEST_PAIRS", 2)
+    common = ["--synthetic-pairs", "8", "--image-size", "64", "--crop", "64", "--eye-mask", "band"]
+    real = {}
+    for held_out in ("collins", portraits.HELD_OUT):
+        config, _ = parse_args([*common, "--held-out-person", held_out, "--out", str(tmp_path / held_out)])
+        _, _, split = prepare_data(config, Distributed())
+        real[held_out] = {part: [entry["name"] for entry in split[part] if portraits.identity_of(entry["name"])]
+                          for part in ("train", "test-real")}
+    assert real["collins"]["test-real"] == [portraits.pair_name("collins", i) for i in (1, 2)]
+    assert real[portraits.HELD_OUT]["test-real"] == [portraits.pair_name(portraits.HELD_OUT, i) for i in (1, 2)]
+    assert {portraits.pair_name(portraits.HELD_OUT, i) for i in (1, 2, 3)} <= set(real["collins"]["train"])
+    assert len(real[portraits.HELD_OUT]["train"]) == 3 * (len(portraits.PORTRAITS) - 1)
+
+
 def test_the_benchmark_table_shows_the_real_photo_test_split_beside_the_cartoon_one():
     from benchmark.report import markdown_table
 
