@@ -5,6 +5,8 @@ Usage:
     python -m train.sweep --seeds 0,1,2,3,4 --out runs/b -- --lr 1e-3 --epochs 60   # any train options
     python -m train.sweep --seeds 0,1,2 --out runs/sweep --export  # also each seed's int8 loss per format
     python -m train.sweep --test-data NEW --out runs/c -- --data DIR  # also PSNR on the faces of new people
+    python -m train.sweep --alone --export --out runs/d -- --looks berry,natural,classic,smoky
+                                                                   # each look against its own model
 
 Each seed trains into OUT/seed_N (``python -m train`` with ``--seed N`` and the options after
 ``--``), in this process, one after the other, on the same data (the landmark cache is shared).
@@ -26,6 +28,11 @@ PSNR and baseline (train/builtin.py), the epochs spent at the baseline (validati
 within 0.1 dB of it), the training time, with --test-data the PSNR on NEW and its no-makeup
 baseline, and with --export each int8 file's loss; then the mean
 and the spread (sample standard deviation, min and max) over seeds.
+
+A catalogue (several looks after ``--``) is scored per look, each beside its own no-makeup baseline; with
+``--alone`` each seed also trains each look alone (OUT/seed_N/alone_NAME: its own pairs, the same epochs, one
+look's batch) and the table gives each look against it, in PyTorch and with ``--export`` in the int8 ``.onnx``,
+with OUT/versus_alone.png (train/sweep_looks.py).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import logging
 import sys
 from pathlib import Path
 
+from export.formats import BY_NAME
 from models.atomic import OutputFolderError, lock_folder, unlock_folder
 from models.cli import output_folder, positive_int, seed_number
 from train.__main__ import parse_args as train_parse_args
@@ -76,6 +84,11 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--test-data", type=Path, help="pairs of faces of people not in the training data (any "
                         "layout --data reads): each seed's best checkpoint is scored on them too")
     parser.add_argument("--export", action="store_true", help="also export and benchmark each seed (int8 loss)")
+    parser.add_argument("--formats", nargs="+", choices=sorted(BY_NAME), help="with --export: the formats to export "
+                        "and benchmark (python -m export's --formats; default: all; onnx: the shipped .onnx alone)")
+    parser.add_argument("--alone", action="store_true", help="several looks: also train each look alone per seed, "
+                        "on its own pairs for the same epochs, and give each look against it (the catalogue's aim: "
+                        "within 0.3 dB)")
     parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads for training")
     args = parser.parse_args(own)
     # train's own parser reads the options after -- (every spelling: --seed=5, --ou D) and checks the recipe,
@@ -90,10 +103,16 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
                      f"{'is' if len(set_here) == 1 else 'are'} set per seed by the sweep; leave "
                      f"{'it' if len(set_here) == 1 else 'them'} out (the sweep's own --overwrite and --threads "
                      "go before --)")
-    if len(args.recipe.looks or ()) > 1:
-        parser.error(f"the sweep scores one look per run, and these options train {len(args.recipe.looks)} "
-                     f"({', '.join(args.recipe.looks)}); sweep each look alone (-- --looks NAME), or train the looks "
-                     "together per seed with python -m train --looks ... --seed N")
+    args.given = given
+    if args.formats and not args.export:
+        parser.error("--formats picks what --export exports; give --export too")
+    looks = args.recipe.looks or ()
+    if args.alone and len(looks) < 2:
+        parser.error("--alone trains each look of a catalogue alone beside it; the options after -- train one look "
+                     "(give several: -- --looks A,B or --data NAME=DIR per look)")
+    if args.test_data is not None and len(looks) > 1:
+        parser.error(f"--test-data holds one look's pairs, and these options train {len(looks)} looks "
+                     f"({', '.join(looks)}); sweep each look alone (-- --looks NAME) with it")
     earlier = earlier_sweep(args.out)
     if earlier and not args.overwrite:
         parser.error(f"--out {args.out} holds an earlier sweep ({earlier}); pass --overwrite to replace it, "

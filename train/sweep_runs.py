@@ -12,6 +12,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -20,9 +21,10 @@ from models.atomic import write_text
 from models.checkpoint import checkpoint_split, load_checkpoint, read_checkpoint
 from models.data import DataError, decode_pairs, faces_as_tensors
 from models.metrics import mean_psnr_db
-from train import trainer
+from train import sweep_looks, trainer
 from train.__main__ import main as train_main
 from train.numerics import flush_denormals
+from train.pipeline import run_command
 from train.region_maps import region_maps, region_tensor
 
 log = logging.getLogger("train.sweep")
@@ -73,17 +75,22 @@ class SweepError(RuntimeError):
     """A seed's training, export or benchmark failed: the sweep stops with this message, not a traceback."""
 
 
-def int8_losses(checkpoint: Path, run: Path) -> dict:
-    """Export and benchmark one seed (own processes); each file's PSNR below PyTorch on the test faces."""
+def exported_report(checkpoint: Path, run: Path, formats: list[str] | None) -> dict:
+    """Export (``formats``; None: all) and benchmark one run (own processes): its benchmark report."""
     artifacts, bench = run / "artifacts", run / "bench"
-    steps = ([sys.executable, "-m", "export", "--checkpoint", str(checkpoint), "--out", str(artifacts)],
+    steps = ([sys.executable, "-m", "export", "--checkpoint", str(checkpoint), "--out", str(artifacts),
+              *(["--formats", *formats] if formats else [])],
              [sys.executable, "-m", "benchmark", "--artifacts", str(artifacts), "--out", str(bench), "--no-browser",
               "--no-live", "--threads", "1", "--min-runs", "3", "--min-seconds", "0.1"])
     for step in steps:
         done = subprocess.run(step, capture_output=True, text=True)
         if done.returncode not in (0, 1):  # 1: a gate failed, which the table shows
             raise SweepError(f"{' '.join(step[1:3])} failed for {checkpoint}:\n{done.stderr[-2000:]}")
-    report = json.loads((bench / "report.json").read_text())
+    return json.loads((bench / "report.json").read_text())
+
+
+def int8_losses(report: dict) -> dict:
+    """Each shipped file's PSNR below PyTorch on the test faces, from a benchmark report."""
     split = report["headline_split"]
     reference = next(r for r in report["rows"] if r["format"] == "pytorch")["quality"][split]["psnr_db"]
     return {row["format"]: reference - row["quality"][split]["psnr_db"] for row in report["rows"]
@@ -104,6 +111,10 @@ def summarize(rows: list[dict]) -> dict:
     return summary
 
 
+def recipe_line(train_args: list[str]) -> str:
+    return f"Recipe: `python -m train {' '.join(train_args)}` (CPU preset unless options say otherwise)"
+
+
 def markdown(rows: list[dict], summary: dict, train_args: list[str]) -> str:
     formats = sorted({name for row in rows for name in row.get("int8_loss_db", {})})
     shipped = any("shipped_test_psnr_db" in row for row in rows)
@@ -113,7 +124,7 @@ def markdown(rows: list[dict], summary: dict, train_args: list[str]) -> str:
             *[REAL_COLUMNS[key] for key in real],
             *(["--test-data PSNR", "--test-data no makeup"] if new_faces else []),
             "epochs at baseline", "minutes", *[f"{name} loss" for name in formats]]
-    lines = [f"Recipe: `python -m train {' '.join(train_args)}` (CPU preset unless options say otherwise)", "",
+    lines = [recipe_line(train_args), "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     db = lambda row, key: f"{row.get(key, float('nan')):.2f} dB"  # noqa: E731
     for row in rows:
@@ -145,7 +156,14 @@ def run_seed(seed: int, args: argparse.Namespace, train_args: list[str], test_da
     row = {"seed": seed, "train_minutes": (time.perf_counter() - start) / 60,
            "epochs_at_baseline": epochs_at_baseline(run / trainer.METRICS_FILE)}
     best = run / trainer.CHECKPOINTS["best_psnr"]
-    row |= trainer.score_checkpoint(best)
+    looks = catalogue_looks(args)
+    scores = trainer.score_checkpoint(best)
+    if looks:  # a catalogue's figures per look, NAME.KEY
+        row["looks"] = looks
+        for name in looks:
+            row |= sweep_looks.flat(name, sweep_looks.look_figures(scores, name))
+    else:
+        row |= scores
     if test_data is not None:
         row |= score_test_data(best, test_data[:2], test_data[3])
         row["test_data_pairs_in_training"] = trained_on_test_data(best, test_data[2])
@@ -153,10 +171,39 @@ def run_seed(seed: int, args: argparse.Namespace, train_args: list[str], test_da
             log.warning("seed %d trained on %d of the --test-data pairs (identical files): its --test-data PSNR "
                         "overstates new faces", seed, row["test_data_pairs_in_training"])
     if args.export:
-        row["int8_loss_db"] = int8_losses(best, run)
+        report = exported_report(best, run, args.formats)
+        row["int8_loss_db"] = int8_losses(report)
         if "onnx" in row["int8_loss_db"] and "test_psnr_db" in row:  # what ships: the int8 ONNX on the test faces
             row["shipped_test_psnr_db"] = row["test_psnr_db"] - row["int8_loss_db"]["onnx"]
+        for name in looks:
+            row |= sweep_looks.flat(name, sweep_looks.shipped_figures(report, name))
+    if looks and args.alone:
+        for name in looks:
+            row |= alone_figures(seed, name, args, run / f"alone_{name}")
+            row |= sweep_looks.versus_alone(row, name)
     return row
+
+
+def catalogue_looks(args: argparse.Namespace) -> list[str]:
+    """The looks of a catalogue sweep; none for a sweep of one look."""
+    looks = list(args.recipe.looks or ())
+    return looks if len(looks) > 1 else []
+
+
+def alone_figures(seed: int, name: str, args: argparse.Namespace, run: Path) -> dict:
+    """Train the catalogue's look ``name`` alone into ``run`` (train/sweep_looks.py: alone_config) and score it as
+    the catalogue's own look is scored: ``{NAME.alone_...}``."""
+    config = replace(sweep_looks.alone_config(args.recipe, args.given, name, run), seed=seed, overwrite=args.overwrite,
+                     threads=args.threads or args.recipe.threads)
+    log.info("sweep: seed %d, the look %s alone", seed, name)
+    if run_command(config, set()) != 0:
+        raise SweepError(f"training the look {name} alone (seed {seed}) failed (its message is above); the sweep stops")
+    best = run / trainer.CHECKPOINTS["best_psnr"]
+    figures = sweep_looks.flat(name, sweep_looks.look_figures(trainer.score_checkpoint(best), name), "alone_")
+    if args.export:
+        report = exported_report(best, run, args.formats)
+        figures |= sweep_looks.flat(name, sweep_looks.shipped_figures(report, name), "alone_")
+    return figures
 
 
 def write_report(args: argparse.Namespace, train_args: list[str], rows: list[dict]) -> str:
@@ -165,8 +212,12 @@ def write_report(args: argparse.Namespace, train_args: list[str], rows: list[dic
     test_data = {"test_data": str(args.test_data)} if args.test_data else {}
     write_text(args.out / "sweep.json", json.dumps({"train_args": train_args, **test_data, "seeds": rows,
                                                     "summary": summary}, indent=2) + "\n")
-    table = markdown(rows, summary, train_args)
+    looks = catalogue_looks(args)
+    table = (sweep_looks.looks_markdown(looks, rows, summary, recipe_line(train_args)) if looks
+             else markdown(rows, summary, train_args))
     write_text(args.out / "sweep.md", table)
+    if looks and args.alone:
+        sweep_looks.looks_figure(looks, rows, args.out / "versus_alone.png")
     return table
 
 

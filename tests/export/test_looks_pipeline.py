@@ -18,6 +18,7 @@ from export.loading import load_model
 from models.checkpoint import load_checkpoint
 from tests.conftest import IMAGE_SIZE
 from train.looks import LOOKS
+from train.sweep_looks import shipped_figures
 
 NAMES = ["berry", "smoky"]
 
@@ -140,6 +141,9 @@ def test_the_benchmark_scores_and_gates_each_look(two_look_set, tmp_path):
     baseline = rows["baseline"]["looks"]
     assert baseline["berry"]["test"]["psnr_db"] != baseline["smoky"]["test"]["psnr_db"]
     assert rows["onnx"]["latency"]["1"]["median_ms"] > 0
+    # what a catalogue's sweep reads of it (train/sweep_looks.py): each look's own figure in the shipped .onnx
+    for name in NAMES:
+        assert shipped_figures(report, name)["shipped_test_psnr_db"] == rows["onnx"]["looks"][name]["test"]["psnr_db"]
     assert "| look |" in (out / "report.md").read_text()
     grid = Image.open(out / "looks.png")  # input, then each look made up and its residual, per face
     assert grid.size == (IMAGE_SIZE * 5, IMAGE_SIZE * 2)

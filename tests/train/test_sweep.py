@@ -44,3 +44,44 @@ def test_sweep_refuses_options_it_sets_per_seed(tmp_path, capsys):
     with pytest.raises(SystemExit):
         sweep_main(["--out", str(tmp_path), "--", "--seed", "3"])
     assert "set per seed" in capsys.readouterr().err
+
+
+def catalogue_recipe(parent) -> list[str]:
+    return ["--data", str(parent), "--variant", "nano", "--image-size", str(IMAGE_SIZE), "--batch-size", "4",
+            "--lr", "1e-3", "--epochs", "2", "--val-fraction", "0.25", "--test-fraction", "0.2", "--threads", "1",
+            "--eye-mask", "labels", "--no-region-inputs"]
+
+
+def test_a_catalogue_sweep_judges_each_look_against_it_alone(two_look_folders, tmp_path):
+    """--alone: each seed trains each look alone beside the catalogue, on the look's own split and epochs, and each
+    look's row gives the catalogue's figure minus the alone run's."""
+    from models.checkpoint import read_checkpoint
+
+    out = tmp_path / "sweep"
+    assert sweep_main(["--seeds", "0", "--alone", "--out", str(out), "--", *catalogue_recipe(two_look_folders)]) == 0
+    (row,) = json.loads((out / "sweep.json").read_text())["seeds"]
+    assert row["looks"] == ["berry", "smoky"]
+    catalogue = read_checkpoint(out / "seed_0" / "tinybeauty_best_psnr.pt")
+    for name in ("berry", "smoky"):
+        alone = read_checkpoint(out / "seed_0" / f"alone_{name}" / "tinybeauty_best_psnr.pt")
+        assert alone["train_config"]["looks"] == [name] and alone["train_config"]["epochs"] == 2
+        own = alone["split"]["looks"][name] if "looks" in alone["split"] else alone["split"]
+        assert ([entry["name"] for entry in own["test"]]  # the same held-out faces in both runs
+                == [entry["name"] for entry in catalogue["split"]["looks"][name]["test"]])
+        assert row[f"{name}.test_psnr_db"] != row[f"{name}.alone_test_psnr_db"]
+        assert row[f"{name}.versus_alone_test_db"] == row[f"{name}.test_psnr_db"] - row[f"{name}.alone_test_psnr_db"]
+        assert row[f"{name}.test_baseline_db"] == row[f"{name}.alone_test_baseline_db"]
+    assert row["berry.test_baseline_db"] != row["smoky.test_baseline_db"]  # each look beside its own baseline
+    table = (out / "sweep.md").read_text()
+    assert "catalogue - alone (PyTorch)" in table and table.count("\n| berry |") == table.count("\n| smoky |") == 1
+    assert (out / "versus_alone.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_sweep_refuses_alone_with_one_look_and_test_data_with_several(two_look_folders, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        sweep_main(["--alone", "--out", str(tmp_path / "a"), "--", "--looks", "berry"])
+    assert "--alone trains each look of a catalogue alone" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        sweep_main(["--test-data", str(two_look_folders / "berry"), "--out", str(tmp_path / "b"), "--",
+                    *catalogue_recipe(two_look_folders)])
+    assert "--test-data holds one look's pairs" in capsys.readouterr().err
