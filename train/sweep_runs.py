@@ -196,10 +196,12 @@ def alone_figures(seed: int, name: str, args: argparse.Namespace, run: Path) -> 
     config = replace(sweep_looks.alone_config(args.recipe, args.given, name, run), seed=seed, overwrite=args.overwrite,
                      threads=args.threads or args.recipe.threads)
     log.info("sweep: seed %d, the look %s alone", seed, name)
+    start = time.perf_counter()
     if run_command(config, set()) != 0:
         raise SweepError(f"training the look {name} alone (seed {seed}) failed (its message is above); the sweep stops")
     best = run / trainer.CHECKPOINTS["best_psnr"]
-    figures = sweep_looks.flat(name, sweep_looks.look_figures(trainer.score_checkpoint(best), name), "alone_")
+    figures = {f"{name}.alone_train_minutes": (time.perf_counter() - start) / 60}
+    figures |= sweep_looks.flat(name, sweep_looks.look_figures(trainer.score_checkpoint(best), name), "alone_")
     if args.export:
         report = exported_report(best, run, args.formats)
         figures |= sweep_looks.flat(name, sweep_looks.shipped_figures(report, name), "alone_")
