@@ -69,7 +69,6 @@ from train.config import (
     AUGMENTATIONS,
     DEFAULT_SYNTHETIC_DIR,
     EYE_MASK_SOURCES,
-    HELD_OUT_PERSON,
     PIXEL_LOSSES,
     PRECISIONS,
     PRESETS,
@@ -94,6 +93,9 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, set[str]]:
                              defaults)
     add_run_options(parser.add_argument_group("output and run").add_argument, defaults)
     given = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
+    if "held_out_person" in given and given.get("data"):
+        parser.error(f"--held-out-person {given['held_out_person']} picks the built-in set's real-photo test person; "
+                     "--data has its own test split (--test-fraction): drop one of them")
     preset = given.get("preset") or ("paper" if given.get("data") else "cpu")
     try:
         if given.get("add_look") or given.get("start_from"):
@@ -225,9 +227,6 @@ def config_problems(config: TrainConfig) -> list[str]:
         problems.append(f"--blend-share {config.blend_share} blends the looks of a catalogue; it needs a run of "
                         "several looks (--looks A,B or --data NAME=DIR per look), not "
                         + ("--add-look (it trains one look)" if config.add_look else "one look"))
-    if config.held_out_person != HELD_OUT_PERSON and (config.data or config.look_data) and not config.add_look:
-        problems.append(f"--held-out-person {config.held_out_person} picks the built-in set's real-photo test person; "
-                        "--data has its own test split (--test-fraction): drop one of them")
     if config.resume and config.overwrite:
         problems.append("--resume and --overwrite contradict each other; pick one")
     try:  # the default --out too: argparse checks only a value given on the command line

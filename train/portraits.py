@@ -74,7 +74,8 @@ PORTRAITS: dict[str, Portrait] = {
     "hopper": Portrait("matplotlib", "mpl-data/sample_data/grace_hopper.jpg",
                        "Grace Hopper, US Navy; public domain (matplotlib)"),
 }
-# Never in training or validation: the built-in data's real-photo test split (train/builtin.py).
+# The person held out by default (--held-out-person): never in training or validation, the built-in data's
+# real-photo test split (train/builtin.py).
 HELD_OUT = HELD_OUT_PERSON
 
 # MediaPipe canonical mesh indices (face_mesh_connections.py): faces.mesh's rings split into the

@@ -271,9 +271,9 @@ def test_catalogue_names_parse_in_order():
     assert parse_look_names(" smoky, berry ") == ["smoky", "berry"]
 
 
-def test_the_sweep_refuses_several_looks(tmp_path, capsys):
+def test_the_sweep_takes_a_catalogue(tmp_path):
     from train.sweep import parse_args as sweep_parse_args
 
-    with pytest.raises(SystemExit):
-        sweep_parse_args(["--seeds", "0,1", "--out", str(tmp_path / "sweep"), "--", "--looks", "berry,smoky"])
-    assert "scores one look per run, and these options train 2 (berry, smoky)" in capsys.readouterr().err
+    args, _ = sweep_parse_args(["--seeds", "0,1", "--alone", "--out", str(tmp_path / "sweep"), "--", "--looks",
+                                "berry,smoky"])
+    assert args.recipe.looks == ["berry", "smoky"] and args.alone

@@ -85,3 +85,23 @@ def test_a_sweep_refuses_alone_with_one_look_and_test_data_with_several(two_look
         sweep_main(["--test-data", str(two_look_folders / "berry"), "--out", str(tmp_path / "b"), "--",
                     *catalogue_recipe(two_look_folders)])
     assert "--test-data holds one look's pairs" in capsys.readouterr().err
+
+
+def test_the_catalogue_table_judges_each_look_on_the_parts_it_has():
+    """Without a test split (--test-fraction 0) the real-photo part alone judges a look; a look more than 0.3 dB
+    under its alone run on a part is not within the aim, one above it is; a report without an .onnx gives none."""
+    from train.sweep_looks import looks_markdown, shipped_figures, versus_alone
+    from train.sweep_runs import summarize
+
+    rows = []
+    for seed, (berry, smoky) in enumerate([(35.0, 36.0), (35.2, 36.4)]):
+        row = {"seed": seed, "berry.test-real_psnr_db": berry, "berry.alone_test-real_psnr_db": berry - 2.0,
+               "smoky.test-real_psnr_db": smoky, "smoky.alone_test-real_psnr_db": smoky + 0.5}
+        rows.append(row | versus_alone(row, "berry") | versus_alone(row, "smoky"))
+    assert rows[0]["smoky.versus_alone_test-real_db"] == -0.5 and "berry.versus_alone_test_db" not in rows[0]
+    table = looks_markdown(["berry", "smoky"], rows, summarize(rows), "recipe")
+    lines = {line.split(" | ")[0]: line for line in table.splitlines() if line.startswith("| berry") or
+             line.startswith("| smoky")}
+    assert lines["| berry"].endswith("| yes |") and lines["| smoky"].endswith("| no |")
+    assert "+2.00 (0.00)" in lines["| berry"] and "-0.50 (0.00)" in lines["| smoky"]
+    assert shipped_figures({"rows": [{"format": "ptl", "quality": {"test": {"psnr_db": 30.0}}}]}, "berry") == {}
