@@ -39,10 +39,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import subprocess
 import sys
 from pathlib import Path
 
-from export.formats import BY_NAME
 from models.atomic import OutputFolderError, lock_folder, unlock_folder
 from models.cli import output_folder, positive_int, seed_number
 from train.__main__ import parse_args as train_parse_args
@@ -84,7 +84,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--test-data", type=Path, help="pairs of faces of people not in the training data (any "
                         "layout --data reads): each seed's best checkpoint is scored on them too")
     parser.add_argument("--export", action="store_true", help="also export and benchmark each seed (int8 loss)")
-    parser.add_argument("--formats", nargs="+", choices=sorted(BY_NAME), help="with --export: the formats to export "
+    parser.add_argument("--formats", nargs="+", metavar="FORMAT", help="with --export: the formats to export "
                         "and benchmark (python -m export's --formats; default: all; onnx: the shipped .onnx alone)")
     parser.add_argument("--alone", action="store_true", help="several looks: also train each look alone per seed, "
                         "on its own pairs for the same epochs, and give each look against it (the catalogue's aim: "
@@ -106,6 +106,10 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     args.given = given
     if args.formats and not args.export:
         parser.error("--formats picks what --export exports; give --export too")
+    if args.formats:
+        refused = export_refuses(args.formats)
+        if refused:
+            parser.error(f"--formats: {refused}")
     looks = args.recipe.looks or ()
     if args.alone and len(looks) < 2:
         parser.error("--alone trains each look of a catalogue alone beside it; the options after -- train one look "
@@ -126,6 +130,14 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
         except DataError as error:
             parser.error(f"--test-data: {error}")
     return args, train_args
+
+
+def export_refuses(formats: list[str]) -> str | None:
+    """What ``python -m export`` says of ``--formats FORMATS`` (None: it takes them), asked of its own parser in a
+    process of its own (train does not import export: the data flows the other way, docs/structure.md)."""
+    done = subprocess.run([sys.executable, "-m", "export", "--formats", *formats, "--help"], capture_output=True,
+                          text=True)
+    return None if done.returncode == 0 else done.stderr.strip().splitlines()[-1]
 
 
 def earlier_sweep(out: Path) -> Path | None:

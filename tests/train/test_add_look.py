@@ -147,7 +147,6 @@ def test_a_look_added_to_a_one_look_network(look_folders, tmp_path):
     (["--add-look", "smoky"], "holds that look already (its looks: berry, smoky)"),
     (["--variant", "tiny"], "--variant tiny (it has nano)"),
     (["--image-size", "128"], "--image-size 128 (it has 64)"),
-    (["--held-out-person", "collins"], "--held-out-person collins (it has hopper)"),
 ])
 def test_what_the_source_cannot_take_is_refused(extra, message, look_folders, source_run, tmp_path, caplog):
     args = add_args(look_folders / "classic", tmp_path / "out", source_run, *extra)
@@ -195,3 +194,22 @@ def test_an_added_look_takes_a_few_epochs_and_no_quantization_aware_ones(tmp_pat
     small, _ = parse_args(["--add-look", "smoky", "--from", str(tmp_path / "checkpoint.pt"), "--image-size", "64",
                            "--out", str(tmp_path / "out")])
     assert small.crop is None  # the crop is the source run's (train/add_look.py), not the CPU preset's 128
+
+
+@pytest.mark.slow  # renders pairs and trains
+def test_an_added_built_in_look_keeps_the_held_out_person_of_its_source(source_run, tmp_path, capsys):
+    """A built-in look added to a run holds out the person its source held out (the default where the source
+    records none); another is refused, naming both, and so is --held-out-person beside --data."""
+    from models.checkpoint import CheckpointError
+    from train.__main__ import parse_args
+    from train.add_look import open_source
+
+    config, given = parse_args(["--add-look", "natural", "--from", str(source_run), "--out", str(tmp_path / "a")])
+    assert open_source(config, given).config.held_out_person == "hopper"
+    config, given = parse_args(["--add-look", "natural", "--from", str(source_run), "--held-out-person", "collins",
+                                "--out", str(tmp_path / "b")])
+    with pytest.raises(CheckpointError, match=r"--held-out-person collins \(it has hopper\)"):
+        open_source(config, given)
+    with pytest.raises(SystemExit):
+        parse_args(add_args(tmp_path, tmp_path / "c", source_run, "--held-out-person", "hopper"))
+    assert "--held-out-person hopper picks the built-in set's real-photo test person" in capsys.readouterr().err

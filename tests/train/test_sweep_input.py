@@ -103,3 +103,10 @@ def test_the_recipe_is_checked_with_the_seed_folders_not_trains_default_out(tmp_
     (tmp_path / "tinybeauty_model").write_text("a file where train's default --out would go")
     args, _ = parse_args(["--seeds", "3,4", "--out", "sweep", "--", "--epochs", "1"])
     assert (args.recipe.out, args.recipe.epochs) == (str(Path("sweep") / "seed_3"), 1)
+
+
+def test_a_format_the_export_does_not_know_is_refused_before_training(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        sweep_main(["--export", "--formats", "onnx", "glb", "--out", str(tmp_path / "s")])
+    assert "--formats: python -m export: error: argument --formats: invalid choice: 'glb'" in capsys.readouterr().err
+    assert not (tmp_path / "s" / "seed_0").exists()
