@@ -32,7 +32,8 @@ def alone_config(recipe: TrainConfig, given: set[str], name: str, out: Path) -> 
 
 
 def look_figures(scores: dict, name: str) -> dict:
-    """One look's figures of :func:`train.trainer.score_checkpoint`'s answer (a catalogue's, or one look's own)."""
+    """One look's figures of a run's held-out scores (:func:`train.trainer.score_checkpoint`; a catalogue's, or one
+    look's own)."""
     figures = scores["looks"][name] if "looks" in scores else scores
     return {key: figures[key] for key in LOOK_FIGURES if key in figures}
 
@@ -77,8 +78,8 @@ def measured(rows: list[dict], looks: list[str], key: str) -> list[str]:
 def looks_markdown(looks: list[str], rows: list[dict], summary: dict, recipe_line: str) -> str:
     """The catalogue's table: per look the mean (spread) over seeds of its PSNR beside its no-makeup baseline, and
     with ``--alone`` against its own model, cartoon test / real-photo test."""
-    alone = any(measured(rows, looks, "alone_{part}_psnr_db"))
-    shipped = any(measured(rows, looks, "shipped_{part}_psnr_db"))
+    alone = bool(measured(rows, looks, "alone_{part}_psnr_db"))
+    shipped = bool(measured(rows, looks, "shipped_{part}_psnr_db"))
     head = ["look", "no makeup", "catalogue (PyTorch)", *(["alone (PyTorch)", "catalogue - alone (PyTorch)"]
                                                           if alone else []),
             *(["catalogue - alone (int8 .onnx)"] if alone and shipped else []),
@@ -86,6 +87,7 @@ def looks_markdown(looks: list[str], rows: list[dict], summary: dict, recipe_lin
     note = (f"{len(rows)} seed(s); each cell: test split (the built-in set's cartoons) / real-photo test split (the "
             "built-in set's held-out person), dB, mean (spread: sample standard deviation over the seeds)")
     lines = [recipe_line, "", note, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
     def pair(name: str, key: str, signed: bool = False) -> str:
         return " / ".join(cell(summary, f"{name}.{key.format(part=part)}", signed) for part in PARTS)
 

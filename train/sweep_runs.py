@@ -157,7 +157,7 @@ def run_seed(seed: int, args: argparse.Namespace, train_args: list[str], test_da
            "epochs_at_baseline": epochs_at_baseline(run / trainer.METRICS_FILE)}
     best = run / trainer.CHECKPOINTS["best_psnr"]
     looks = catalogue_looks(args)
-    scores = trainer.score_checkpoint(best)
+    scores = held_out_scores(run)
     if looks:  # a catalogue's figures per look, NAME.KEY
         row["looks"] = looks
         for name in looks:
@@ -184,6 +184,12 @@ def run_seed(seed: int, args: argparse.Namespace, train_args: list[str], test_da
     return row
 
 
+def held_out_scores(run: Path) -> dict:
+    """The scores of a run's best checkpoint that its training wrote once at its end (trainer.score_checkpoint, in
+    held_out.json): read, not scored again."""
+    return json.loads((run / trainer.HELD_OUT_FILE).read_text())
+
+
 def catalogue_looks(args: argparse.Namespace) -> list[str]:
     """The looks of a catalogue sweep; none for a sweep of one look."""
     looks = list(args.recipe.looks or ())
@@ -201,7 +207,7 @@ def alone_figures(seed: int, name: str, args: argparse.Namespace, run: Path) -> 
         raise SweepError(f"training the look {name} alone (seed {seed}) failed (its message is above); the sweep stops")
     best = run / trainer.CHECKPOINTS["best_psnr"]
     figures = {f"{name}.alone_train_minutes": (time.perf_counter() - start) / 60}
-    figures |= sweep_looks.flat(name, sweep_looks.look_figures(trainer.score_checkpoint(best), name), "alone_")
+    figures |= sweep_looks.flat(name, sweep_looks.look_figures(held_out_scores(run), name), "alone_")
     if args.export:
         report = exported_report(best, run, args.formats)
         figures |= sweep_looks.flat(name, sweep_looks.shipped_figures(report, name), "alone_")
